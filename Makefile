@@ -1,0 +1,41 @@
+# Haze — build, test and benchmark commands. `make test` works on a fresh Debian machine as root:
+# it installs the Debian packages Haze needs when they are missing.
+
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+DEBIAN_PACKAGES := libopenblas-dev pkg-config zlib1g-dev
+# Release builds of the tests are much faster at numeric work than debug builds.
+TEST_FLAGS := -c release -Xswiftc -enable-testing
+
+.PHONY: deps build test bench fixtures clean
+
+## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+## build: debug build of everything
+build: deps
+	$(SWIFT) build
+
+## test: build and run every test (release mode, @testable)
+test: deps
+	$(SWIFT) build --build-tests $(TEST_FLAGS)
+	$(SWIFT) test --skip-build $(TEST_FLAGS)
+
+## bench: release build, then the kernel benchmark (BLAS environment overrides removed)
+bench: deps
+	$(SWIFT) build -c release --product haze-bench
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .build/release/haze-bench kernels
+
+## fixtures: regenerate the PyTorch parity fixtures (needs ../shared/reference's venv)
+fixtures:
+	$(HOME)/haze-ref-venv/bin/python scripts/make_tensor_fixtures.py
+
+clean:
+	rm -rf .build

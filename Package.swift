@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Haze",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "HazeTensor", targets: ["HazeTensor"]),
+        .library(name: "HazeIO", targets: ["HazeIO"]),
+        .executable(name: "haze", targets: ["haze"]),
+        .executable(name: "haze-bench", targets: ["haze-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System library: OpenBLAS on Linux (Debian libopenblas-dev). On macOS HazeTensor
+        // uses Accelerate instead and never imports this module.
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(
+            name: "HazeTensor",
+            dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))]
+        ),
+        .target(name: "HazeIO", dependencies: ["HazeTensor"]),
+        .executableTarget(
+            name: "haze",
+            dependencies: [
+                "HazeTensor", "HazeIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "haze-bench",
+            dependencies: [
+                "HazeTensor", "HazeIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "HazeTensorTests", dependencies: ["HazeTensor", "HazeIO"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "HazeIOTests", dependencies: ["HazeIO", "HazeTensor"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

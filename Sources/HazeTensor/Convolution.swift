@@ -1,0 +1,199 @@
+/// 2-D convolution (cross-correlation, as `torch.nn.functional.conv2d`) by im2col + SGEMM,
+/// forward and backward side by side.
+///
+/// Images are processed in chunks of B so that each GEMM is large (N = B·Ho·Wo columns) while
+/// the column buffer stays small (≈ 32 MB). The column buffer is recomputed in backward rather
+/// than kept, which keeps a training step's memory near that of the activations.
+
+/// Zero padding on each side of an image, in pixels.
+public struct Padding2D: Equatable, Sendable {
+    public var top, bottom, left, right: Int
+    public init(top: Int, bottom: Int, left: Int, right: Int) {
+        (self.top, self.bottom, self.left, self.right) = (top, bottom, left, right)
+    }
+    /// The same padding on all four sides.
+    public init(_ all: Int) { self.init(top: all, bottom: all, left: all, right: all) }
+    public static let zero = Padding2D(0)
+}
+
+/// Geometry of one convolution: x [N, C, H, W] ⊛ w [O, C, KH, KW] → y [N, O, HO, WO].
+struct ConvGeometry {
+    let n, c, h, w, o, kh, kw, stride: Int
+    let padding: Padding2D
+    var ho: Int { (h + padding.top + padding.bottom - kh) / stride + 1 }
+    var wo: Int { (w + padding.left + padding.right - kw) / stride + 1 }
+    /// Rows of the column matrix: C·KH·KW.
+    var k: Int { c * kh * kw }
+    /// Output pixels per image.
+    var p: Int { ho * wo }
+    /// Images per GEMM chunk: as many as fit a column buffer of about 8M floats.
+    var chunk: Int { Swift.max(1, Swift.min(n, (8 << 20) / Swift.max(k * p, 1))) }
+
+    /// Output columns ox whose input column ox·s − left + j lies inside the image.
+    @inline(__always)
+    func validColumns(_ j: Int) -> Range<Int> {
+        let lo = Swift.max(0, (padding.left - j + stride - 1) / stride)
+        let hi = Swift.min(wo, (w - 1 + padding.left - j) / stride + 1)
+        return lo..<Swift.max(lo, hi)
+    }
+
+    /// cols[(ci·KH + i)·KW + j][b·P + oy·WO + ox] = x[b0 + b, ci, oy·s − top + i, ox·s − left + j]
+    /// (0 outside the image). x: [N, C, H, W]; cols: [K, B·P]. Parallel over the K rows.
+    func im2col(_ x: UnsafePointer<Float>, firstImage b0: Int, images: Int, into cols: UnsafeMutablePointer<Float>) {
+        let ld = images * p
+        Parallel.forEach(k, cost: ld) { rows in
+            for row in rows {
+                let ci = row / (kh * kw), i = (row / kw) % kh, j = row % kw
+                let valid = validColumns(j)
+                for b in 0..<images {
+                    let plane = x + ((b0 + b) * c + ci) * h * w
+                    for oy in 0..<ho {
+                        let dst = cols + row * ld + b * p + oy * wo
+                        let y = oy * stride - padding.top + i
+                        guard y >= 0 && y < h, !valid.isEmpty else {
+                            dst.update(repeating: 0, count: wo)
+                            continue
+                        }
+                        let src = plane + y * w - padding.left + j
+                        if valid.lowerBound > 0 { dst.update(repeating: 0, count: valid.lowerBound) }
+                        if stride == 1 {
+                            (dst + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
+                        } else {
+                            for ox in valid { dst[ox] = src[ox * stride] }
+                        }
+                        if valid.upperBound < wo { (dst + valid.upperBound).update(repeating: 0, count: wo - valid.upperBound) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `im2col`: dx[b0 + b, ci, y, x] = Σ over the column entries that read it.
+    /// cols: [K, B·P]; dx: [N, C, H, W] (the chunk's planes are overwritten). Parallel over the
+    /// (image, channel) planes, each written by one worker.
+    func col2im(_ cols: UnsafePointer<Float>, firstImage b0: Int, images: Int, into dx: UnsafeMutablePointer<Float>) {
+        let ld = images * p
+        Parallel.forEach(images * c, cost: kh * kw * p) { planes in
+            for bc in planes {
+                let b = bc / c, ci = bc % c
+                let plane = dx + ((b0 + b) * c + ci) * h * w
+                plane.update(repeating: 0, count: h * w)
+                for i in 0..<kh {
+                    for j in 0..<kw {
+                        let valid = validColumns(j)
+                        let src = cols + ((ci * kh + i) * kw + j) * ld + b * p
+                        for oy in 0..<ho {
+                            let y = oy * stride - padding.top + i
+                            guard y >= 0 && y < h else { continue }
+                            let row = src + oy * wo, dst = plane + y * w - padding.left + j
+                            if stride == 1 {
+                                for ox in valid { dst[ox] += row[ox] }
+                            } else {
+                                for ox in valid { dst[ox * stride] += row[ox] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// 2-D convolution. x: [N, C, H, W], weight: [O, C, KH, KW], bias: [O] →
+    /// y: [N, O, HO, WO] with HO = (H + top + bottom − KH) / stride + 1 (likewise WO).
+    ///
+    /// Forward, per chunk of B images: cols = im2col(x) [K, B·P]; Y = W [O, K] · cols → [O, B·P],
+    /// scattered to NCHW with the bias added.
+    /// Backward, per chunk: G = gather(g) [O, B·P]; ∂W += G colsᵀ; ∂cols = Wᵀ G, ∂x = col2im(∂cols);
+    /// ∂b = Σ G over columns.
+    public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
+                              stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
+        precondition(x.rank == 4 && weight.rank == 4 && x.shape[1] == weight.shape[1],
+                     "conv2d: input \(x.shape) does not match weight \(weight.shape)")
+        precondition(bias == nil || bias!.shape == [weight.shape[0]], "conv2d: bias \(bias!.shape) for weight \(weight.shape)")
+        let geo = ConvGeometry(n: x.shape[0], c: x.shape[1], h: x.shape[2], w: x.shape[3],
+                               o: weight.shape[0], kh: weight.shape[2], kw: weight.shape[3],
+                               stride: stride, padding: padding)
+        precondition(geo.ho > 0 && geo.wo > 0, "conv2d: kernel \(weight.shape) larger than padded input \(x.shape)")
+        let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
+        var cols = [Float](repeating: 0, count: k * chunk * p)
+        var tmp = [Float](repeating: 0, count: o * chunk * p)
+        let y = Tensor(shape: [geo.n, o, geo.ho, geo.wo]) { out, _ in
+            x.withScalars { px in weight.withScalars { pw in
+                cols.withUnsafeMutableBufferPointer { pc in tmp.withUnsafeMutableBufferPointer { pt in
+                    for b0 in Swift.stride(from: 0, to: geo.n, by: chunk) {
+                        let images = Swift.min(chunk, geo.n - b0), ld = images * p
+                        geo.im2col(px, firstImage: b0, images: images, into: pc.baseAddress!)
+                        gemm(m: o, n: ld, k: k, a: pw, b: pc.baseAddress!, c: pt.baseAddress!)
+                        let biasValues = bias?.scalars
+                        Parallel.forEach(images * o, cost: p) { range in
+                            for bo in range {
+                                let b = bo / o, oc = bo % o
+                                let dst = out + ((b0 + b) * o + oc) * p, src = pt.baseAddress! + oc * ld + b * p
+                                let shift = biasValues?[oc] ?? 0
+                                for q in 0..<p { dst[q] = src[q] + shift }
+                            }
+                        }
+                    }
+                } }
+            } }
+        }
+        let (vx, vw) = (x.detached, weight.detached)
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        return record(y, inputs) { g in
+            conv2dBackward(g, x: vx, weight: vw, geometry: geo,
+                           needInput: x.isRecorded, needBias: bias != nil)
+        }
+    }
+
+    /// Convenience with the same padding on all sides.
+    public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int) -> Tensor {
+        conv2d(x, weight: weight, bias: bias, stride: stride, padding: Padding2D(padding))
+    }
+
+    /// Gradients of `conv2d` for output gradient g: [N, O, HO, WO] → [∂x, ∂w, ∂b].
+    static func conv2dBackward(_ g: Tensor, x: Tensor, weight: Tensor, geometry geo: ConvGeometry,
+                               needInput: Bool, needBias: Bool) -> [Tensor?] {
+        let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
+        var cols = [Float](repeating: 0, count: k * chunk * p)
+        var gathered = [Float](repeating: 0, count: o * chunk * p)
+        var dw = [Float](repeating: 0, count: o * k)
+        var db = [Double](repeating: 0, count: o)
+        var dx = needInput ? [Float](repeating: 0, count: x.count) : []
+        x.withScalars { px in weight.withScalars { pw in g.withScalars { pg in
+            cols.withUnsafeMutableBufferPointer { pc in gathered.withUnsafeMutableBufferPointer { pgt in
+                dw.withUnsafeMutableBufferPointer { pdw in dx.withUnsafeMutableBufferPointer { pdx in
+                    db.withUnsafeMutableBufferPointer { pdb in
+                        for b0 in Swift.stride(from: 0, to: geo.n, by: chunk) {
+                            let images = Swift.min(chunk, geo.n - b0), ld = images * p
+                            let gt = pgt.baseAddress!, c = pc.baseAddress!
+                            // G[oc][b·P + q] = g[b0 + b, oc, q]; bias gradient per output channel.
+                            Parallel.forEach(o, cost: ld) { range in
+                                for oc in range {
+                                    var acc: Float = 0
+                                    for b in 0..<images {
+                                        let src = pg + ((b0 + b) * o + oc) * p, dst = gt + oc * ld + b * p
+                                        for q in 0..<p { dst[q] = src[q]; acc += src[q] }
+                                    }
+                                    if needBias { pdb[oc] += Double(acc) }
+                                }
+                            }
+                            geo.im2col(px, firstImage: b0, images: images, into: c)
+                            gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: c,
+                                 beta: b0 == 0 ? 0 : 1, c: pdw.baseAddress!)
+                            if needInput {
+                                gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: c)
+                                geo.col2im(c, firstImage: b0, images: images, into: pdx.baseAddress!)
+                            }
+                        }
+                    }
+                } }
+            } }
+        } } }
+        return [needInput ? Tensor(shape: x.shape, scalars: dx) : nil,
+                Tensor(shape: weight.shape, scalars: dw),
+                needBias ? Tensor(shape: [o], scalars: db.map(Float.init)) : nil]
+    }
+}

@@ -1,0 +1,118 @@
+#if canImport(Accelerate)
+import Accelerate
+#else
+import CBLAS
+#endif
+
+/// Matrix products through BLAS (OpenBLAS on Linux, Accelerate on macOS). This is the only file
+/// that imports BLAS; other kernels (convolution) call `gemm` below.
+
+/// C[M,N] = alpha · op(A) op(B) + beta · C, row-major; op(X) = Xᵀ when `transposeX`.
+/// A is [M,K] (or [K,M] transposed), B is [K,N] (or [N,K] transposed). BLAS runs its own
+/// threads: never call this from inside `Parallel.forEach`.
+
+func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+          alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
+          b: UnsafePointer<Float>, ldb: Int? = nil,
+          beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil) {
+    guard m > 0, n > 0 else { return }
+    guard k > 0 else {
+        if beta == 0 { c.update(repeating: 0, count: m * n) }
+        return
+    }
+    cblas_sgemm(CblasRowMajor,
+                transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha,
+                a, Int32(lda ?? (transposeA ? m : k)),
+                b, Int32(ldb ?? (transposeB ? k : n)),
+                beta, c, Int32(ldc ?? n))
+}
+
+/// The BLAS implementation in use and, for OpenBLAS, the kernel (core type) it selected.
+public var blasDescription: String {
+#if canImport(Accelerate)
+    return "Accelerate"
+#else
+    return "OpenBLAS \(String(cString: openblas_get_corename())) kernel, \(openblas_get_num_threads()) threads"
+#endif
+}
+
+/// Sets the number of BLAS threads (OpenBLAS only; Accelerate chooses its own).
+public func setBLASThreads(_ count: Int) {
+#if !canImport(Accelerate)
+    openblas_set_num_threads(Int32(count))
+#endif
+}
+
+extension Tensor {
+    /// Matrix product. a: [M, K], b: [K, N] → [M, N]; or batched: a: [B…, M, K] with
+    /// b: [B…, K, N] (or b: [K, N], shared by every batch entry) → [B…, M, N].
+    /// Pullbacks: ∂a = g bᵀ, ∂b = aᵀ g (summed over the batch when b was shared).
+    public func matmul(_ other: Tensor) -> Tensor {
+        Tensor.batchedMatmul(self, other, transposeA: false, transposeB: false)
+    }
+
+    /// op(a) op(b), batched over leading axes, with each op a transpose of the last two axes
+    /// when asked (no transposed copy is made).
+    static func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool) -> Tensor {
+        precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank ≥ 2, got \(a.shape) and \(b.shape)")
+        let (ar, ac) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
+        let (br, bc) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        let (m, k) = transposeA ? (ac, ar) : (ar, ac)
+        let (k2, n) = transposeB ? (bc, br) : (br, bc)
+        let batchShape = Array(a.shape.dropLast(2))
+        let sharedB = b.rank == 2 && a.rank > 2
+        precondition(k == k2 && (sharedB || Array(b.shape.dropLast(2)) == batchShape),
+                     "matmul shapes \(a.shape)\(transposeA ? "ᵀ" : "") and \(b.shape)\(transposeB ? "ᵀ" : "") do not match")
+        let batch = batchShape.reduce(1, *)
+        var out: Tensor
+        if sharedB && !transposeA {
+            // One GEMM over all rows of a.
+            out = Tensor(shape: batchShape + [m, n]) { c, _ in
+                a.withScalars { pa in b.withScalars { pb in
+                    gemm(transposeB: transposeB, m: batch * m, n: n, k: k, a: pa, b: pb, c: c)
+                } }
+            }
+        } else {
+            out = Tensor(shape: batchShape + [m, n]) { c, _ in
+                a.withScalars { pa in b.withScalars { pb in
+                    for i in 0..<batch {
+                        gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                             a: pa + i * m * k, b: pb + (sharedB ? 0 : i * k * n), c: c + i * m * n)
+                    }
+                } }
+            }
+        }
+        let (va, vb) = (a.detached, b.detached)
+        return record(out, [a, b]) { g in
+            // ∂op(a) = g op(b)ᵀ, ∂op(b) = op(a)ᵀ g; transposed back where op was a transpose.
+            let ga: Tensor? = !a.isRecorded ? nil : (transposeA
+                ? batchedMatmul(vb, g, transposeA: transposeB, transposeB: true)
+                : batchedMatmul(g, vb, transposeA: false, transposeB: !transposeB))
+            var gb: Tensor? = nil
+            if b.isRecorded {
+                if sharedB {
+                    let rowsA = va.reshaped(to: [batch * ar, ac]), rowsG = g.reshaped(to: [batch * m, n])
+                    gb = transposeB ? batchedMatmul(rowsG, rowsA, transposeA: true, transposeB: false)
+                                    : batchedMatmul(rowsA, rowsG, transposeA: true, transposeB: false)
+                } else {
+                    gb = transposeB ? batchedMatmul(g, va, transposeA: true, transposeB: transposeA)
+                                    : batchedMatmul(va, g, transposeA: !transposeA, transposeB: false)
+                }
+            }
+            return [ga, gb]
+        }
+    }
+
+    /// Fully connected layer: y = x Wᵀ + b. x: […, in], weight: [out, in], bias: [out] →
+    /// y: […, out]. Pullbacks: ∂x = g W, ∂W = gᵀ x, ∂b = Σ_rows g.
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        precondition(weight.rank == 2 && x.shape.last == weight.shape[1],
+                     "linear: input \(x.shape) does not match weight \(weight.shape)")
+        let y = batchedMatmul(x.rank == 2 ? x : x.reshaped(to: [-1, weight.shape[1]]), weight,
+                              transposeA: false, transposeB: true)
+            .reshaped(to: Array(x.shape.dropLast()) + [weight.shape[0]])
+        guard let bias else { return y }
+        return y + bias
+    }
+}

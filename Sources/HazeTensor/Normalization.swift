@@ -1,0 +1,165 @@
+/// Normalisation layers: group norm (Wu & He 2018), batch norm (Ioffe & Szegedy 2015) and layer
+/// norm (Ba et al. 2016), forward and backward side by side.
+///
+/// All three normalise a set of M values with its mean μ and rstd = 1/√(σ² + ε) (biased σ²):
+///   x̂ = (x − μ)·rstd,  y = γ x̂ + β,
+/// and share the backward, llm.c style, with ĝ = g·γ:
+///   ∂x = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ x̂)),  ∂γ = Σ g x̂,  ∂β = Σ g.
+
+/// Mean and rstd of `count` values spaced by `stride` in `blocks` blocks of `blockLength`
+/// (a group norm group is one block; a batch norm channel is N blocks of H·W).
+@inline(__always)
+private func moments(_ p: UnsafePointer<Float>, blocks: Int, blockStride: Int, blockLength: Int,
+                     epsilon: Float) -> (mean: Float, variance: Float, rstd: Float) {
+    var sum: Double = 0
+    for b in 0..<blocks {
+        let row = p + b * blockStride
+        var s: Float = 0
+        for i in 0..<blockLength { s += row[i] }
+        sum += Double(s)
+    }
+    let m = Double(blocks * blockLength)
+    let mean = Float(sum / m)
+    var squares: Double = 0
+    for b in 0..<blocks {
+        let row = p + b * blockStride
+        var s: Float = 0
+        for i in 0..<blockLength { let d = row[i] - mean; s += d * d }
+        squares += Double(s)
+    }
+    let variance = Float(squares / m)
+    return (mean, variance, 1 / (variance + epsilon).squareRoot())
+}
+
+extension Tensor {
+    /// Group normalisation. x: [N, C, *] with C divisible by `groups`; weight, bias: [C].
+    /// Statistics over each (n, group): M = (C/G)·Π(*) values. mean, rstd: [N, G] saved for
+    /// backward. Parallel over the N·G groups (forward and ∂x) and over channels (∂γ, ∂β).
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5) -> Tensor {
+        precondition(x.rank >= 2 && x.shape[1] % groups == 0, "groupNorm: \(x.shape[1]) channels do not split into \(groups) groups")
+        let (n, c) = (x.shape[0], x.shape[1])
+        let spatial = x.count / Swift.max(n * c, 1), perGroup = c / groups, m = perGroup * spatial
+        precondition(weight == nil || weight!.shape == [c], "groupNorm: weight shape \(weight!.shape) for \(c) channels")
+        var mean = [Float](repeating: 0, count: n * groups), rstd = mean
+        let gamma = weight?.scalars, beta = bias?.scalars
+        let y = Tensor(shape: x.shape) { out, _ in
+            x.withScalars { px in
+                mean.withUnsafeMutableBufferPointer { pm in rstd.withUnsafeMutableBufferPointer { pr in
+                    Parallel.forEach(n * groups, cost: 4 * m) { range in
+                        for q in range {
+                            let src = px + q * m, dst = out + q * m
+                            let s = moments(src, blocks: 1, blockStride: 0, blockLength: m, epsilon: epsilon)
+                            pm[q] = s.mean; pr[q] = s.rstd
+                            for ch in 0..<perGroup {
+                                let cIndex = (q % groups) * perGroup + ch
+                                let scale = (gamma?[cIndex] ?? 1) * s.rstd
+                                let shift = (beta?[cIndex] ?? 0) - s.mean * scale
+                                let o = ch * spatial
+                                for i in 0..<spatial { dst[o + i] = src[o + i] * scale + shift }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+        var inputs = [x]
+        if let weight { inputs.append(weight) }
+        if let bias { inputs.append(bias) }
+        let vx = x.detached
+        return record(y, inputs) { g in
+            var dx = [Float](repeating: 0, count: vx.count)
+            // Per (n, c): Σ g x̂ and Σ g, reduced over n afterwards for ∂γ, ∂β.
+            var dgammaParts = [Float](repeating: 0, count: n * c), dbetaParts = dgammaParts
+            vx.withScalars { px in g.withScalars { pg in
+                dx.withUnsafeMutableBufferPointer { pdx in
+                    dgammaParts.withUnsafeMutableBufferPointer { pdg in dbetaParts.withUnsafeMutableBufferPointer { pdb in
+                        Parallel.forEach(n * groups, cost: 8 * m) { range in
+                            for q in range {
+                                let (mu, r) = (mean[q], rstd[q])
+                                let xs = px + q * m, gs = pg + q * m, dxs = pdx.baseAddress! + q * m
+                                var sumG: Float = 0, sumGX: Float = 0
+                                for ch in 0..<perGroup {
+                                    let cIndex = (q % groups) * perGroup + ch
+                                    let gm = gamma?[cIndex] ?? 1
+                                    var a: Float = 0, b: Float = 0
+                                    for i in ch * spatial..<(ch + 1) * spatial {
+                                        let xhat = (xs[i] - mu) * r
+                                        a += gs[i] * xhat; b += gs[i]
+                                    }
+                                    pdg[(q / groups) * c + cIndex] = a
+                                    pdb[(q / groups) * c + cIndex] = b
+                                    sumGX += gm * a; sumG += gm * b
+                                }
+                                let meanG = sumG / Float(m), meanGX = sumGX / Float(m)
+                                for ch in 0..<perGroup {
+                                    let gm = gamma?[(q % groups) * perGroup + ch] ?? 1
+                                    for i in ch * spatial..<(ch + 1) * spatial {
+                                        let xhat = (xs[i] - mu) * r
+                                        dxs[i] = r * (gs[i] * gm - meanG - xhat * meanGX)
+                                    }
+                                }
+                            }
+                        }
+                    } }
+                }
+            } }
+            let columnSum = { (parts: [Float]) in Tensor(shape: [n, c], scalars: parts).sum(alongAxis: 0) }
+            var grads: [Tensor?] = [Tensor(shape: vx.shape, scalars: dx)]
+            if weight != nil { grads.append(columnSum(dgammaParts)) }
+            if bias != nil { grads.append(columnSum(dbetaParts)) }
+            return grads
+        }
+    }
+
+    /// Layer normalisation over the last axis. x: […, D]; weight, bias: [D].
+    /// Statistics per row (M = D values). Parallel over rows.
+    public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5) -> Tensor {
+        let d = x.shape.last!
+        let rows = x.count / Swift.max(d, 1)
+        // A layer norm over D is a group norm of [rows, D] with one group, with a per-feature
+        // affine transform applied afterwards (γ, β are per column, not per group member).
+        let normalized = groupNorm(x.reshaped(to: [rows, 1, d]), groups: 1, weight: nil, bias: nil, epsilon: epsilon)
+            .reshaped(to: x.shape)
+        var y = normalized
+        if let weight { y = y * weight }
+        if let bias { y = y + bias }
+        return y
+    }
+
+    /// Batch normalisation of x: [N, C, *] with per-channel statistics over N·Π(*) values.
+    /// Training: normalises with the batch statistics and updates the running averages,
+    /// r ← (1 − momentum)·r + momentum·s, with the unbiased variance (PyTorch's rule).
+    /// Evaluation: y = γ (x − running mean)/√(running var + ε) + β, an affine map.
+    public static func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?,
+                                 runningMean: inout Tensor, runningVariance: inout Tensor,
+                                 training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5) -> Tensor {
+        let (n, c) = (x.shape[0], x.shape[1])
+        let spatial = x.count / Swift.max(n * c, 1)
+        precondition(runningMean.shape == [c] && runningVariance.shape == [c],
+                     "batchNorm: running statistics must have shape [\(c)]")
+        let channelShape = [1, c] + [Int](repeating: 1, count: x.rank - 2)
+        if !training {
+            let scale = (runningVariance + epsilon).rsqrt() * (weight ?? Tensor.ones([c]))
+            let shift = (bias ?? Tensor.zeros([c])) - runningMean * scale
+            return x * scale.reshaped(to: channelShape) + shift.reshaped(to: channelShape)
+        }
+        // Batch statistics: move channels first so each channel is one group, then reuse the
+        // group-norm kernel (one group of N·Π(*) values per channel).
+        let channelsFirst = x.reshaped(to: [n, c, spatial]).permuted([1, 0, 2]).reshaped(to: [1, c, n * spatial])
+        let normalized = groupNorm(channelsFirst, groups: c, weight: weight, bias: bias, epsilon: epsilon)
+            .reshaped(to: [c, n, spatial]).permuted([1, 0, 2]).reshaped(to: x.shape)
+        // Running averages from the same statistics.
+        var batchMean = [Float](repeating: 0, count: c), batchVariance = batchMean
+        channelsFirst.withScalars { p in
+            for ch in 0..<c {
+                let s = moments(p + ch * n * spatial, blocks: 1, blockStride: 0, blockLength: n * spatial, epsilon: epsilon)
+                batchMean[ch] = s.mean
+                let m = Float(n * spatial)
+                batchVariance[ch] = m > 1 ? s.variance * m / (m - 1) : s.variance
+            }
+        }
+        runningMean = runningMean.detached * (1 - momentum) + Tensor(batchMean) * momentum
+        runningVariance = runningVariance.detached * (1 - momentum) + Tensor(batchVariance) * momentum
+        return normalized
+    }
+}

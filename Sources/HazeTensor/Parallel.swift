@@ -1,0 +1,32 @@
+import Dispatch
+import Foundation
+
+/// Data-parallel loops over disjoint index ranges, on all cores.
+///
+/// Kernels split their *output* into ranges and let each worker write only its own range, so no
+/// two threads ever write the same memory. BLAS calls are never made from inside these loops:
+/// BLAS has its own threads, and nesting the two would oversubscribe the cores.
+public enum Parallel {
+    /// Number of worker threads (defaults to the number of active cores).
+    nonisolated(unsafe) public static var threadCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// Calls `body` on disjoint subranges covering `0..<count`, in parallel when the work is
+    /// large enough. `cost` is an estimate of the work per index (in simple operations): loops
+    /// under about 32k operations run on the calling thread.
+    
+    public static func forEach(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let threads = min(threadCount, count, max(1, count * max(cost, 1) / 32_768))
+        if threads <= 1 {
+            body(0..<count)
+            return
+        }
+        // A few chunks per thread evens out uneven work.
+        let chunks = min(count, threads * 4)
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            let start = chunk * count / chunks
+            let end = (chunk + 1) * count / chunks
+            if start < end { body(start..<end) }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import XCTest
+@testable import HazeTensor
+
+/// Central-difference gradient checks for every differentiable op, on tiny shapes.
+final class GradientTests: XCTestCase {
+    func normal(_ shape: [Int], _ seed: UInt64, std: Float = 1) -> Tensor { Tensor.normal(shape, std: std, seed: seed) }
+    /// Values bounded away from zero (for log, sqrt, division, abs kinks).
+    func positive(_ shape: [Int], _ seed: UInt64) -> Tensor { Tensor.uniform(shape, low: 0.5, high: 2, seed: seed) }
+
+    func testBroadcastingArithmetic() {
+        let a = normal([2, 3, 4], 1), b = normal([3, 1], 2), c = positive([4], 3)
+        checkGradients([a, b]) { $0[0] + $0[1] }
+        checkGradients([a, b]) { $0[0] - $0[1] }
+        checkGradients([a, b]) { $0[0] * $0[1] }
+        checkGradients([a, c]) { $0[0] / $0[1] }
+        checkGradients([b, a]) { $0[0] / ($0[1].squared() + 1) }
+        checkGradients([a]) { -$0[0] * 3 + 2 }
+        checkGradients([a]) { 1 / ($0[0].squared() + 1) }
+    }
+
+    func testValueUsedTwiceAccumulates() {
+        let x = normal([3, 4], 4)
+        checkGradients([x]) { $0[0] * $0[0] + $0[0] }
+        let (_, g) = valueWithGradient(at: x) { ($0 + $0).sum() }
+        XCTAssertEqual(g, Tensor.full([3, 4], 2))
+    }
+
+    func testUnaryMath() {
+        let x = normal([2, 5], 5), p = positive([2, 5], 6)
+        checkGradients([x]) { $0[0].exp() }
+        checkGradients([p]) { $0[0].log() }
+        checkGradients([p]) { $0[0].sqrt() }
+        checkGradients([p]) { $0[0].rsqrt() }
+        checkGradients([x]) { $0[0].squared() }
+        checkGradients([p]) { $0[0].pow(2.5) }
+        checkGradients([p * Tensor([1, -1, 1, -1, 1])]) { $0[0].abs() }
+        // Clamp bounds chosen away from the sample values.
+        checkGradients([Tensor([-1.7, -0.33, 0.21, 0.8, 1.9, 2.3])]) { $0[0].clamped(min: -1, max: 1) }
+    }
+
+    func testActivations() {
+        let x = normal([3, 7], 7, std: 2)
+        checkGradients([x]) { $0[0].silu() }
+        checkGradients([x]) { $0[0].sigmoid() }
+        checkGradients([x]) { $0[0].tanh() }
+        checkGradients([x]) { $0[0].gelu() }
+    }
+
+    func testReductions() {
+        let x = normal([2, 3, 4, 5], 8)
+        checkGradients([x]) { $0[0].sum() }
+        checkGradients([x]) { $0[0].sum(alongAxes: [1, 3], keepingDimensions: true) }
+        checkGradients([x]) { $0[0].sum(alongAxes: [0, 2]) }
+        checkGradients([x]) { $0[0].sum(alongAxis: -1) }
+        checkGradients([x]) { $0[0].mean(alongAxes: [0, 2, 3], keepingDimensions: true) }
+        checkGradients([x]) { $0[0].mean() }
+        // Distinct values, so the maximum is unique and differentiable.
+        let distinct = Tensor(shape: [3, 4], scalars: (0..<12).map { Float(($0 * 7) % 12) * 0.3 })
+        checkGradients([distinct]) { $0[0].max(alongAxis: 1) }
+        checkGradients([distinct]) { $0[0].max(alongAxis: 0, keepingDimensions: true) }
+        checkGradients([distinct]) { $0[0].max() }
+    }
+
+    func testShapeOps() {
+        let x = normal([2, 3, 4], 9), y = normal([2, 2, 4], 10)
+        checkGradients([x]) { $0[0].reshaped(to: [6, -1]) }
+        checkGradients([x]) { $0[0].permuted([2, 0, 1]) }
+        checkGradients([x]) { $0[0].transposed(0, 2) }
+        checkGradients([x, y]) { Tensor.concatenate([$0[0], $0[1]], alongAxis: 1) }
+        checkGradients([x]) { let parts = $0[0].split(sizes: [1, 2], alongAxis: 1); return parts[1] * 2 + parts[0] }
+        checkGradients([x]) { $0[0].slice(1..<2) }
+        checkGradients([x]) { $0[0].chunked(2, alongAxis: 2)[1] }
+        checkGradients([normal([3, 1], 11)]) { $0[0].broadcast(to: [2, 3, 4]) }
+    }
+
+    func testMatmul() {
+        let a = normal([3, 4], 12), b = normal([4, 5], 13)
+        checkGradients([a, b]) { $0[0].matmul($0[1]) }
+        let ba = normal([2, 3, 4], 14), bb = normal([2, 4, 2], 15)
+        checkGradients([ba, bb]) { $0[0].matmul($0[1]) }
+        checkGradients([ba, b]) { $0[0].matmul($0[1]) }
+        checkGradients([ba, normal([2, 5, 4], 16)]) { Tensor.batchedMatmul($0[0], $0[1], transposeA: false, transposeB: true) }
+        checkGradients([normal([2, 4, 3], 17), bb]) { Tensor.batchedMatmul($0[0], $0[1], transposeA: true, transposeB: false) }
+        checkGradients([normal([2, 4, 3], 18), normal([2, 2, 4], 19)]) {
+            Tensor.batchedMatmul($0[0], $0[1], transposeA: true, transposeB: true)
+        }
+        checkGradients([ba, normal([5, 4], 20), normal([5], 21)]) { Tensor.linear($0[0], weight: $0[1], bias: $0[2]) }
+    }
+
+    func testConvolution() {
+        let x = normal([2, 3, 5, 6], 22), w = normal([4, 3, 3, 3], 23), b = normal([4], 24)
+        checkGradients([x, w, b]) { Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], padding: 1) }
+        checkGradients([x, w, b]) { Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 1) }
+        checkGradients([normal([1, 2, 6, 6], 25), normal([3, 2, 3, 3], 26), b.slice(0..<3)]) {
+            Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: Padding2D(top: 0, bottom: 1, left: 0, right: 1))
+        }
+        checkGradients([x, normal([2, 3, 1, 1], 27)]) { Tensor.conv2d($0[0], weight: $0[1]) }
+    }
+
+    func testResampling() {
+        let x = normal([2, 3, 4, 6], 28)
+        checkGradients([x]) { $0[0].upsampledNearest2x() }
+        checkGradients([x]) { $0[0].averagePooled2x2() }
+    }
+
+    func testNormalization() {
+        let x = normal([2, 6, 3, 3], 29), w = normal([6], 30), b = normal([6], 31)
+        checkGradients([x, w, b]) { Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2]) }
+        checkGradients([x]) { Tensor.groupNorm($0[0], groups: 2, weight: nil, bias: nil, epsilon: 1e-6) }
+        checkGradients([normal([3, 4, 5], 32), normal([5], 33), normal([5], 34)]) {
+            Tensor.layerNorm($0[0], weight: $0[1], bias: $0[2])
+        }
+        for training in [true, false] {
+            checkGradients([x, w, b]) {
+                var mean = Tensor.normal([6], seed: 35), variance = Tensor.uniform([6], low: 0.5, high: 2, seed: 36)
+                return Tensor.batchNorm($0[0], weight: $0[1], bias: $0[2], runningMean: &mean,
+                                        runningVariance: &variance, training: training)
+            }
+        }
+    }
+
+    func testSoftmaxAndAttention() {
+        let x = normal([2, 3, 4], 37)
+        checkGradients([x]) { $0[0].softmax() }
+        checkGradients([x]) { $0[0].softmax(alongAxis: 1) }
+        checkGradients([x]) { $0[0].logSoftmax() }
+        checkGradients([x]) { $0[0].logSoftmax(alongAxis: 0) }
+        checkGradients([normal([1, 2, 3, 4], 38), normal([1, 2, 5, 4], 39), normal([1, 2, 5, 3], 40)]) {
+            Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2])
+        }
+    }
+
+    func testEmbeddingDropoutAndLoss() {
+        checkGradients([normal([5, 3], 41)]) { Tensor.embedding($0[0], indices: [4, 0, 4, 2]) }
+        checkGradients([normal([4, 6], 42)]) {
+            var generator = RandomGenerator(seed: 7)
+            return $0[0].dropout(probability: 0.3, generator: &generator)
+        }
+        checkGradients([normal([2, 3], 43), normal([2, 3], 44)]) { Tensor.meanSquaredError($0[0], $0[1]) }
+    }
+}

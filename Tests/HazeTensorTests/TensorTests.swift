@@ -1,0 +1,99 @@
+import XCTest
+@testable import HazeTensor
+
+final class TensorTests: XCTestCase {
+    func testCreation() {
+        XCTAssertEqual(Tensor.zeros([2, 3]).scalars, [Float](repeating: 0, count: 6))
+        XCTAssertEqual(Tensor.full([2], 3.5).scalars, [3.5, 3.5])
+        XCTAssertEqual(Tensor.arange(0, 5).scalars, [0, 1, 2, 3, 4])
+        XCTAssertEqual(Tensor.arange(1, 2, step: 0.25).scalars, [1, 1.25, 1.5, 1.75])
+        let t = Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(t[1, 2], 6)
+        XCTAssertEqual(t.rank, 2)
+    }
+
+    func testValueSemantics() {
+        let a = Tensor.ones([3])
+        var b = a
+        b.scalars[0] = 7
+        XCTAssertEqual(a.scalars, [1, 1, 1], "mutating a copy must not change the original")
+        XCTAssertEqual(b.scalars, [7, 1, 1])
+    }
+
+    func testBroadcastingValues() {
+        let a = Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual((a + Tensor([10, 20, 30])).scalars, [11, 22, 33, 14, 25, 36])
+        XCTAssertEqual((a * Tensor(shape: [2, 1], scalars: [2, 3])).scalars, [2, 4, 6, 12, 15, 18])
+        XCTAssertEqual((Tensor(shape: [2, 1], scalars: [1, 2]) - Tensor([1, 2, 3])).shape, [2, 3])
+        XCTAssertEqual(a.sum(alongAxis: 0).scalars, [5, 7, 9])
+        XCTAssertEqual(a.sum(alongAxis: 1, keepingDimensions: true).shape, [2, 1])
+        XCTAssertEqual(a.max(alongAxis: 1).scalars, [3, 6])
+        XCTAssertEqual(a.transposed().scalars, [1, 4, 2, 5, 3, 6])
+        XCTAssertEqual(a.mean().scalar, 3.5)
+    }
+
+    func testMatmulValues() {
+        let a = Tensor(shape: [2, 2], scalars: [1, 2, 3, 4]), b = Tensor(shape: [2, 1], scalars: [5, 6])
+        XCTAssertEqual(a.matmul(b).scalars, [17, 39])
+    }
+
+    func testRandomIsReproducibleAcrossThreadCounts() {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        Parallel.threadCount = 1
+        let one = Tensor.normal([100_003], seed: 42)
+        Parallel.threadCount = 2
+        let two = Tensor.normal([100_003], seed: 42)
+        XCTAssertEqual(one, two)
+        XCTAssertNotEqual(one, Tensor.normal([100_003], seed: 43))
+        // Standard normal statistics.
+        let mean = one.mean().scalar, variance = one.squared().mean().scalar - mean * mean
+        XCTAssertEqual(mean, 0, accuracy: 0.02)
+        XCTAssertEqual(variance, 1, accuracy: 0.02)
+        let u = Tensor.uniform([10_000], low: -1, high: 3, seed: 5)
+        XCTAssertGreaterThanOrEqual(u.scalars.min()!, -1)
+        XCTAssertLessThan(u.scalars.max()!, 3)
+        XCTAssertEqual(u.mean().scalar, 1, accuracy: 0.05)
+    }
+
+    func testGeneratorStateContinuesTheStream() {
+        var whole = RandomGenerator(seed: 9)
+        let a = whole.normal([10]), b = whole.normal([6])
+        var resumed = RandomGenerator(seed: 9)
+        _ = resumed.normal([10])
+        let saved = resumed  // e.g. stored in a checkpoint
+        var restored = RandomGenerator(seed: saved.seed, offset: saved.offset)
+        XCTAssertEqual(restored.normal([6]), b)
+        XCTAssertNotEqual(a.slice(0..<6), b)
+        var g = RandomGenerator(seed: 3)
+        XCTAssertEqual(g.permutation(50).sorted(), Array(0..<50))
+        XCTAssertTrue(g.integers(1000, below: 7).allSatisfy { (0..<7).contains($0) })
+    }
+
+    func testInferenceRecordsNothing() {
+        let x = Tensor.normal([2, 3], seed: 1), w = Tensor.normal([4, 3], seed: 2)
+        let y = Tensor.linear(x, weight: w, bias: nil).silu().sum()
+        XCTAssertFalse(y.isRecorded, "no tape outside valueWithGradient")
+        let (value, grads) = valueWithGradient(at: [x, w]) { Tensor.linear($0[0], weight: $0[1], bias: nil).silu().sum() }
+        XCTAssertEqual(value.scalar, y.scalar, accuracy: 1e-5)
+        XCTAssertEqual(grads.map(\.shape), [[2, 3], [4, 3]])
+        XCTAssertFalse(value.isRecorded)
+    }
+
+    func testUnusedInputGetsZeroGradient() {
+        let (_, grads) = valueWithGradient(at: [Tensor.ones([2]), Tensor.ones([3])]) { $0[0].sum() }
+        XCTAssertEqual(grads[1], Tensor.zeros([3]))
+    }
+
+    func testBatchNormRunningStatisticsAndEval() {
+        let x = Tensor.normal([8, 2, 3, 3], mean: 2, std: 3, seed: 3)
+        var mean = Tensor.zeros([2]), variance = Tensor.ones([2])
+        let y = Tensor.batchNorm(x, weight: nil, bias: nil, runningMean: &mean, runningVariance: &variance, training: true)
+        // Normalised output: per-channel mean 0, variance 1.
+        let channelMean = y.mean(alongAxes: [0, 2, 3])
+        for v in channelMean.scalars { XCTAssertEqual(v, 0, accuracy: 1e-4) }
+        XCTAssertGreaterThan(mean.scalars[0], 0.1, "running mean moved toward the batch mean")
+        let evalOut = Tensor.batchNorm(x, weight: nil, bias: nil, runningMean: &mean, runningVariance: &variance, training: false)
+        XCTAssertEqual(evalOut.shape, x.shape)
+    }
+}
