@@ -41,7 +41,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "HazeTensorTests", dependencies: ["HazeTensor", "HazeIO"],
-                    resources: [.copy("Fixtures")]),
+                    exclude: ["Fixtures"]),
         .testTarget(name: "HazeIOTests", dependencies: ["HazeIO", "HazeTensor"]),
     ],
     swiftLanguageModes: [.v5]
