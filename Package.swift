@@ -14,17 +14,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // System library: OpenBLAS on Linux (Debian libopenblas-dev). On macOS HazeTensor
-        // uses Accelerate instead and never imports this module.
-        .systemLibrary(
-            name: "CBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
-        .target(
-            name: "HazeTensor",
-            dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))]
-        ),
+        // BLAS: Accelerate on macOS; on Linux OpenBLAS (Debian libopenblas-dev), opened at run
+        // time so that Haze can choose its kernel first (see Sources/HazeTensor/BLAS.swift).
+        .target(name: "HazeTensor"),
         .target(name: "HazeIO", dependencies: ["HazeTensor"]),
         .executableTarget(
             name: "haze",

@@ -1,9 +1,14 @@
+import Foundation
+
 /// 2-D convolution (cross-correlation, as `torch.nn.functional.conv2d`) by im2col + SGEMM,
 /// forward and backward side by side.
 ///
-/// Images are processed in chunks of B so that each GEMM is large (N = B·Ho·Wo columns) while
-/// the column buffer stays small (≈ 32 MB). The column buffer is recomputed in backward rather
-/// than kept, which keeps a training step's memory near that of the activations.
+/// Threading: the images are split into work items of B images (B = 1 for large images, else
+/// enough for a GEMM about 2048 columns wide) and the items are spread over Haze's threads, each
+/// running im2col, a single-threaded SGEMM and col2im on its own scratch buffers. One level of
+/// parallelism, no oversubscription, and each worker's columns stay in its core's cache.
+/// The column buffer is recomputed in backward rather than kept, so a training step's memory
+/// stays near that of its activations.
 
 /// Zero padding on each side of an image, in pixels.
 public struct Padding2D: Equatable, Sendable {
@@ -26,8 +31,16 @@ struct ConvGeometry {
     var k: Int { c * kh * kw }
     /// Output pixels per image.
     var p: Int { ho * wo }
-    /// Images per GEMM chunk: as many as fit a column buffer of about 8M floats.
-    var chunk: Int { Swift.max(1, Swift.min(n, (8 << 20) / Swift.max(k * p, 1))) }
+    /// Images per work item: one when an image alone makes a wide GEMM (its output and
+    /// gradient are then used in place, NCHW), else about 2048 columns' worth, with at least
+    /// one item per thread.
+    var chunk: Int {
+        if p >= 512 { return 1 }
+        let threads = Parallel.threadCount
+        let items = (Swift.max(threads, (n * p + 2047) / 2048) + threads - 1) / threads * threads
+        return Swift.max(1, (n + items - 1) / items)
+    }
+    var chunkCount: Int { (n + chunk - 1) / chunk }
 
     /// Output columns ox whose input column ox·s − left + j lies inside the image.
     @inline(__always)
@@ -38,11 +51,11 @@ struct ConvGeometry {
     }
 
     /// cols[(ci·KH + i)·KW + j][b·P + oy·WO + ox] = x[b0 + b, ci, oy·s − top + i, ox·s − left + j]
-    /// (0 outside the image). x: [N, C, H, W]; cols: [K, B·P]. Parallel over the K rows.
+    /// (0 outside the image). x: [N, C, H, W]; cols: [K, B·P]. Runs on the calling thread.
     func im2col(_ x: UnsafePointer<Float>, firstImage b0: Int, images: Int, into cols: UnsafeMutablePointer<Float>) {
         let ld = images * p
-        Parallel.forEach(k, cost: ld) { rows in
-            for row in rows {
+        do {
+            for row in 0..<k {
                 let ci = row / (kh * kw), i = (row / kw) % kh, j = row % kw
                 let valid = validColumns(j)
                 for b in 0..<images {
@@ -69,12 +82,12 @@ struct ConvGeometry {
     }
 
     /// The adjoint of `im2col`: dx[b0 + b, ci, y, x] = Σ over the column entries that read it.
-    /// cols: [K, B·P]; dx: [N, C, H, W] (the chunk's planes are overwritten). Parallel over the
-    /// (image, channel) planes, each written by one worker.
+    /// cols: [K, B·P]; dx: [N, C, H, W] (the chunk's planes are overwritten). Runs on the
+    /// calling thread.
     func col2im(_ cols: UnsafePointer<Float>, firstImage b0: Int, images: Int, into dx: UnsafeMutablePointer<Float>) {
         let ld = images * p
-        Parallel.forEach(images * c, cost: kh * kw * p) { planes in
-            for bc in planes {
+        do {
+            for bc in 0..<images * c {
                 let b = bc / c, ci = bc % c
                 let plane = dx + ((b0 + b) * c + ci) * h * w
                 plane.update(repeating: 0, count: h * w)
@@ -103,10 +116,10 @@ extension Tensor {
     /// 2-D convolution. x: [N, C, H, W], weight: [O, C, KH, KW], bias: [O] →
     /// y: [N, O, HO, WO] with HO = (H + top + bottom − KH) / stride + 1 (likewise WO).
     ///
-    /// Forward, per chunk of B images: cols = im2col(x) [K, B·P]; Y = W [O, K] · cols → [O, B·P],
-    /// scattered to NCHW with the bias added.
-    /// Backward, per chunk: G = gather(g) [O, B·P]; ∂W += G colsᵀ; ∂cols = Wᵀ G, ∂x = col2im(∂cols);
-    /// ∂b = Σ G over columns.
+    /// Forward, per item of B images: cols = im2col(x) [K, B·P]; Y = W [O, K] · cols → [O, B·P]
+    /// (written in place when B = 1, else scattered to NCHW), plus the bias.
+    /// Backward, per item: G = g as [O, B·P]; ∂W += G colsᵀ; ∂cols = Wᵀ G, ∂x = col2im(∂cols);
+    /// ∂b = Σ G over columns. ∂W and ∂b are summed per worker, then across workers.
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
                               stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
         precondition(x.rank == 4 && weight.rank == 4 && x.shape[1] == weight.shape[1],
@@ -117,26 +130,28 @@ extension Tensor {
                                stride: stride, padding: padding)
         precondition(geo.ho > 0 && geo.wo > 0, "conv2d: kernel \(weight.shape) larger than padded input \(x.shape)")
         let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
-        var cols = [Float](repeating: 0, count: k * chunk * p)
-        var tmp = [Float](repeating: 0, count: o * chunk * p)
+        let biasValues = bias?.scalars
         let y = Tensor(shape: [geo.n, o, geo.ho, geo.wo]) { out, _ in
             x.withScalars { px in weight.withScalars { pw in
-                cols.withUnsafeMutableBufferPointer { pc in tmp.withUnsafeMutableBufferPointer { pt in
-                    for b0 in Swift.stride(from: 0, to: geo.n, by: chunk) {
-                        let images = Swift.min(chunk, geo.n - b0), ld = images * p
-                        geo.im2col(px, firstImage: b0, images: images, into: pc.baseAddress!)
-                        gemm(m: o, n: ld, k: k, a: pw, b: pc.baseAddress!, c: pt.baseAddress!)
-                        let biasValues = bias?.scalars
-                        Parallel.forEach(images * o, cost: p) { range in
-                            for bo in range {
-                                let b = bo / o, oc = bo % o
-                                let dst = out + ((b0 + b) * o + oc) * p, src = pt.baseAddress! + oc * ld + b * p
-                                let shift = biasValues?[oc] ?? 0
-                                for q in 0..<p { dst[q] = src[q] + shift }
+                Parallel.forEach(geo.chunkCount, cost: 1 << 20) { items in
+                    Scratch.withBuffer(k * chunk * p) { cols in Scratch.withBuffer(chunk > 1 ? o * chunk * p : 0) { tmp in
+                        for item in items {
+                            let b0 = item * chunk, images = Swift.min(chunk, geo.n - b0), ld = images * p
+                            geo.im2col(px, firstImage: b0, images: images, into: cols)
+                            let direct = chunk == 1
+                            gemm(m: o, n: ld, k: k, a: pw, b: cols, c: direct ? out + b0 * o * p : tmp)
+                            guard !direct || biasValues != nil else { continue }
+                            for b in 0..<images {
+                                for oc in 0..<o {
+                                    let dst = out + ((b0 + b) * o + oc) * p
+                                    let src = direct ? UnsafePointer(dst) : UnsafePointer(tmp + oc * ld + b * p)
+                                    let shift = biasValues?[oc] ?? 0
+                                    for q in 0..<p { dst[q] = src[q] + shift }
+                                }
                             }
                         }
-                    }
-                } }
+                    } }
+                }
             } }
         }
         let (vx, vw) = (x.detached, weight.detached)
@@ -157,43 +172,45 @@ extension Tensor {
     static func conv2dBackward(_ g: Tensor, x: Tensor, weight: Tensor, geometry geo: ConvGeometry,
                                needInput: Bool, needBias: Bool) -> [Tensor?] {
         let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
-        var cols = [Float](repeating: 0, count: k * chunk * p)
-        var gathered = [Float](repeating: 0, count: o * chunk * p)
         var dw = [Float](repeating: 0, count: o * k)
-        var db = [Double](repeating: 0, count: o)
-        var dx = needInput ? [Float](repeating: 0, count: x.count) : []
-        x.withScalars { px in weight.withScalars { pw in g.withScalars { pg in
-            cols.withUnsafeMutableBufferPointer { pc in gathered.withUnsafeMutableBufferPointer { pgt in
-                dw.withUnsafeMutableBufferPointer { pdw in dx.withUnsafeMutableBufferPointer { pdx in
-                    db.withUnsafeMutableBufferPointer { pdb in
-                        for b0 in Swift.stride(from: 0, to: geo.n, by: chunk) {
-                            let images = Swift.min(chunk, geo.n - b0), ld = images * p
-                            let gt = pgt.baseAddress!, c = pc.baseAddress!
-                            // G[oc][b·P + q] = g[b0 + b, oc, q]; bias gradient per output channel.
-                            Parallel.forEach(o, cost: ld) { range in
-                                for oc in range {
-                                    var acc: Float = 0
-                                    for b in 0..<images {
-                                        let src = pg + ((b0 + b) * o + oc) * p, dst = gt + oc * ld + b * p
-                                        for q in 0..<p { dst[q] = src[q]; acc += src[q] }
-                                    }
-                                    if needBias { pdb[oc] += Double(acc) }
-                                }
+        var db = [Float](repeating: 0, count: o)
+        var dx = needInput ? Tensor(shape: x.shape) { _, _ in } : Tensor.zeros([0])
+        let lock = NSLock()
+        x.withScalars { px in weight.withScalars { pw in g.withScalars { pg in dx.withMutableScalars { pdx in
+            Parallel.forEach(geo.chunkCount, cost: 1 << 20) { items in
+                Scratch.withBuffer(k * chunk * p) { cols in Scratch.withBuffer(chunk > 1 ? o * chunk * p : 0) { gathered in
+                Scratch.withBuffer(o * k) { localW in
+                    var localB = [Float](repeating: 0, count: o)
+                    for item in items {
+                        let b0 = item * chunk, images = Swift.min(chunk, geo.n - b0), ld = images * p
+                        // G[oc][b·P + q] = g[b0 + b, oc, q] (g itself when B = 1); bias gradient.
+                        let gt = chunk == 1 ? pg + b0 * o * p : UnsafePointer(gathered)
+                        for oc in 0..<o {
+                            var acc: Float = 0
+                            for b in 0..<images {
+                                let src = pg + ((b0 + b) * o + oc) * p
+                                if chunk > 1 { (gathered + oc * ld + b * p).update(from: src, count: p) }
+                                for q in 0..<p { acc += src[q] }
                             }
-                            geo.im2col(px, firstImage: b0, images: images, into: c)
-                            gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: c,
-                                 beta: b0 == 0 ? 0 : 1, c: pdw.baseAddress!)
-                            if needInput {
-                                gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: c)
-                                geo.col2im(c, firstImage: b0, images: images, into: pdx.baseAddress!)
-                            }
+                            localB[oc] += acc
+                        }
+                        geo.im2col(px, firstImage: b0, images: images, into: cols)
+                        gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: cols,
+                             beta: item == items.lowerBound ? 0 : 1, c: localW)
+                        if needInput {
+                            gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: cols)
+                            geo.col2im(cols, firstImage: b0, images: images, into: pdx)
                         }
                     }
-                } }
-            } }
-        } } }
-        return [needInput ? Tensor(shape: x.shape, scalars: dx) : nil,
+                    lock.lock()
+                    for i in 0..<o * k { dw[i] += localW[i] }
+                    for i in 0..<o { db[i] += localB[i] }
+                    lock.unlock()
+                } } }
+            }
+        } } } }
+        return [needInput ? dx : nil,
                 Tensor(shape: weight.shape, scalars: dw),
-                needBias ? Tensor(shape: [o], scalars: db.map(Float.init)) : nil]
+                needBias ? Tensor(shape: [o], scalars: db) : nil]
     }
 }

@@ -1,48 +1,5 @@
-#if canImport(Accelerate)
-import Accelerate
-#else
-import CBLAS
-#endif
-
-/// Matrix products through BLAS (OpenBLAS on Linux, Accelerate on macOS). This is the only file
-/// that imports BLAS; other kernels (convolution) call `gemm` below.
-
-/// C[M,N] = alpha · op(A) op(B) + beta · C, row-major; op(X) = Xᵀ when `transposeX`.
-/// A is [M,K] (or [K,M] transposed), B is [K,N] (or [N,K] transposed). BLAS runs its own
-/// threads: never call this from inside `Parallel.forEach`.
-
-func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
-          alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
-          b: UnsafePointer<Float>, ldb: Int? = nil,
-          beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil) {
-    guard m > 0, n > 0 else { return }
-    guard k > 0 else {
-        if beta == 0 { c.update(repeating: 0, count: m * n) }
-        return
-    }
-    cblas_sgemm(CblasRowMajor,
-                transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha,
-                a, Int32(lda ?? (transposeA ? m : k)),
-                b, Int32(ldb ?? (transposeB ? k : n)),
-                beta, c, Int32(ldc ?? n))
-}
-
-/// The BLAS implementation in use and, for OpenBLAS, the kernel (core type) it selected.
-public var blasDescription: String {
-#if canImport(Accelerate)
-    return "Accelerate"
-#else
-    return "OpenBLAS \(String(cString: openblas_get_corename())) kernel, \(openblas_get_num_threads()) threads"
-#endif
-}
-
-/// Sets the number of BLAS threads (OpenBLAS only; Accelerate chooses its own).
-public func setBLASThreads(_ count: Int) {
-#if !canImport(Accelerate)
-    openblas_set_num_threads(Int32(count))
-#endif
-}
+/// Matrix products: C = op(A) op(B), batched, and the fully connected layer. The GEMMs go to
+/// BLAS through `gemm` (BLAS.swift).
 
 extension Tensor {
     /// Matrix product. a: [M, K], b: [K, N] → [M, N]; or batched: a: [B…, M, K] with
@@ -70,15 +27,26 @@ extension Tensor {
             // One GEMM over all rows of a.
             out = Tensor(shape: batchShape + [m, n]) { c, _ in
                 a.withScalars { pa in b.withScalars { pb in
-                    gemm(transposeB: transposeB, m: batch * m, n: n, k: k, a: pa, b: pb, c: c)
+                    parallelGemm(transposeB: transposeB, m: batch * m, n: n, k: k, a: pa, b: pb, c: c)
                 } }
             }
         } else {
             out = Tensor(shape: batchShape + [m, n]) { c, _ in
                 a.withScalars { pa in b.withScalars { pb in
-                    for i in 0..<batch {
-                        gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-                             a: pa + i * m * k, b: pb + (sharedB ? 0 : i * k * n), c: c + i * m * n)
+                    // Whole products per worker when there are enough, else each product split.
+                    let split = batch < Parallel.threadCount
+                    func product(_ i: Int) {
+                        let (a, b, c) = (pa + i * m * k, pb + (sharedB ? 0 : i * k * n), c + i * m * n)
+                        if split {
+                            parallelGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c)
+                        } else {
+                            gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c)
+                        }
+                    }
+                    if split {
+                        for i in 0..<batch { product(i) }
+                    } else {
+                        Parallel.forEach(batch, cost: m * n * k) { range in for i in range { product(i) } }
                     }
                 } }
             }

@@ -1,0 +1,165 @@
+import Foundation
+
+/// The binding to BLAS: Accelerate on macOS; OpenBLAS on Linux, loaded at first use.
+///
+/// Threading: Haze owns it. BLAS runs single-threaded, and Haze splits the work over its own
+/// workers (`Parallel`): a convolution gives each worker whole images, `parallelGemm` gives
+/// each worker a block of rows of C. One level of parallelism, so BLAS threads and Haze's
+/// threads never compete for the cores.
+///
+/// OpenBLAS picks its kernels by CPU model when it is loaded. Older builds (Debian 12 ships
+/// 0.3.21) do not know recent Intel models and fall back to the generic "Prescott" kernel,
+/// 5–10× slower than the AVX-512 one the CPU can run. So, unless the user set
+/// `OPENBLAS_CORETYPE` themselves, Haze reads the CPU's features and names the matching
+/// kernel (Cooperlake with AVX-512 BF16, else SkylakeX) before loading the library. That is
+/// why OpenBLAS is opened with `dlopen` rather than linked: the choice must precede its start-up.
+
+#if canImport(Accelerate)
+import Accelerate
+
+/// C[M,N] = alpha · op(A) op(B) + beta · C, row-major (see `gemm`).
+func sgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+           _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The BLAS implementation in use.
+public var blasDescription: String { "Accelerate" }
+
+
+#else
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// OpenBLAS entry points, resolved once.
+struct OpenBLAS {
+    typealias Sgemm = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Float,
+                                      UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
+                                      Float, UnsafeMutablePointer<Float>?, Int32) -> Void
+    let sgemm: Sgemm
+    let library: String
+    /// OpenBLAS-only entry points (absent from other CBLAS libraries).
+    let setThreads: (@convention(c) (Int32) -> Void)?
+    let coreName: (@convention(c) () -> UnsafeMutablePointer<CChar>?)?
+    /// The core type Haze chose (nil: the user's `OPENBLAS_CORETYPE` or OpenBLAS's own detection).
+    let chosenCore: String?
+
+    static let shared = OpenBLAS.load()
+
+    /// The OpenBLAS kernel family for this CPU from its feature flags, or nil to let OpenBLAS
+    /// decide (no AVX-512: its own detection handles those CPUs).
+    static func coreTypeForThisCPU() -> String? {
+        guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        guard ["avx512f", "avx512bw", "avx512vl", "avx512dq"].allSatisfy(flags.contains) else { return nil }
+        return flags.contains("avx512_bf16") ? "Cooperlake" : "SkylakeX"
+    }
+
+    static func load() -> OpenBLAS {
+        var chosen: String? = nil
+        if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, let core = coreTypeForThisCPU() {
+            setenv("OPENBLAS_CORETYPE", core, 0)
+            chosen = core
+        }
+        // HAZE_BLAS_LIBRARY names another CBLAS library to load instead (e.g. libblis.so.4).
+        let override = ProcessInfo.processInfo.environment["HAZE_BLAS_LIBRARY"]
+        let names = override.map { [$0] } ?? ["libopenblas.so.0", "libopenblas.so", "libopenblasp.so.0"]
+        guard let (name, handle) = names.lazy.compactMap({ n in dlopen(n, RTLD_NOW | RTLD_GLOBAL).map { (n, $0) } }).first else {
+            fatalError("Haze needs OpenBLAS (Debian/Ubuntu: apt-get install libopenblas-dev); could not load \(names.joined(separator: ", ")): \(String(cString: dlerror()))")
+        }
+        func symbol<T>(_ symbolName: String, as type: T.Type) -> T? {
+            dlsym(handle, symbolName).map { unsafeBitCast($0, to: type) }
+        }
+        guard let sgemm = symbol("cblas_sgemm", as: Sgemm.self) else { fatalError("\(name) lacks cblas_sgemm") }
+        let blas = OpenBLAS(sgemm: sgemm, library: name,
+                            setThreads: symbol("openblas_set_num_threads", as: (@convention(c) (Int32) -> Void).self),
+                            coreName: symbol("openblas_get_corename", as: (@convention(c) () -> UnsafeMutablePointer<CChar>?).self),
+                            chosenCore: chosen)
+        // Haze owns the threading (see `gemm`): BLAS itself runs single-threaded.
+        blas.setThreads?(1)
+        return blas
+    }
+}
+
+/// C[M,N] = alpha · op(A) op(B) + beta · C, row-major (see `gemm`).
+func sgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+           _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    // CBLAS constants: CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112.
+    OpenBLAS.shared.sgemm(101, transposeA ? 112 : 111, transposeB ? 112 : 111, Int32(m), Int32(n), Int32(k),
+                          alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The BLAS implementation in use and the kernel (core type) OpenBLAS runs.
+public var blasDescription: String {
+    let blas = OpenBLAS.shared
+    guard let core = blas.coreName?().map({ String(cString: $0) }) else { return "\(blas.library), single-threaded per Haze worker" }
+    let how = blas.chosenCore != nil ? "chosen by Haze from the CPU flags" : "OPENBLAS_CORETYPE or OpenBLAS's detection"
+    return "OpenBLAS (\(blas.library)), \(core) kernel (\(how)), single-threaded per Haze worker"
+}
+
+#endif
+
+/// C[M,N] = alpha · op(A) op(B) + beta · C, row-major; op(X) = Xᵀ when `transposeX`.
+/// A is [M,K] (or [K,M] transposed), B is [K,N] (or [N,K] transposed). Runs on the calling
+/// thread (kernels call it from inside their `Parallel.forEach` workers).
+func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+          alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
+          b: UnsafePointer<Float>, ldb: Int? = nil,
+          beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil) {
+    guard m > 0, n > 0 else { return }
+    guard k > 0 else {
+        if beta == 0 { c.update(repeating: 0, count: m * n) }
+        return
+    }
+    let lda = lda ?? (transposeA ? m : k), ldb = ldb ?? (transposeB ? k : n), ldc = ldc ?? n
+    sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+/// `gemm` split over Haze's threads: by blocks of rows of C, or of columns when C is short.
+func parallelGemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+                  alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
+                  b: UnsafePointer<Float>, ldb: Int? = nil,
+                  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil) {
+    let lda = lda ?? (transposeA ? m : k), ldb = ldb ?? (transposeB ? k : n), ldc = ldc ?? n
+    let threads = Parallel.threadCount
+    if threads == 1 || m * n * k < 1 << 18 {
+        gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+             a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    } else if m >= 16 * threads || m >= n {
+        Parallel.forEach(threads, cost: 1 << 20) { parts in
+            for part in parts {
+                let i0 = part * m / threads, i1 = (part + 1) * m / threads
+                gemm(transposeA: transposeA, transposeB: transposeB, m: i1 - i0, n: n, k: k, alpha: alpha,
+                     a: a + (transposeA ? i0 : i0 * lda), lda: lda, b: b, ldb: ldb,
+                     beta: beta, c: c + i0 * ldc, ldc: ldc)
+            }
+        }
+    } else {
+        Parallel.forEach(threads, cost: 1 << 20) { parts in
+            for part in parts {
+                let j0 = part * n / threads, j1 = (part + 1) * n / threads
+                gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: j1 - j0, k: k, alpha: alpha,
+                     a: a, lda: lda, b: b + (transposeB ? j0 * ldb : j0), ldb: ldb,
+                     beta: beta, c: c + j0, ldc: ldc)
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// a [M, K] · b [K, N] in one single-threaded BLAS call on the calling thread (no tape).
+    /// For benchmarks that measure BLAS alone or several concurrent calls.
+    public static func singleThreadedMatmul(_ a: Tensor, _ b: Tensor) -> Tensor {
+        precondition(a.rank == 2 && b.rank == 2 && a.shape[1] == b.shape[0], "singleThreadedMatmul: \(a.shape) · \(b.shape)")
+        return Tensor(shape: [a.shape[0], b.shape[1]]) { c, _ in
+            a.withScalars { pa in b.withScalars { pb in
+                gemm(m: a.shape[0], n: b.shape[1], k: a.shape[1], a: pa, b: pb, c: c)
+            } }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import HazeTensor
+
+/// One op at one shape: its forward, and forward + backward through the tape.
+struct KernelCase {
+    let name: String
+    /// Floating-point operations of the forward (GEMM-like ops), or 0 when it is memory-bound.
+    let forwardFlops: Double
+    /// Bytes moved by the forward (for memory-bound ops), or 0.
+    let forwardBytes: Double
+    let inputs: [Tensor]
+    let op: ([Tensor]) -> Tensor
+}
+
+/// The ops of the reference model fmnist-s (28×28×1, channels 32/64/128, GroupNorm 8 groups,
+/// attention with 16 heads of width 8 over 7×7 = 49 tokens), at batch 64.
+func fmnistKernelCases(batch n: Int) -> [KernelCase] {
+    var cases: [KernelCase] = []
+    func conv(_ c: Int, _ o: Int, _ hw: Int, k: Int = 3, stride: Int = 1) {
+        let x = Tensor.normal([n, c, hw, hw], seed: 1), w = Tensor.normal([o, c, k, k], std: 0.05, seed: 2)
+        let b = Tensor.zeros([o])
+        let out = (hw + 2 * (k / 2) - k) / stride + 1
+        cases.append(KernelCase(
+            name: "conv2d \(k)x\(k)\(stride > 1 ? " s\(stride)" : "") [\(n),\(c),\(hw),\(hw)]->\(o)",
+            forwardFlops: 2 * Double(n * o * out * out * c * k * k), forwardBytes: 0, inputs: [x, w, b]) {
+                Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], stride: stride, padding: k / 2)
+            })
+    }
+    conv(32, 32, 28)
+    conv(64, 64, 28)
+    conv(64, 64, 14)
+    conv(64, 64, 14, stride: 2)
+    conv(128, 128, 7)
+    conv(256, 128, 7)
+    conv(96, 32, 28, k: 1)
+    for (c, hw) in [(32, 28), (128, 7)] {
+        let x = Tensor.normal([n, c, hw, hw], seed: 3)
+        cases.append(KernelCase(name: "group norm [\(n),\(c),\(hw),\(hw)] g8", forwardFlops: 0,
+                                forwardBytes: 8 * Double(x.count), inputs: [x, Tensor.ones([c]), Tensor.zeros([c])]) {
+            Tensor.groupNorm($0[0], groups: 8, weight: $0[1], bias: $0[2])
+        })
+    }
+    let x = Tensor.normal([n, 64, 28, 28], seed: 4)
+    cases.append(KernelCase(name: "silu [\(n),64,28,28]", forwardFlops: 0, forwardBytes: 8 * Double(x.count),
+                            inputs: [x]) { $0[0].silu() })
+    cases.append(KernelCase(name: "add [\(n),64,28,28]", forwardFlops: 0, forwardBytes: 12 * Double(x.count),
+                            inputs: [x, x]) { $0[0] + $0[1] })
+    let qkv = (0..<3).map { Tensor.normal([n, 16, 49, 8], seed: 5 + UInt64($0)) }
+    cases.append(KernelCase(name: "attention [\(n),16 heads,49,8]", forwardFlops: 4 * Double(n * 16 * 49 * 49 * 8),
+                            forwardBytes: 0, inputs: qkv) {
+        Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2])
+    })
+    let tokens = Tensor.normal([n * 49, 128], seed: 8)
+    cases.append(KernelCase(name: "linear [\(n * 49),128]->384", forwardFlops: 2 * Double(n * 49 * 128 * 384), forwardBytes: 0,
+                            inputs: [tokens, Tensor.normal([384, 128], std: 0.05, seed: 9), Tensor.zeros([384])]) {
+        Tensor.linear($0[0], weight: $0[1], bias: $0[2])
+    })
+    let scores = Tensor.normal([n * 16, 49, 49], seed: 10)
+    cases.append(KernelCase(name: "softmax [\(n * 16),49,49]", forwardFlops: 0, forwardBytes: 8 * Double(scores.count),
+                            inputs: [scores]) { $0[0].softmax() })
+    return cases
+}
+
+struct Timing: Codable {
+    var medianMs: Double
+    var minMs: Double
+}
+
+/// 3 warm-up calls, then the median and minimum of 10 timed calls (the PyTorch reference's protocol).
+func measure(warmup: Int = 3, iterations: Int = 10, _ body: () -> Void) -> Timing {
+    for _ in 0..<warmup { body() }
+    var samples: [Double] = []
+    for _ in 0..<iterations {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+    }
+    samples.sort()
+    return Timing(medianMs: (samples[iterations / 2 - 1] + samples[iterations / 2]) / 2, minMs: samples[0])
+}
+
+struct Kernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time each op at the fmnist-s shapes: forward, forward+backward, rates, BLAS kernel.")
+
+    @Option(help: "Batch size of the activations.") var batch = 64
+    @Option(help: "Haze worker threads (BLAS runs single-threaded inside them).") var threads = 2
+    @Option(help: "Only cases whose name contains this text.") var filter: String?
+    @Option(help: "JSON from scripts/bench_torch_kernels.py (same shapes): adds PyTorch times and ratios.")
+    var compare: String?
+
+    func run() throws {
+        Parallel.threadCount = threads
+        let env = ProcessInfo.processInfo.environment
+        print("BLAS: \(blasDescription); OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)") OPENBLAS_L2_SIZE=\(env["OPENBLAS_L2_SIZE"] ?? "(unset)"); Haze threads: \(threads)")
+        var torch: [String: [String: Double]] = [:]
+        if let compare {
+            let data = try Data(contentsOf: URL(fileURLWithPath: compare))
+            torch = (try JSONSerialization.jsonObject(with: data) as? [String: [String: Double]]) ?? [:]
+        }
+        let header = "op".padding(toLength: 36, withPad: " ", startingAt: 0)
+            + "  fwd ms  fwd+bwd ms   fwd rate" + (torch.isEmpty ? "" : "   torch fwd  torch f+b  ratio f+b (haze/torch)")
+        print(header)
+        var haze: [String: [String: Double]] = [:]
+        for c in fmnistKernelCases(batch: batch) where filter.map({ c.name.contains($0) }) ?? true {
+            let forward = measure { _ = c.op(c.inputs) }
+            let seed = c.op(c.inputs)
+            let both = measure { _ = valueWithGradient(at: c.inputs, seed: seed.detached, of: c.op) }
+            let rate = c.forwardFlops > 0
+                ? String(format: "%6.1f GFLOP/s", c.forwardFlops / forward.medianMs / 1e6)
+                : String(format: "%6.1f GB/s", c.forwardBytes / forward.medianMs / 1e6)
+            var line = c.name.padding(toLength: 36, withPad: " ", startingAt: 0)
+                + String(format: "%8.2f %11.2f  ", forward.medianMs, both.medianMs) + rate
+            if let t = torch[c.name], let tf = t["forward_ms"], let tb = t["forward_backward_ms"] {
+                line += String(format: "  %9.2f  %9.2f  %6.2fx", tf, tb, both.medianMs / tb)
+            }
+            print(line)
+            haze[c.name] = ["forward_ms": forward.medianMs, "forward_backward_ms": both.medianMs]
+        }
+        print("\nSGEMM C[M,N] = A[M,K] B[K,N] at the conv GEMM shapes: one call split over the workers;")
+        print("one single-threaded call; and one single-threaded call on every worker at once (aggregate rate)")
+        for (m, n, k) in [(64, 784, 576), (64, 1568, 576), (128, 1568, 1152), (32, 784, 288), (2048, 2048, 2048)] {
+            let a = Tensor.normal([m, k], seed: 11), b = Tensor.normal([k, n], seed: 12)
+            let flops = 2 * Double(m * n * k)
+            let split = measure { _ = a.matmul(b) }
+            let single = measure { _ = Tensor.singleThreadedMatmul(a, b) }
+            let concurrent = measure {
+                DispatchQueue.concurrentPerform(iterations: threads) { _ in _ = Tensor.singleThreadedMatmul(a, b) }
+            }
+            print(String(format: "  M=%-5d N=%-5d K=%-5d split %7.1f GFLOP/s   single %7.1f GFLOP/s   %d concurrent %7.1f GFLOP/s",
+                         m, n, k, flops / split.medianMs / 1e6, flops / single.medianMs / 1e6,
+                         threads, Double(threads) * flops / concurrent.medianMs / 1e6))
+        }
+    }
+}
