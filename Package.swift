@@ -16,7 +16,9 @@ let package = Package(
     targets: [
         // BLAS: Accelerate on macOS; on Linux OpenBLAS (Debian libopenblas-dev), opened at run
         // time so that Haze can choose its kernel first (see Sources/HazeTensor/BLAS.swift).
-        .target(name: "HazeTensor"),
+        // Vectorised exp-based kernels in C (multiversioned for AVX-512 / AVX2 / baseline).
+        .target(name: "CHazeKernels"),
+        .target(name: "HazeTensor", dependencies: ["CHazeKernels"]),
         .target(name: "HazeIO", dependencies: ["HazeTensor"]),
         .executableTarget(
             name: "haze",

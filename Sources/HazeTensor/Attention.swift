@@ -1,16 +1,92 @@
-/// Scaled dot-product attention (Vaswani et al. 2017, eq. 1), multi-head:
-///   Attention(Q, K, V) = softmax(Q Kᵀ · scale) V,  scale = 1/√D by default.
-/// Composed from batched matmul and softmax, whose pullbacks give the gradients.
+import CHazeKernels
+
+/// Scaled dot-product attention (Vaswani et al. 2017, eq. 1), multi-head, as one fused op:
+///   P = softmax(Q Kᵀ · scale),  O = P V,  scale = 1/√D by default.
+/// Backward (with P saved from the forward):
+///   ∂V = Pᵀ ∂O,  ∂P = ∂O Vᵀ,  ∂S = P ⊙ (∂P − rowsum(∂P ⊙ P)),
+///   ∂Q = scale · ∂S K,  ∂K = scale · ∂Sᵀ Q.
+/// Parallel over the B·H heads; each worker runs single-threaded GEMMs on its heads (BLAS for
+/// large heads, `haze_small_matmul` for small ones, where a BLAS call costs more than its work).
+
+/// C[m,n] = alpha · op(A) op(B) for one head, on the calling thread. `scratch` holds at least
+/// m·k + k·n floats (for transposed copies on the small path).
+private func headProduct(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+                         alpha: Float = 1, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                         c: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    guard m * n * k < 1 << 16 else {
+        gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b, c: c)
+        return
+    }
+    var (a, b) = (a, b)
+    if transposeA { haze_transpose(a, scratch, k, m); a = UnsafePointer(scratch) }
+    if transposeB { haze_transpose(b, scratch + m * k, n, k); b = UnsafePointer(scratch + m * k) }
+    haze_small_matmul(a, b, c, m, n, k, alpha)
+}
 
 extension Tensor {
-    /// q: [B, H, L, D], k: [B, H, S, D], v: [B, H, S, Dv] → [B, H, L, Dv].
-    /// (Any leading batch axes work; heads are just another batch axis.)
+    /// q: [B…, L, D], k: [B…, S, D], v: [B…, S, Dv] → [B…, L, Dv] (heads are a batch axis,
+    /// e.g. [B, H, L, D]).
     public static func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: Tensor,
                                                  scale: Float? = nil) -> Tensor {
-        precondition(q.rank >= 3 && q.shape.last == k.shape.last && k.shape.dropLast() == v.shape.dropLast(),
+        precondition(q.rank >= 3 && q.shape.last == k.shape.last && k.shape.dropLast() == v.shape.dropLast()
+                     && q.shape.dropLast(2) == k.shape.dropLast(2),
                      "attention: query \(q.shape), key \(k.shape), value \(v.shape) do not match")
-        let s = scale ?? 1 / Float(q.shape.last!).squareRoot()
-        let scores = batchedMatmul(q, k, transposeA: false, transposeB: true) * s
-        return scores.softmax(alongAxis: -1).matmul(v)
+        let (l, d) = (q.shape[q.rank - 2], q.shape[q.rank - 1])
+        let (s, dv) = (k.shape[k.rank - 2], v.shape[v.rank - 1])
+        let heads = q.count / Swift.max(l * d, 1)
+        let alpha = scale ?? 1 / Float(d).squareRoot()
+        let recording = anyRecorded(q, k, v)
+        // P for every head, kept for backward only when recording.
+        var probabilities = recording ? [Float](repeating: 0, count: heads * l * s) : []
+        let out = Tensor(shape: Array(q.shape.dropLast()) + [dv]) { o, _ in
+            q.withScalars { pq in k.withScalars { pk in v.withScalars { pv in
+                probabilities.withUnsafeMutableBufferPointer { saved in
+                    Parallel.forEach(heads, cost: 4 * l * s * (d + dv)) { range in
+                        Scratch.withBuffer(l * s + 2 * (l + s) * (s + d + dv)) { scratch in
+                            let work = scratch + l * s
+                            for h in range {
+                                let p = recording ? saved.baseAddress! + h * l * s : scratch
+                                headProduct(transposeB: true, m: l, n: s, k: d, alpha: alpha,
+                                            a: pq + h * l * d, b: pk + h * s * d, c: p, scratch: work)
+                                haze_softmax_rows(p, p, l, s, 0)
+                                headProduct(m: l, n: dv, k: s, a: p, b: pv + h * s * dv, c: o + h * l * dv, scratch: work)
+                            }
+                        }
+                    }
+                }
+            } } }
+        }
+        guard recording else { return out }
+        let (vq, vk, vv) = (q.detached, k.detached, v.detached)
+        return record(out, [q, k, v]) { g in
+            var dq = Tensor(shape: vq.shape) { _, _ in }, dk = Tensor(shape: vk.shape) { _, _ in }
+            var dvv = Tensor(shape: vv.shape) { _, _ in }
+            vq.withScalars { pq in vk.withScalars { pk in vv.withScalars { pv in g.withScalars { pg in
+            probabilities.withUnsafeBufferPointer { saved in
+            dq.withMutableScalars { pdq in dk.withMutableScalars { pdk in dvv.withMutableScalars { pdv in
+                Parallel.forEach(heads, cost: 8 * l * s * (d + dv)) { range in
+                    Scratch.withBuffer(l * s + 2 * (l + s) * (s + d + dv)) { dp in
+                        let work = dp + l * s
+                        for h in range {
+                            let p = saved.baseAddress! + h * l * s, gh = pg + h * l * dv
+                            headProduct(transposeA: true, m: s, n: dv, k: l, a: p, b: gh, c: pdv + h * s * dv, scratch: work)
+                            headProduct(transposeB: true, m: l, n: s, k: dv, a: gh, b: pv + h * s * dv, c: dp, scratch: work)
+                            for row in 0..<l {
+                                let pr = p + row * s, dr = dp + row * s
+                                var dot: Float = 0
+                                for j in 0..<s { dot += pr[j] * dr[j] }
+                                for j in 0..<s { dr[j] = pr[j] * (dr[j] - dot) }
+                            }
+                            headProduct(m: l, n: d, k: s, alpha: alpha, a: dp, b: pk + h * s * d, c: pdq + h * l * d, scratch: work)
+                            headProduct(transposeA: true, m: s, n: d, k: l, alpha: alpha, a: dp, b: pq + h * l * d,
+                                        c: pdk + h * s * d, scratch: work)
+                        }
+                    }
+                }
+            } } }
+            }
+            } } } }
+            return [dq, dk, dvv]
+        }
     }
 }

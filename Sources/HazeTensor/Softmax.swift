@@ -1,3 +1,4 @@
+import CHazeKernels
 import Foundation
 
 /// Softmax and log-softmax along an axis, forward and backward.
@@ -34,26 +35,13 @@ extension Tensor {
         return body(permuted(axes)).permuted(axes)
     }
 
-    /// Softmax (or log-softmax) of each row of the last axis. Parallel over rows.
+    /// Softmax (or log-softmax) of each row of the last axis (C kernel). Parallel over rows.
     static func softmaxRows(_ x: Tensor, log: Bool) -> Tensor {
         let d = x.shape.last ?? 1, rows = x.count / Swift.max(d, 1)
         return Tensor(shape: x.shape) { out, _ in
             x.withScalars { p in
                 Parallel.forEach(rows, cost: 16 * d) { range in
-                    for r in range {
-                        let src = p + r * d, dst = out + r * d
-                        var m = -Float.infinity
-                        for i in 0..<d { m = Swift.max(m, src[i]) }
-                        var sum: Float = 0
-                        for i in 0..<d { let e = Foundation.exp(src[i] - m); dst[i] = e; sum += e }
-                        if log {
-                            let shift = m + Foundation.log(sum)
-                            for i in 0..<d { dst[i] = src[i] - shift }
-                        } else {
-                            let inv = 1 / sum
-                            for i in 0..<d { dst[i] *= inv }
-                        }
-                    }
+                    haze_softmax_rows(p + range.lowerBound * d, out + range.lowerBound * d, range.count, d, log ? 1 : 0)
                 }
             }
         }

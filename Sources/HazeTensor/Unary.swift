@@ -1,3 +1,4 @@
+import CHazeKernels
 import Foundation
 
 /// Elementwise unary math and activations. Forward kernels are specialised per function; the
@@ -10,29 +11,19 @@ protocol UnaryFunction {
 }
 
 enum NegFunction: UnaryFunction { static func apply(_ x: Float) -> Float { -x } }
-enum ExpFunction: UnaryFunction { static func apply(_ x: Float) -> Float { Foundation.exp(x) } }
 enum LogFunction: UnaryFunction { static func apply(_ x: Float) -> Float { Foundation.log(x) } }
 enum SqrtFunction: UnaryFunction { static func apply(_ x: Float) -> Float { x.squareRoot() } }
 enum RsqrtFunction: UnaryFunction { static func apply(_ x: Float) -> Float { 1 / x.squareRoot() } }
 enum SquareFunction: UnaryFunction { static func apply(_ x: Float) -> Float { x * x } }
 enum AbsFunction: UnaryFunction { static func apply(_ x: Float) -> Float { Swift.abs(x) } }
 enum SignFunction: UnaryFunction { static func apply(_ x: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) } }
-enum SigmoidFunction: UnaryFunction { static func apply(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) } }
 enum TanhFunction: UnaryFunction { static func apply(_ x: Float) -> Float { Foundation.tanh(x) } }
-enum SiLUFunction: UnaryFunction { static func apply(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) } }
 /// GELU with the exact erf form, PyTorch's default: x Φ(x).
 enum GELUFunction: UnaryFunction {
     static func apply(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.erf(x * 0.70710678118654752)) }
 }
 
 // Fused derivatives, as binary functions of (input or output, upstream gradient).
-enum SiLUBackward: BinaryFunction {
-    /// d/dx x σ(x) = σ(x) (1 + x (1 − σ(x)))
-    static func apply(_ x: Float, _ g: Float) -> Float {
-        let s = 1 / (1 + Foundation.exp(-x))
-        return g * s * (1 + x * (1 - s))
-    }
-}
 enum SigmoidBackward: BinaryFunction { static func apply(_ y: Float, _ g: Float) -> Float { g * y * (1 - y) } }
 enum TanhBackward: BinaryFunction { static func apply(_ y: Float, _ g: Float) -> Float { g * (1 - y * y) } }
 enum GELUBackward: BinaryFunction {
@@ -45,6 +36,17 @@ enum GELUBackward: BinaryFunction {
 }
 
 extension Tensor {
+    /// out = kernel(x) for a C kernel over contiguous floats; parallel over disjoint ranges.
+    static func vectorKernel(_ x: Tensor, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+        Tensor(shape: x.shape) { out, count in
+            x.withScalars { p in
+                Parallel.forEach(count, cost: 16) { range in
+                    kernel(p + range.lowerBound, out + range.lowerBound, range.count)
+                }
+            }
+        }
+    }
+
     /// out[i] = F(x[i]); out has x's shape. Parallel over disjoint ranges.
     
     static func unaryKernel<F: UnaryFunction>(_ x: Tensor, _: F.Type) -> Tensor {
@@ -59,7 +61,7 @@ extension Tensor {
 
     /// eˣ; pullback g·y.
     public func exp() -> Tensor {
-        let y = Tensor.unaryKernel(self, ExpFunction.self)
+        let y = Tensor.vectorKernel(self) { haze_exp($0, $1, $2) }
         return Tensor.record(y, [self]) { g in [g * y] }
     }
 
@@ -127,14 +129,20 @@ extension Tensor {
     /// SiLU (swish): x σ(x).
     public func silu() -> Tensor {
         let x = detached
-        return Tensor.record(Tensor.unaryKernel(self, SiLUFunction.self), [self]) { g in
-            [Tensor.binaryKernel(x, g, SiLUBackward.self)]
+        return Tensor.record(Tensor.vectorKernel(self) { haze_silu($0, $1, $2) }, [self]) { g in
+            [Tensor(shape: x.shape) { out, count in
+                x.withScalars { px in g.withScalars { pg in
+                    Parallel.forEach(count, cost: 16) { r in
+                        haze_silu_backward(px + r.lowerBound, pg + r.lowerBound, out + r.lowerBound, r.count)
+                    }
+                } }
+            }]
         }
     }
 
     /// Logistic sigmoid σ(x) = 1 / (1 + e⁻ˣ).
     public func sigmoid() -> Tensor {
-        let y = Tensor.unaryKernel(self, SigmoidFunction.self)
+        let y = Tensor.vectorKernel(self) { haze_sigmoid($0, $1, $2) }
         return Tensor.record(y, [self]) { g in [Tensor.binaryKernel(y, g, SigmoidBackward.self)] }
     }
 

@@ -118,6 +118,7 @@ struct Kernels: ParsableCommand {
             print(line)
             haze[c.name] = ["forward_ms": forward.medianMs, "forward_backward_ms": both.medianMs]
         }
+        guard filter == nil || "sgemm".contains(filter!) else { return }
         print("\nSGEMM C[M,N] = A[M,K] B[K,N] at the conv GEMM shapes: one call split over the workers;")
         print("one single-threaded call; and one single-threaded call on every worker at once (aggregate rate)")
         for (m, n, k) in [(64, 784, 576), (64, 1568, 576), (128, 1568, 1152), (32, 784, 288), (2048, 2048, 2048)] {

@@ -1,0 +1,26 @@
+#ifndef HAZE_KERNELS_H
+#define HAZE_KERNELS_H
+
+// Vectorised elementwise kernels that need exp: C loops that the compiler vectorises for the
+// widest instruction set the CPU has (AVX-512, AVX2 or SSE2, chosen at load time on Linux).
+// Each works on n contiguous floats; callers split the work over threads.
+
+/// y = e^x
+void haze_exp(const float *x, float *y, long n);
+/// y = 1 / (1 + e^-x)
+void haze_sigmoid(const float *x, float *y, long n);
+/// y = x / (1 + e^-x)
+void haze_silu(const float *x, float *y, long n);
+/// dx = g * s * (1 + x * (1 - s)),  s = sigmoid(x)
+void haze_silu_backward(const float *x, const float *g, float *dx, long n);
+/// Softmax (or log-softmax when log_softmax != 0) of each of `rows` rows of length d.
+void haze_softmax_rows(const float *x, float *y, long rows, long d, int log_softmax);
+
+
+
+/// C[m,n] = alpha * A[m,k] B[k,n], all row-major and contiguous: for matrices too small for
+/// a BLAS call to pay off (attention heads of a few dozen tokens).
+void haze_small_matmul(const float *a, const float *b, float *c, long m, long n, long k, float alpha);
+/// y[cols, rows] = x[rows, cols]ᵀ
+void haze_transpose(const float *x, float *y, long rows, long cols);
+#endif
