@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "HazeTensor", targets: ["HazeTensor"]),
         .library(name: "HazeIO", targets: ["HazeIO"]),
+        .library(name: "HazeNN", targets: ["HazeNN"]),
         .executable(name: "haze", targets: ["haze"]),
         .executable(name: "haze-bench", targets: ["haze-bench"]),
     ],
@@ -20,23 +21,25 @@ let package = Package(
         .target(name: "CHazeKernels"),
         .target(name: "HazeTensor", dependencies: ["CHazeKernels"]),
         .target(name: "HazeIO", dependencies: ["HazeTensor"]),
+        .target(name: "HazeNN", dependencies: ["HazeTensor", "HazeIO"]),
         .executableTarget(
             name: "haze",
             dependencies: [
-                "HazeTensor", "HazeIO",
+                "HazeTensor", "HazeIO", "HazeNN",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "haze-bench",
             dependencies: [
-                "HazeTensor", "HazeIO",
+                "HazeTensor", "HazeIO", "HazeNN",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "HazeTensorTests", dependencies: ["HazeTensor", "HazeIO"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "HazeIOTests", dependencies: ["HazeIO", "HazeTensor"]),
+        .testTarget(name: "HazeNNTests", dependencies: ["HazeNN", "HazeIO", "HazeTensor"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

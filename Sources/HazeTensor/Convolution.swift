@@ -45,8 +45,10 @@ struct ConvGeometry {
     /// Output columns ox whose input column ox·s − left + j lies inside the image.
     @inline(__always)
     func validColumns(_ j: Int) -> Range<Int> {
+        // ox ≥ ⌈(left − j)/s⌉ and ox ≤ ⌊(W − 1 + left − j)/s⌋ (floor division for negatives).
         let lo = Swift.max(0, (padding.left - j + stride - 1) / stride)
-        let hi = Swift.min(wo, (w - 1 + padding.left - j) / stride + 1)
+        let last = w - 1 + padding.left - j
+        let hi = last < 0 ? 0 : Swift.min(wo, last / stride + 1)
         return lo..<Swift.max(lo, hi)
     }
 

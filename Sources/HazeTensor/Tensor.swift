@@ -87,12 +87,15 @@ public struct Tensor {
     }
 
     
-    func withScalars<R>(_ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
+    /// Calls `body` with a pointer to the elements (valid only during the call).
+    public func withScalars<R>(_ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
         try scalars.withUnsafeBufferPointer { try body($0.baseAddress ?? UnsafePointer(bitPattern: 16)!) }
     }
 
     
-    mutating func withMutableScalars<R>(_ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+    /// Calls `body` with a pointer to the elements for in-place updates (copying first if the
+    /// storage is shared). Not recorded on the tape.
+    public mutating func withMutableScalars<R>(_ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
         try scalars.withUnsafeMutableBufferPointer { try body($0.baseAddress ?? UnsafeMutablePointer(bitPattern: 16)!) }
     }
 }

@@ -96,4 +96,28 @@ final class TensorTests: XCTestCase {
         let evalOut = Tensor.batchNorm(x, weight: nil, bias: nil, runningMean: &mean, runningVariance: &variance, training: false)
         XCTAssertEqual(evalOut.shape, x.shape)
     }
+
+    /// Padding must read as zeros even where the kernel overhangs a tiny image entirely
+    /// (regression: a 2×2 input with diffusers' (0,1,0,1) pad read past the row).
+    func testConvolutionPaddingEqualsExplicitZeros() {
+        for size in [1, 2, 3, 5] {
+            let x = Tensor.normal([2, 3, size, size], seed: 50), w = Tensor.normal([4, 3, 3, 3], seed: 51)
+            for (padding, stride) in [(Padding2D(top: 0, bottom: 1, left: 0, right: 1), 2), (Padding2D(1), 1), (Padding2D(1), 2)] {
+                // The same input with the zeros written out.
+                let (ph, pw) = (size + padding.top + padding.bottom, size + padding.left + padding.right)
+                var padded = [Float](repeating: 0, count: 2 * 3 * ph * pw)
+                for plane in 0..<6 {
+                    for i in 0..<size {
+                        for j in 0..<size {
+                            padded[(plane * ph + i + padding.top) * pw + j + padding.left] = x.scalars[(plane * size + i) * size + j]
+                        }
+                    }
+                }
+                let explicit = Tensor.conv2d(Tensor(shape: [2, 3, ph, pw], scalars: padded), weight: w, stride: stride)
+                let implicit = Tensor.conv2d(x, weight: w, stride: stride, padding: padding)
+                XCTAssertEqual(implicit.shape, explicit.shape)
+                for (a, b) in zip(implicit.scalars, explicit.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5, "size \(size) \(padding)") }
+            }
+        }
+    }
 }

@@ -1,0 +1,92 @@
+import HazeTensor
+
+/// Basic layers with PyTorch's parameter names and initialisation. Each takes its key prefix
+/// (e.g. `time_embedding.linear_1`) and reads `prefix.weight` / `prefix.bias`.
+
+/// y = x Wᵀ + b. weight: [out, in], bias: [out]. (nn.Linear)
+public struct Linear: Module {
+    public let prefix: String
+    public let inFeatures, outFeatures: Int
+    public let bias: Bool
+
+    public init(_ prefix: String, _ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
+        (self.prefix, self.inFeatures, self.outFeatures, self.bias) = (prefix, inFeatures, outFeatures, bias)
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        let bound = 1 / Float(inFeatures).squareRoot()
+        return [ParameterSpec(key(prefix, "weight"), [outFeatures, inFeatures], .uniform(bound: bound))]
+            + (bias ? [ParameterSpec(key(prefix, "bias"), [outFeatures], .uniform(bound: bound))] : [])
+    }
+
+    /// x: […, in] → […, out]
+    public func callAsFunction(_ x: Tensor, _ p: ParameterSet) -> Tensor {
+        Tensor.linear(x, weight: p.value(key(prefix, "weight")), bias: bias ? p.value(key(prefix, "bias")) : nil)
+    }
+}
+
+/// 2-D convolution. weight: [out, in, k, k], bias: [out]. (nn.Conv2d)
+public struct Conv2d: Module {
+    public let prefix: String
+    public let inChannels, outChannels, kernelSize, stride: Int
+    public let padding: Padding2D
+
+    public init(_ prefix: String, _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Padding2D = .zero) {
+        (self.prefix, self.inChannels, self.outChannels) = (prefix, inChannels, outChannels)
+        (self.kernelSize, self.stride, self.padding) = (kernelSize, stride, padding)
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        let bound = 1 / Float(inChannels * kernelSize * kernelSize).squareRoot()
+        return [ParameterSpec(key(prefix, "weight"), [outChannels, inChannels, kernelSize, kernelSize], .uniform(bound: bound)),
+                ParameterSpec(key(prefix, "bias"), [outChannels], .uniform(bound: bound))]
+    }
+
+    /// x: [N, in, H, W] → [N, out, H', W']
+    public func callAsFunction(_ x: Tensor, _ p: ParameterSet) -> Tensor {
+        Tensor.conv2d(x, weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")),
+                      stride: stride, padding: padding)
+    }
+}
+
+/// Which normalisation a model uses: diffusers' GroupNorm, or (Haze option `norm_type: "batch"`)
+/// BatchNorm2d as in the TensorFlow article Haze started from.
+public enum NormKind: String, Codable, Sendable {
+    case group, batch
+}
+
+/// GroupNorm (or BatchNorm2d) with affine weight and bias: `prefix.weight`, `prefix.bias`, and
+/// for BatchNorm the buffers `prefix.running_mean`, `prefix.running_var`.
+public struct Norm: Module {
+    public let prefix: String
+    public let kind: NormKind
+    public let groups, channels: Int
+    public let epsilon: Float
+
+    public init(_ prefix: String, kind: NormKind = .group, groups: Int, channels: Int, epsilon: Float) {
+        (self.prefix, self.kind, self.groups, self.channels, self.epsilon) = (prefix, kind, groups, channels, epsilon)
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        [ParameterSpec(key(prefix, "weight"), [channels], .ones), ParameterSpec(key(prefix, "bias"), [channels], .zeros)]
+            + (kind == .batch ? [ParameterSpec(key(prefix, "running_mean"), [channels], .zeros, isBuffer: true),
+                                 ParameterSpec(key(prefix, "running_var"), [channels], .ones, isBuffer: true)] : [])
+    }
+
+    /// x: [N, C, *] → same shape.
+    public func callAsFunction(_ x: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
+        let (w, b) = (p.value(key(prefix, "weight")), p.value(key(prefix, "bias")))
+        switch kind {
+        case .group:
+            return Tensor.groupNorm(x, groups: groups, weight: w, bias: b, epsilon: epsilon)
+        case .batch:
+            let (meanKey, varKey) = (key(prefix, "running_mean"), key(prefix, "running_var"))
+            var mean = context.buffers[meanKey] ?? p.value(meanKey)
+            var variance = context.buffers[varKey] ?? p.value(varKey)
+            let y = Tensor.batchNorm(x, weight: w, bias: b, runningMean: &mean, runningVariance: &variance,
+                                     training: context.training, epsilon: epsilon)
+            if context.training { context.buffers[meanKey] = mean; context.buffers[varKey] = variance }
+            return y
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import HazeIO
+import HazeTensor
+
+/// A diffusers model folder: `config.json` + `diffusion_pytorch_model.safetensors`.
+///
+/// Loading validates the weights against the architecture: missing, unexpected and wrongly
+/// shaped tensors are all listed by name (with both shapes) in one error. Legacy attention
+/// names (`query`, `key`, `value`, `proj_attn`) are mapped to `to_q`, `to_k`, `to_v`,
+/// `to_out.0`, as diffusers does. F16/BF16/F64 weights are converted to Float32.
+public struct ModelFolder {
+    public static let configFile = "config.json"
+    public static let weightsFile = "diffusion_pytorch_model.safetensors"
+
+    /// A weights file that does not fit the architecture of its config.
+    public struct MismatchError: Error, CustomStringConvertible {
+        public let file: String
+        public let missing: [String]
+        public let unexpected: [String]
+        public let wrongShape: [(name: String, expected: [Int], found: [Int])]
+
+        public var description: String {
+            var lines = ["\(file): the weights do not match the model in config.json"]
+            if !missing.isEmpty { lines.append("  missing (\(missing.count)): " + missing.joined(separator: ", ")) }
+            if !unexpected.isEmpty { lines.append("  unexpected (\(unexpected.count)): " + unexpected.joined(separator: ", ")) }
+            for w in wrongShape { lines.append("  wrong shape: \(w.name) expected \(w.expected), found \(w.found)") }
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    /// Maps a legacy attention key to the current name (others unchanged).
+    static func modernName(_ name: String) -> String {
+        for (old, new) in [(".query.", ".to_q."), (".key.", ".to_k."), (".value.", ".to_v."), (".proj_attn.", ".to_out.0.")]
+        where name.contains(".attentions.") && name.contains(old) {
+            return name.replacingOccurrences(of: old, with: new)
+        }
+        return name
+    }
+
+    /// Checks `tensors` against the model's specs and returns them under their modern names.
+    public static func validated(_ tensors: [String: Tensor], for model: UNet2DModel, file: String) throws -> ParameterSet {
+        var renamed: ParameterSet = [:]
+        for (name, t) in tensors { renamed[modernName(name)] = t }
+        let specs = model.parameterSpecs
+        let expected = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0.shape) })
+        let missing = specs.map(\.name).filter { renamed[$0] == nil }.sorted()
+        let unexpected = renamed.keys.filter { expected[$0] == nil }.sorted()
+        let wrong = specs.compactMap { spec -> (String, [Int], [Int])? in
+            guard let t = renamed[spec.name], t.shape != spec.shape else { return nil }
+            return (spec.name, spec.shape, t.shape)
+        }.sorted { $0.0 < $1.0 }
+        guard missing.isEmpty && unexpected.isEmpty && wrong.isEmpty else {
+            throw MismatchError(file: file, missing: missing, unexpected: unexpected,
+                                wrongShape: wrong.map { (name: $0.0, expected: $0.1, found: $0.2) })
+        }
+        return renamed
+    }
+
+    /// Loads the model and its weights from a diffusers folder.
+    public static func load(_ folder: String) throws -> (model: UNet2DModel, parameters: ParameterSet) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ConfigError(file: folder, field: nil, problem: "is not a model folder (expected \(configFile) and \(weightsFile) inside)")
+        }
+        let config = try UNet2DModelConfig(contentsOf: folder + "/" + configFile)
+        let model = try UNet2DModel(config: config)
+        let weightsPath = folder + "/" + weightsFile
+        let file = try SafeTensors.read(contentsOf: weightsPath)
+        return (model, try validated(file.tensors, for: model, file: weightsPath))
+    }
+
+    /// Writes a diffusers folder (created if needed): config.json and F32 weights, each atomically.
+    public static func save(_ model: UNet2DModel, parameters: ParameterSet, to folder: String) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let names = Set(model.parameterSpecs.map(\.name))
+        let weights = parameters.filter { names.contains($0.key) }
+        try SafeTensors(tensors: weights, metadata: ["format": "pt"]).write(to: folder + "/" + weightsFile)
+        try AtomicFile.write(model.config.jsonData(), to: folder + "/" + configFile)
+    }
+}

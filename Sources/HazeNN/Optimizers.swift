@@ -1,0 +1,93 @@
+import Foundation
+import HazeIO
+import HazeTensor
+
+/// Adam (Kingma & Ba 2015) and AdamW (Loshchilov & Hutter 2019) with PyTorch's semantics:
+///   AdamW:  θ ← θ (1 − lr·λ)                        (decoupled weight decay)
+///   Adam:   g ← g + λ θ                             (L2 penalty in the gradient)
+///   m ← β₁ m + (1 − β₁) g;   v ← β₂ v + (1 − β₂) g²
+///   θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+/// The state (step, m, v) saves to and restores from a safetensors file exactly.
+public struct AdamOptimizer {
+    public enum Variant: String, Sendable { case adam, adamW = "adamw" }
+
+    public var variant: Variant
+    public var learningRate: Float
+    public var beta1: Float, beta2: Float
+    public var epsilon: Float
+    public var weightDecay: Float
+    /// Number of updates taken.
+    public private(set) var step = 0
+    /// First and second moments by parameter name.
+    public private(set) var firstMoments: [String: Tensor] = [:]
+    public private(set) var secondMoments: [String: Tensor] = [:]
+
+    public init(_ variant: Variant = .adamW, learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
+                epsilon: Float = 1e-8, weightDecay: Float = 0.01) {
+        (self.variant, self.learningRate, self.beta1, self.beta2) = (variant, learningRate, beta1, beta2)
+        (self.epsilon, self.weightDecay) = (epsilon, weightDecay)
+    }
+
+    /// Applies one update to every parameter that has a gradient.
+    public mutating func update(_ parameters: inout ParameterSet, gradients: [String: Tensor]) {
+        step += 1
+        let (b1, b2, lr, eps, wd) = (beta1, beta2, learningRate, epsilon, weightDecay)
+        let correction1 = 1 - Float(Foundation.pow(Double(b1), Double(step)))
+        let correction2Root = Float((1 - Foundation.pow(Double(b2), Double(step))).squareRoot())
+        let stepSize = lr / correction1
+        let decoupled = variant == .adamW
+        for name in gradients.keys.sorted() {
+            guard var theta = parameters[name], let g = gradients[name] else { continue }
+            precondition(theta.shape == g.shape, "gradient of \(name) has shape \(g.shape), parameter \(theta.shape)")
+            var m = firstMoments[name] ?? Tensor.zeros(theta.shape)
+            var v = secondMoments[name] ?? Tensor.zeros(theta.shape)
+            let n = theta.count
+            theta.withMutableScalars { pt in m.withMutableScalars { pm in v.withMutableScalars { pv in
+                g.scalars.withUnsafeBufferPointer { gb in
+                    let pg = gb.baseAddress!
+                    Parallel.forEach(n, cost: 16) { range in
+                        for i in range {
+                            var gi = pg[i]
+                            if decoupled { pt[i] *= 1 - lr * wd } else { gi += wd * pt[i] }
+                            pm[i] = b1 * pm[i] + (1 - b1) * gi
+                            pv[i] = b2 * pv[i] + (1 - b2) * gi * gi
+                            pt[i] -= stepSize * pm[i] / (pv[i].squareRoot() / correction2Root + eps)
+                        }
+                    }
+                }
+            } } }
+            parameters[name] = theta
+            firstMoments[name] = m
+            secondMoments[name] = v
+        }
+    }
+
+    /// The state as tensors (`exp_avg.NAME`, `exp_avg_sq.NAME`) and metadata (step and settings).
+    public var state: SafeTensors {
+        var tensors: [String: Tensor] = [:]
+        for (name, m) in firstMoments { tensors["exp_avg." + name] = m }
+        for (name, v) in secondMoments { tensors["exp_avg_sq." + name] = v }
+        return SafeTensors(tensors: tensors, metadata: [
+            "optimizer": variant.rawValue, "step": String(step), "lr": "\(learningRate)", "beta1": "\(beta1)",
+            "beta2": "\(beta2)", "eps": "\(epsilon)", "weight_decay": "\(weightDecay)"])
+    }
+
+    /// Restores an optimizer from `state` (as written by `state`); `file` names it in errors.
+    public init(state: SafeTensors, file: String) throws {
+        let meta = state.metadata
+        func number(_ key: String) throws -> Float {
+            guard let s = meta[key], let x = Float(s) else { throw SafeTensorsError(file: file, problem: "optimizer state lacks a numeric '\(key)'") }
+            return x
+        }
+        guard let v = meta["optimizer"].flatMap(Variant.init(rawValue:)), let step = meta["step"].flatMap(Int.init) else {
+            throw SafeTensorsError(file: file, problem: "not an optimizer state (missing 'optimizer' or 'step' metadata)")
+        }
+        self.init(v, learningRate: try number("lr"), beta1: try number("beta1"), beta2: try number("beta2"),
+                  epsilon: try number("eps"), weightDecay: try number("weight_decay"))
+        self.step = step
+        for (name, t) in state.tensors {
+            if name.hasPrefix("exp_avg_sq.") { secondMoments[String(name.dropFirst(11))] = t }
+            else if name.hasPrefix("exp_avg.") { firstMoments[String(name.dropFirst(8))] = t }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import HazeTensor
+
+/// diffusers' ResnetBlock2D (Ho et al. 2020, appendix B; Wide-ResNet block with time conditioning):
+///   h = conv1(SiLU(norm1(x)))
+///   default:      h = SiLU(norm2(h + proj(SiLU(temb))))
+///   scale_shift:  (s, b) = split(proj(SiLU(temb))),  h = SiLU(norm2(h) · (1 + s) + b)
+///   h = conv2(dropout(h));   out = (shortcut(x) + h) / output_scale_factor
+/// shortcut is a 1×1 conv (`conv_shortcut`) when in ≠ out channels, else the identity.
+public struct ResnetBlock2D: Module {
+    public enum TimeEmbeddingNorm: String, Codable, Sendable { case `default`, scaleShift = "scale_shift" }
+
+    public let norm1, norm2: Norm
+    public let conv1, conv2: Conv2d
+    public let timeProjection: Linear
+    public let shortcut: Conv2d?
+    public let timeEmbeddingNorm: TimeEmbeddingNorm
+    public let outputScaleFactor: Float
+    public let dropout: Float
+
+    public init(_ prefix: String, inChannels: Int, outChannels: Int, timeChannels: Int, groups: Int, epsilon: Float,
+                normKind: NormKind, timeEmbeddingNorm: TimeEmbeddingNorm, outputScaleFactor: Float = 1, dropout: Float = 0) {
+        norm1 = Norm(key(prefix, "norm1"), kind: normKind, groups: groups, channels: inChannels, epsilon: epsilon)
+        conv1 = Conv2d(key(prefix, "conv1"), inChannels, outChannels, kernelSize: 3, padding: Padding2D(1))
+        timeProjection = Linear(key(prefix, "time_emb_proj"), timeChannels,
+                                timeEmbeddingNorm == .scaleShift ? 2 * outChannels : outChannels)
+        norm2 = Norm(key(prefix, "norm2"), kind: normKind, groups: groups, channels: outChannels, epsilon: epsilon)
+        conv2 = Conv2d(key(prefix, "conv2"), outChannels, outChannels, kernelSize: 3, padding: Padding2D(1))
+        shortcut = inChannels != outChannels ? Conv2d(key(prefix, "conv_shortcut"), inChannels, outChannels, kernelSize: 1) : nil
+        (self.timeEmbeddingNorm, self.outputScaleFactor, self.dropout) = (timeEmbeddingNorm, outputScaleFactor, dropout)
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        norm1.parameterSpecs + conv1.parameterSpecs + timeProjection.parameterSpecs + norm2.parameterSpecs
+            + conv2.parameterSpecs + (shortcut?.parameterSpecs ?? [])
+    }
+
+    /// x: [N, in, H, W], temb: [N, T] → [N, out, H, W]
+    public func callAsFunction(_ x: Tensor, _ temb: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
+        var h = conv1(norm1(x, p, context).silu(), p)
+        let t = timeProjection(temb.silu(), p)
+        let c = h.shape[1]
+        switch timeEmbeddingNorm {
+        case .default:
+            h = norm2(h + t.reshaped(to: [t.shape[0], c, 1, 1]), p, context)
+        case .scaleShift:
+            let parts = t.reshaped(to: [t.shape[0], 2 * c, 1, 1]).chunked(2, alongAxis: 1)
+            h = norm2(h, p, context) * (parts[0] + 1) + parts[1]
+        }
+        h = h.silu()
+        if context.training && dropout > 0 { h = h.dropout(probability: dropout, generator: &context.generator) }
+        h = conv2(h, p)
+        let residual = shortcut.map { $0(x, p) } ?? x
+        let out = residual + h
+        return outputScaleFactor == 1 ? out : out * (1 / outputScaleFactor)
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import XCTest
+import HazeIO
+import HazeTensor
+@testable import HazeNN
+
+/// llm.c-style end-to-end parity with diffusers (fixtures from scripts/make_unet_fixtures.py):
+/// output, MSE loss, the gradient of every parameter, and the weights after 3 AdamW steps.
+final class UNetParityTests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/unet").path
+
+    struct Case {
+        let model: UNet2DModel
+        let parameters: ParameterSet
+        let io: SafeTensors
+        let folder: String
+        var sample: Tensor { io.tensors["sample"]! }
+        var timesteps: [Float] { io.tensors["timesteps"]!.scalars }
+        var classLabels: Tensor? { io.tensors["class_labels"] }
+        var target: Tensor { io.tensors["target"]! }
+
+        func loss(_ p: ParameterSet) -> Tensor {
+            Tensor.meanSquaredError(model(sample, timesteps: timesteps, classLabels: classLabels, parameters: p), target)
+        }
+    }
+
+    static func load(_ name: String) throws -> Case {
+        let folder = fixtures + "/" + name
+        let (model, parameters) = try ModelFolder.load(folder)
+        return Case(model: model, parameters: parameters, io: try SafeTensors.read(contentsOf: folder + "/io.safetensors"), folder: folder)
+    }
+
+    /// max |a − b| / max |b| over the tensor (floor 1e-6).
+    func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
+        let diff = zip(a.scalars, b.scalars).map { abs($0 - $1) }.max() ?? 0
+        return diff / max(b.scalars.map(abs).max() ?? 0, 1e-6)
+    }
+
+    func testForwardLossGradientsAndAdamW() throws {
+        for name in ["attn", "scale_shift_pad0", "class_cond", "cifar_like"] {
+            let c = try Self.load(name)
+            let out = c.model(c.sample, timesteps: c.timesteps, classLabels: c.classLabels, parameters: c.parameters)
+            XCTAssertLessThanOrEqual(relativeError(out, c.io.tensors["out"]!), 1e-4, "\(name): output")
+
+            let (loss, gradients) = valueWithGradient(at: c.parameters) { c.loss($0) }
+            XCTAssertEqual(loss.scalar, c.io.tensors["loss"]!.scalars[0], accuracy: 1e-5 * max(1, abs(loss.scalar)), "\(name): loss")
+            let expected = try SafeTensors.read(contentsOf: c.folder + "/grads.safetensors").tensors
+            XCTAssertEqual(Set(expected.keys), Set(gradients.keys), "\(name): gradient names")
+            // Some gradients are zero in exact arithmetic (an attention key bias shifts every score
+            // of a query equally); both sides then hold rounding noise, compared on the scale of
+            // the largest gradient.
+            let scale = expected.values.map { $0.scalars.map(abs).max() ?? 0 }.max()!
+            let vanishing = Set(expected.filter { ($0.value.scalars.map(abs).max() ?? 0) < 1e-6 * scale }.keys)
+            var worst: (Float, String) = (0, "")
+            for (key, g) in expected {
+                let e = vanishing.contains(key)
+                    ? zip(gradients[key]!.scalars, g.scalars).map { abs($0 - $1) }.max()! / scale
+                    : relativeError(gradients[key]!, g)
+                if e > worst.0 { worst = (e, key) }
+            }
+            XCTAssertLessThanOrEqual(worst.0, 1e-4, "\(name): worst gradient \(worst.1)")
+
+            // Three AdamW steps on the same batch, as the fixture script does.
+            let after = try SafeTensors.read(contentsOf: c.folder + "/adamw3.safetensors")
+            var optimizer = AdamOptimizer(.adamW, learningRate: Float(after.metadata["lr"]!)!, beta1: 0.9, beta2: 0.999,
+                                          epsilon: Float(after.metadata["eps"]!)!, weightDecay: Float(after.metadata["weight_decay"]!)!)
+            var p = c.parameters
+            var losses: [Float] = []
+            for _ in 0..<3 {
+                let (l, g) = valueWithGradient(at: p) { c.loss($0) }
+                losses.append(l.scalar)
+                optimizer.update(&p, gradients: g)
+            }
+            for (i, l) in c.io.tensors["losses"]!.scalars.enumerated() {
+                XCTAssertEqual(losses[i], l, accuracy: 1e-4 * max(1, abs(l)), "\(name): loss at step \(i)")
+            }
+            worst = (0, "")
+            // Adam normalises the update, so a noise-only gradient moves its weight by up to lr
+            // in a noise-defined direction: those weights are not comparable.
+            for (key, w) in after.tensors where !vanishing.contains(key) {
+                let e = relativeError(p[key]!, w)
+                if e > worst.0 { worst = (e, key) }
+            }
+            XCTAssertLessThanOrEqual(worst.0, 1e-4, "\(name): worst weight after 3 AdamW steps \(worst.1)")
+        }
+    }
+
+    func testLegacyAttentionNamesLoad() throws {
+        let legacy = try Self.load("legacy_names")
+        let out = legacy.model(legacy.sample, timesteps: legacy.timesteps, parameters: legacy.parameters)
+        XCTAssertLessThanOrEqual(relativeError(out, legacy.io.tensors["out"]!), 1e-4)
+        XCTAssertNotNil(legacy.parameters["mid_block.attentions.0.to_q.weight"])
+    }
+
+    func testSavedFolderLoadsBackIdentically() throws {
+        let c = try Self.load("class_cond")
+        let folder = NSTemporaryDirectory() + "haze-unet-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try ModelFolder.save(c.model, parameters: c.parameters, to: folder)
+        let (model, parameters) = try ModelFolder.load(folder)
+        XCTAssertEqual(model.config, c.model.config)
+        XCTAssertEqual(parameters, c.parameters)
+        // The original diffusers config and Haze's rewrite describe the same network.
+        let original = try UNet2DModelConfig(contentsOf: c.folder + "/config.json")
+        XCTAssertEqual(original, model.config)
+    }
+}
