@@ -40,6 +40,8 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "HazeIOTests", dependencies: ["HazeIO", "HazeTensor"]),
         .testTarget(name: "HazeNNTests", dependencies: ["HazeNN", "HazeIO", "HazeTensor"], exclude: ["Fixtures"]),
+        // Runs the built `haze` executable on tiny inputs.
+        .testTarget(name: "HazeCLITests", dependencies: ["haze", "HazeIO", "HazeTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -94,17 +94,28 @@ func halfToFloat(_ h: UInt16) -> Float {
 extension SafeTensors {
     /// Reads and validates the file at `path`.
     public static func read(contentsOf path: String) throws -> SafeTensors {
-        let data: Data
+        try decode(try mappedData(path), file: path)
+    }
+
+    private static func mappedData(_ path: String) throws -> Data {
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+            return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
             throw SafeTensorsError(file: path, problem: "cannot be read (\(error.localizedDescription))")
         }
-        return try decode(data, file: path)
     }
 
-    /// Decodes safetensors bytes; `file` names the source in errors.
-    public static func decode(_ data: Data, file: String) throws -> SafeTensors {
+    /// One tensor's header entry: name, dtype as written, shape and bytes within the data.
+    public struct Entry: Equatable {
+        public let name: String
+        public let dtype: String
+        public let shape: [Int]
+        public let byteRange: Range<Int>
+    }
+
+    /// Parses and validates the header (without decoding tensor data): the entries sorted by
+    /// name, the metadata, and where the tensor data starts.
+    static func parseHeader(_ data: Data, file: String) throws -> (entries: [Entry], metadata: [String: String], dataStart: Int) {
         func fail(_ problem: String, _ tensor: String? = nil) -> SafeTensorsError {
             SafeTensorsError(file: file, tensor: tensor, problem: problem)
         }
@@ -123,12 +134,12 @@ extension SafeTensors {
         guard let header = json as? [String: Any] else { throw fail("header is not a JSON object") }
         let payload = data.count - dataStart
 
-        var result = SafeTensors()
+        var metadata: [String: String] = [:]
         if let meta = header["__metadata__"] {
             guard let strings = meta as? [String: String] else { throw fail("__metadata__ is not a string-to-string map") }
-            result.metadata = strings
+            metadata = strings
         }
-        var ranges: [(range: Range<Int>, name: String)] = []
+        var entries: [Entry] = []
         for (name, value) in header where name != "__metadata__" {
             guard let entry = value as? [String: Any] else { throw fail("entry is not a JSON object", name) }
             guard let dtypeName = entry["dtype"] as? String else { throw fail("missing dtype", name) }
@@ -154,17 +165,32 @@ extension SafeTensors {
             guard !overflow, elements.multipliedReportingOverflow(by: dtype.size).partialValue == end - begin else {
                 throw fail("shape \(shape) × \(dtypeName) needs \(overflow ? "too many" : String(elements * dtype.size)) bytes but data_offsets span \(end - begin)", name)
             }
-            ranges.append((begin..<end, name))
-            let tensor = Tensor(shape: shape) { out, count in
+            entries.append(Entry(name: name, dtype: dtypeName, shape: shape, byteRange: begin..<end))
+        }
+        let byOffset = entries.sorted { ($0.byteRange.lowerBound, $0.byteRange.upperBound) < ($1.byteRange.lowerBound, $1.byteRange.upperBound) }
+        for (a, b) in zip(byOffset, byOffset.dropFirst()) where a.byteRange.overlaps(b.byteRange) {
+            throw fail("data overlaps that of tensor '\(a.name)'", b.name)
+        }
+        return (entries.sorted { $0.name < $1.name }, metadata, dataStart)
+    }
+
+    /// The validated header entries and metadata of the file at `path` (no tensor decoding).
+    public static func entries(contentsOf path: String) throws -> (entries: [Entry], metadata: [String: String]) {
+        let (entries, metadata, _) = try parseHeader(try mappedData(path), file: path)
+        return (entries, metadata)
+    }
+
+    /// Decodes safetensors bytes; `file` names the source in errors.
+    public static func decode(_ data: Data, file: String) throws -> SafeTensors {
+        let (entries, metadata, dataStart) = try parseHeader(data, file: file)
+        var result = SafeTensors(metadata: metadata)
+        for entry in entries {
+            let dtype = SafeTensorsDType(rawValue: entry.dtype)!
+            result.tensors[entry.name] = Tensor(shape: entry.shape) { out, count in
                 data.withUnsafeBytes { raw in
-                    dtype.decode(raw.baseAddress! + dataStart + begin, count: count, into: out)
+                    dtype.decode(raw.baseAddress! + dataStart + entry.byteRange.lowerBound, count: count, into: out)
                 }
             }
-            result.tensors[name] = tensor
-        }
-        ranges.sort { ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound) }
-        for (a, b) in zip(ranges, ranges.dropFirst()) where a.range.overlaps(b.range) {
-            throw fail("data overlaps that of tensor '\(a.name)'", b.name)
         }
         return result
     }

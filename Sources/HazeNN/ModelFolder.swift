@@ -29,7 +29,7 @@ public struct ModelFolder {
     }
 
     /// Maps a legacy attention key to the current name (others unchanged).
-    static func modernName(_ name: String) -> String {
+    public static func modernName(_ name: String) -> String {
         for (old, new) in [(".query.", ".to_q."), (".key.", ".to_k."), (".value.", ".to_v."), (".proj_attn.", ".to_out.0.")]
         where name.contains(".attentions.") && name.contains(old) {
             return name.replacingOccurrences(of: old, with: new)
@@ -37,22 +37,27 @@ public struct ModelFolder {
         return name
     }
 
+    /// Checks tensor shapes (by modern name) against the model's specs; lists every missing,
+    /// unexpected and wrongly shaped tensor.
+    public static func checkShapes(_ shapes: [String: [Int]], for model: UNet2DModel, file: String) throws {
+        let specs = model.parameterSpecs
+        let expected = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0.shape) })
+        let missing = specs.map(\.name).filter { shapes[$0] == nil }.sorted()
+        let unexpected = shapes.keys.filter { expected[$0] == nil }.sorted()
+        let wrong = specs.compactMap { spec -> (name: String, expected: [Int], found: [Int])? in
+            guard let found = shapes[spec.name], found != spec.shape else { return nil }
+            return (spec.name, spec.shape, found)
+        }.sorted { $0.name < $1.name }
+        guard missing.isEmpty && unexpected.isEmpty && wrong.isEmpty else {
+            throw MismatchError(file: file, missing: missing, unexpected: unexpected, wrongShape: wrong)
+        }
+    }
+
     /// Checks `tensors` against the model's specs and returns them under their modern names.
     public static func validated(_ tensors: [String: Tensor], for model: UNet2DModel, file: String) throws -> ParameterSet {
         var renamed: ParameterSet = [:]
         for (name, t) in tensors { renamed[modernName(name)] = t }
-        let specs = model.parameterSpecs
-        let expected = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0.shape) })
-        let missing = specs.map(\.name).filter { renamed[$0] == nil }.sorted()
-        let unexpected = renamed.keys.filter { expected[$0] == nil }.sorted()
-        let wrong = specs.compactMap { spec -> (String, [Int], [Int])? in
-            guard let t = renamed[spec.name], t.shape != spec.shape else { return nil }
-            return (spec.name, spec.shape, t.shape)
-        }.sorted { $0.0 < $1.0 }
-        guard missing.isEmpty && unexpected.isEmpty && wrong.isEmpty else {
-            throw MismatchError(file: file, missing: missing, unexpected: unexpected,
-                                wrongShape: wrong.map { (name: $0.0, expected: $0.1, found: $0.2) })
-        }
+        try checkShapes(renamed.mapValues(\.shape), for: model, file: file)
         return renamed
     }
 

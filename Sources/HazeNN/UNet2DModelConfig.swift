@@ -55,7 +55,7 @@ extension UNet2DModelConfig {
     static let ignoredFields: Set<String> = ["num_train_timesteps", "time_embedding_type", "downsample_type", "upsample_type", "act_fn"]
 
     /// Whether a JSONSerialization value is a JSON boolean (NSNumber bridges to Bool too).
-    static func isBoolean(_ v: Any) -> Bool { type(of: v) == type(of: NSNumber(value: true)) }
+    static func isBoolean(_ v: Any) -> Bool { type(of: v) == Bool.self || type(of: v) == type(of: NSNumber(value: true)) }
 
     /// Reads a diffusers UNet2DModel config.json.
     public init(contentsOf path: String) throws {

@@ -36,6 +36,7 @@ extension Tensor {
         let heads = q.count / Swift.max(l * d, 1)
         let alpha = scale ?? 1 / Float(d).squareRoot()
         let recording = anyRecorded(q, k, v)
+        FlopCounter.add(2 * heads * l * s * (d + dv))
         // P for every head, kept for backward only when recording.
         var probabilities = recording ? [Float](repeating: 0, count: heads * l * s) : []
         let out = Tensor(shape: Array(q.shape.dropLast()) + [dv]) { o, _ in
@@ -59,6 +60,7 @@ extension Tensor {
         guard recording else { return out }
         let (vq, vk, vv) = (q.detached, k.detached, v.detached)
         return record(out, [q, k, v]) { g in
+            FlopCounter.add(4 * heads * l * s * (d + dv))
             var dq = Tensor(shape: vq.shape) { _, _ in }, dk = Tensor(shape: vk.shape) { _, _ in }
             var dvv = Tensor(shape: vv.shape) { _, _ in }
             vq.withScalars { pq in vk.withScalars { pk in vv.withScalars { pv in g.withScalars { pg in

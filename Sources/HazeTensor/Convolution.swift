@@ -132,6 +132,7 @@ extension Tensor {
                                stride: stride, padding: padding)
         precondition(geo.ho > 0 && geo.wo > 0, "conv2d: kernel \(weight.shape) larger than padded input \(x.shape)")
         let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
+        FlopCounter.add(2 * geo.n * o * p * k)
         let biasValues = bias?.scalars
         let y = Tensor(shape: [geo.n, o, geo.ho, geo.wo]) { out, _ in
             x.withScalars { px in weight.withScalars { pw in
@@ -174,6 +175,7 @@ extension Tensor {
     static func conv2dBackward(_ g: Tensor, x: Tensor, weight: Tensor, geometry geo: ConvGeometry,
                                needInput: Bool, needBias: Bool) -> [Tensor?] {
         let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
+        FlopCounter.add((needInput ? 4 : 2) * geo.n * o * p * k)
         var dw = [Float](repeating: 0, count: o * k)
         var db = [Float](repeating: 0, count: o)
         var dx = needInput ? Tensor(shape: x.shape) { _, _ in } : Tensor.zeros([0])

@@ -22,6 +22,7 @@ extension Tensor {
         precondition(k == k2 && (sharedB || Array(b.shape.dropLast(2)) == batchShape),
                      "matmul shapes \(a.shape)\(transposeA ? "ᵀ" : "") and \(b.shape)\(transposeB ? "ᵀ" : "") do not match")
         let batch = batchShape.reduce(1, *)
+        FlopCounter.add(2 * batch * m * n * k)
         var out: Tensor
         if sharedB && !transposeA {
             // One GEMM over all rows of a.

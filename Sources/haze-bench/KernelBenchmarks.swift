@@ -69,6 +69,7 @@ struct Timing: Codable {
 
 /// 3 warm-up calls, then the median and minimum of 10 timed calls (the PyTorch reference's protocol).
 func measure(warmup: Int = 3, iterations: Int = 10, _ body: () -> Void) -> Timing {
+    precondition(iterations >= 2, "at least 2 timed iterations")
     for _ in 0..<warmup { body() }
     var samples: [Double] = []
     for _ in 0..<iterations {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import HazeTensor
 
 /// `haze`: the command-line front end of the Haze diffusion toolkit.
@@ -9,8 +10,36 @@ struct Haze: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "haze",
         abstract: "Train and sample denoising diffusion models (DDPM, DDIM) on the CPU, in Swift.",
-        discussion: "More subcommands (train, sample, noise, predict, inspect, evaluate) arrive with the model and training work.",
         version: version,
-        subcommands: []
+        subcommands: [Predict.self, Inspect.self]
     )
+}
+
+/// Options shared by commands that compute.
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    func apply() throws {
+        if let threads {
+            guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
+            Parallel.threadCount = threads
+        }
+    }
+}
+
+/// A problem with the user's files or inputs found while running (printed without the usage text).
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Parses a comma-separated list of numbers (`--timesteps 10,500`).
+func parseNumbers(_ text: String, option: String) throws -> [Float] {
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    let values = parts.map { Float($0) }
+    guard !parts.isEmpty, values.allSatisfy({ $0 != nil }) else {
+        throw ValidationError("\(option) expects comma-separated numbers, e.g. 10,500; got \"\(text)\"")
+    }
+    return values.map { $0! }
 }

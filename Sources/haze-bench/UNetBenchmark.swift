@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import HazeNN
+import HazeTensor
+
+/// The reference workloads of ../shared/reference (bench_torch.py W1_CFG, W2_CFG).
+enum Workload: String, ExpressibleByArgument, CaseIterable {
+    case fmnistS = "fmnist-s", cifarDDPM = "cifar-ddpm"
+
+    var config: UNet2DModelConfig {
+        var c = UNet2DModelConfig()
+        switch self {
+        case .fmnistS:
+            c.sampleSize = [28, 28]; c.inChannels = 1; c.outChannels = 1
+            c.blockOutChannels = [32, 64, 128]; c.layersPerBlock = 2
+            c.downBlockTypes = ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"]
+            c.upBlockTypes = ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]
+            c.normNumGroups = 8
+        case .cifarDDPM:
+            c.sampleSize = [32, 32]; c.inChannels = 3; c.outChannels = 3
+            c.blockOutChannels = [128, 256, 256, 256]; c.layersPerBlock = 2
+            c.downBlockTypes = ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"]
+            c.upBlockTypes = ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
+            c.normNumGroups = 32; c.flipSinToCos = false; c.freqShift = 1; c.attentionHeadDim = nil
+            c.downsamplePadding = 0; c.normEps = 1e-6
+        }
+        return c
+    }
+}
+
+struct UNetBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unet",
+        abstract: "Time one U-Net training step or inference forward on a reference workload; prints one JSON line.",
+        discussion: """
+        train = sample t and ε, x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε (linear β, 1000 steps), forward, MSE on ε, backward,
+        AdamW(lr 1e-4). infer = one forward. 3 warm-up calls, median of 10, as the PyTorch reference.
+        """)
+
+    enum Mode: String, ExpressibleByArgument { case train, infer }
+
+    @Option(help: "fmnist-s or cifar-ddpm.") var config: Workload = .fmnistS
+    @Option(help: "train or infer.") var mode: Mode = .train
+    @Option(help: "Batch size.") var batch = 64
+    @Option(help: "Worker threads.") var threads = 2
+    @Option(help: "Timed calls (after 3 warm-ups).") var iterations = 10
+
+    func run() throws {
+        Parallel.threadCount = threads
+        let model = try UNet2DModel(config: config.config)
+        var parameters = model.initialParameters(seed: 0)
+        let size = config.config.sampleSize!
+        var generator = RandomGenerator(seed: 1234)
+        let x0 = generator.uniform([batch, model.config.inChannels, size[0], size[1]], low: -1, high: 1)
+        // ᾱ_t for the linear schedule β_t = linspace(1e-4, 0.02, 1000) (Ho et al. 2020).
+        var alphasCumprod: [Float] = []
+        var product: Float = 1
+        for i in 0..<1000 {
+            product *= 1 - (1e-4 + (0.02 - 1e-4) * Float(i) / 999)
+            alphasCumprod.append(product)
+        }
+        var optimizer = AdamOptimizer(.adamW, learningRate: 1e-4, weightDecay: 0.01)
+
+        func trainStep() {
+            let t = generator.integers(batch, below: 1000)
+            let eps = generator.normal(x0.shape)
+            let a = Tensor(shape: [batch, 1, 1, 1], scalars: t.map { alphasCumprod[$0] })
+            let xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+            let (_, gradients) = valueWithGradient(at: parameters) { p in
+                Tensor.meanSquaredError(model(xt, timesteps: t.map(Float.init), parameters: p), eps)
+            }
+            optimizer.update(&parameters, gradients: gradients)
+        }
+        let inferenceTimesteps = generator.integers(batch, below: 1000).map(Float.init)
+        func inferStep() { _ = model(x0, timesteps: inferenceTimesteps, parameters: parameters) }
+        let body = mode == .train ? trainStep : inferStep
+
+        FlopCounter.isEnabled = true
+        body()
+        FlopCounter.isEnabled = false
+        let flops = FlopCounter.count
+        let timing = measure(iterations: iterations, body)
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let result: [String: Any] = [
+            "workload": config.rawValue, "mode": mode.rawValue, "batch": batch, "threads": threads,
+            "median_ms": timing.medianMs, "min_ms": timing.minMs, "gflop_per_call": flops / 1e9,
+            "gflops": flops / timing.medianMs / 1e6, "peak_rss_mb": Double(usage.ru_maxrss) / 1024,
+            "params": model.parameterCount, "blas": blasDescription,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .withoutEscapingSlashes])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import HazeIO
+import HazeNN
+
+/// `haze inspect`: what is in a model folder or a safetensors file.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a model folder's config and parameter counts per block, or a safetensors file's tensors.")
+
+    @Argument(help: "A diffusers model folder or a .safetensors file.")
+    var path: String
+
+    @Flag(help: "List every tensor (name, dtype, shape).")
+    var tensors = false
+
+    func run() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ValidationError("\(path): no such file or folder")
+        }
+        if isDirectory.boolValue {
+            try inspectFolder()
+        } else {
+            let (entries, metadata) = try SafeTensors.entries(contentsOf: path)
+            if !metadata.isEmpty { print("metadata: " + metadata.keys.sorted().map { "\($0)=\(metadata[$0]!)" }.joined(separator: ", ")) }
+            printEntries(entries, all: true)
+        }
+    }
+
+    func inspectFolder() throws {
+        let config = try UNet2DModelConfig(contentsOf: path + "/" + ModelFolder.configFile)
+        let model = try UNet2DModel(config: config)
+        let weights = path + "/" + ModelFolder.weightsFile
+        let (entries, _) = try SafeTensors.entries(contentsOf: weights)
+        try ModelFolder.checkShapes(Dictionary(uniqueKeysWithValues: entries.map { (ModelFolder.modernName($0.name), $0.shape) }),
+                                    for: model, file: weights)
+        print("UNet2DModel: in \(config.inChannels) → out \(config.outChannels) channels, sample size \(config.sampleSize.map { "\($0[0])×\($0[1])" } ?? "unspecified")")
+        print("  blocks \(config.blockOutChannels), \(config.layersPerBlock) layers per block, \(config.normNumGroups) groups, eps \(config.normEps)")
+        print("  down \(config.downBlockTypes.joined(separator: ", "))")
+        print("  up   \(config.upBlockTypes.joined(separator: ", "))")
+        print("  attention head dim \(config.attentionHeadDim.map(String.init) ?? "channels"), time embedding \(config.timeEmbedDimension), " +
+              "scale shift \(config.resnetTimeScaleShift.rawValue), norm \(config.normType.rawValue), attention \(config.attentionType.rawValue)")
+        if config.isClassConditional {
+            print("  class-conditional: " + (config.classEmbedType?.rawValue ?? "\(config.numClassEmbeds!) classes (embedding table)"))
+        }
+        // Parameter count per block (down_blocks.N, mid_block, up_blocks.N, or the top-level layer).
+        var perBlock: [(String, Int)] = []
+        for entry in entries {
+            let parts = entry.name.split(separator: ".")
+            let block = parts[0].hasSuffix("_blocks") ? "\(parts[0]).\(parts[1])" : String(parts[0])
+            let count = entry.shape.reduce(1, *)
+            if let i = perBlock.firstIndex(where: { $0.0 == block }) { perBlock[i].1 += count } else { perBlock.append((block, count)) }
+        }
+        let order = ["conv_in", "time_embedding", "class_embedding"]
+        perBlock.sort { a, b in
+            func rank(_ s: String) -> (Int, String) {
+                if let i = order.firstIndex(of: s) { return (i, s) }
+                if s.hasPrefix("down_blocks") { return (3, s) }
+                if s == "mid_block" { return (4, s) }
+                if s.hasPrefix("up_blocks") { return (5, s) }
+                return (6, s)
+            }
+            return rank(a.0) < rank(b.0)
+        }
+        print("parameters: \(entries.reduce(0) { $0 + $1.shape.reduce(1, *) }) (\(entries.count) tensors, dtypes \(Set(entries.map(\.dtype)).sorted().joined(separator: ", ")))")
+        for (block, count) in perBlock { print("  \(block.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)") }
+        if tensors { printEntries(entries, all: true) }
+    }
+
+    func printEntries(_ entries: [SafeTensors.Entry], all: Bool) {
+        print("\(entries.count) tensors, \(entries.reduce(0) { $0 + $1.shape.reduce(1, *) }) values:")
+        for e in entries { print("  \(e.name)  \(e.dtype)  \(e.shape)") }
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import XCTest
+import HazeIO
+import HazeTensor
+
+/// Whole `haze` commands on the small diffusers fixtures.
+final class CLITests: XCTestCase {
+    static let unetFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("HazeNNTests/Fixtures/unet").path
+    var folder: String!
+
+    override func setUpWithError() throws {
+        folder = NSTemporaryDirectory() + "haze-cli-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: folder) }
+
+    /// Runs `haze` with `arguments`; returns exit status, stdout and stderr.
+    func haze(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let process = Process()
+        process.executableURL = Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("haze")
+        if !FileManager.default.fileExists(atPath: process.executableURL!.path) {
+            // SwiftPM on Linux: the test runner sits next to the products.
+            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("haze")
+        }
+        process.arguments = arguments
+        let (out, err) = (Pipe(), Pipe())
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile(), errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+
+    func writeInput(_ x: Tensor, extra: Tensor? = nil) throws -> String {
+        let path = folder + "/x.safetensors"
+        var tensors = ["x": x]
+        if let extra { tensors["y"] = extra }
+        try SafeTensors(tensors: tensors).write(to: path)
+        return path
+    }
+
+    func testPredictMatchesDiffusers() throws {
+        let model = Self.unetFixtures + "/class_cond"
+        let io = try SafeTensors.read(contentsOf: model + "/io.safetensors")
+        let input = try writeInput(io.tensors["sample"]!)
+        let output = folder + "/y.safetensors"
+        let run = try haze(["predict", "--model", model, "--input", input, "--timesteps", "250,37",
+                            "--class-labels", "3,7", "--output", output])
+        XCTAssertEqual(run.status, 0, run.err)
+        let y = try SafeTensors.read(contentsOf: output).tensor("sample")
+        let expected = io.tensors["out"]!
+        let error = zip(y.scalars, expected.scalars).map { abs($0 - $1) }.max()! / expected.scalars.map(abs).max()!
+        XCTAssertLessThanOrEqual(error, 1e-4)
+    }
+
+    func testPredictRejectsBadInput() throws {
+        let conditional = Self.unetFixtures + "/class_cond", plain = Self.unetFixtures + "/attn"
+        let good = Tensor.normal([2, 1, 8, 8], seed: 1)
+        func expectFailure(_ arguments: [String], _ text: String, line: UInt = #line) throws {
+            let run = try haze(["predict", "--output", folder + "/y.safetensors"] + arguments)
+            XCTAssertNotEqual(run.status, 0, line: line)
+            XCTAssertTrue(run.err.contains(text), "stderr: \(run.err)", line: line)
+        }
+        let input = try writeInput(good)
+        try expectFailure(["--model", conditional, "--input", input, "--timesteps", "1,2", "--class-labels", "3,10"], "class label 10.0 is out of range")
+        try expectFailure(["--model", conditional, "--input", input, "--timesteps", "1,2"], "this model is class-conditional")
+        try expectFailure(["--model", plain, "--input", input, "--timesteps", "1,2"], "the tensor has 1 channels; the model takes 3")
+        try expectFailure(["--model", conditional, "--input", input, "--timesteps", "1,2,3", "--class-labels", "1,2"], "--timesteps has 3 values for a batch of 2")
+        try expectFailure(["--model", conditional, "--input", input, "--timesteps", "a"], "expects comma-separated numbers")
+        let odd = try writeInput(Tensor.normal([2, 1, 7, 7], seed: 2))
+        try expectFailure(["--model", conditional, "--input", odd, "--timesteps", "1", "--class-labels", "1,2"], "must be multiples of 2")
+        let two = try writeInput(good, extra: good)
+        try expectFailure(["--model", conditional, "--input", two, "--timesteps", "1", "--class-labels", "1,2"], "expected exactly one tensor, found 2")
+        try expectFailure(["--model", folder + "/missing", "--input", input, "--timesteps", "1"], "is not a model folder")
+    }
+
+    func testInspect() throws {
+        let run = try haze(["inspect", Self.unetFixtures + "/cifar_like"])
+        XCTAssertEqual(run.status, 0, run.err)
+        XCTAssertTrue(run.out.contains("parameters: 36787 (328 tensors, dtypes F32)"), run.out)
+        XCTAssertTrue(run.out.contains("down_blocks.1        3608"), run.out)
+        let file = try haze(["inspect", Self.unetFixtures + "/attn/io.safetensors"])
+        XCTAssertTrue(file.out.contains("sample  F32  [2, 3, 8, 8]"), file.out)
+        let version = try haze(["--version"])
+        XCTAssertEqual(version.out.trimmingCharacters(in: .whitespacesAndNewlines), "0.1.0")
+    }
+}
