@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "HazeTensor", targets: ["HazeTensor"]),
         .library(name: "HazeIO", targets: ["HazeIO"]),
         .library(name: "HazeNN", targets: ["HazeNN"]),
+        .library(name: "HazeDiffusion", targets: ["HazeDiffusion"]),
         .executable(name: "haze", targets: ["haze"]),
         .executable(name: "haze-bench", targets: ["haze-bench"]),
     ],
@@ -22,10 +23,11 @@ let package = Package(
         .target(name: "HazeTensor", dependencies: ["CHazeKernels"]),
         .target(name: "HazeIO", dependencies: ["HazeTensor"]),
         .target(name: "HazeNN", dependencies: ["HazeTensor", "HazeIO"]),
+        .target(name: "HazeDiffusion", dependencies: ["HazeTensor", "HazeIO"]),
         .executableTarget(
             name: "haze",
             dependencies: [
-                "HazeTensor", "HazeIO", "HazeNN",
+                "HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -40,6 +42,8 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "HazeIOTests", dependencies: ["HazeIO", "HazeTensor"]),
         .testTarget(name: "HazeNNTests", dependencies: ["HazeNN", "HazeIO", "HazeTensor"], exclude: ["Fixtures"]),
+        .testTarget(name: "HazeDiffusionTests", dependencies: ["HazeDiffusion", "HazeNN", "HazeIO", "HazeTensor"],
+                    exclude: ["Fixtures"]),
         // Runs the built `haze` executable on tiny inputs.
         .testTarget(name: "HazeCLITests", dependencies: ["haze", "HazeIO", "HazeTensor"]),
     ],

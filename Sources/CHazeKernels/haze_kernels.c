@@ -97,6 +97,16 @@ MULTIVERSION void haze_small_matmul(const float *a, const float *b, float *c, lo
             }
             for (int j = 0; j < W; j++) ci[j0 + j] = alpha * acc[j];
         }
+        if (j0 + 8 <= n) {  // an 8-wide block (e.g. attention heads of width 8)
+            float acc[8] = {0};
+            for (long p = 0; p < k; p++) {
+                const float aip = ai[p];
+                const float *bp = b + p * n + j0;
+                for (int j = 0; j < 8; j++) acc[j] += aip * bp[j];
+            }
+            for (int j = 0; j < 8; j++) ci[j0 + j] = alpha * acc[j];
+            j0 += 8;
+        }
         if (j0 < n) {
             const long w = n - j0;
             float acc[W] = {0};

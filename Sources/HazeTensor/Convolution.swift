@@ -66,17 +66,18 @@ struct ConvGeometry {
                         let dst = cols + row * ld + b * p + oy * wo
                         let y = oy * stride - padding.top + i
                         guard y >= 0 && y < h, !valid.isEmpty else {
-                            dst.update(repeating: 0, count: wo)
+                            for ox in 0..<wo { dst[ox] = 0 }
                             continue
                         }
                         let src = plane + y * w - padding.left + j
-                        if valid.lowerBound > 0 { dst.update(repeating: 0, count: valid.lowerBound) }
+                        // Rows are short (Wo ≤ a few dozen): plain loops beat memcpy/memset calls.
+                        for ox in 0..<valid.lowerBound { dst[ox] = 0 }
                         if stride == 1 {
-                            (dst + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
+                            for ox in valid { dst[ox] = src[ox] }
                         } else {
                             for ox in valid { dst[ox] = src[ox * stride] }
                         }
-                        if valid.upperBound < wo { (dst + valid.upperBound).update(repeating: 0, count: wo - valid.upperBound) }
+                        for ox in valid.upperBound..<wo { dst[ox] = 0 }
                     }
                 }
             }

@@ -1,0 +1,106 @@
+import Foundation
+import HazeTensor
+
+/// One reverse step's result: x_{t−1} and the model's estimate of x₀ (when the scheduler has one).
+public struct SchedulerStep {
+    public let prevSample: Tensor
+    public let predOriginal: Tensor?
+}
+
+/// A sampler of the reverse process, shaped like diffusers' schedulers:
+/// `setTimesteps(n)`, then for each `t` in `timesteps`: ε̂ = model(scaleModelInput(x, t), t),
+/// x = step(ε̂, t, x, noise).prevSample. Noise is passed in (drawn by the caller where
+/// `needsNoise` says so), so every step is testable without a random generator.
+public protocol Scheduler: AnyObject {
+    var config: SchedulerConfig { get }
+    var schedule: NoiseSchedule { get }
+    /// The timesteps of the current sampling run, from noisiest to cleanest.
+    var timesteps: [Float] { get }
+    /// The standard deviation of x_T (1 for DDPM/DDIM/DPM-Solver; σ_max-based for Euler).
+    var initNoiseSigma: Float { get }
+    /// Chooses `count` inference timesteps (at most the training steps).
+    func setTimesteps(_ count: Int) throws
+    /// The network's input at step `index` (identity except for the Euler samplers).
+    func scaleModelInput(_ sample: Tensor, stepIndex index: Int) -> Tensor
+    /// Whether step `index` consumes a noise tensor.
+    func needsNoise(stepIndex index: Int) -> Bool
+    /// Step `index` (timestep `timesteps[index]`) of the reverse process.
+    func step(modelOutput: Tensor, stepIndex index: Int, sample: Tensor, noise: Tensor?) -> SchedulerStep
+}
+
+extension Scheduler {
+    public func scaleModelInput(_ sample: Tensor, stepIndex index: Int) -> Tensor { sample }
+}
+
+/// Errors in sampling settings (steps, shapes, labels), named for the user.
+public struct SamplingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Builds the scheduler a config names.
+public func makeScheduler(_ config: SchedulerConfig) -> Scheduler {
+    switch config.kind {
+    case .ddpm: DDPMScheduler(config)
+    case .ddim: DDIMScheduler(config)
+    case .dpmSolverMultistep: DPMSolverMultistepScheduler(config)
+    case .euler, .eulerAncestral: EulerScheduler(config)
+    }
+}
+
+/// Inference timesteps for DDPM/DDIM-style spacing (Lin et al. 2024, Table 2):
+///   leading:  round(i · T/N) reversed, + steps_offset;  trailing: round(T − i·T/N) − 1;
+///   linspace: round(linspace(0, T−1, N)) reversed (rounding half to even, as numpy).
+func spacedTimesteps(_ spacing: SchedulerConfig.Spacing, trainingSteps t: Int, count n: Int, offset: Int) -> [Int] {
+    switch spacing {
+    case .leading:
+        let ratio = t / n
+        return (0..<n).reversed().map { $0 * ratio + offset }
+    case .trailing:
+        let step = Double(t) / Double(n)
+        return (0..<n).map { Int((Double(t) - Double($0) * step).rounded(.toNearestOrEven)) - 1 }
+    case .linspace:
+        return linspace64(0, Double(t - 1), n).reversed().map { Int($0.rounded(.toNearestOrEven)) }
+    }
+}
+
+/// numpy.linspace in Double: start + i·step, the last element exactly `end`.
+func linspace64(_ start: Double, _ end: Double, _ count: Int) -> [Double] {
+    guard count > 1 else { return count == 1 ? [start] : [] }
+    let step = (end - start) / Double(count - 1)
+    return (0..<count).map { $0 == count - 1 ? end : start + Double($0) * step }
+}
+
+/// Clips or dynamically thresholds a predicted x₀ as configured (DDPM/DDIM).
+/// Dynamic thresholding (Saharia et al. 2022, "Imagen", §2.3): per item, s = the
+/// `ratio`-quantile of |x₀| clamped to [1, max]; x₀ ← clamp(x₀, −s, s) / s.
+func clippedPrediction(_ x0: Tensor, config: SchedulerConfig) -> Tensor {
+    if config.thresholding {
+        let batch = x0.shape[0], size = x0.count / batch
+        var values = x0.scalars
+        for b in 0..<batch {
+            let sorted = values[(b * size)..<((b + 1) * size)].map(abs).sorted()
+            let position = Double(config.dynamicThresholdingRatio) * Double(size - 1)
+            let low = Int(position.rounded(.down)), high = min(low + 1, size - 1)
+            let q = Double(sorted[low]) + (position - Double(low)) * Double(sorted[high] - sorted[low])
+            let s = Float(min(max(q, 1), Double(config.sampleMaxValue)))
+            for i in (b * size)..<((b + 1) * size) { values[i] = min(max(values[i], -s), s) / s }
+        }
+        return Tensor(shape: x0.shape, scalars: values)
+    }
+    if config.clipSample {
+        return x0.clamped(min: -config.clipSampleRange, max: config.clipSampleRange)
+    }
+    return x0
+}
+
+/// x̂₀ and ε̂ from a model output at ᾱ_t (one scalar for the whole batch), see
+/// `NoiseSchedule.predictions`.
+func predictions(_ output: Tensor, type: PredictionType, sample x: Tensor, alphaProduct a: Double) -> (x0: Tensor, epsilon: Tensor) {
+    let (sa, sb) = (Float(a.squareRoot()), Float((1 - a).squareRoot()))
+    switch type {
+    case .epsilon: return ((x - output * sb) * (1 / sa), output)
+    case .vPrediction: return (x * sa - output * sb, output * sa + x * sb)
+    case .sample: return (output, (x - output * sa) * (1 / sb))
+    }
+}

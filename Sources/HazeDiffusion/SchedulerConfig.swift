@@ -1,0 +1,194 @@
+import Foundation
+import HazeIO
+
+/// A diffusers `scheduler_config.json`: `_class_name` picks the scheduler; the other fields
+/// configure it, with each class's own defaults for fields that are absent. Overriding the class
+/// (`haze sample --scheduler`) keeps the shared fields, the betas above all, as diffusers'
+/// `from_config` does.
+public struct SchedulerConfig: Equatable, Sendable {
+    public enum Kind: String, CaseIterable, Sendable {
+        case ddpm = "DDPMScheduler", ddim = "DDIMScheduler", dpmSolverMultistep = "DPMSolverMultistepScheduler"
+        case euler = "EulerDiscreteScheduler", eulerAncestral = "EulerAncestralDiscreteScheduler"
+
+        /// The short names of the CLI (`--scheduler ddim`).
+        public static func named(_ name: String) -> Kind? {
+            ["ddpm": .ddpm, "ddim": .ddim, "dpm++2m": .dpmSolverMultistep, "euler": .euler, "euler-a": .eulerAncestral][name]
+                ?? Kind(rawValue: name)
+        }
+    }
+
+    public enum Spacing: String, Sendable { case leading, trailing, linspace }
+
+    public var kind: Kind
+    public var numTrainTimesteps = 1000
+    public var betaStart = 0.0001
+    public var betaEnd = 0.02
+    public var betaSchedule = "linear"
+    public var trainedBetas: [Float]? = nil
+    public var rescaleBetasZeroSNR = false
+    public var predictionType: PredictionType = .epsilon
+    public var timestepSpacing: Spacing
+    public var stepsOffset = 0
+    // DDPM / DDIM
+    public var varianceType = "fixed_small"
+    public var clipSample = true
+    public var clipSampleRange: Float = 1
+    public var thresholding = false
+    public var dynamicThresholdingRatio: Float = 0.995
+    public var sampleMaxValue: Float = 1
+    public var setAlphaToOne = true
+    // DPM-Solver
+    public var solverOrder = 2
+    public var lowerOrderFinal = true
+    public var useKarrasSigmas = false
+
+    /// A config with `kind`'s defaults (and the linear β schedule of Ho et al. 2020).
+    public init(kind: Kind) {
+        self.kind = kind
+        timestepSpacing = (kind == .ddpm || kind == .ddim) ? .leading : .linspace
+    }
+
+    /// The noise schedule these fields describe.
+    public var noiseSchedule: NoiseSchedule {
+        let schedule: BetaSchedule
+        switch betaSchedule {
+        case "scaled_linear": schedule = .scaledLinear(start: betaStart, end: betaEnd)
+        case "squaredcos_cap_v2": schedule = .squaredCosCapV2
+        case "sigmoid": schedule = .sigmoid(start: betaStart, end: betaEnd)
+        default: schedule = .linear(start: betaStart, end: betaEnd)
+        }
+        return NoiseSchedule(trainedBetas.map { .trained($0) } ?? schedule, trainingSteps: numTrainTimesteps,
+                             rescaleZeroTerminalSNR: rescaleBetasZeroSNR)
+    }
+}
+
+extension SchedulerConfig {
+    /// Reads `scheduler_config.json`; `kind` overrides its `_class_name`.
+    public init(contentsOf path: String, kind override: Kind? = nil) throws {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigFileError(file: path, field: nil, problem: "cannot be read (\(error.localizedDescription))")
+        }
+        // diffusers writes Python's non-standard -Infinity/Infinity/NaN; read them as strings.
+        let standard = text.replacingOccurrences(of: #"(?<=[:\[,]\s{0,8})(-?Infinity|NaN)"#, with: "\"$1\"", options: .regularExpression)
+        guard let json = (try? JSONSerialization.jsonObject(with: Data(standard.utf8))) as? [String: Any] else {
+            throw ConfigFileError(file: path, field: nil, problem: "is not a JSON object")
+        }
+        try self.init(json: json, file: path, kind: override)
+    }
+
+    /// Parses a config dictionary. Unknown classes and unsupported values are errors naming them.
+    public init(json: [String: Any], file: String, kind override: Kind? = nil) throws {
+        func fail(_ field: String, _ problem: String) -> ConfigFileError { ConfigFileError(file: file, field: field, problem: problem) }
+        let className = json["_class_name"] as? String
+        guard let kind = override ?? className.flatMap(Kind.init(rawValue:)) ?? (className == nil ? .ddpm : nil) else {
+            throw fail("_class_name", "scheduler \"\(className!)\" is not supported by Haze (supported: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        self.init(kind: kind)
+        func value(_ field: String) -> Any? { json[field].flatMap { $0 is NSNull ? nil : $0 } }
+        func number(_ field: String) throws -> Double? {
+            guard let v = value(field) else { return nil }
+            guard let n = v as? NSNumber else { throw fail(field, "expected a number, found \(v)") }
+            return n.doubleValue
+        }
+        func flag(_ field: String) throws -> Bool? {
+            guard let v = value(field) else { return nil }
+            guard let b = v as? Bool else { throw fail(field, "expected true or false, found \(v)") }
+            return b
+        }
+        func text(_ field: String, allowed: [String]) throws -> String? {
+            guard let v = value(field) else { return nil }
+            guard let s = v as? String else { throw fail(field, "expected a string, found \(v)") }
+            guard allowed.contains(s) else {
+                throw fail(field, "value \"\(s)\" is not supported by Haze (supported: \(allowed.joined(separator: ", ")))")
+            }
+            return s
+        }
+        numTrainTimesteps = try number("num_train_timesteps").map(Int.init) ?? numTrainTimesteps
+        guard numTrainTimesteps > 1 else { throw fail("num_train_timesteps", "must be at least 2") }
+        betaStart = try number("beta_start") ?? betaStart
+        betaEnd = try number("beta_end") ?? betaEnd
+        betaSchedule = try text("beta_schedule", allowed: ["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"]) ?? betaSchedule
+        if let betas = value("trained_betas") {
+            guard let list = betas as? [NSNumber], list.count == numTrainTimesteps else {
+                throw fail("trained_betas", "expected \(numTrainTimesteps) numbers")
+            }
+            trainedBetas = list.map(\.floatValue)
+        }
+        rescaleBetasZeroSNR = try flag("rescale_betas_zero_snr") ?? false
+        predictionType = try text("prediction_type", allowed: PredictionType.allCases.map(\.rawValue)).flatMap(PredictionType.init(rawValue:)) ?? .epsilon
+        timestepSpacing = try text("timestep_spacing", allowed: ["leading", "trailing", "linspace"]).flatMap(Spacing.init(rawValue:)) ?? timestepSpacing
+        stepsOffset = try number("steps_offset").map(Int.init) ?? 0
+        clipSample = try flag("clip_sample") ?? (kind == .ddpm || kind == .ddim)
+        clipSampleRange = try number("clip_sample_range").map(Float.init) ?? 1
+        thresholding = try flag("thresholding") ?? false
+        dynamicThresholdingRatio = try number("dynamic_thresholding_ratio").map(Float.init) ?? 0.995
+        sampleMaxValue = try number("sample_max_value").map(Float.init) ?? 1
+        setAlphaToOne = try flag("set_alpha_to_one") ?? true
+        lowerOrderFinal = try flag("lower_order_final") ?? true
+        useKarrasSigmas = try flag("use_karras_sigmas") ?? false
+        switch kind {
+        case .ddpm:
+            varianceType = try text("variance_type", allowed: ["fixed_small", "fixed_large"]) ?? "fixed_small"
+        case .dpmSolverMultistep:
+            solverOrder = try number("solver_order").map(Int.init) ?? 2
+            guard solverOrder == 1 || solverOrder == 2 else { throw fail("solver_order", "value \(solverOrder) is not supported by Haze (1 or 2)") }
+            _ = try text("algorithm_type", allowed: ["dpmsolver++"])
+            _ = try text("solver_type", allowed: ["midpoint"])
+            _ = try text("final_sigmas_type", allowed: ["zero"])
+            if try flag("euler_at_final") == true { throw fail("euler_at_final", "value true is not supported by Haze") }
+        case .euler, .eulerAncestral:
+            _ = try text("interpolation_type", allowed: ["linear"])
+            if let churn = try number("s_churn"), churn != 0 { throw fail("s_churn", "value \(churn) is not supported by Haze (0)") }
+            if kind == .euler, try flag("use_karras_sigmas") == true { throw fail("use_karras_sigmas", "value true is not supported by Haze for Euler") }
+        case .ddim:
+            break
+        }
+        for option in ["use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas", "use_lu_lambdas", "use_dynamic_shifting"]
+        where try flag(option) == true {
+            throw fail(option, "value true is not supported by Haze")
+        }
+        if betaSchedule == "sigmoid" && kind != .ddpm {
+            throw fail("beta_schedule", "value \"sigmoid\" is only supported by DDPMScheduler (as in diffusers)")
+        }
+    }
+
+    /// The config as diffusers writes it.
+    public func jsonObject() -> [String: Any] {
+        func decimal(_ x: Float) -> Double { Double("\(x)")! }
+        var o: [String: Any] = [
+            "_class_name": kind.rawValue, "_diffusers_version": "0.42.1",
+            "num_train_timesteps": numTrainTimesteps, "beta_start": betaStart, "beta_end": betaEnd,
+            "beta_schedule": betaSchedule, "trained_betas": trainedBetas.map { $0.map(decimal) } as Any? ?? NSNull(),
+            "prediction_type": predictionType.rawValue, "timestep_spacing": timestepSpacing.rawValue,
+            "steps_offset": stepsOffset, "rescale_betas_zero_snr": rescaleBetasZeroSNR,
+        ]
+        switch kind {
+        case .ddpm, .ddim:
+            o["clip_sample"] = clipSample; o["clip_sample_range"] = decimal(clipSampleRange)
+            o["thresholding"] = thresholding; o["dynamic_thresholding_ratio"] = decimal(dynamicThresholdingRatio)
+            o["sample_max_value"] = decimal(sampleMaxValue)
+            if kind == .ddpm { o["variance_type"] = varianceType } else { o["set_alpha_to_one"] = setAlphaToOne }
+        case .dpmSolverMultistep:
+            o["solver_order"] = solverOrder; o["algorithm_type"] = "dpmsolver++"; o["solver_type"] = "midpoint"
+            o["lower_order_final"] = lowerOrderFinal; o["use_karras_sigmas"] = useKarrasSigmas; o["final_sigmas_type"] = "zero"
+        case .euler, .eulerAncestral:
+            o["interpolation_type"] = "linear"
+        }
+        return o
+    }
+
+    /// Writes `scheduler_config.json` atomically.
+    public func write(to path: String) throws {
+        let data = try JSONSerialization.data(withJSONObject: jsonObject(), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try AtomicFile.write(data, to: path)
+    }
+}
+
+/// A problem in a config file: the file, the field and what is wrong.
+public struct ConfigFileError: Error, CustomStringConvertible {
+    public let file: String
+    public let field: String?
+    public let problem: String
+    public var description: String { "\(file): " + (field.map { "field \"\($0)\": " } ?? "") + problem }
+}
