@@ -21,7 +21,9 @@ let package = Package(
         // Vectorised exp-based kernels in C (multiversioned for AVX-512 / AVX2 / baseline).
         .target(name: "CHazeKernels"),
         .target(name: "HazeTensor", dependencies: ["CHazeKernels"]),
-        .target(name: "HazeIO", dependencies: ["HazeTensor"]),
+        // zlib (Debian zlib1g-dev): PNG compression.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "HazeIO", dependencies: ["HazeTensor", "CZlib"]),
         .target(name: "HazeNN", dependencies: ["HazeTensor", "HazeIO"]),
         .target(name: "HazeDiffusion", dependencies: ["HazeTensor", "HazeIO"]),
         .executableTarget(

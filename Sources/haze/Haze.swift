@@ -11,7 +11,7 @@ struct Haze: ParsableCommand {
         commandName: "haze",
         abstract: "Train and sample denoising diffusion models (DDPM, DDIM) on the CPU, in Swift.",
         version: version,
-        subcommands: [Predict.self, Inspect.self]
+        subcommands: [Sample.self, Predict.self, Inspect.self]
     )
 }
 

@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import HazeDiffusion
+import HazeIO
+import HazeNN
+import HazeTensor
+
+/// `haze sample`: images from a trained model with any scheduler.
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sample images from a model folder (diffusers UNet2DModel or a Haze run) with DDPM, DDIM, DPM-Solver++ or Euler.",
+        discussion: """
+        The scheduler comes from the folder's scheduler_config.json (else DDPM with the linear schedule of Ho et al.); \
+        --scheduler picks another class but keeps the betas. Examples:
+          haze sample --model runs/fm1 --scheduler ddim --steps 50 --count 64 --out grid.png
+          haze sample --model runs/fm1 --class-label 3 --guidance-scale 3 --out boots.png
+        """)
+
+    @Option(help: "A diffusers model folder, or a Haze training run (its EMA weights when present).")
+    var model: String
+    @Option(help: "ddpm, ddim, dpm++2m, euler or euler-a (default: the folder's scheduler_config.json).")
+    var scheduler: String?
+    @Option(help: "Inference steps (default: all training steps for DDPM, 50 otherwise).")
+    var steps: Int?
+    @Option(help: "DDIM's η: 0 deterministic … 1 DDPM-like.")
+    var eta: Float = 0
+    @Option(help: "Random seed (x_T and per-step noise).")
+    var seed: UInt64 = 0
+    @Option(help: "Number of images.")
+    var count: Int?
+    @Option(help: "Images per model call.")
+    var batchSize = 16
+    @Option(help: "Class labels, one per image (e.g. 3,7).")
+    var classLabels: String?
+    @Option(help: "One class label for every image.")
+    var classLabel: Int?
+    @Option(help: "Classifier-free guidance weight (class-conditional models; the null class is the last class).")
+    var guidanceScale: Float?
+    @Option(help: "x_T from a file: one tensor [B, C, H, W] of unit-variance noise.")
+    var initialNoise: String?
+    @Option(help: "Write the final samples (before conversion to pixels) as tensor `sample`.")
+    var saveTensor: String?
+    @Option(help: "PNG grid of the samples (values mapped from [-1, 1] to 0…255).")
+    var out: String?
+    @Option(help: "Image height and width when the model config has no sample_size.")
+    var size: Int?
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if classLabels != nil && classLabel != nil { throw ValidationError("give --class-labels or --class-label, not both") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if !(0...1).contains(eta) { throw ValidationError("--eta must be between 0 and 1") }
+        if out == nil && saveTensor == nil { throw ValidationError("nothing to write: give --out grid.png and/or --save-tensor FILE") }
+    }
+
+    func run() throws {
+        try compute.apply()
+        let folder = try ModelLocation.resolve(model)
+        let (unet, parameters) = try ModelFolder.load(folder)
+        let config = unet.config
+        let schedulerKind = try scheduler.map { name -> SchedulerConfig.Kind in
+            guard let kind = SchedulerConfig.Kind.named(name) else {
+                throw ValidationError("unknown --scheduler \(name) (ddpm, ddim, dpm++2m, euler, euler-a)")
+            }
+            return kind
+        }
+        let schedulerPath = folder + "/scheduler_config.json"
+        let schedulerConfig = FileManager.default.fileExists(atPath: schedulerPath)
+            ? try SchedulerConfig(contentsOf: schedulerPath, kind: schedulerKind)
+            : SchedulerConfig(kind: schedulerKind ?? .ddpm)
+        let sampler = makeScheduler(schedulerConfig)
+        (sampler as? DDIMScheduler)?.eta = eta
+        let stepCount = steps ?? (schedulerConfig.kind == .ddpm ? schedulerConfig.numTrainTimesteps : 50)
+        guard stepCount >= 1 && stepCount <= schedulerConfig.numTrainTimesteps else {
+            throw CLIError("--steps \(stepCount): this model was trained with \(schedulerConfig.numTrainTimesteps) timesteps; use 1…\(schedulerConfig.numTrainTimesteps)")
+        }
+
+        // x_T: from the file, or drawn batch by batch.
+        var noise: Tensor? = nil
+        if let initialNoise {
+            let file = try SafeTensors.read(contentsOf: initialNoise)
+            guard file.tensors.count == 1, let x = file.tensors.values.first else {
+                throw CLIError("\(initialNoise): expected exactly one tensor, found \(file.tensors.count)")
+            }
+            noise = x
+        }
+        let total = count ?? noise?.shape[0] ?? 16
+        let side = try imageSize(config)
+        let shape = [total, config.inChannels, side[0], side[1]]
+        if let noise, noise.shape != shape {
+            throw CLIError("\(initialNoise!): x_T has shape \(noise.shape); this model and --count need \(shape)")
+        }
+        let labels = try labelList(count: total, config: config)
+        var guidance: Guidance? = nil
+        if let guidanceScale {
+            guard let classes = config.numClassEmbeds, config.classEmbedType == nil else {
+                throw CLIError("--guidance-scale needs a class-conditional model with a class embedding table; this model is not one")
+            }
+            guidance = Guidance(scale: guidanceScale, nullClass: classes - 1)
+        }
+
+        var generator = RandomGenerator(seed: seed)
+        let loop = SamplingLoop(scheduler: sampler) { x, t, labels in
+            unet(x, timesteps: t, classLabels: labels, parameters: parameters)
+        }
+        var batches: [Tensor] = []
+        let totalSteps = stepCount * ((total + batchSize - 1) / batchSize)
+        let bar = ProgressBar("sampling", total: totalSteps, itemsPerStep: Double(total) / Double(totalSteps))
+        var done = 0
+        for start in stride(from: 0, to: total, by: batchSize) {
+            let n = min(batchSize, total - start)
+            let x = try loop.run(shape: [n] + shape.dropFirst(), steps: stepCount, initialNoise: noise?.slice(start..<(start + n)),
+                                 classLabels: labels.map { Array($0[start..<(start + n)]) }, guidance: guidance,
+                                 generator: &generator, progress: { _, _ in done += 1; bar.update(done) })
+            batches.append(x)
+        }
+        let samples = Tensor.concatenate(batches, alongAxis: 0)
+        if let saveTensor {
+            try SafeTensors(tensors: ["sample": samples]).write(to: saveTensor)
+            print("wrote \(saveTensor): sample \(samples.shape)")
+        }
+        if let out {
+            try PNG.writeGrid(samples.clamped(min: -1, max: 1), to: out)
+            print("wrote \(out): \(total) images, \(schedulerConfig.kind.rawValue), \(stepCount) steps")
+        }
+    }
+
+    func imageSize(_ config: UNet2DModelConfig) throws -> [Int] {
+        if let size { return [size, size] }
+        guard let s = config.sampleSize else { throw CLIError("the model config has no sample_size: give --size") }
+        return s
+    }
+
+    /// The class label of each image, checked against the model.
+    func labelList(count: Int, config: UNet2DModelConfig) throws -> [Int]? {
+        let given: [Int]? = try classLabel.map { [Int](repeating: $0, count: count) }
+            ?? classLabels.map { text in try parseNumbers(text, option: "--class-labels").map { Int($0) } }
+        guard config.isClassConditional else {
+            if given != nil { throw CLIError("class labels given, but this model is not class-conditional") }
+            return nil
+        }
+        guard let labels = given else { throw CLIError("this model is class-conditional: give --class-label N or --class-labels a,b,…") }
+        guard labels.count == count else { throw CLIError("--class-labels has \(labels.count) labels for \(count) images") }
+        if let classes = config.numClassEmbeds {
+            for l in labels where l < 0 || l >= classes {
+                throw CLIError("class label \(l) is out of range: this model has classes 0…\(classes - 1)")
+            }
+        }
+        return labels
+    }
+}
+
+/// Where a model's diffusers folder is: the folder itself, or inside a Haze run (EMA first).
+enum ModelLocation {
+    static func resolve(_ path: String) throws -> String {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: path + "/" + ModelFolder.configFile) { return path }
+        for inner in ["ema", "model"] where fm.fileExists(atPath: "\(path)/\(inner)/\(ModelFolder.configFile)") {
+            return "\(path)/\(inner)"
+        }
+        throw CLIError("\(path): not a model folder (no config.json) nor a Haze run (no ema/ or model/ folder)")
+    }
+}
