@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "HazeIO", targets: ["HazeIO"]),
         .library(name: "HazeNN", targets: ["HazeNN"]),
         .library(name: "HazeDiffusion", targets: ["HazeDiffusion"]),
+        .library(name: "HazeData", targets: ["HazeData"]),
+        .library(name: "HazeTraining", targets: ["HazeTraining"]),
         .executable(name: "haze", targets: ["haze"]),
         .executable(name: "haze-bench", targets: ["haze-bench"]),
     ],
@@ -23,13 +25,20 @@ let package = Package(
         .target(name: "HazeTensor", dependencies: ["CHazeKernels"]),
         // zlib (Debian zlib1g-dev): PNG compression.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "HazeIO", dependencies: ["HazeTensor", "CZlib"]),
+        // libpng (Debian libpng-dev): PNG decoding through the simplified API.
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        // libjpeg-turbo (Debian libjpeg62-turbo-dev): JPEG decoding. A C target rather than a
+        // module map, because its error handler must longjmp (libjpeg's default one exits).
+        .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(name: "HazeIO", dependencies: ["HazeTensor", "CZlib", "CPNG", "CJPEGShim"]),
         .target(name: "HazeNN", dependencies: ["HazeTensor", "HazeIO"]),
         .target(name: "HazeDiffusion", dependencies: ["HazeTensor", "HazeIO"]),
+        .target(name: "HazeData", dependencies: ["HazeTensor", "HazeIO", "CZlib"]),
+        .target(name: "HazeTraining", dependencies: ["HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion", "HazeData"]),
         .executableTarget(
             name: "haze",
             dependencies: [
-                "HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion",
+                "HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion", "HazeData", "HazeTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -42,7 +51,7 @@ let package = Package(
         ),
         .testTarget(name: "HazeTensorTests", dependencies: ["HazeTensor", "HazeIO"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "HazeIOTests", dependencies: ["HazeIO", "HazeTensor"]),
+        .testTarget(name: "HazeIOTests", dependencies: ["HazeIO", "HazeTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "HazeNNTests", dependencies: ["HazeNN", "HazeIO", "HazeTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "HazeDiffusionTests", dependencies: ["HazeDiffusion", "HazeNN", "HazeIO", "HazeTensor"],
                     exclude: ["Fixtures"]),

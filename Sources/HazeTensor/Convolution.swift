@@ -66,18 +66,17 @@ struct ConvGeometry {
                         let dst = cols + row * ld + b * p + oy * wo
                         let y = oy * stride - padding.top + i
                         guard y >= 0 && y < h, !valid.isEmpty else {
-                            for ox in 0..<wo { dst[ox] = 0 }
+                            dst.update(repeating: 0, count: wo)
                             continue
                         }
                         let src = plane + y * w - padding.left + j
-                        // Rows are short (Wo ≤ a few dozen): plain loops beat memcpy/memset calls.
-                        for ox in 0..<valid.lowerBound { dst[ox] = 0 }
+                        if valid.lowerBound > 0 { dst.update(repeating: 0, count: valid.lowerBound) }
                         if stride == 1 {
-                            for ox in valid { dst[ox] = src[ox] }
+                            (dst + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
                         } else {
                             for ox in valid { dst[ox] = src[ox * stride] }
                         }
-                        for ox in valid.upperBound..<wo { dst[ox] = 0 }
+                        if valid.upperBound < wo { (dst + valid.upperBound).update(repeating: 0, count: wo - valid.upperBound) }
                     }
                 }
             }
@@ -173,47 +172,56 @@ extension Tensor {
     }
 
     /// Gradients of `conv2d` for output gradient g: [N, O, HO, WO] → [∂x, ∂w, ∂b].
+    /// Each work item writes its own partial ∂W and ∂b, summed in item order afterwards, so the
+    /// result does not depend on thread timing (bit-for-bit reproducible training).
     static func conv2dBackward(_ g: Tensor, x: Tensor, weight: Tensor, geometry geo: ConvGeometry,
                                needInput: Bool, needBias: Bool) -> [Tensor?] {
-        let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
+        let (o, p, k, chunk, items) = (geo.o, geo.p, geo.k, geo.chunk, geo.chunkCount)
         FlopCounter.add((needInput ? 4 : 2) * geo.n * o * p * k)
-        var dw = [Float](repeating: 0, count: o * k)
-        var db = [Float](repeating: 0, count: o)
+        var partialB = [Float](repeating: 0, count: items * o)
         var dx = needInput ? Tensor(shape: x.shape) { _, _ in } : Tensor.zeros([0])
-        let lock = NSLock()
+        var dw = [Float](repeating: 0, count: o * k)
+        Scratch.withBuffer(items * o * k) { partialW in
         x.withScalars { px in weight.withScalars { pw in g.withScalars { pg in dx.withMutableScalars { pdx in
-            Parallel.forEach(geo.chunkCount, cost: 1 << 20) { items in
-                Scratch.withBuffer(k * chunk * p) { cols in Scratch.withBuffer(chunk > 1 ? o * chunk * p : 0) { gathered in
-                Scratch.withBuffer(o * k) { localW in
-                    var localB = [Float](repeating: 0, count: o)
-                    for item in items {
-                        let b0 = item * chunk, images = Swift.min(chunk, geo.n - b0), ld = images * p
-                        // G[oc][b·P + q] = g[b0 + b, oc, q] (g itself when B = 1); bias gradient.
-                        let gt = chunk == 1 ? pg + b0 * o * p : UnsafePointer(gathered)
-                        for oc in 0..<o {
-                            var acc: Float = 0
-                            for b in 0..<images {
-                                let src = pg + ((b0 + b) * o + oc) * p
-                                if chunk > 1 { (gathered + oc * ld + b * p).update(from: src, count: p) }
-                                for q in 0..<p { acc += src[q] }
+            partialB.withUnsafeMutableBufferPointer { pb in
+                Parallel.forEach(items, cost: 1 << 20) { range in
+                    Scratch.withBuffer(k * chunk * p) { cols in Scratch.withBuffer(chunk > 1 ? o * chunk * p : 0) { gathered in
+                        for item in range {
+                            let b0 = item * chunk, images = Swift.min(chunk, geo.n - b0), ld = images * p
+                            // G[oc][b·P + q] = g[b0 + b, oc, q] (g itself when B = 1); bias gradient.
+                            let gt = chunk == 1 ? pg + b0 * o * p : UnsafePointer(gathered)
+                            for oc in 0..<o {
+                                var acc: Float = 0
+                                for b in 0..<images {
+                                    let src = pg + ((b0 + b) * o + oc) * p
+                                    if chunk > 1 { (gathered + oc * ld + b * p).update(from: src, count: p) }
+                                    for q in 0..<p { acc += src[q] }
+                                }
+                                pb[item * o + oc] = acc
                             }
-                            localB[oc] += acc
+                            geo.im2col(px, firstImage: b0, images: images, into: cols)
+                            gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: cols, c: partialW + item * o * k)
+                            if needInput {
+                                gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: cols)
+                                geo.col2im(cols, firstImage: b0, images: images, into: pdx)
+                            }
                         }
-                        geo.im2col(px, firstImage: b0, images: images, into: cols)
-                        gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: cols,
-                             beta: item == items.lowerBound ? 0 : 1, c: localW)
-                        if needInput {
-                            gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: cols)
-                            geo.col2im(cols, firstImage: b0, images: images, into: pdx)
-                        }
-                    }
-                    lock.lock()
-                    for i in 0..<o * k { dw[i] += localW[i] }
-                    for i in 0..<o { db[i] += localB[i] }
-                    lock.unlock()
-                } } }
+                    } }
+                }
             }
         } } } }
+        // Fixed-order sums of the partials, parallel over the outputs.
+        dw.withUnsafeMutableBufferPointer { out in
+            Parallel.forEach(o * k, cost: items) { range in
+                for i in range {
+                    var acc: Float = 0
+                    for item in 0..<items { acc += partialW[item * o * k + i] }
+                    out[i] = acc
+                }
+            }
+        }
+        }
+        let db = (0..<o).map { oc in (0..<items).reduce(Float(0)) { $0 + partialB[$1 * o + oc] } }
         return [needInput ? dx : nil,
                 Tensor(shape: weight.shape, scalars: dw),
                 needBias ? Tensor(shape: [o], scalars: db) : nil]

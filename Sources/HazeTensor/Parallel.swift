@@ -30,3 +30,22 @@ public enum Parallel {
         }
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+
+/// Keeps freed memory in the process (glibc malloc) instead of returning large blocks to the
+/// kernel after every op: a training step frees and reallocates hundreds of megabytes, and
+/// fresh pages cost a page fault and zeroing each. Call once at start-up (the executables do).
+public func retainFreedMemory() {
+    // mallopt from <malloc.h> (not in Swift's Glibc module): M_TRIM_THRESHOLD = −1,
+    // M_MMAP_THRESHOLD = −3.
+    typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+    let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+    _ = mallopt(-3, 1 << 30)
+    _ = mallopt(-1, Int32.max)
+}
+#else
+public func retainFreedMemory() {}
+#endif

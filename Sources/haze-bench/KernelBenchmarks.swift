@@ -92,6 +92,7 @@ struct Kernels: ParsableCommand {
     var compare: String?
 
     func run() throws {
+        retainFreedMemory()
         Parallel.threadCount = threads
         let env = ProcessInfo.processInfo.environment
         print("BLAS: \(blasDescription); OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)") OPENBLAS_L2_SIZE=\(env["OPENBLAS_L2_SIZE"] ?? "(unset)"); Haze threads: \(threads)")

@@ -46,6 +46,7 @@ struct UNetBench: ParsableCommand {
     @Option(help: "Timed calls (after 3 warm-ups).") var iterations = 10
 
     func run() throws {
+        retainFreedMemory()
         Parallel.threadCount = threads
         let model = try UNet2DModel(config: config.config)
         var parameters = model.initialParameters(seed: 0)

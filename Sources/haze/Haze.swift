@@ -11,7 +11,7 @@ struct Haze: ParsableCommand {
         commandName: "haze",
         abstract: "Train and sample denoising diffusion models (DDPM, DDIM) on the CPU, in Swift.",
         version: version,
-        subcommands: [Sample.self, Predict.self, Inspect.self]
+        subcommands: [Train.self, Sample.self, Noise.self, Predict.self, Inspect.self]
     )
 }
 
@@ -21,6 +21,7 @@ struct ComputeOptions: ParsableArguments {
     var threads: Int?
 
     func apply() throws {
+        retainFreedMemory()
         if let threads {
             guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
             Parallel.threadCount = threads

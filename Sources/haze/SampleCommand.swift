@@ -4,6 +4,7 @@ import HazeDiffusion
 import HazeIO
 import HazeNN
 import HazeTensor
+import HazeTraining
 
 /// `haze sample`: images from a trained model with any scheduler.
 struct Sample: ParsableCommand {
@@ -42,6 +43,10 @@ struct Sample: ParsableCommand {
     var saveTensor: String?
     @Option(help: "PNG grid of the samples (values mapped from [-1, 1] to 0…255).")
     var out: String?
+    @Option(help: "Animated GIF of the denoising trajectory (the predicted x₀ at each step) of up to 16 images.")
+    var gif: String?
+    @Option(help: "GIF frames: x0 (the model's running estimate of the image) or xt (the noisy sample).")
+    var gifFrames = "x0"
     @Option(help: "Image height and width when the model config has no sample_size.")
     var size: Int?
     @OptionGroup var compute: ComputeOptions
@@ -51,7 +56,8 @@ struct Sample: ParsableCommand {
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if !(0...1).contains(eta) { throw ValidationError("--eta must be between 0 and 1") }
-        if out == nil && saveTensor == nil { throw ValidationError("nothing to write: give --out grid.png and/or --save-tensor FILE") }
+        if out == nil && saveTensor == nil && gif == nil { throw ValidationError("nothing to write: give --out grid.png, --gif FILE and/or --save-tensor FILE") }
+        if gifFrames != "x0" && gifFrames != "xt" { throw ValidationError("--gif-frames must be x0 or xt") }
     }
 
     func run() throws {
@@ -105,6 +111,8 @@ struct Sample: ParsableCommand {
             unet(x, timesteps: t, classLabels: labels, parameters: parameters)
         }
         var batches: [Tensor] = []
+        var frames: [[UInt8]] = []
+        var frameSize = (width: 0, height: 0)
         let totalSteps = stepCount * ((total + batchSize - 1) / batchSize)
         let bar = ProgressBar("sampling", total: totalSteps, itemsPerStep: Double(total) / Double(totalSteps))
         var done = 0
@@ -112,13 +120,26 @@ struct Sample: ParsableCommand {
             let n = min(batchSize, total - start)
             let x = try loop.run(shape: [n] + shape.dropFirst(), steps: stepCount, initialNoise: noise?.slice(start..<(start + n)),
                                  classLabels: labels.map { Array($0[start..<(start + n)]) }, guidance: guidance,
-                                 generator: &generator, progress: { _, _ in done += 1; bar.update(done) })
+                                 generator: &generator, progress: { _, _ in done += 1; bar.update(done) },
+                                 trajectory: gif == nil || start > 0 ? nil : { _, xt, x0 in
+                                     // Frames of the first batch's first 16 images.
+                                     let shown = (gifFrames == "x0" ? (x0 ?? xt) : xt).slice(0..<min(16, n)).clamped(min: -1, max: 1)
+                                     let grid = PNG.grid(shown, columns: min(4, n))
+                                     frames.append(grid.pixels)
+                                     frameSize = (grid.width, grid.height)
+                                 })
             batches.append(x)
         }
         let samples = Tensor.concatenate(batches, alongAxis: 0)
         if let saveTensor {
             try SafeTensors(tensors: ["sample": samples]).write(to: saveTensor)
             print("wrote \(saveTensor): sample \(samples.shape)")
+        }
+        if let gif, !frames.isEmpty {
+            // Hold the final frame for a second.
+            try GIF.write(frames: frames + Array(repeating: frames.last!, count: 10), width: frameSize.width, height: frameSize.height,
+                          channels: config.inChannels, delayCentiseconds: 8, loop: true, to: gif)
+            print("wrote \(gif): \(frames.count) frames")
         }
         if let out {
             try PNG.writeGrid(samples.clamped(min: -1, max: 1), to: out)
@@ -151,14 +172,16 @@ struct Sample: ParsableCommand {
     }
 }
 
-/// Where a model's diffusers folder is: the folder itself, or inside a Haze run (EMA first).
+/// Where a model's diffusers folder is: the folder itself, or a Haze run's latest checkpoint
+/// (its EMA weights when it has them), or a checkpoint folder.
 enum ModelLocation {
     static func resolve(_ path: String) throws -> String {
         let fm = FileManager.default
         if fm.fileExists(atPath: path + "/" + ModelFolder.configFile) { return path }
-        for inner in ["ema", "model"] where fm.fileExists(atPath: "\(path)/\(inner)/\(ModelFolder.configFile)") {
-            return "\(path)/\(inner)"
+        let checkpoint = fm.fileExists(atPath: path + "/latest") ? try Checkpoint.latest(run: path) : path
+        for inner in ["ema", "model"] where fm.fileExists(atPath: "\(checkpoint)/\(inner)/\(ModelFolder.configFile)") {
+            return "\(checkpoint)/\(inner)"
         }
-        throw CLIError("\(path): not a model folder (no config.json) nor a Haze run (no ema/ or model/ folder)")
+        throw CLIError("\(path): not a model folder (no config.json) nor a Haze run or checkpoint (no latest, ema/ or model/)")
     }
 }

@@ -1,0 +1,104 @@
+import Foundation
+import HazeTensor
+
+/// Batches from a dataset in a seeded random order per epoch, with random horizontal flips,
+/// prepared on a background thread while the model trains.
+///
+/// Everything random is a pure function of (seed, epoch, position), so the loader can resume at
+/// any position and give the same batches as an uninterrupted run.
+public final class DataLoader {
+    public struct Batch {
+        /// [B, C, H, W] in [−1, 1].
+        public let images: Tensor
+        /// Labels (nil for unlabeled data).
+        public let labels: [Int]?
+        /// The position after this batch (for checkpoints).
+        public let next: Position
+    }
+
+    /// Where the loader is in its stream: epoch and index within the epoch's order.
+    public struct Position: Codable, Equatable, Sendable {
+        public var epoch: Int
+        public var index: Int
+        public init(epoch: Int = 0, index: Int = 0) { (self.epoch, self.index) = (epoch, index) }
+    }
+
+    public let dataset: ImageDataset
+    public let batchSize: Int
+    public let seed: UInt64
+    public let flip: Bool
+    private var position: Position
+    private var order: (epoch: Int, indices: [Int])?
+    private let queue = DispatchQueue(label: "haze.data")
+    private var pending: DispatchWorkItem?
+    private var prepared: Batch?
+
+    public init(dataset: ImageDataset, batchSize: Int, seed: UInt64, flip: Bool, start: Position = Position()) {
+        precondition(batchSize > 0 && dataset.count > 0, "empty dataset or batch")
+        (self.dataset, self.batchSize, self.seed, self.flip, self.position) = (dataset, batchSize, seed, flip, start)
+    }
+
+    /// The permutation of epoch `epoch`.
+    func permutation(_ epoch: Int) -> [Int] {
+        if let order, order.epoch == epoch { return order.indices }
+        var generator = RandomGenerator(seed: seed ^ 0xDA7A_0000_0000_0000 &+ UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15)
+        let indices = generator.permutation(dataset.count)
+        order = (epoch, indices)
+        return indices
+    }
+
+    /// Assembles the batch starting at `start` (wrapping into the next epoch).
+    func makeBatch(from start: Position) -> Batch {
+        let shape = dataset.imageShape
+        let size = shape.reduce(1, *)
+        var position = start
+        var labels: [Int] = []
+        var picks: [(index: Int, flip: Bool)] = []
+        for _ in 0..<batchSize {
+            if position.index >= dataset.count { position = Position(epoch: position.epoch + 1, index: 0) }
+            let index = permutation(position.epoch)[position.index]
+            // The flip of a (epoch, position) is its own counter in a keyed stream.
+            let coin = RandomGenerator.philox(key: seed ^ 0xF119, counter: UInt64(position.epoch) << 32 | UInt64(position.index)).0
+            picks.append((index, flip && coin & 1 == 1))
+            labels.append(dataset.label(index) ?? -1)
+            position.index += 1
+        }
+        let width = shape[2]
+        let images = Tensor(shape: [batchSize] + shape) { out, _ in
+            // Serial: this runs beside training, which owns the worker threads.
+            do {
+                for b in 0..<picks.count {
+                    let dst = out + b * size
+                    self.dataset.image(picks[b].index, into: dst)
+                    if picks[b].flip {
+                        for row in 0..<(size / width) {
+                            let r = dst + row * width
+                            for j in 0..<(width / 2) { let t = r[j]; r[j] = r[width - 1 - j]; r[width - 1 - j] = t }
+                        }
+                    }
+                }
+            }
+        }
+        return Batch(images: images, labels: dataset.classCount == nil ? nil : labels, next: position)
+    }
+
+    /// The position after the last batch handed out (what a checkpoint records).
+    public var consumed: Position { position }
+
+    /// The next batch; the one after it starts preparing in the background.
+    public func next() -> Batch {
+        let batch: Batch
+        if let pending {
+            pending.wait()
+            batch = prepared!
+        } else {
+            batch = makeBatch(from: position)
+        }
+        position = batch.next
+        let start = position
+        let work = DispatchWorkItem { [unowned self] in self.prepared = self.makeBatch(from: start) }
+        pending = work
+        queue.async(execute: work)
+        return batch
+    }
+}

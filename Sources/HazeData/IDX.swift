@@ -1,0 +1,45 @@
+import CZlib
+import Foundation
+
+/// The IDX format of MNIST and Fashion-MNIST (LeCun et al.): magic 0x00 0x00 0x08 (unsigned
+/// bytes) and the rank, then each extent as a big-endian UInt32, then the data. Files may be
+/// gzip-compressed (read through zlib, which also reads plain files).
+public struct IDXFile {
+    public let shape: [Int]
+    public let bytes: [UInt8]
+
+    /// A damaged or unexpected IDX file: which file and what is wrong.
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public let file: String
+        public let problem: String
+        public var description: String { "\(file): \(problem)" }
+    }
+
+    public init(contentsOf path: String) throws {
+        func fail(_ problem: String) -> Error { Error(file: path, problem: problem) }
+        guard FileManager.default.fileExists(atPath: path) else { throw fail("no such file") }
+        guard let file = gzopen(path, "rb") else { throw fail("cannot be opened") }
+        defer { gzclose(file) }
+        func read(_ count: Int) throws -> [UInt8] {
+            var buffer = [UInt8](repeating: 0, count: count)
+            var filled = 0
+            while filled < count {
+                let n = buffer.withUnsafeMutableBytes { gzread(file, $0.baseAddress! + filled, UInt32(min(count - filled, 1 << 30))) }
+                if n < 0 { throw fail("corrupt compressed data") }
+                if n == 0 { throw fail("truncated: expected \(count) bytes, found \(filled)") }
+                filled += Int(n)
+            }
+            return buffer
+        }
+        let magic = try read(4)
+        guard magic[0] == 0, magic[1] == 0 else { throw fail("not an IDX file (bad magic number)") }
+        guard magic[2] == 0x08 else { throw fail("IDX element type 0x\(String(magic[2], radix: 16)) is not unsigned bytes") }
+        let rank = Int(magic[3])
+        guard (1...4).contains(rank) else { throw fail("IDX rank \(rank) is not 1…4") }
+        let header = try read(4 * rank)
+        shape = (0..<rank).map { i in header[(4 * i)..<(4 * i + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        let count = shape.reduce(1, *)
+        guard count > 0, count < 1 << 32 else { throw fail("IDX shape \(shape) is empty or too large") }
+        bytes = try read(count)
+    }
+}

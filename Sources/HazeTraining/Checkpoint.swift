@@ -1,0 +1,90 @@
+import Foundation
+import HazeDiffusion
+import HazeIO
+import HazeNN
+import HazeTensor
+
+/// The state of a run besides the weights: where it is and how it was configured.
+public struct TrainerState: Codable, Equatable, Sendable {
+    public var step: Int
+    public var data: DataPositionState
+    public var options: TrainingOptions
+    /// Updates the EMA has taken (its decay depends on it).
+    public var emaUpdates: Int
+    /// Random numbers of step s come from a generator keyed by (seed, s): this records it.
+    public var randomStream: String
+
+    public struct DataPositionState: Codable, Equatable, Sendable {
+        public var epoch: Int
+        public var index: Int
+    }
+}
+
+/// A checkpoint folder: `model/` and `ema/` (diffusers folders with scheduler_config.json),
+/// `optimizer.safetensors` and `trainer_state.json`. Written into a temporary folder (each
+/// file fsynced) that is renamed into place, then `RUN/latest` names it: a crash leaves the
+/// previous checkpoint intact.
+public enum Checkpoint {
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public let path: String
+        public let problem: String
+        public var description: String { "\(path): \(problem)" }
+    }
+
+    static func name(step: Int) -> String { String(format: "step-%07d", step) }
+
+    public static func write(run: String, step: Int, model: UNet2DModel, parameters: ParameterSet, ema: ParameterSet?,
+                             optimizer: AdamOptimizer, state: TrainerState, keep: Int) throws {
+        let fm = FileManager.default
+        let folder = "\(run)/checkpoints"
+        try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let final = "\(folder)/\(name(step: step))", temporary = "\(folder)/.tmp-\(name(step: step))"
+        try? fm.removeItem(atPath: temporary)
+        try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        try ModelFolder.save(model, parameters: parameters, to: temporary + "/model")
+        try state.options.schedulerConfig.write(to: temporary + "/model/scheduler_config.json")
+        if let ema {
+            try ModelFolder.save(model, parameters: ema, to: temporary + "/ema")
+            try state.options.schedulerConfig.write(to: temporary + "/ema/scheduler_config.json")
+        }
+        try optimizer.state.write(to: temporary + "/optimizer.safetensors")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(state), to: temporary + "/trainer_state.json")
+        try? fm.removeItem(atPath: final)
+        try fm.moveItem(atPath: temporary, toPath: final)
+        try AtomicFile.write(Data("checkpoints/\(name(step: step))\n".utf8), to: "\(run)/latest")
+        // Keep the last `keep` checkpoints.
+        let all = (try fm.contentsOfDirectory(atPath: folder)).filter { $0.hasPrefix("step-") }.sorted()
+        for old in all.dropLast(max(keep, 1)) { try? fm.removeItem(atPath: "\(folder)/\(old)") }
+    }
+
+    /// The latest checkpoint folder of a run.
+    public static func latest(run: String) throws -> String {
+        guard let text = try? String(contentsOfFile: "\(run)/latest", encoding: .utf8) else {
+            throw Error(path: run, problem: "no checkpoint to resume from (no 'latest' file)")
+        }
+        let path = "\(run)/" + text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard FileManager.default.fileExists(atPath: path + "/trainer_state.json") else {
+            throw Error(path: path, problem: "checkpoint named by \(run)/latest is missing or incomplete")
+        }
+        return path
+    }
+
+    /// Loads a checkpoint for resuming.
+    public static func read(_ path: String) throws -> (model: UNet2DModel, parameters: ParameterSet, ema: ParameterSet?,
+                                                       optimizer: AdamOptimizer, state: TrainerState) {
+        let (model, parameters) = try ModelFolder.load(path + "/model")
+        let ema = FileManager.default.fileExists(atPath: path + "/ema") ? try ModelFolder.load(path + "/ema").parameters : nil
+        let optimizerPath = path + "/optimizer.safetensors"
+        let optimizer = try AdamOptimizer(state: try SafeTensors.read(contentsOf: optimizerPath), file: optimizerPath)
+        let statePath = path + "/trainer_state.json"
+        let state: TrainerState
+        do {
+            state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: statePath)))
+        } catch {
+            throw Error(path: statePath, problem: "unreadable trainer state (\(error))")
+        }
+        return (model, parameters, ema, optimizer, state)
+    }
+}

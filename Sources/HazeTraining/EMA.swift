@@ -1,0 +1,41 @@
+import Foundation
+import HazeNN
+import HazeTensor
+
+/// An exponential moving average of the weights, θ̄ ← d θ̄ + (1 − d) θ, with diffusers' EMAModel
+/// decay schedule: with warmup d = 1 − (1 + n)^(−power) (inv_gamma 1), else d = (1 + n)/(10 + n),
+/// capped at `maxDecay`, where n is the number of updates after the first.
+public struct ExponentialMovingAverage {
+    public var weights: ParameterSet
+    public let maxDecay: Float
+    public let warmup: Bool
+    public let power: Float
+    public private(set) var updates: Int
+
+    public init(_ weights: ParameterSet, maxDecay: Float = 0.9999, warmup: Bool = true, power: Float = 2 / 3, updates: Int = 0) {
+        (self.weights, self.maxDecay, self.warmup, self.power, self.updates) = (weights, maxDecay, warmup, power, updates)
+    }
+
+    /// The decay of the next update.
+    public var decay: Float {
+        let step = Float(updates)  // diffusers: optimization_step − 1 (update_after_step 0)
+        if step <= 0 { return 0 }
+        let value = warmup ? 1 - Float(Foundation.pow(Double(1 + step), -Double(power))) : (1 + step) / (10 + step)
+        return min(value, maxDecay)
+    }
+
+    public mutating func update(with current: ParameterSet) {
+        let d = decay
+        updates += 1
+        for (name, theta) in current {
+            guard var average = weights[name] else { weights[name] = theta; continue }
+            let n = average.count
+            average.withMutableScalars { a in
+                theta.withScalars { t in
+                    Parallel.forEach(n, cost: 4) { range in for i in range { a[i] = d * a[i] + (1 - d) * t[i] } }
+                }
+            }
+            weights[name] = average
+        }
+    }
+}

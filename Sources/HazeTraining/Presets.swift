@@ -1,0 +1,40 @@
+import HazeNN
+
+/// Named model configurations for `haze train --preset`.
+public enum ModelPreset: String, CaseIterable, Sendable {
+    /// A tiny U-Net that trains on Fashion-MNIST in a few minutes on two cores (`make demo`).
+    case fmnistTiny = "fmnist-tiny"
+    /// The reference workload fmnist-s: channels 32/64/128, attention at 7×7.
+    case fmnistSmall = "fmnist-small"
+    /// A larger Fashion-MNIST U-Net: channels 64/128/256, attention at 14×14 and 7×7.
+    case fmnistLarge = "fmnist-large"
+    /// The U-Net of the TensorFlow article Haze started from: GroupNorm, linear attention
+    /// (4 heads × 32) in every block, channels 32/64/128/256 for 32×32 images.
+    case tfArticle = "tf-article"
+
+    public func config(channels: Int = 1, size: Int = 28) -> UNet2DModelConfig {
+        var c = UNet2DModelConfig()
+        c.sampleSize = [size, size]; c.inChannels = channels; c.outChannels = channels
+        switch self {
+        case .fmnistTiny:
+            c.blockOutChannels = [32, 64, 64]; c.layersPerBlock = 1; c.normNumGroups = 8
+            c.downBlockTypes = ["DownBlock2D", "DownBlock2D", "DownBlock2D"]
+            c.upBlockTypes = ["UpBlock2D", "UpBlock2D", "UpBlock2D"]
+            c.addAttention = false
+        case .fmnistSmall:
+            c.blockOutChannels = [32, 64, 128]; c.layersPerBlock = 2; c.normNumGroups = 8
+            c.downBlockTypes = ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"]
+            c.upBlockTypes = ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]
+        case .fmnistLarge:
+            c.blockOutChannels = [64, 128, 256]; c.layersPerBlock = 2; c.normNumGroups = 32
+            c.downBlockTypes = ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
+            c.upBlockTypes = ["AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
+        case .tfArticle:
+            c.blockOutChannels = [32, 64, 128, 256]; c.layersPerBlock = 2; c.normNumGroups = 8
+            c.downBlockTypes = Array(repeating: "AttnDownBlock2D", count: 4)
+            c.upBlockTypes = Array(repeating: "AttnUpBlock2D", count: 4)
+            c.attentionType = .linear
+        }
+        return c
+    }
+}

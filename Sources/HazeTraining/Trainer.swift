@@ -1,0 +1,201 @@
+import Foundation
+import HazeData
+import HazeDiffusion
+import HazeIO
+import HazeNN
+import HazeTensor
+
+/// Set by SIGINT/SIGTERM; the training loop checkpoints and stops at the end of the step.
+nonisolated(unsafe) public var trainingStopRequested: sig_atomic_t = 0
+
+/// A training run: the DDPM objective (Ho et al. 2020, Algorithm 1) with ε, v or x₀ targets,
+/// optional min-SNR-γ weighting, AdamW, gradient clipping and accumulation, EMA, class labels
+/// with dropout for classifier-free guidance; checkpoints that resume bit for bit.
+public final class Trainer {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// What the caller hears about after each step and checkpoint.
+    public struct Report {
+        public let step: Int
+        public let loss: Float
+        public let learningRate: Float
+    }
+
+    public let run: String
+    public let model: UNet2DModel
+    public private(set) var parameters: ParameterSet
+    public private(set) var ema: ExponentialMovingAverage?
+    public private(set) var optimizer: AdamOptimizer
+    public private(set) var step: Int
+    public let options: TrainingOptions
+    let schedule: NoiseSchedule
+    let loader: DataLoader
+    let log: TrainingLog
+    let tensorboard: TensorBoardWriter?
+    public var tensorboardWriter: TensorBoardWriter? { tensorboard }
+    let trainableNames: [String]
+    var trainableSet: Set<String> { Set(trainableNames) }
+    var lastCheckpointStep: Int?
+
+    /// A new run in `run` (created), or the continuation of a checkpoint (`resume`).
+    public init(run: String, model: UNet2DModel, options: TrainingOptions, dataset: ImageDataset,
+                resume: (parameters: ParameterSet, ema: ParameterSet?, optimizer: AdamOptimizer, state: TrainerState)? = nil,
+                tensorboard: Bool = true) throws {
+        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        (self.run, self.model, self.options) = (run, model, options)
+        let shape = dataset.imageShape
+        guard shape[0] == model.config.inChannels, model.config.sampleSize.map({ $0 == [shape[1], shape[2]] }) ?? true else {
+            throw Failure(description: "the data has images \(shape) but the model takes \(model.config.inChannels) channels of \(model.config.sampleSize ?? [])")
+        }
+        if options.classConditional {
+            guard let classes = dataset.classCount else { throw Failure(description: "class-conditional training needs labeled data") }
+            guard model.config.numClassEmbeds == classes + 1 else {
+                throw Failure(description: "the model has \(model.config.numClassEmbeds.map(String.init) ?? "no") class embeddings; class-conditional training on \(classes) classes needs \(classes + 1) (the last is the null class)")
+            }
+        }
+        schedule = options.schedulerConfig.noiseSchedule
+        let trainable = Set(model.parameterSpecs.filter { !$0.isBuffer }.map(\.name))
+        trainableNames = trainable.sorted()
+        log = TrainingLog(run: run)
+        if let resume {
+            parameters = resume.parameters
+            optimizer = resume.optimizer
+            step = resume.state.step
+            let start = (resume.ema ?? resume.parameters).filter { trainable.contains($0.key) }
+            ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0, updates: resume.state.emaUpdates) }
+            loader = DataLoader(dataset: dataset, batchSize: options.batchSize, seed: options.seed, flip: options.horizontalFlip,
+                                start: .init(epoch: resume.state.data.epoch, index: resume.state.data.index))
+            lastCheckpointStep = step
+            try log.truncate(from: step + 1)
+        } else {
+            parameters = model.initialParameters(seed: options.seed)
+            optimizer = AdamOptimizer(.adamW, learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
+                                      epsilon: options.epsilon, weightDecay: options.weightDecay)
+            step = 0
+            let start = parameters.filter { trainable.contains($0.key) }
+            ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0) }
+            loader = DataLoader(dataset: dataset, batchSize: options.batchSize, seed: options.seed, flip: options.horizontalFlip)
+        }
+        self.tensorboard = tensorboard ? try TensorBoardWriter(folder: run + "/tensorboard") : nil
+    }
+
+    var learningRates: LearningRateSchedule {
+        LearningRateSchedule(peak: options.learningRate, warmupSteps: options.warmupSteps, shape: options.learningRateShape,
+                             totalSteps: options.steps)
+    }
+
+    /// The random stream of step `s`: keyed by (seed, s), so a resumed run draws the same numbers.
+    func generator(forStep s: Int) -> RandomGenerator {
+        RandomGenerator(seed: options.seed &* 0x9E37_79B9_7F4A_7C15 ^ (UInt64(s) &+ 0x5EED))
+    }
+
+    /// One optimizer step (with gradient accumulation). Returns the mean loss.
+    func trainStep() throws -> Float {
+        var generator = generator(forStep: step)
+        var total: [String: Tensor] = [:]
+        var lossSum: Float = 0
+        let names = trainableSet
+        let buffers = parameters.filter { !names.contains($0.key) }
+        let context = ForwardContext(training: true, buffers: buffers, generator: generator)
+        for _ in 0..<options.gradientAccumulation {
+            let batch = loader.next()
+            let x0 = batch.images
+            let n = x0.shape[0]
+            let t = generator.integers(n, below: schedule.trainingSteps)
+            let noise = generator.normal(x0.shape)
+            let xt = schedule.addNoise(x0, noise: noise, timesteps: t)
+            let target = schedule.target(options.objective, x0: x0, noise: noise, timesteps: t)
+            var labels: Tensor? = nil
+            if options.classConditional, let given = batch.labels {
+                let nullClass = model.config.numClassEmbeds! - 1
+                let drop = generator.uniform([n]).scalars
+                labels = Tensor(zip(given, drop).map { Float($1 < options.labelDropout ? nullClass : $0) })
+            }
+            let weights = options.minSNRGamma.map {
+                Tensor(shape: [n], scalars: schedule.minSNRWeights(timesteps: t, gamma: $0, type: options.objective))
+            }
+            let trainable = parameters.filter { names.contains($0.key) }
+            let (loss, gradients) = valueWithGradient(at: trainable) { p in
+                let prediction = model(xt, timesteps: t.map(Float.init), classLabels: labels,
+                                       parameters: p.merging(buffers) { a, _ in a }, context: context)
+                // Per-item MSE, optionally weighted (min-SNR-γ), averaged over the batch.
+                let perItem = (prediction - target).squared().mean(alongAxes: [1, 2, 3])
+                return (weights.map { perItem * $0 } ?? perItem).mean()
+            }
+            guard loss.scalar.isFinite else {
+                throw Failure(description: "step \(step + 1): the loss is \(loss.scalar); training stopped. "
+                              + (lastCheckpointStep.map { "The last good checkpoint (step \($0)) is intact. " } ?? "")
+                              + "Try a lower --lr or gradient clipping.")
+            }
+            lossSum += loss.scalar
+            for (name, g) in gradients { total[name] = total[name].map { $0 + g } ?? g }
+        }
+        if options.gradientAccumulation > 1 {
+            total = total.mapValues { $0 * (1 / Float(options.gradientAccumulation)) }
+        }
+        if let clip = options.gradientClip {
+            // Global L2 norm over all gradients (PyTorch's clip_grad_norm_).
+            let norm = total.keys.sorted().reduce(0.0) { acc, name in
+                acc + total[name]!.scalars.reduce(0.0) { $0 + Double($1) * Double($1) }
+            }.squareRoot()
+            if norm > Double(clip) {
+                let scale = Float(Double(clip) / (norm + 1e-6))
+                total = total.mapValues { $0 * scale }
+            }
+        }
+        optimizer.learningRate = learningRates.rate(at: step)
+        optimizer.update(&parameters, gradients: total)
+        for (name, value) in context.buffers { parameters[name] = value }  // BatchNorm running statistics
+        ema?.update(with: parameters.filter { names.contains($0.key) })
+        step += 1
+        return lossSum / Float(options.gradientAccumulation)
+    }
+
+    /// The EMA weights with the model's buffers (what `ema/` holds).
+    public var emaParameters: ParameterSet? {
+        let names = trainableSet
+        return ema.map { $0.weights.merging(parameters.filter { !names.contains($0.key) }) { a, _ in a } }
+    }
+
+    public func checkpoint() throws {
+        let state = TrainerState(step: step, data: .init(epoch: loaderPosition.epoch, index: loaderPosition.index), options: options,
+                                 emaUpdates: ema?.updates ?? 0, randomStream: "philox4x32-10 keyed by (seed \(options.seed), step)")
+        try Checkpoint.write(run: run, step: step, model: model, parameters: parameters, ema: emaParameters,
+                             optimizer: optimizer, state: state, keep: options.keepCheckpoints)
+        try log.writeLossCurve()
+        lastCheckpointStep = step
+    }
+
+    var loaderPosition: DataLoader.Position { loader.consumed }
+
+    /// Trains until `options.steps` (or a stop request), checkpointing every `checkpointEvery`
+    /// steps and at the end. `onStep` gets each step's report; `sampler` makes preview grids.
+    public func train(onStep: (Report) -> Void, preview: ((Int, ParameterSet) throws -> Void)? = nil) throws {
+        var intervalLoss: Float = 0, intervalSteps = 0
+        var intervalStart = Date()
+        while step < options.steps {
+            let loss = try trainStep()
+            intervalLoss += loss; intervalSteps += 1
+            let rate = learningRates.rate(at: step - 1)
+            onStep(Report(step: step, loss: loss, learningRate: rate))
+            if step % options.logEvery == 0 || step == options.steps {
+                let elapsed = Date().timeIntervalSince(intervalStart)
+                let mean = intervalLoss / Float(intervalSteps)
+                try log.append(step: step, values: ["loss": mean, "lr": rate,
+                                                     "images_per_second": Double(intervalSteps * options.batchSize * options.gradientAccumulation) / max(elapsed, 1e-9)])
+                tensorboard?.scalar("loss", mean, step: step)
+                tensorboard?.scalar("lr", rate, step: step)
+                (intervalLoss, intervalSteps, intervalStart) = (0, 0, Date())
+            }
+            if let preview, options.sampleEvery > 0, step % options.sampleEvery == 0 {
+                try preview(step, emaParameters ?? parameters)
+            }
+            if step % options.checkpointEvery == 0 || step == options.steps || trainingStopRequested != 0 {
+                try checkpoint()
+            }
+            if trainingStopRequested != 0 { break }
+        }
+    }
+}

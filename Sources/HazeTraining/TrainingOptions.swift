@@ -1,0 +1,54 @@
+import HazeDiffusion
+
+/// Everything that defines a training run besides the model config. Stored in every
+/// checkpoint's trainer_state.json, so `--resume` continues with the same settings.
+public struct TrainingOptions: Codable, Equatable, Sendable {
+    public var data: String
+    /// Image folders: side of the square training images, labels from subfolders, and
+    /// whether undecodable images are skipped (reported) rather than fatal.
+    public var imageSize: Int? = nil
+    public var labelsFromFolders = false
+    public var skipCorruptImages = false
+    /// Total optimizer steps (also when resuming).
+    public var steps: Int
+    public var batchSize = 64
+    public var gradientAccumulation = 1
+    public var learningRate: Float = 2e-4
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var weightDecay: Float = 0.01
+    public var epsilon: Float = 1e-8
+    public var warmupSteps = 0
+    public var learningRateShape: LearningRateSchedule.Shape = .constant
+    /// Clip gradients to this global L2 norm (nil: no clipping).
+    public var gradientClip: Float? = 1
+    /// EMA of the weights (nil: none), with diffusers' warmup.
+    public var emaDecay: Float? = 0.9999
+    public var objective: PredictionType = .epsilon
+    /// γ of min-SNR-γ loss weighting (nil: uniform).
+    public var minSNRGamma: Double? = nil
+    public var betaSchedule = "linear"
+    public var trainTimesteps = 1000
+    /// Class-conditional training (labels from the data; the null class is the last embedding).
+    public var classConditional = false
+    /// Probability of replacing a label by the null class (for classifier-free guidance).
+    public var labelDropout: Float = 0.1
+    public var horizontalFlip = false
+    public var seed: UInt64 = 0
+    public var checkpointEvery = 500
+    public var keepCheckpoints = 3
+    public var sampleEvery = 500
+    public var logEvery = 10
+
+    public init(data: String, steps: Int) { (self.data, self.steps) = (data, steps) }
+
+    /// The scheduler config written next to each checkpoint (DDPM with this run's betas).
+    public var schedulerConfig: SchedulerConfig {
+        var c = SchedulerConfig(kind: .ddpm)
+        c.numTrainTimesteps = trainTimesteps
+        c.betaSchedule = betaSchedule
+        if betaSchedule == "scaled_linear" { (c.betaStart, c.betaEnd) = (0.00085, 0.012) }
+        c.predictionType = objective
+        return c
+    }
+}

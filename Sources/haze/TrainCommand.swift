@@ -1,0 +1,161 @@
+import ArgumentParser
+import Foundation
+import HazeData
+import HazeDiffusion
+import HazeIO
+import HazeNN
+import HazeTensor
+import HazeTraining
+
+/// `haze train`: trains a U-Net on images, with checkpoints that resume exactly.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a diffusion model (DDPM objective) on Fashion-MNIST, MNIST or an image folder.",
+        discussion: """
+        Writes RUN_DIR/checkpoints/step-N/{model,ema} (diffusers folders), optimizer and trainer state, RUN_DIR/latest, \
+        metrics.jsonl, loss.svg, samples/step-N.png and TensorBoard events. Ctrl-C saves a checkpoint and stops. Examples:
+          haze train --data fashion-mnist --out runs/fm1 --preset fmnist-small --steps 20000
+          haze train --resume runs/fm1 --steps 40000
+        """)
+
+    @Option(help: "fashion-mnist, a folder of MNIST-style IDX files, or a folder of PNG/JPEG images.")
+    var data: String?
+    @Option(help: "Image folders: side of the square training images (default: the smallest image side).")
+    var imageSize: Int?
+    @Flag(help: "Image folders: class labels from the first-level subfolder names.")
+    var labelsFromFolders = false
+    @Flag(help: "Image folders: skip images that cannot be decoded (each is reported) instead of stopping.")
+    var skipCorrupt = false
+    @Option(help: "The run folder to create.")
+    var out: String?
+    @Option(help: "Continue the run in this folder from its latest checkpoint (with its settings).")
+    var resume: String?
+    @Option(help: "Model preset: \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var preset: String?
+    @Option(help: "A diffusers UNet2DModel config.json instead of a preset.")
+    var modelConfig: String?
+    @Option(help: "Total optimizer steps (also when resuming).")
+    var steps: Int?
+    @Option(help: "Images per step.") var batchSize = 64
+    @Option(help: "Peak learning rate (AdamW).") var lr: Float = 2e-4
+    @Option(help: "AdamW β₁,β₂.") var betas = "0.9,0.999"
+    @Option(help: "AdamW decoupled weight decay.") var weightDecay: Float = 0.01
+    @Option(help: "AdamW ε.") var adamEpsilon: Float = 1e-8
+    @Option(help: "Linear warmup steps.") var warmup = 0
+    @Option(help: "constant or cosine decay after warmup.") var lrSchedule = "constant"
+    @Option(help: "Clip gradients to this global norm (0: off).") var gradClip: Float = 1
+    @Option(help: "Micro-batches accumulated per step.") var gradAccumulation = 1
+    @Option(help: "EMA decay of the weights (0: no EMA).") var emaDecay: Float = 0.9999
+    @Option(help: "epsilon, v_prediction or sample.") var objective = "epsilon"
+    @Option(help: "Min-SNR-γ loss weighting (e.g. 5; default uniform).") var minSnrGamma: Double?
+    @Option(help: "linear, scaled_linear, squaredcos_cap_v2 or sigmoid.") var betaSchedule = "linear"
+    @Option(help: "Training timesteps T.") var trainTimesteps = 1000
+    @Flag(help: "Class-conditional training with the data's labels (for classifier-free guidance).") var classConditional = false
+    @Option(help: "Probability of dropping a label to the null class.") var labelDropout: Float = 0.1
+    @Flag(help: "Random horizontal flips.") var flip = false
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Checkpoint every N steps.") var checkpointEvery = 500
+    @Option(help: "Checkpoints kept.") var keepCheckpoints = 3
+    @Option(help: "Sample grid every N steps (0: never).") var sampleEvery = 500
+    @Option(help: "Log every N steps.") var logEvery = 10
+    @Flag(help: "Do not write TensorBoard event files.") var noTensorboard = false
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if resume == nil && (data == nil || out == nil) { throw ValidationError("give --data and --out (or --resume RUN_DIR)") }
+        if resume != nil && out != nil { throw ValidationError("--resume continues a run in place: do not give --out") }
+        if preset != nil && modelConfig != nil { throw ValidationError("give --preset or --model-config, not both") }
+        if let preset, ModelPreset(rawValue: preset) == nil {
+            throw ValidationError("unknown --preset \(preset) (\(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        if resume == nil && steps == nil { throw ValidationError("give --steps (the total number of optimizer steps)") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if batchSize < 1 || gradAccumulation < 1 || checkpointEvery < 1 || logEvery < 1 { throw ValidationError("sizes and intervals must be at least 1") }
+        if PredictionType(rawValue: objective) == nil { throw ValidationError("--objective must be epsilon, v_prediction or sample") }
+        if LearningRateSchedule.Shape(rawValue: lrSchedule) == nil { throw ValidationError("--lr-schedule must be constant or cosine") }
+    }
+
+    func run() throws {
+        try compute.apply()
+        signal(SIGINT) { _ in trainingStopRequested = 1 }
+        signal(SIGTERM) { _ in trainingStopRequested = 1 }
+        let trainer: Trainer
+        if let resume {
+            let path = try Checkpoint.latest(run: resume)
+            let saved = try Checkpoint.read(path)
+            var options = saved.state.options
+            if let steps { options.steps = steps }
+            let dataset = try openDataset(options.data, imageSize: options.imageSize, labeled: options.labelsFromFolders,
+                                          skipCorrupt: options.skipCorruptImages)
+            trainer = try Trainer(run: resume, model: saved.model, options: options, dataset: dataset,
+                                  resume: (saved.parameters, saved.ema, saved.optimizer, saved.state), tensorboard: !noTensorboard)
+            FileHandle.standardError.write(Data("resuming \(resume) at step \(saved.state.step) of \(options.steps)\n".utf8))
+        } else {
+            let dataset = try openDataset(data!, imageSize: imageSize, labeled: labelsFromFolders, skipCorrupt: skipCorrupt)
+            if let folder = dataset as? ImageFolderDataset {
+                for problem in folder.skipped { FileHandle.standardError.write(Data("skipped \(problem)\n".utf8)) }
+            }
+            var options = TrainingOptions(data: data!, steps: steps!)
+            (options.imageSize, options.labelsFromFolders, options.skipCorruptImages) = (imageSize, labelsFromFolders, skipCorrupt)
+            let b = try parseNumbers(betas, option: "--betas")
+            guard b.count == 2 else { throw ValidationError("--betas expects two numbers, e.g. 0.9,0.999") }
+            options.batchSize = batchSize; options.gradientAccumulation = gradAccumulation
+            options.learningRate = lr; (options.beta1, options.beta2) = (b[0], b[1])
+            options.weightDecay = weightDecay; options.epsilon = adamEpsilon; options.warmupSteps = warmup
+            options.learningRateShape = LearningRateSchedule.Shape(rawValue: lrSchedule)!
+            options.gradientClip = gradClip > 0 ? gradClip : nil
+            options.emaDecay = emaDecay > 0 ? emaDecay : nil
+            options.objective = PredictionType(rawValue: objective)!
+            options.minSNRGamma = minSnrGamma; options.betaSchedule = betaSchedule; options.trainTimesteps = trainTimesteps
+            options.classConditional = classConditional; options.labelDropout = labelDropout; options.horizontalFlip = flip
+            options.seed = seed; options.checkpointEvery = checkpointEvery; options.keepCheckpoints = keepCheckpoints
+            options.sampleEvery = sampleEvery; options.logEvery = logEvery
+            var config: UNet2DModelConfig
+            if let modelConfig {
+                config = try UNet2DModelConfig(contentsOf: modelConfig)
+            } else {
+                config = ModelPreset(rawValue: preset ?? "fmnist-small")!.config(channels: dataset.imageShape[0], size: dataset.imageShape[1])
+            }
+            if classConditional && modelConfig == nil { config.numClassEmbeds = (dataset.classCount ?? 0) + 1 }
+            let model = try UNet2DModel(config: config)
+            guard !FileManager.default.fileExists(atPath: out! + "/latest") else {
+                throw CLIError("\(out!) already holds a run: use --resume \(out!) to continue it, or another --out")
+            }
+            trainer = try Trainer(run: out!, model: model, options: options, dataset: dataset, tensorboard: !noTensorboard)
+            FileHandle.standardError.write(Data("training \(model.parameterCount) parameters on \(dataset.count) images \(dataset.imageShape)\n".utf8))
+        }
+        let bar = ProgressBar("training", total: trainer.options.steps)
+        try trainer.train(onStep: { report in
+            bar.update(report.step, extra: String(format: "loss %.4f  lr %.2e", report.loss, report.learningRate))
+        }, preview: { step, weights in
+            try writePreview(trainer: trainer, weights: weights, step: step)
+        })
+        if trainingStopRequested != 0 {
+            FileHandle.standardError.write(Data("\nstopped at step \(trainer.step): checkpoint saved; continue with haze train --resume \(trainer.run)\n".utf8))
+            throw ExitCode(130)
+        }
+        print("done: \(trainer.step) steps; model in \(trainer.run)/\(try Checkpoint.latest(run: trainer.run).dropFirst(trainer.run.count + 1))")
+    }
+
+    /// A 4×4 grid of DDIM samples (25 steps, fixed seed) from the given weights.
+    func writePreview(trainer: Trainer, weights: ParameterSet, step: Int) throws {
+        var config = trainer.options.schedulerConfig
+        config.kind = .ddim
+        let scheduler = makeScheduler(config)
+        let model = trainer.model
+        let shape = [16, model.config.inChannels] + (model.config.sampleSize ?? [28, 28])
+        let labels = model.config.numClassEmbeds.map { classes in (0..<16).map { $0 % max(classes - 1, 1) } }
+        var generator = RandomGenerator(seed: 1234)
+        let images = try SamplingLoop(scheduler: scheduler) { x, t, l in
+            model(x, timesteps: t, classLabels: l, parameters: weights)
+        }.run(shape: shape, steps: 25, classLabels: labels, generator: &generator).clamped(min: -1, max: 1)
+        try FileManager.default.createDirectory(atPath: trainer.run + "/samples", withIntermediateDirectories: true)
+        let path = trainer.run + String(format: "/samples/step-%07d.png", step)
+        try PNG.writeGrid(images, to: path, columns: 4)
+        if let tensorboard = trainer.tensorboardWriter {
+            let grid = PNG.grid(images, columns: 4)
+            tensorboard.image("samples", png: PNG.encode(width: grid.width, height: grid.height, channels: shape[1], pixels: grid.pixels),
+                              width: grid.width, height: grid.height, channels: shape[1], step: step)
+        }
+    }
+}
