@@ -82,6 +82,8 @@ public final class DataLoader {
         return Batch(images: images, labels: dataset.classCount == nil ? nil : labels, next: position)
     }
 
+    deinit { pending?.wait() }
+
     /// The position after the last batch handed out (what a checkpoint records).
     public var consumed: Position { position }
 
@@ -96,7 +98,10 @@ public final class DataLoader {
         }
         position = batch.next
         let start = position
-        let work = DispatchWorkItem { [unowned self] in self.prepared = self.makeBatch(from: start) }
+        let work = DispatchWorkItem { [weak self] in
+            guard let self else { return }
+            self.prepared = self.makeBatch(from: start)
+        }
         pending = work
         queue.async(execute: work)
         return batch

@@ -87,4 +87,32 @@ final class CLITests: XCTestCase {
         let version = try haze(["--version"])
         XCTAssertEqual(version.out.trimmingCharacters(in: .whitespacesAndNewlines), "0.1.0")
     }
+
+    func testSampleWritesFilesAndRejectsBadInput() throws {
+        let conditional = Self.unetFixtures + "/class_cond", plain = Self.unetFixtures + "/attn"
+        let grid = folder + "/grid.png", tensor = folder + "/s.safetensors", gif = folder + "/d.gif"
+        let run = try haze(["sample", "--model", conditional, "--scheduler", "ddim", "--steps", "5", "--count", "3",
+                            "--class-labels", "1,2,3", "--guidance-scale", "2", "--out", grid, "--save-tensor", tensor, "--gif", gif])
+        XCTAssertEqual(run.status, 0, run.err)
+        XCTAssertEqual(try SafeTensors.read(contentsOf: tensor).tensor("sample").shape, [3, 1, 8, 8])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: grid)).prefix(4), Data([0x89, 0x50, 0x4E, 0x47]))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: gif)).prefix(6), Data("GIF89a".utf8))
+        // Same seed, same samples.
+        let again = folder + "/s2.safetensors"
+        _ = try haze(["sample", "--model", conditional, "--scheduler", "ddim", "--steps", "5", "--count", "3",
+                      "--class-labels", "1,2,3", "--guidance-scale", "2", "--save-tensor", again])
+        XCTAssertEqual(try SafeTensors.read(contentsOf: again).tensors, try SafeTensors.read(contentsOf: tensor).tensors)
+
+        func expectFailure(_ arguments: [String], _ text: String, line: UInt = #line) throws {
+            let r = try haze(["sample", "--save-tensor", folder + "/bad.safetensors"] + arguments)
+            XCTAssertNotEqual(r.status, 0, line: line)
+            XCTAssertTrue(r.err.contains(text), "stderr: \(r.err)", line: line)
+        }
+        let wrongNoise = try writeInput(Tensor.normal([2, 1, 8, 4], seed: 3))
+        try expectFailure(["--model", conditional, "--class-label", "1", "--initial-noise", wrongNoise], "x_T has shape [2, 1, 8, 4]")
+        try expectFailure(["--model", conditional, "--class-label", "10"], "class label 10 is out of range")
+        try expectFailure(["--model", plain, "--guidance-scale", "3"], "--guidance-scale needs a class-conditional model")
+        try expectFailure(["--model", plain, "--steps", "2000"], "trained with 1000 timesteps")
+        try expectFailure(["--model", plain, "--scheduler", "lms"], "unknown --scheduler lms")
+    }
 }

@@ -1,0 +1,83 @@
+import Foundation
+import XCTest
+import HazeIO
+import HazeNN
+import HazeTensor
+@testable import HazeDiffusion
+
+/// Whole sampling loops on small random diffusers U-Nets against diffusers' own loops
+/// (scripts/make_sampling_fixtures.py). Clipped DDIM loops of random networks are chaotic
+/// (see that folder's README), so they are compared at early steps only.
+final class SamplingLoopTests: XCTestCase {
+    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/sampling").path
+    static let unets = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("HazeNNTests/Fixtures/unet").path
+
+    func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
+        zip(a.scalars, b.scalars).map { abs($0 - $1) }.max()! / max(b.scalars.map(abs).max()!, 1e-6)
+    }
+
+    /// Runs the loop of fixture `name` and returns (final, states after each step).
+    func run(_ name: String, unet: String, guidance: Guidance? = nil) throws -> (SafeTensors, Tensor, [Tensor]) {
+        let f = try SafeTensors.read(contentsOf: Self.folder + "/\(name).safetensors")
+        let (model, parameters) = try ModelFolder.load(Self.unets + "/" + unet)
+        var object = try JSONSerialization.jsonObject(with: Data(f.metadata["scheduler_config"]!
+            .replacingOccurrences(of: "-Infinity", with: "\"-Infinity\"").utf8)) as! [String: Any]
+        object["_class_name"] = f.metadata["scheduler_class"]
+        let scheduler = makeScheduler(try SchedulerConfig(json: object, file: name))
+        (scheduler as? DDIMScheduler)?.eta = Float(f.metadata["eta"] ?? "0")!
+        let x = try f.tensor("x_T")
+        var states: [Tensor] = []
+        // The fixture's noise tensors stand in for the generator's draws.
+        var step = 0
+        let loop = SamplingLoop(scheduler: scheduler) { x, t, labels in model(x, timesteps: t, classLabels: labels, parameters: parameters) }
+        var generator = RandomGenerator(seed: 0)
+        let steps = Int(f.metadata["num_inference_steps"]!)!
+        let labels = f.tensors["class_labels"].map { $0.scalars.map { Int($0) } }
+        let final: Tensor
+        if f.tensors["noise.0"] != nil {
+            // DDPM: replay the recorded noise through the scheduler directly.
+            try scheduler.setTimesteps(steps)
+            var sample = x
+            for (i, t) in scheduler.timesteps.enumerated() {
+                let out = model(sample, timesteps: [Float](repeating: t, count: x.shape[0]), parameters: parameters)
+                sample = scheduler.step(modelOutput: out, stepIndex: i, sample: sample, noise: f.tensors["noise.\(i)"]).prevSample
+                states.append(sample)
+            }
+            final = sample
+        } else {
+            final = try loop.run(shape: x.shape, steps: steps, initialNoise: x, classLabels: labels, guidance: guidance,
+                                 generator: &generator, trajectory: { _, xt, _ in states.append(xt); step += 1 })
+        }
+        XCTAssertEqual(scheduler.timesteps, try f.tensor("timesteps").scalars, name)
+        return (f, final, states)
+    }
+
+    func testFullLoopsMatchDiffusers() throws {
+        for (name, unet) in [("ddim50_attn_noclip", "attn"), ("ddpm20_attn", "attn"), ("dpmpp20_attn", "attn")] {
+            let (f, final, _) = try run(name, unet: unet)
+            XCTAssertLessThanOrEqual(relativeError(final, try f.tensor("sample")), 1e-3, name)
+        }
+        let (f, final, _) = try run("ddim20_cfg_class_noclip", unet: "class_cond", guidance: Guidance(scale: 3, nullClass: 9))
+        XCTAssertLessThanOrEqual(relativeError(final, try f.tensor("sample")), 1e-3, "classifier-free guidance")
+    }
+
+    func testClippedLoopsMatchEarlySteps() throws {
+        let (f, _, states) = try run("ddim50_attn", unet: "attn")
+        for i in [0, 4, 9] { XCTAssertLessThanOrEqual(relativeError(states[i], try f.tensor("prev_sample.\(i)")), 1e-3, "step \(i)") }
+        let (g, _, cfgStates) = try run("ddim20_cfg_class", unet: "class_cond", guidance: Guidance(scale: 3, nullClass: 9))
+        for i in [0, 4, 9] { XCTAssertLessThanOrEqual(relativeError(cfgStates[i], try g.tensor("prev_sample.\(i)")), 1e-3, "cfg step \(i)") }
+    }
+
+    func testBadInputs() throws {
+        let scheduler = makeScheduler(SchedulerConfig(kind: .ddim))
+        let loop = SamplingLoop(scheduler: scheduler) { x, _, _ in x }
+        var generator = RandomGenerator(seed: 0)
+        XCTAssertThrowsError(try loop.run(shape: [2, 1, 4, 4], steps: 10, initialNoise: Tensor.zeros([2, 1, 4, 5]), generator: &generator)) {
+            XCTAssertTrue("\($0)".contains("initial noise has shape [2, 1, 4, 5], expected [2, 1, 4, 4]"))
+        }
+        XCTAssertThrowsError(try loop.run(shape: [2, 1, 4, 4], steps: 1001, generator: &generator)) { XCTAssertTrue("\($0)".contains("1…1000")) }
+        XCTAssertThrowsError(try loop.run(shape: [2, 1, 4, 4], steps: 10, classLabels: [1], generator: &generator))
+        XCTAssertThrowsError(try loop.run(shape: [2, 1, 4, 4], steps: 10, guidance: Guidance(scale: 2, nullClass: 9), generator: &generator))
+    }
+}
