@@ -2,11 +2,11 @@
 # it installs the Debian packages Haze needs when they are missing.
 
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
-DEBIAN_PACKAGES := libopenblas-dev pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev
+DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test bench fixtures clean
+.PHONY: deps build test bench demo fixtures clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -32,6 +32,21 @@ test: deps
 bench: deps
 	$(SWIFT) build -c release --product haze-bench
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .build/release/haze-bench kernels
+
+## demo: train a small model on Fashion-MNIST (about 8 minutes), then samples, a denoising GIF,
+## the forward process and the loss curve in demo/
+DEMO_MINUTES ?= 8
+demo: deps
+	$(SWIFT) build -c release --product haze
+	rm -rf demo/run && mkdir -p demo
+	.build/release/haze train --data fashion-mnist --out demo/run --preset fmnist-tiny --steps 100000 \
+	  --max-minutes $(DEMO_MINUTES) --batch-size 64 --lr 1e-3 --warmup 100 --min-snr-gamma 5 --ema-decay 0.999 \
+	  --checkpoint-every 250 --sample-every 0 --log-every 25
+	.build/release/haze sample --model demo/run --scheduler ddim --steps 50 --count 64 --seed 1 \
+	  --out demo/samples.png --gif demo/denoise.gif
+	.build/release/haze noise --data fashion-mnist --out demo/forward.png
+	cp demo/run/loss.svg demo/loss.svg
+	@echo "demo/: samples.png (64 DDIM samples), denoise.gif, forward.png, loss.svg; the run is in demo/run"
 
 ## fixtures: regenerate the PyTorch parity fixtures (needs ../shared/reference's venv)
 fixtures:

@@ -11,6 +11,20 @@ public enum PredictionType: String, Codable, Sendable, CaseIterable {
     case sample
 }
 
+extension PredictionType {
+    /// The min-SNR-γ loss weight (Hang et al. 2023, "Efficient diffusion training via Min-SNR
+    /// weighting strategy", eq. 11) for this type's MSE: ε: min(SNR, γ)/SNR;
+    /// v: min(SNR, γ)/(SNR + 1); x₀: min(SNR, γ).
+    public func minSNRWeight(snr: Double, gamma: Double) -> Float {
+        let clipped = min(snr, gamma)
+        switch self {
+        case .epsilon: return Float(snr > 0 ? clipped / snr : 1)
+        case .vPrediction: return Float(clipped / (snr + 1))
+        case .sample: return Float(clipped)
+        }
+    }
+}
+
 /// Per-item scalars of the forward process at timesteps t (one per batch item).
 struct Rates {
     /// √ᾱ_t and √(1 − ᾱ_t), shaped [B, 1, 1, 1] to broadcast over images.
@@ -59,19 +73,10 @@ extension NoiseSchedule {
         }
     }
 
-    /// Per-item loss weights for min-SNR-γ weighting (Hang et al. 2023, "Efficient diffusion
-    /// training via Min-SNR weighting strategy", eq. 11), expressed for each prediction type's
-    /// MSE: ε: min(SNR, γ)/SNR; v: min(SNR, γ)/(SNR + 1); x₀: min(SNR, γ).
+    /// Per-item loss weights for min-SNR-γ weighting at discrete timesteps (see
+    /// `PredictionType.minSNRWeight`).
     public func minSNRWeights(timesteps: [Int], gamma: Double, type: PredictionType) -> [Float] {
-        timesteps.map { t in
-            let snr = self.snr(t)
-            let clipped = min(snr, gamma)
-            switch type {
-            case .epsilon: return Float(snr > 0 ? clipped / snr : 1)
-            case .vPrediction: return Float(clipped / (snr + 1))
-            case .sample: return Float(clipped)
-            }
-        }
+        timesteps.map { type.minSNRWeight(snr: snr($0), gamma: gamma) }
     }
 }
 

@@ -45,6 +45,7 @@ public func makeScheduler(_ config: SchedulerConfig) -> Scheduler {
     case .ddim: DDIMScheduler(config)
     case .dpmSolverMultistep: DPMSolverMultistepScheduler(config)
     case .euler, .eulerAncestral: EulerScheduler(config)
+    case .continuousDDIM: ContinuousDDIMScheduler(config)
     }
 }
 

@@ -9,10 +9,13 @@ public struct SchedulerConfig: Equatable, Sendable {
     public enum Kind: String, CaseIterable, Sendable {
         case ddpm = "DDPMScheduler", ddim = "DDIMScheduler", dpmSolverMultistep = "DPMSolverMultistepScheduler"
         case euler = "EulerDiscreteScheduler", eulerAncestral = "EulerAncestralDiscreteScheduler"
+        /// Haze's own: DDIM on the continuous cosine schedule.
+        case continuousDDIM = "HazeContinuousDDIMScheduler"
 
         /// The short names of the CLI (`--scheduler ddim`).
         public static func named(_ name: String) -> Kind? {
-            ["ddpm": .ddpm, "ddim": .ddim, "dpm++2m": .dpmSolverMultistep, "euler": .euler, "euler-a": .eulerAncestral][name]
+            ["ddpm": .ddpm, "ddim": .ddim, "dpm++2m": .dpmSolverMultistep, "euler": .euler, "euler-a": .eulerAncestral,
+             "continuous-ddim": .continuousDDIM][name]
                 ?? Kind(rawValue: name)
         }
     }
@@ -41,11 +44,15 @@ public struct SchedulerConfig: Equatable, Sendable {
     public var solverOrder = 2
     public var lowerOrderFinal = true
     public var useKarrasSigmas = false
+    // Continuous cosine schedule
+    public var minSignalRate = 0.02
+    public var maxSignalRate = 0.95
 
     /// A config with `kind`'s defaults (and the linear β schedule of Ho et al. 2020).
     public init(kind: Kind) {
         self.kind = kind
         timestepSpacing = (kind == .ddpm || kind == .ddim) ? .leading : .linspace
+        clipSample = kind == .ddpm || kind == .ddim
     }
 
     /// The noise schedule these fields describe.
@@ -143,6 +150,12 @@ extension SchedulerConfig {
             if kind == .euler, try flag("use_karras_sigmas") == true { throw fail("use_karras_sigmas", "value true is not supported by Haze for Euler") }
         case .ddim:
             break
+        case .continuousDDIM:
+            minSignalRate = try number("min_signal_rate") ?? minSignalRate
+            maxSignalRate = try number("max_signal_rate") ?? maxSignalRate
+            guard 0 < minSignalRate, minSignalRate < maxSignalRate, maxSignalRate < 1 else {
+                throw fail("min_signal_rate", "signal rates must satisfy 0 < min < max < 1")
+            }
         }
         for option in ["use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas", "use_lu_lambdas", "use_dynamic_shifting"]
         where try flag(option) == true {
@@ -174,6 +187,8 @@ extension SchedulerConfig {
             o["lower_order_final"] = lowerOrderFinal; o["use_karras_sigmas"] = useKarrasSigmas; o["final_sigmas_type"] = "zero"
         case .euler, .eulerAncestral:
             o["interpolation_type"] = "linear"
+        case .continuousDDIM:
+            o["min_signal_rate"] = minSignalRate; o["max_signal_rate"] = maxSignalRate
         }
         return o
     }

@@ -103,22 +103,32 @@ public final class Trainer {
             let batch = loader.next()
             let x0 = batch.images
             let n = x0.shape[0]
-            let t = generator.integers(n, below: schedule.trainingSteps)
+            // Per item: signal and noise rates and the network's timestep — discrete t ~ U{0…T−1}
+            // with √ᾱ_t, √(1−ᾱ_t) (Ho et al. 2020, Algorithm 1), or continuous t ~ U[0, 1).
+            let (signal, noiseRate, modelTimesteps) = rates(count: n, generator: &generator)
             let noise = generator.normal(x0.shape)
-            let xt = schedule.addNoise(x0, noise: noise, timesteps: t)
-            let target = schedule.target(options.objective, x0: x0, noise: noise, timesteps: t)
+            let (s, r) = (Tensor(shape: [n, 1, 1, 1], scalars: signal), Tensor(shape: [n, 1, 1, 1], scalars: noiseRate))
+            let xt = s * x0 + r * noise
+            let target: Tensor
+            switch options.objective {
+            case .epsilon: target = noise
+            case .vPrediction: target = s * noise - r * x0
+            case .sample: target = x0
+            }
             var labels: Tensor? = nil
             if options.classConditional, let given = batch.labels {
                 let nullClass = model.config.numClassEmbeds! - 1
                 let drop = generator.uniform([n]).scalars
                 labels = Tensor(zip(given, drop).map { Float($1 < options.labelDropout ? nullClass : $0) })
             }
-            let weights = options.minSNRGamma.map {
-                Tensor(shape: [n], scalars: schedule.minSNRWeights(timesteps: t, gamma: $0, type: options.objective))
+            let weights = options.minSNRGamma.map { gamma in
+                Tensor(shape: [n], scalars: zip(signal, noiseRate).map { a, b in
+                    options.objective.minSNRWeight(snr: Double(a * a) / Double(b * b), gamma: gamma)
+                })
             }
             let trainable = parameters.filter { names.contains($0.key) }
             let (loss, gradients) = valueWithGradient(at: trainable) { p in
-                let prediction = model(xt, timesteps: t.map(Float.init), classLabels: labels,
+                let prediction = model(xt, timesteps: modelTimesteps, classLabels: labels,
                                        parameters: p.merging(buffers) { a, _ in a }, context: context)
                 // Per-item MSE, optionally weighted (min-SNR-γ), averaged over the batch.
                 let perItem = (prediction - target).squared().mean(alongAxes: [1, 2, 3])
@@ -153,6 +163,19 @@ public final class Trainer {
         return lossSum / Float(options.gradientAccumulation)
     }
 
+    /// Per-item (signal rate, noise rate, network timestep) for one batch.
+    func rates(count n: Int, generator: inout RandomGenerator) -> ([Float], [Float], [Float]) {
+        if options.continuousTime {
+            let continuous = ContinuousCosineSchedule()
+            let times = generator.uniform([n]).scalars.map(Double.init)
+            let r = times.map(continuous.rates)
+            return (r.map { Float($0.signal) }, r.map { Float($0.noise) }, times.map(ContinuousCosineSchedule.modelTimestep))
+        }
+        let t = generator.integers(n, below: schedule.trainingSteps)
+        return (t.map { schedule.alphasCumprod[$0].squareRoot() }, t.map { (1 - schedule.alphasCumprod[$0]).squareRoot() },
+                t.map(Float.init))
+    }
+
     /// The EMA weights with the model's buffers (what `ema/` holds).
     public var emaParameters: ParameterSet? {
         let names = trainableSet
@@ -172,7 +195,8 @@ public final class Trainer {
 
     /// Trains until `options.steps` (or a stop request), checkpointing every `checkpointEvery`
     /// steps and at the end. `onStep` gets each step's report; `sampler` makes preview grids.
-    public func train(onStep: (Report) -> Void, preview: ((Int, ParameterSet) throws -> Void)? = nil) throws {
+    /// `deadline`: stop (with a checkpoint) after the first step that ends past it.
+    public func train(deadline: Date? = nil, onStep: (Report) -> Void, preview: ((Int, ParameterSet) throws -> Void)? = nil) throws {
         var intervalLoss: Float = 0, intervalSteps = 0
         var intervalStart = Date()
         while step < options.steps {
@@ -192,10 +216,11 @@ public final class Trainer {
             if let preview, options.sampleEvery > 0, step % options.sampleEvery == 0 {
                 try preview(step, emaParameters ?? parameters)
             }
-            if step % options.checkpointEvery == 0 || step == options.steps || trainingStopRequested != 0 {
+            let outOfTime = deadline.map { Date() >= $0 } ?? false
+            if step % options.checkpointEvery == 0 || step == options.steps || trainingStopRequested != 0 || outOfTime {
                 try checkpoint()
             }
-            if trainingStopRequested != 0 { break }
+            if trainingStopRequested != 0 || outOfTime { break }
         }
     }
 }

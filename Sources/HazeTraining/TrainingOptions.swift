@@ -28,6 +28,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// γ of min-SNR-γ loss weighting (nil: uniform).
     public var minSNRGamma: Double? = nil
     public var betaSchedule = "linear"
+    /// Train on the continuous cosine schedule (diffusion time in [0, 1]) instead of β_t.
+    public var continuousTime = false
     public var trainTimesteps = 1000
     /// Class-conditional training (labels from the data; the null class is the last embedding).
     public var classConditional = false
@@ -44,7 +46,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     /// The scheduler config written next to each checkpoint (DDPM with this run's betas).
     public var schedulerConfig: SchedulerConfig {
-        var c = SchedulerConfig(kind: .ddpm)
+        var c = SchedulerConfig(kind: continuousTime ? .continuousDDIM : .ddpm)
         c.numTrainTimesteps = trainTimesteps
         c.betaSchedule = betaSchedule
         if betaSchedule == "scaled_linear" { (c.betaStart, c.betaEnd) = (0.00085, 0.012) }

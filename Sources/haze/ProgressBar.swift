@@ -9,6 +9,7 @@ final class ProgressBar {
     let start = Date()
     let isTerminal = isatty(STDERR_FILENO) != 0
     private var lastPrinted = -1
+    private var lastPrintTime = Date.distantPast
 
     /// itemsPerStep: how many images one step stands for (for an images/s rate), or 1.
     init(_ label: String, total: Int, unit: String = "steps", itemsPerStep: Double = 1) {
@@ -28,9 +29,10 @@ final class ProgressBar {
             FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(stats)\u{1B}[K".utf8))
             if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
         } else {
+            // Every 10% and at least every 30 seconds.
             let decile = total > 0 ? done * 10 / total : 10
-            if decile != lastPrinted || done == total {
-                lastPrinted = decile
+            if decile != lastPrinted || done == total || Date().timeIntervalSince(lastPrintTime) >= 30 {
+                (lastPrinted, lastPrintTime) = (decile, Date())
                 FileHandle.standardError.write(Data("\(label): \(stats)\n".utf8))
             }
         }

@@ -50,6 +50,8 @@ struct Train: ParsableCommand {
     @Option(help: "Min-SNR-γ loss weighting (e.g. 5; default uniform).") var minSnrGamma: Double?
     @Option(help: "linear, scaled_linear, squaredcos_cap_v2 or sigmoid.") var betaSchedule = "linear"
     @Option(help: "Training timesteps T.") var trainTimesteps = 1000
+    @Flag(help: "Continuous-time cosine schedule (diffusion time in [0, 1], as the Keras DDIM example) instead of β_t.")
+    var continuousSchedule = false
     @Flag(help: "Class-conditional training with the data's labels (for classifier-free guidance).") var classConditional = false
     @Option(help: "Probability of dropping a label to the null class.") var labelDropout: Float = 0.1
     @Flag(help: "Random horizontal flips.") var flip = false
@@ -59,6 +61,7 @@ struct Train: ParsableCommand {
     @Option(help: "Sample grid every N steps (0: never).") var sampleEvery = 500
     @Option(help: "Log every N steps.") var logEvery = 10
     @Flag(help: "Do not write TensorBoard event files.") var noTensorboard = false
+    @Option(help: "Stop (with a checkpoint) after this many minutes of training.") var maxMinutes: Double?
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -107,6 +110,7 @@ struct Train: ParsableCommand {
             options.emaDecay = emaDecay > 0 ? emaDecay : nil
             options.objective = PredictionType(rawValue: objective)!
             options.minSNRGamma = minSnrGamma; options.betaSchedule = betaSchedule; options.trainTimesteps = trainTimesteps
+            options.continuousTime = continuousSchedule
             options.classConditional = classConditional; options.labelDropout = labelDropout; options.horizontalFlip = flip
             options.seed = seed; options.checkpointEvery = checkpointEvery; options.keepCheckpoints = keepCheckpoints
             options.sampleEvery = sampleEvery; options.logEvery = logEvery
@@ -125,7 +129,8 @@ struct Train: ParsableCommand {
             FileHandle.standardError.write(Data("training \(model.parameterCount) parameters on \(dataset.count) images \(dataset.imageShape)\n".utf8))
         }
         let bar = ProgressBar("training", total: trainer.options.steps)
-        try trainer.train(onStep: { report in
+        let deadline = maxMinutes.map { Date().addingTimeInterval($0 * 60) }
+        try trainer.train(deadline: deadline, onStep: { report in
             bar.update(report.step, extra: String(format: "loss %.4f  lr %.2e", report.loss, report.learningRate))
         }, preview: { step, weights in
             try writePreview(trainer: trainer, weights: weights, step: step)
@@ -140,7 +145,7 @@ struct Train: ParsableCommand {
     /// A 4×4 grid of DDIM samples (25 steps, fixed seed) from the given weights.
     func writePreview(trainer: Trainer, weights: ParameterSet, step: Int) throws {
         var config = trainer.options.schedulerConfig
-        config.kind = .ddim
+        if config.kind == .ddpm { config.kind = .ddim }
         let scheduler = makeScheduler(config)
         let model = trainer.model
         let shape = [16, model.config.inChannels] + (model.config.sampleSize ?? [28, 28])

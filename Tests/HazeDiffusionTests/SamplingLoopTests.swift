@@ -81,3 +81,34 @@ final class SamplingLoopTests: XCTestCase {
         XCTAssertThrowsError(try loop.run(shape: [2, 1, 4, 4], steps: 10, guidance: Guidance(scale: 2, nullClass: 9), generator: &generator))
     }
 }
+
+/// The continuous-time cosine schedule and its DDIM sampler.
+final class ContinuousScheduleTests: XCTestCase {
+    func testRatesAndOracleSampling() throws {
+        let schedule = ContinuousCosineSchedule(minSignalRate: 0.02, maxSignalRate: 0.95)
+        let (s0, n0) = schedule.rates(0), (s1, n1) = schedule.rates(1)
+        XCTAssertEqual(s0, 0.95, accuracy: 1e-12)
+        XCTAssertEqual(s1, 0.02, accuracy: 1e-12)
+        XCTAssertEqual(s0 * s0 + n0 * n0, 1, accuracy: 1e-12)
+        XCTAssertEqual(s1 * s1 + n1 * n1, 1, accuracy: 1e-12)
+        // With an oracle noise predictor for a fixed x₀, DDIM lands on x₀.
+        let x0 = Tensor.uniform([2, 1, 4, 4], low: -1, high: 1, seed: 1)
+        var config = SchedulerConfig(kind: .continuousDDIM)
+        config.predictionType = .epsilon
+        let scheduler = makeScheduler(config)
+        var current = 1.0
+        let loop = SamplingLoop(scheduler: scheduler) { x, t, _ in
+            current = Double(t[0]) / 1000
+            let (s, n) = schedule.rates(current)
+            return (x - x0 * Float(s)) * Float(1 / n)
+        }
+        var generator = RandomGenerator(seed: 2)
+        let out = try loop.run(shape: x0.shape, steps: 10, generator: &generator)
+        for (a, b) in zip(out.scalars, x0.scalars) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+        XCTAssertEqual(scheduler.timesteps.first, 1000)
+        // The config round-trips through scheduler_config.json with its own class name.
+        let object = config.jsonObject()
+        XCTAssertEqual(object["_class_name"] as? String, "HazeContinuousDDIMScheduler")
+        XCTAssertEqual(try SchedulerConfig(json: object, file: "x"), config)
+    }
+}

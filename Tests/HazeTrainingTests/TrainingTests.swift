@@ -71,6 +71,8 @@ final class TrainingTests: XCTestCase {
         // The metrics log of the resumed run has each step once.
         let lines = try String(contentsOfFile: folder + "/b/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 6)
+        let svg = try String(contentsOfFile: folder + "/b/loss.svg", encoding: .utf8)
+        XCTAssertTrue(svg.contains("<polyline"), svg)
         // Checkpoints are diffusers folders with a scheduler config; only the last ones are kept.
         let checkpoints = try FileManager.default.contentsOfDirectory(atPath: folder + "/a/checkpoints").sorted()
         XCTAssertEqual(checkpoints, ["step-0000003", "step-0000006"])
