@@ -124,3 +124,64 @@ void haze_transpose(const float *x, float *y, long rows, long cols) {
     for (long i = 0; i < rows; i++)
         for (long j = 0; j < cols; j++) y[j * rows + i] = x[i * cols + j];
 }
+
+// Group normalisation over groups [first, first + count) of x: [N·G, C/G, S] (see the header).
+MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float *gamma, const float *beta,
+                                          long first, long count, long groups, long per_group, long spatial,
+                                          float eps, float *mean_out, float *rstd_out) {
+#pragma clang fp reassociate(on)
+    const long m = per_group * spatial;
+    for (long q = first; q < first + count; q++) {
+        const float *src = x + q * m;
+        float *dst = y + q * m;
+        float sum = 0;
+        for (long i = 0; i < m; i++) sum += src[i];
+        const float mean = (float)((double)sum / (double)m);
+        float squares = 0;
+        for (long i = 0; i < m; i++) { const float d = src[i] - mean; squares += d * d; }
+        const float rstd = 1.0f / sqrtf((float)((double)squares / (double)m) + eps);
+        mean_out[q] = mean;
+        rstd_out[q] = rstd;
+        for (long c = 0; c < per_group; c++) {
+            const long channel = (q % groups) * per_group + c;
+            const float scale = (gamma ? gamma[channel] : 1.0f) * rstd;
+            const float shift = (beta ? beta[channel] : 0.0f) - mean * scale;
+            const float *s = src + c * spatial;
+            float *d = dst + c * spatial;
+            for (long i = 0; i < spatial; i++) d[i] = s[i] * scale + shift;
+        }
+    }
+}
+
+MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const float *gamma,
+                                           const float *mean, const float *rstd, float *dx,
+                                           float *dgamma_parts, float *dbeta_parts,
+                                           long first, long count, long groups, long per_group, long spatial) {
+#pragma clang fp reassociate(on)
+    const long m = per_group * spatial, channels = groups * per_group;
+    for (long q = first; q < first + count; q++) {
+        const float mu = mean[q], r = rstd[q];
+        const float *xs = x + q * m, *gs = g + q * m;
+        float *dxs = dx + q * m;
+        float sum_g = 0, sum_gx = 0;
+        for (long c = 0; c < per_group; c++) {
+            const long channel = (q % groups) * per_group + c;
+            const float gm = gamma ? gamma[channel] : 1.0f;
+            const float *xc = xs + c * spatial, *gc = gs + c * spatial;
+            float a = 0, b = 0;
+            for (long i = 0; i < spatial; i++) { a += gc[i] * ((xc[i] - mu) * r); b += gc[i]; }
+            dgamma_parts[(q / groups) * channels + channel] = a;
+            dbeta_parts[(q / groups) * channels + channel] = b;
+            sum_gx += gm * a;
+            sum_g += gm * b;
+        }
+        const float mean_g = sum_g / (float)m, mean_gx = sum_gx / (float)m;
+        for (long c = 0; c < per_group; c++) {
+            const long channel = (q % groups) * per_group + c;
+            const float gm = gamma ? gamma[channel] : 1.0f;
+            const float *xc = xs + c * spatial, *gc = gs + c * spatial;
+            float *d = dxs + c * spatial;
+            for (long i = 0; i < spatial; i++) d[i] = r * (gc[i] * gm - mean_g - (xc[i] - mu) * r * mean_gx);
+        }
+    }
+}

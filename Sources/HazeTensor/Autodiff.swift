@@ -25,13 +25,11 @@ extension Tensor {
     /// Attaches a tape node to `output` when any of `inputs` is recorded. `pullback` receives
     /// the output gradient (shape of `output`) and returns one gradient per input, each with
     /// that input's shape, or `nil` for inputs that need none.
-    
     static func record(_ output: Tensor, _ inputs: [Tensor], pullback: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         guard inputs.contains(where: { $0.node != nil }) else { return output }
         return recordAlways(output, inputs, pullback: pullback)
     }
 
-    
     static func recordAlways(_ output: Tensor, _ inputs: [Tensor], pullback: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         var result = output
         result.node = TapeNode(inputs: inputs.map(\.node), pullback: pullback)
@@ -39,7 +37,6 @@ extension Tensor {
     }
 
     /// Whether any of the tensors is recorded (lets an op skip saving what backward needs).
-    
     static func anyRecorded(_ tensors: Tensor...) -> Bool { tensors.contains { $0.node != nil } }
 }
 

@@ -28,7 +28,6 @@ func sgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int,
 /// The BLAS implementation in use.
 public var blasDescription: String { "Accelerate" }
 
-
 #else
 #if canImport(Glibc)
 import Glibc

@@ -16,7 +16,6 @@ enum DivFunction: BinaryFunction { static func apply(_ a: Float, _ b: Float) -> 
 extension Tensor {
     /// out[i] = F(a[i], b[i]) with broadcasting. a, b: any broadcast-compatible shapes;
     /// out: the broadcast shape. Parallel over rows of the coalesced output.
-    
     static func binaryKernel<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _: F.Type) -> Tensor {
         if a.shape == b.shape {
             return Tensor(shape: a.shape) { out, count in

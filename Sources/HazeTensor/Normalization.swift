@@ -1,3 +1,5 @@
+import CHazeKernels
+
 /// Normalisation layers: group norm (Wu & He 2018), batch norm (Ioffe & Szegedy 2015) and layer
 /// norm (Ba et al. 2016), forward and backward side by side.
 ///
@@ -6,28 +8,16 @@
 /// and share the backward, llm.c style, with ĝ = g·γ:
 ///   ∂x = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ x̂)),  ∂γ = Σ g x̂,  ∂β = Σ g.
 
-/// Mean and rstd of `count` values spaced by `stride` in `blocks` blocks of `blockLength`
-/// (a group norm group is one block; a batch norm channel is N blocks of H·W).
+/// Mean, biased variance and rstd = 1/√(σ² + ε) of `count` contiguous values (two passes,
+/// partial sums in Float, totals in Double).
 @inline(__always)
-private func moments(_ p: UnsafePointer<Float>, blocks: Int, blockStride: Int, blockLength: Int,
-                     epsilon: Float) -> (mean: Float, variance: Float, rstd: Float) {
-    var sum: Double = 0
-    for b in 0..<blocks {
-        let row = p + b * blockStride
-        var s: Float = 0
-        for i in 0..<blockLength { s += row[i] }
-        sum += Double(s)
-    }
-    let m = Double(blocks * blockLength)
-    let mean = Float(sum / m)
-    var squares: Double = 0
-    for b in 0..<blocks {
-        let row = p + b * blockStride
-        var s: Float = 0
-        for i in 0..<blockLength { let d = row[i] - mean; s += d * d }
-        squares += Double(s)
-    }
-    let variance = Float(squares / m)
+private func moments(_ p: UnsafePointer<Float>, count: Int, epsilon: Float) -> (mean: Float, variance: Float, rstd: Float) {
+    var sum: Float = 0
+    for i in 0..<count { sum += p[i] }
+    let mean = Float(Double(sum) / Double(count))
+    var squares: Float = 0
+    for i in 0..<count { let d = p[i] - mean; squares += d * d }
+    let variance = Float(Double(squares) / Double(count))
     return (mean, variance, 1 / (variance + epsilon).squareRoot())
 }
 
@@ -46,18 +36,8 @@ extension Tensor {
             x.withScalars { px in
                 mean.withUnsafeMutableBufferPointer { pm in rstd.withUnsafeMutableBufferPointer { pr in
                     Parallel.forEach(n * groups, cost: 4 * m) { range in
-                        for q in range {
-                            let src = px + q * m, dst = out + q * m
-                            let s = moments(src, blocks: 1, blockStride: 0, blockLength: m, epsilon: epsilon)
-                            pm[q] = s.mean; pr[q] = s.rstd
-                            for ch in 0..<perGroup {
-                                let cIndex = (q % groups) * perGroup + ch
-                                let scale = (gamma?[cIndex] ?? 1) * s.rstd
-                                let shift = (beta?[cIndex] ?? 0) - s.mean * scale
-                                let o = ch * spatial
-                                for i in 0..<spatial { dst[o + i] = src[o + i] * scale + shift }
-                            }
-                        }
+                        haze_group_norm_forward(px, out, gamma, beta, range.lowerBound, range.count, groups, perGroup, spatial,
+                                                epsilon, pm.baseAddress!, pr.baseAddress!)
                     }
                 } }
             }
@@ -74,31 +54,8 @@ extension Tensor {
                 dx.withUnsafeMutableBufferPointer { pdx in
                     dgammaParts.withUnsafeMutableBufferPointer { pdg in dbetaParts.withUnsafeMutableBufferPointer { pdb in
                         Parallel.forEach(n * groups, cost: 8 * m) { range in
-                            for q in range {
-                                let (mu, r) = (mean[q], rstd[q])
-                                let xs = px + q * m, gs = pg + q * m, dxs = pdx.baseAddress! + q * m
-                                var sumG: Float = 0, sumGX: Float = 0
-                                for ch in 0..<perGroup {
-                                    let cIndex = (q % groups) * perGroup + ch
-                                    let gm = gamma?[cIndex] ?? 1
-                                    var a: Float = 0, b: Float = 0
-                                    for i in ch * spatial..<(ch + 1) * spatial {
-                                        let xhat = (xs[i] - mu) * r
-                                        a += gs[i] * xhat; b += gs[i]
-                                    }
-                                    pdg[(q / groups) * c + cIndex] = a
-                                    pdb[(q / groups) * c + cIndex] = b
-                                    sumGX += gm * a; sumG += gm * b
-                                }
-                                let meanG = sumG / Float(m), meanGX = sumGX / Float(m)
-                                for ch in 0..<perGroup {
-                                    let gm = gamma?[(q % groups) * perGroup + ch] ?? 1
-                                    for i in ch * spatial..<(ch + 1) * spatial {
-                                        let xhat = (xs[i] - mu) * r
-                                        dxs[i] = r * (gs[i] * gm - meanG - xhat * meanGX)
-                                    }
-                                }
-                            }
+                            haze_group_norm_backward(px, pg, gamma, mean, rstd, pdx.baseAddress!, pdg.baseAddress!, pdb.baseAddress!,
+                                                     range.lowerBound, range.count, groups, perGroup, spatial)
                         }
                     } }
                 }
@@ -152,7 +109,7 @@ extension Tensor {
         var batchMean = [Float](repeating: 0, count: c), batchVariance = batchMean
         channelsFirst.withScalars { p in
             for ch in 0..<c {
-                let s = moments(p + ch * n * spatial, blocks: 1, blockStride: 0, blockLength: n * spatial, epsilon: epsilon)
+                let s = moments(p + ch * n * spatial, count: n * spatial, epsilon: epsilon)
                 batchMean[ch] = s.mean
                 let m = Float(n * spatial)
                 batchVariance[ch] = m > 1 ? s.variance * m / (m - 1) : s.variance

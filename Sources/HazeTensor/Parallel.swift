@@ -13,7 +13,6 @@ public enum Parallel {
     /// Calls `body` on disjoint subranges covering `0..<count`, in parallel when the work is
     /// large enough. `cost` is an estimate of the work per index (in simple operations): loops
     /// under about 32k operations run on the calling thread.
-    
     public static func forEach(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let threads = min(threadCount, count, max(1, count * max(cost, 1) / 32_768))

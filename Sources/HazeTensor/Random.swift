@@ -18,7 +18,6 @@ public struct RandomGenerator: Equatable, Codable, Sendable {
     }
 
     /// Philox-4×32 with 10 rounds: four 32-bit words for one counter value.
-    
     public static func philox(key: UInt64, counter: UInt64) -> (UInt32, UInt32, UInt32, UInt32) {
         var c0 = UInt32(truncatingIfNeeded: counter), c1 = UInt32(truncatingIfNeeded: counter >> 32)
         var c2: UInt32 = 0, c3: UInt32 = 0

@@ -26,7 +26,6 @@ public struct Tensor {
 
     /// Creates a tensor whose elements are written by `body` into uninitialised storage.
     /// `body` must write every element.
-    
     public init(shape: [Int], unsafeUninitialized body: (UnsafeMutablePointer<Float>, Int) -> Void) {
         let count = shape.reduce(1, *)
         let storage = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
@@ -86,13 +85,11 @@ public struct Tensor {
         return scalars[offset]
     }
 
-    
     /// Calls `body` with a pointer to the elements (valid only during the call).
     public func withScalars<R>(_ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
         try scalars.withUnsafeBufferPointer { try body($0.baseAddress ?? UnsafePointer(bitPattern: 16)!) }
     }
 
-    
     /// Calls `body` with a pointer to the elements for in-place updates (copying first if the
     /// storage is shared). Not recorded on the tape.
     public mutating func withMutableScalars<R>(_ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {

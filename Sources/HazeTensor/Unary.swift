@@ -5,7 +5,6 @@ import Foundation
 /// derivative of each sits next to it, as a pullback built from other kernels or a fused
 /// `(x or y, g) -> dx` binary kernel.
 
-
 protocol UnaryFunction {
     static func apply(_ x: Float) -> Float
 }
@@ -48,7 +47,6 @@ extension Tensor {
     }
 
     /// out[i] = F(x[i]); out has x's shape. Parallel over disjoint ranges.
-    
     static func unaryKernel<F: UnaryFunction>(_ x: Tensor, _: F.Type) -> Tensor {
         Tensor(shape: x.shape) { out, count in
             x.withScalars { p in

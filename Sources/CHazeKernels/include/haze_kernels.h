@@ -23,4 +23,17 @@ void haze_softmax_rows(const float *x, float *y, long rows, long d, int log_soft
 void haze_small_matmul(const float *a, const float *b, float *c, long m, long n, long k, float alpha);
 /// y[cols, rows] = x[rows, cols]ᵀ
 void haze_transpose(const float *x, float *y, long rows, long cols);
+
+/// Group norm forward for groups q in [first, first + count): x, y are [N·G groups, per_group, spatial];
+/// channel of (q, c) = (q mod groups)·per_group + c; gamma/beta may be NULL. Writes mean, rstd [N·G].
+void haze_group_norm_forward(const float *x, float *y, const float *gamma, const float *beta,
+                             long first, long count, long groups, long per_group, long spatial,
+                             float eps, float *mean_out, float *rstd_out);
+/// Group norm backward for the same groups: dx, and per (n, channel) partial sums
+/// dgamma_parts = Σ g·x̂, dbeta_parts = Σ g, both [N, C].
+void haze_group_norm_backward(const float *x, const float *g, const float *gamma,
+                              const float *mean, const float *rstd, float *dx,
+                              float *dgamma_parts, float *dbeta_parts,
+                              long first, long count, long groups, long per_group, long spatial);
+
 #endif
