@@ -48,9 +48,15 @@ demo: deps
 	cp demo/run/loss.svg demo/loss.svg
 	@echo "demo/: samples.png (64 DDIM samples), denoise.gif, forward.png, loss.svg; the run is in demo/run"
 
-## fixtures: regenerate the PyTorch parity fixtures (needs ../shared/reference's venv)
+## fixtures: regenerate the PyTorch/diffusers/scipy fixtures (needs ../shared/reference's venv)
+PY ?= $(HOME)/haze-ref-venv/bin/python
 fixtures:
-	$(HOME)/haze-ref-venv/bin/python scripts/make_tensor_fixtures.py
+	$(PY) scripts/make_tensor_fixtures.py
+	$(PY) scripts/make_unet_fixtures.py
+	$(PY) scripts/make_scheduler_fixtures.py
+	$(PY) scripts/make_sampling_fixtures.py
+	$(PY) scripts/make_image_fixtures.py
+	$(PY) scripts/make_metric_fixtures.py
 
 clean:
 	rm -rf .build

@@ -35,6 +35,10 @@ import Glibc
 
 /// OpenBLAS entry points, resolved once.
 struct OpenBLAS {
+    typealias DSYEVD = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafePointer<Int32>, UnsafeMutablePointer<Double>,
+                                       UnsafePointer<Int32>, UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>,
+                                       UnsafePointer<Int32>, UnsafeMutablePointer<Int32>, UnsafePointer<Int32>,
+                                       UnsafeMutablePointer<Int32>) -> Void
     typealias Sgemm = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Float,
                                       UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
                                       Float, UnsafeMutablePointer<Float>?, Int32) -> Void
@@ -43,6 +47,8 @@ struct OpenBLAS {
     /// OpenBLAS-only entry points (absent from other CBLAS libraries).
     let setThreads: (@convention(c) (Int32) -> Void)?
     let coreName: (@convention(c) () -> UnsafeMutablePointer<CChar>?)?
+    /// LAPACK's symmetric eigensolver (OpenBLAS ships LAPACK).
+    let dsyevd: DSYEVD?
     /// The core type Haze chose (nil: the user's `OPENBLAS_CORETYPE` or OpenBLAS's own detection).
     let chosenCore: String?
 
@@ -77,6 +83,7 @@ struct OpenBLAS {
         let blas = OpenBLAS(sgemm: sgemm, library: name,
                             setThreads: symbol("openblas_set_num_threads", as: (@convention(c) (Int32) -> Void).self),
                             coreName: symbol("openblas_get_corename", as: (@convention(c) () -> UnsafeMutablePointer<CChar>?).self),
+                            dsyevd: symbol("dsyevd_", as: DSYEVD.self),
                             chosenCore: chosen)
         // Haze owns the threading (see `gemm`): BLAS itself runs single-threaded.
         blas.setThreads?(1)
@@ -161,4 +168,32 @@ extension Tensor {
             } }
         }
     }
+}
+
+/// Eigenvalues (ascending) and eigenvectors of a symmetric n×n matrix (row-major, Double), by
+/// LAPACK's dsyevd (divide and conquer). Returns nil when LAPACK is unavailable or fails.
+/// Eigenvector i is row i of `vectors`.
+public func symmetricEigendecomposition(_ matrix: [Double], n: Int) -> (values: [Double], vectors: [Double])? {
+    precondition(matrix.count == n * n, "symmetricEigendecomposition: \(matrix.count) values for \(n)×\(n)")
+    var a = matrix  // symmetric: row- and column-major storage agree
+    var w = [Double](repeating: 0, count: n)
+    var size = Int32(n), info: Int32 = 0
+    var lwork: Int32 = -1, liwork: Int32 = -1
+    var workQuery = [Double](repeating: 0, count: 1), iworkQuery = [Int32](repeating: 0, count: 1)
+    func call(_ work: inout [Double], _ iwork: inout [Int32]) -> Bool {
+#if canImport(Accelerate)
+        var jobz = CChar(UInt8(ascii: "V")), uplo = CChar(UInt8(ascii: "U"))
+        dsyevd_(&jobz, &uplo, &size, &a, &size, &w, &work, &lwork, &iwork, &liwork, &info)
+#else
+        guard let dsyevd = OpenBLAS.shared.dsyevd else { return false }
+        dsyevd("V", "U", &size, &a, &size, &w, &work, &lwork, &iwork, &liwork, &info)
+#endif
+        return info == 0
+    }
+    guard call(&workQuery, &iworkQuery) else { return nil }
+    lwork = Int32(workQuery[0]); liwork = iworkQuery[0]
+    var work = [Double](repeating: 0, count: Int(lwork)), iwork = [Int32](repeating: 0, count: Int(liwork))
+    guard call(&work, &iwork) else { return nil }
+    // Column j of the column-major result is eigenvector j, i.e. row j when read row-major.
+    return (w, a)
 }

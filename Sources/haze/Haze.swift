@@ -11,7 +11,7 @@ struct Haze: ParsableCommand {
         commandName: "haze",
         abstract: "Train and sample denoising diffusion models (DDPM, DDIM) on the CPU, in Swift.",
         version: version,
-        subcommands: [Train.self, Sample.self, Noise.self, Predict.self, Inspect.self]
+        subcommands: [Train.self, Sample.self, Noise.self, Evaluate.self, TrainClassifier.self, Predict.self, Inspect.self]
     )
 }
 
