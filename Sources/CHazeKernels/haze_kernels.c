@@ -185,3 +185,71 @@ MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const
         }
     }
 }
+
+// Output columns ox whose input column ox*s - left + j lies inside [0, w): [*lo, *hi).
+static inline void valid_columns(long j, long w, long wo, long stride, long left, long *lo, long *hi) {
+    long l = (left - j + stride - 1) / stride;
+    if (l < 0) l = 0;
+    const long last = w - 1 + left - j;
+    long h = last < 0 ? 0 : last / stride + 1;
+    if (h > wo) h = wo;
+    *lo = l;
+    *hi = h < l ? l : h;
+}
+
+MULTIVERSION void haze_im2col(const float *x, float *cols, long first_image, long images, long c, long h, long w,
+                              long kh, long kw, long stride, long top, long left, long ho, long wo) {
+    const long p = ho * wo, ld = images * p, k = c * kh * kw;
+    for (long row = 0; row < k; row++) {
+        const long ci = row / (kh * kw), i = (row / kw) % kh, j = row % kw;
+        long lo, hi;
+        valid_columns(j, w, wo, stride, left, &lo, &hi);
+        for (long b = 0; b < images; b++) {
+            const float *plane = x + ((first_image + b) * c + ci) * h * w;
+            for (long oy = 0; oy < ho; oy++) {
+                float *dst = cols + row * ld + b * p + oy * wo;
+                const long y = oy * stride - top + i;
+                if (y < 0 || y >= h || lo >= hi) {
+                    for (long ox = 0; ox < wo; ox++) dst[ox] = 0;
+                    continue;
+                }
+                const float *src = plane + y * w - left + j;
+                for (long ox = 0; ox < lo; ox++) dst[ox] = 0;
+                if (stride == 1) {
+                    for (long ox = lo; ox < hi; ox++) dst[ox] = src[ox];
+                } else {
+                    for (long ox = lo; ox < hi; ox++) dst[ox] = src[ox * stride];
+                }
+                for (long ox = hi; ox < wo; ox++) dst[ox] = 0;
+            }
+        }
+    }
+}
+
+MULTIVERSION void haze_col2im(const float *cols, float *dx, long first_image, long images, long c, long h, long w,
+                              long kh, long kw, long stride, long top, long left, long ho, long wo) {
+    const long p = ho * wo, ld = images * p;
+    for (long bc = 0; bc < images * c; bc++) {
+        const long b = bc / c, ci = bc % c;
+        float *plane = dx + ((first_image + b) * c + ci) * h * w;
+        for (long q = 0; q < h * w; q++) plane[q] = 0;
+        for (long i = 0; i < kh; i++) {
+            for (long j = 0; j < kw; j++) {
+                long lo, hi;
+                valid_columns(j, w, wo, stride, left, &lo, &hi);
+                const float *src = cols + ((ci * kh + i) * kw + j) * ld + b * p;
+                for (long oy = 0; oy < ho; oy++) {
+                    const long y = oy * stride - top + i;
+                    if (y < 0 || y >= h) continue;
+                    const float *row = src + oy * wo;
+                    float *dst = plane + y * w - left + j;
+                    if (stride == 1) {
+                        for (long ox = lo; ox < hi; ox++) dst[ox] += row[ox];
+                    } else {
+                        for (long ox = lo; ox < hi; ox++) dst[ox * stride] += row[ox];
+                    }
+                }
+            }
+        }
+    }
+}

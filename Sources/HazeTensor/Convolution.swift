@@ -1,3 +1,4 @@
+import CHazeKernels
 import Foundation
 
 /// 2-D convolution (cross-correlation, as `torch.nn.functional.conv2d`) by im2col + SGEMM,
@@ -42,75 +43,17 @@ struct ConvGeometry {
     }
     var chunkCount: Int { (n + chunk - 1) / chunk }
 
-    /// Output columns ox whose input column ox·s − left + j lies inside the image.
-    @inline(__always)
-    func validColumns(_ j: Int) -> Range<Int> {
-        // ox ≥ ⌈(left − j)/s⌉ and ox ≤ ⌊(W − 1 + left − j)/s⌋ (floor division for negatives).
-        let lo = Swift.max(0, (padding.left - j + stride - 1) / stride)
-        let last = w - 1 + padding.left - j
-        let hi = last < 0 ? 0 : Swift.min(wo, last / stride + 1)
-        return lo..<Swift.max(lo, hi)
-    }
-
     /// cols[(ci·KH + i)·KW + j][b·P + oy·WO + ox] = x[b0 + b, ci, oy·s − top + i, ox·s − left + j]
-    /// (0 outside the image). x: [N, C, H, W]; cols: [K, B·P]. Runs on the calling thread.
+    /// (0 outside the image). x: [N, C, H, W]; cols: [K, B·P]. Runs on the calling thread (C kernel).
     func im2col(_ x: UnsafePointer<Float>, firstImage b0: Int, images: Int, into cols: UnsafeMutablePointer<Float>) {
-        let ld = images * p
-        do {
-            for row in 0..<k {
-                let ci = row / (kh * kw), i = (row / kw) % kh, j = row % kw
-                let valid = validColumns(j)
-                for b in 0..<images {
-                    let plane = x + ((b0 + b) * c + ci) * h * w
-                    for oy in 0..<ho {
-                        let dst = cols + row * ld + b * p + oy * wo
-                        let y = oy * stride - padding.top + i
-                        guard y >= 0 && y < h, !valid.isEmpty else {
-                            dst.update(repeating: 0, count: wo)
-                            continue
-                        }
-                        let src = plane + y * w - padding.left + j
-                        if valid.lowerBound > 0 { dst.update(repeating: 0, count: valid.lowerBound) }
-                        if stride == 1 {
-                            (dst + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
-                        } else {
-                            for ox in valid { dst[ox] = src[ox * stride] }
-                        }
-                        if valid.upperBound < wo { (dst + valid.upperBound).update(repeating: 0, count: wo - valid.upperBound) }
-                    }
-                }
-            }
-        }
+        haze_im2col(x, cols, b0, images, c, h, w, kh, kw, stride, padding.top, padding.left, ho, wo)
     }
 
     /// The adjoint of `im2col`: dx[b0 + b, ci, y, x] = Σ over the column entries that read it.
-    /// cols: [K, B·P]; dx: [N, C, H, W] (the chunk's planes are overwritten). Runs on the
-    /// calling thread.
+    /// cols: [K, B·P]; dx: [N, C, H, W] (the chunk's planes are overwritten). Runs on the calling
+    /// thread (C kernel).
     func col2im(_ cols: UnsafePointer<Float>, firstImage b0: Int, images: Int, into dx: UnsafeMutablePointer<Float>) {
-        let ld = images * p
-        do {
-            for bc in 0..<images * c {
-                let b = bc / c, ci = bc % c
-                let plane = dx + ((b0 + b) * c + ci) * h * w
-                plane.update(repeating: 0, count: h * w)
-                for i in 0..<kh {
-                    for j in 0..<kw {
-                        let valid = validColumns(j)
-                        let src = cols + ((ci * kh + i) * kw + j) * ld + b * p
-                        for oy in 0..<ho {
-                            let y = oy * stride - padding.top + i
-                            guard y >= 0 && y < h else { continue }
-                            let row = src + oy * wo, dst = plane + y * w - padding.left + j
-                            if stride == 1 {
-                                for ox in valid { dst[ox] += row[ox] }
-                            } else {
-                                for ox in valid { dst[ox * stride] += row[ox] }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        haze_col2im(cols, dx, b0, images, c, h, w, kh, kw, stride, padding.top, padding.left, ho, wo)
     }
 }
 

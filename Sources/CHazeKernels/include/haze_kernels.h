@@ -36,4 +36,12 @@ void haze_group_norm_backward(const float *x, const float *g, const float *gamma
                               float *dgamma_parts, float *dbeta_parts,
                               long first, long count, long groups, long per_group, long spatial);
 
+/// im2col for images [first_image, first_image + images) of x: [N, C, H, W] into cols: [C·KH·KW, images·HO·WO]
+/// (zero padding top/left as given; the bottom/right padding is implied by HO, WO).
+void haze_im2col(const float *x, float *cols, long first_image, long images, long c, long h, long w,
+                 long kh, long kw, long stride, long top, long left, long ho, long wo);
+/// The adjoint of haze_im2col: overwrites those images' planes of dx with the summed columns.
+void haze_col2im(const float *cols, float *dx, long first_image, long images, long c, long h, long w,
+                 long kh, long kw, long stride, long top, long left, long ho, long wo);
+
 #endif
