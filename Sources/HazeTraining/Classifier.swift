@@ -43,29 +43,28 @@ public struct ImageClassifier: Module {
 
     /// Features of every image of a dataset, in batches.
     public func features(of dataset: ImageDataset, parameters: ParameterSet, batchSize: Int = 256) -> Tensor {
-        let size = dataset.imageShape.reduce(1, *)
         var parts: [Tensor] = []
+        ImageClassifier.forEachBatch(of: dataset, size: batchSize) { _, x in parts.append(self(x, parameters).features) }
+        return Tensor.concatenate(parts, alongAxis: 0)
+    }
+
+    /// Calls `body` with (first index, images) for consecutive batches of a dataset, in order.
+    static func forEachBatch(of dataset: ImageDataset, size batchSize: Int, _ body: (Int, Tensor) -> Void) {
+        let size = dataset.imageShape.reduce(1, *)
         for start in stride(from: 0, to: dataset.count, by: batchSize) {
             let n = min(batchSize, dataset.count - start)
-            let x = Tensor(shape: [n] + dataset.imageShape) { out, _ in
+            body(start, Tensor(shape: [n] + dataset.imageShape) { out, _ in
                 for i in 0..<n { dataset.image(start + i, into: out + i * size) }
-            }
-            parts.append(self(x, parameters).features)
+            })
         }
-        return Tensor.concatenate(parts, alongAxis: 0)
     }
 
     /// Fraction of a labeled dataset classified correctly.
     public func accuracy(on dataset: ImageDataset, parameters: ParameterSet) -> Double {
-        let size = dataset.imageShape.reduce(1, *)
         var correct = 0
-        for start in stride(from: 0, to: dataset.count, by: 500) {
-            let n = min(500, dataset.count - start)
-            let x = Tensor(shape: [n] + dataset.imageShape) { out, _ in
-                for i in 0..<n { dataset.image(start + i, into: out + i * size) }
-            }
+        ImageClassifier.forEachBatch(of: dataset, size: 500) { start, x in
             let logits = self(x, parameters).logits
-            for i in 0..<n {
+            for i in 0..<x.shape[0] {
                 let row = logits.scalars[(i * classes)..<((i + 1) * classes)]
                 if row.firstIndex(of: row.max()!)! - i * classes == dataset.label(start + i) { correct += 1 }
             }
