@@ -25,6 +25,14 @@ func sgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// C[M,N] = op(A) op(B) in Double, row-major (see `doubleMatrixProduct`).
+func dgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int,
+           _ a: UnsafePointer<Double>, _ lda: Int, _ b: UnsafePointer<Double>, _ ldb: Int,
+           _ c: UnsafeMutablePointer<Double>, _ ldc: Int) {
+    cblas_dgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+}
+
 /// The BLAS implementation in use.
 public var blasDescription: String { "Accelerate" }
 
@@ -42,7 +50,11 @@ struct OpenBLAS {
     typealias Sgemm = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Float,
                                       UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
                                       Float, UnsafeMutablePointer<Float>?, Int32) -> Void
+    typealias Dgemm = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Double,
+                                      UnsafePointer<Double>?, Int32, UnsafePointer<Double>?, Int32,
+                                      Double, UnsafeMutablePointer<Double>?, Int32) -> Void
     let sgemm: Sgemm
+    let dgemm: Dgemm
     let library: String
     /// OpenBLAS-only entry points (absent from other CBLAS libraries).
     let setThreads: (@convention(c) (Int32) -> Void)?
@@ -79,8 +91,10 @@ struct OpenBLAS {
         func symbol<T>(_ symbolName: String, as type: T.Type) -> T? {
             dlsym(handle, symbolName).map { unsafeBitCast($0, to: type) }
         }
-        guard let sgemm = symbol("cblas_sgemm", as: Sgemm.self) else { fatalError("\(name) lacks cblas_sgemm") }
-        let blas = OpenBLAS(sgemm: sgemm, library: name,
+        guard let sgemm = symbol("cblas_sgemm", as: Sgemm.self), let dgemm = symbol("cblas_dgemm", as: Dgemm.self) else {
+            fatalError("\(name) lacks cblas_sgemm or cblas_dgemm")
+        }
+        let blas = OpenBLAS(sgemm: sgemm, dgemm: dgemm, library: name,
                             setThreads: symbol("openblas_set_num_threads", as: (@convention(c) (Int32) -> Void).self),
                             coreName: symbol("openblas_get_corename", as: (@convention(c) () -> UnsafeMutablePointer<CChar>?).self),
                             dsyevd: symbol("dsyevd_", as: DSYEVD.self),
@@ -98,6 +112,14 @@ func sgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int,
     // CBLAS constants: CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112.
     OpenBLAS.shared.sgemm(101, transposeA ? 112 : 111, transposeB ? 112 : 111, Int32(m), Int32(n), Int32(k),
                           alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// C[M,N] = op(A) op(B) in Double, row-major (see `doubleMatrixProduct`).
+func dgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int,
+           _ a: UnsafePointer<Double>, _ lda: Int, _ b: UnsafePointer<Double>, _ ldb: Int,
+           _ c: UnsafeMutablePointer<Double>, _ ldc: Int) {
+    OpenBLAS.shared.dgemm(101, transposeA ? 112 : 111, transposeB ? 112 : 111, Int32(m), Int32(n), Int32(k),
+                          1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
 }
 
 /// The BLAS implementation in use and the kernel (core type) OpenBLAS runs.
@@ -168,6 +190,29 @@ extension Tensor {
             } }
         }
     }
+}
+
+/// op(A) · op(B) in Double for row-major A ([M, K], or [K, M] when `transposeA`) and B ([K, N],
+/// or [N, K] when `transposeB`) → [M, N]; split over Haze's threads by rows of the result.
+/// For statistics that need double precision (FID covariances, KID kernels).
+public func doubleMatrixProduct(_ a: [Double], _ b: [Double], m: Int, n: Int, k: Int,
+                                transposeA: Bool = false, transposeB: Bool = false) -> [Double] {
+    precondition(a.count == m * k && b.count == k * n, "doubleMatrixProduct: \(a.count) and \(b.count) values for \(m)×\(k)·\(k)×\(n)")
+    var c = [Double](repeating: 0, count: m * n)
+    guard m > 0, n > 0, k > 0 else { return c }
+    let threads = m * n * k < 1 << 18 ? 1 : Parallel.threadCount
+    a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+        let (pa, pb, pc) = (pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
+        Parallel.forEach(threads, cost: 1 << 20) { parts in
+            for part in parts {
+                let i0 = part * m / threads, i1 = (part + 1) * m / threads
+                guard i1 > i0 else { continue }
+                dgemm(transposeA, transposeB, i1 - i0, n, k, pa + (transposeA ? i0 : i0 * k), transposeA ? m : k,
+                      pb, transposeB ? k : n, pc + i0 * n, n)
+            }
+        }
+    } } }
+    return c
 }
 
 /// Eigenvalues (ascending) and eigenvectors of a symmetric n×n matrix (row-major, Double), by

@@ -19,18 +19,11 @@ public enum SampleMetrics {
             var mean = [Double](repeating: 0, count: d)
             for i in 0..<n { for j in 0..<d { mean[j] += Double(features.scalars[i * d + j]) } }
             mean = mean.map { $0 / Double(n) }
-            var covariance = [Double](repeating: 0, count: d * d)
-            var centered = [Double](repeating: 0, count: d)
-            for i in 0..<n {
-                for j in 0..<d { centered[j] = Double(features.scalars[i * d + j]) - mean[j] }
-                for j in 0..<d { for k in j..<d { covariance[j * d + k] += centered[j] * centered[k] } }
-            }
-            for j in 0..<d {
-                for k in j..<d {
-                    covariance[j * d + k] /= Double(n - 1)
-                    covariance[k * d + j] = covariance[j * d + k]
-                }
-            }
+            var centered = [Double](repeating: 0, count: n * d)
+            for i in 0..<n { for j in 0..<d { centered[i * d + j] = Double(features.scalars[i * d + j]) - mean[j] } }
+            // Σ = Xᶜᵀ Xᶜ / (n − 1), symmetrised so that rounding leaves it exactly symmetric.
+            let covariance = SampleMetrics.symmetrized(doubleMatrixProduct(centered, centered, m: d, n: d, k: n, transposeA: true), n: d)
+                .map { $0 / Double(n - 1) }
             self.init(count: n, mean: mean, covariance: covariance)
         }
     }
@@ -43,7 +36,7 @@ public enum SampleMetrics {
         let d = a.mean.count
         precondition(b.mean.count == d, "feature sizes differ: \(d) and \(b.mean.count)")
         let s1 = psdSquareRoot(a.covariance, n: d)
-        let inner = multiply(multiply(s1, b.covariance, n: d), s1, n: d)
+        let inner = doubleMatrixProduct(doubleMatrixProduct(s1, b.covariance, m: d, n: d, k: d), s1, m: d, n: d, k: d)
         let eigen = symmetricEigendecomposition(symmetrized(inner, n: d), n: d)!.values
         let traceRoot = eigen.reduce(0) { $0 + max($1, 0).squareRoot() }
         let meanTerm = zip(a.mean, b.mean).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
@@ -56,19 +49,25 @@ public enum SampleMetrics {
     /// of `a` and of `b` to use. Returns the mean and (population) standard deviation.
     public static func kernelInceptionDistance(_ a: Tensor, _ b: Tensor, subsets: [(a: [Int], b: [Int])]) -> (mean: Double, std: Double, values: [Double]) {
         let d = a.shape[1]
-        func k(_ x: Tensor, _ i: Int, _ y: Tensor, _ j: Int) -> Double {
-            var dot = 0.0
-            for c in 0..<d { dot += Double(x.scalars[i * d + c]) * Double(y.scalars[j * d + c]) }
-            let base = dot / Double(d) + 1
-            return base * base * base
+        func rows(_ x: Tensor, _ indices: [Int]) -> [Double] { indices.flatMap { i in x.scalars[(i * d)..<((i + 1) * d)].map(Double.init) } }
+        /// Σ over entries (optionally off the diagonal) of the kernel matrix (x·y/D + 1)³.
+        func kernelSum(_ x: [Double], _ y: [Double], offDiagonal: Bool) -> Double {
+            let (mx, my) = (x.count / d, y.count / d)
+            let dots = doubleMatrixProduct(x, y, m: mx, n: my, k: d, transposeB: true)
+            var sum = 0.0
+            for i in 0..<mx {
+                for j in 0..<my where !offDiagonal || i != j {
+                    let base = dots[i * my + j] / Double(d) + 1
+                    sum += base * base * base
+                }
+            }
+            return sum
         }
         let values = subsets.map { subset -> Double in
-            let m = Double(subset.a.count)
-            var xx = 0.0, yy = 0.0, xy = 0.0
-            for (p, i) in subset.a.enumerated() { for (q, j) in subset.a.enumerated() where p != q { xx += k(a, i, a, j) } }
-            for (p, i) in subset.b.enumerated() { for (q, j) in subset.b.enumerated() where p != q { yy += k(b, i, b, j) } }
-            for i in subset.a { for j in subset.b { xy += k(a, i, b, j) } }
-            return xx / (m * (m - 1)) + yy / (m * (m - 1)) - 2 * xy / (m * Double(subset.b.count))
+            let (xa, xb) = (rows(a, subset.a), rows(b, subset.b))
+            let (m, mb) = (Double(subset.a.count), Double(subset.b.count))
+            return kernelSum(xa, xa, offDiagonal: true) / (m * (m - 1)) + kernelSum(xb, xb, offDiagonal: true) / (mb * (mb - 1))
+                - 2 * kernelSum(xa, xb, offDiagonal: false) / (m * mb)
         }
         let mean = values.reduce(0, +) / Double(values.count)
         let std = (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count)).squareRoot()
@@ -82,12 +81,6 @@ public enum SampleMetrics {
         return (0..<subsets).map { _ in (Array(generator.permutation(countA).prefix(m)), Array(generator.permutation(countB).prefix(m))) }
     }
 
-    static func multiply(_ x: [Double], _ y: [Double], n: Int) -> [Double] {
-        var out = [Double](repeating: 0, count: n * n)
-        for i in 0..<n { for k in 0..<n { let v = x[i * n + k]; if v != 0 { for j in 0..<n { out[i * n + j] += v * y[k * n + j] } } } }
-        return out
-    }
-
     static func symmetrized(_ x: [Double], n: Int) -> [Double] {
         var out = x
         for i in 0..<n { for j in 0..<n { out[i * n + j] = 0.5 * (x[i * n + j] + x[j * n + i]) } }
@@ -97,12 +90,12 @@ public enum SampleMetrics {
     /// Q diag(√max(λ, 0)) Qᵀ for a symmetric positive semi-definite matrix.
     static func psdSquareRoot(_ x: [Double], n: Int) -> [Double] {
         let (values, vectors) = symmetricEigendecomposition(symmetrized(x, n: n), n: n)!
-        var out = [Double](repeating: 0, count: n * n)
+        // Q diag(r) Qᵀ = Wᵀ W with row e of W = √r_e · (eigenvector e).
+        var w = vectors
         for e in 0..<n {
-            let root = max(values[e], 0).squareRoot()
-            guard root > 0 else { continue }
-            for i in 0..<n { let vi = vectors[e * n + i] * root; for j in 0..<n { out[i * n + j] += vi * vectors[e * n + j] } }
+            let scale = max(values[e], 0).squareRoot().squareRoot()
+            for i in 0..<n { w[e * n + i] *= scale }
         }
-        return out
+        return doubleMatrixProduct(w, w, m: n, n: n, k: n, transposeA: true)
     }
 }

@@ -43,82 +43,109 @@ struct TrainClassifier: ParsableCommand {
 /// `haze evaluate`: FID and KID of a model's samples (or of an image folder) against a dataset.
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "FID and KID (classifier features) of samples against a reference split; prints and writes JSON.",
+        abstract: "FID and KID of samples against a reference split, on classifier or InceptionV3 features; prints and writes JSON.",
         discussion: """
         haze evaluate --model runs/fm1 --scheduler ddim --steps 50 --count 10000 --reference fashion-mnist
         haze evaluate --samples generated/ --reference fashion-mnist
-        Reference statistics of a dataset split are cached next to the classifier weights.
+        haze evaluate --samples fashion-mnist:train --count 10000      # the floor: train split vs test split
+        haze evaluate --model runs/fm1 --features inception --inception-weights pt_inception.safetensors
+        Reference features of a dataset split are cached next to the feature network's weights
+        (<weights>.<reference>.test.stats.safetensors), so they are computed once.
         """)
 
     @Option(help: "A model folder or Haze run to sample from.") var model: String?
-    @Option(help: "Score the PNG/JPEG images in this folder instead of sampling.") var samples: String?
+    @Option(help: "Score these images instead of sampling: a folder of PNG/JPEG images, or DATASET:train / DATASET:test (fashion-mnist or an IDX folder; the first --count images).")
+    var samples: String?
     @Option(help: "Scheduler (ddpm, ddim, dpm++2m, euler, euler-a).") var scheduler = "ddim"
     @Option(help: "Sampling steps.") var steps = 50
+    @Option(help: "DDIM's η (0 deterministic).") var eta: Float = 0
     @Option(help: "Number of samples.") var count = 10_000
     @Option(help: "Images per model call.") var batchSize = 64
     @Option(help: "Random seed.") var seed: UInt64 = 0
-    @Option(help: "fashion-mnist or an IDX folder (its test split), or a .stats.safetensors file.") var reference = "fashion-mnist"
-    @Option(help: "Features: classifier (Haze's CNN) — inception is not available in this version.") var features = "classifier"
+    @Option(help: "fashion-mnist or a dataset folder (its test split), or a .stats.safetensors file.") var reference = "fashion-mnist"
+    @Option(help: "Features: classifier (Haze's Fashion-MNIST CNN, 128-d) or inception (FID InceptionV3, 2048-d).") var features = "classifier"
     @Option(help: "Classifier weights.") var classifier = "assets/fmnist-classifier.safetensors"
+    @Option(help: "FID InceptionV3 weights as safetensors (pytorch-fid's, converted: see the README).")
+    var inceptionWeights = "assets/pt_inception-2015-12-05.safetensors"
     @Option(help: "Write the metrics as JSON here.") var json: String?
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        if (model == nil) == (samples == nil) { throw ValidationError("give --model (to sample) or --samples FOLDER") }
-        if features != "classifier" { throw ValidationError("--features \(features) is not available in this version of Haze (use classifier)") }
+        if (model == nil) == (samples == nil) { throw ValidationError("give --model (to sample) or --samples FOLDER|DATASET:SPLIT") }
+        if !["classifier", "inception"].contains(features) { throw ValidationError("--features must be classifier or inception, not \(features)") }
+        if count < 2 { throw ValidationError("--count must be at least 2 (FID needs a covariance)") }
     }
 
     func run() throws {
         try compute.apply()
-        let net = ImageClassifier()
-        let weights = try SafeTensors.read(contentsOf: classifier).tensors
-        let referenceStats = try referenceStatistics(net, weights)
-        let generated: Tensor
-        if let samples {
-            let folder = try ImageFolderDataset(folder: samples, size: 28, channels: 1)
-            generated = net.features(of: folder, parameters: weights)
-        } else {
-            generated = try sampleFeatures(net, weights)
-        }
+        let network = try FeatureNetwork(kind: features, weights: features == "classifier" ? classifier : inceptionWeights)
+        let referenceStats = try referenceStatistics(network)
+        let generated = try samples.map { try datasetFeatures(network, spec: $0) } ?? sampleFeatures(network)
         let stats = SampleMetrics.Statistics(features: generated)
         let fid = SampleMetrics.frechetDistance(stats, referenceStats.statistics)
         let subsets = SampleMetrics.kidSubsets(countA: generated.shape[0], countB: referenceStats.features.shape[0],
-                                               subsets: 100, size: min(1000, generated.shape[0]), seed: seed)
+                                               subsets: 100, size: min(1000, generated.shape[0], referenceStats.features.shape[0]), seed: seed)
         let kid = SampleMetrics.kernelInceptionDistance(generated, referenceStats.features, subsets: subsets)
-        print(String(format: "FID %.3f  KID %.5f ± %.5f  (%d samples, classifier features)", fid, kid.mean, kid.std, generated.shape[0]))
+        print(String(format: "FID %.3f  KID %.5f ± %.5f  (%d samples, %@ features)", fid, kid.mean, kid.std, generated.shape[0], features))
         if let json {
-            let object: [String: Any] = ["fid": fid, "kid_mean": kid.mean, "kid_std": kid.std, "count": generated.shape[0],
-                                         "features": "classifier", "reference": reference, "model": model ?? samples!,
-                                         "scheduler": scheduler, "steps": steps]
+            var object: [String: Any] = ["fid": fid, "kid_mean": kid.mean, "kid_std": kid.std, "count": generated.shape[0],
+                                         "features": features, "reference": reference]
+            if let model { object.merge(["model": model, "scheduler": scheduler, "steps": steps, "eta": eta, "seed": seed]) { $1 } }
+            if let samples { object["samples"] = samples }
             try AtomicFile.write(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), to: json)
         }
     }
 
-    /// Statistics and features of the reference split, cached as `<classifier>.<name>.stats.safetensors`.
-    func referenceStatistics(_ net: ImageClassifier, _ weights: ParameterSet) throws -> (statistics: SampleMetrics.Statistics, features: Tensor) {
-        let cache = reference.hasSuffix(".safetensors") ? reference
-            : classifier + "." + reference.replacingOccurrences(of: "/", with: "_") + ".test.stats.safetensors"
-        if FileManager.default.fileExists(atPath: cache) {
-            let f = try SafeTensors.read(contentsOf: cache)
-            let feats = try f.tensor("features", file: cache)
+    /// Statistics and features of the reference split, cached as `<weights>.<name>.test.stats.safetensors`
+    /// (recomputed when the cache does not match the split's image count).
+    func referenceStatistics(_ network: FeatureNetwork) throws -> (statistics: SampleMetrics.Statistics, features: Tensor) {
+        func load(_ path: String) throws -> Tensor {
+            let feats = try SafeTensors.read(contentsOf: path).tensor("features", file: path)
+            guard feats.rank == 2, feats.shape[1] == network.featureCount, feats.shape[0] >= 2 else {
+                throw CLIError("\(path): features \(feats.shape) are not at least 2 rows of \(network.featureCount)-d \(features) features")
+            }
+            return feats
+        }
+        if reference.hasSuffix(".safetensors") {
+            let feats = try load(reference)
             return (SampleMetrics.Statistics(features: feats), feats)
         }
-        let data = try openDataset(reference, split: .test)
-        let feats = net.features(of: data, parameters: weights)
-        try SafeTensors(tensors: ["features": feats], metadata: ["reference": reference, "split": "test"]).write(to: cache)
+        let data = try network.checked(try openDataset(reference, split: .test), source: reference)
+        let cache = network.weightsPath + "." + reference.replacingOccurrences(of: "/", with: "_") + ".test.stats.safetensors"
+        if FileManager.default.fileExists(atPath: cache), let feats = try? load(cache), feats.shape[0] == data.count {
+            return (SampleMetrics.Statistics(features: feats), feats)
+        }
+        let feats = network.features(of: data, count: data.count, label: "reference features")
+        try SafeTensors(tensors: ["features": feats], metadata: ["reference": reference, "split": "test", "features": features]).write(to: cache)
         return (SampleMetrics.Statistics(features: feats), feats)
     }
 
-    func sampleFeatures(_ net: ImageClassifier, _ weights: ParameterSet) throws -> Tensor {
+    /// Features of the first `count` images of a folder or a dataset split (`DATASET:train`).
+    func datasetFeatures(_ network: FeatureNetwork, spec: String) throws -> Tensor {
+        let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
+        let data: ImageDataset
+        if parts.count == 2, let split = ["train": MNISTDataset.Split.train, "test": .test][parts[1]] {
+            data = try openDataset(parts[0], split: split)
+        } else {
+            let size = network.inputSize
+            data = try ImageFolderDataset(folder: spec, size: size, channels: size == nil ? nil : 1)
+        }
+        return network.features(of: try network.checked(data, source: spec), count: min(count, data.count), label: "sample features")
+    }
+
+    func sampleFeatures(_ network: FeatureNetwork) throws -> Tensor {
         let folder = try ModelLocation.resolve(model!)
         let (unet, parameters) = try ModelFolder.load(folder)
-        guard unet.config.inChannels == 1, unet.config.sampleSize == [28, 28] else {
-            throw CLIError("\(folder): classifier features need a 28×28 grayscale model")
+        guard let size = unet.config.sampleSize else { throw CLIError("\(folder): the model config has no sample_size") }
+        let shape = [unet.config.inChannels] + size
+        if network.inputSize != nil && shape != [1, 28, 28] {
+            throw CLIError("\(folder): classifier features need a 28×28 grayscale model, this one makes \(shape) images (use --features inception)")
         }
         guard let kind = SchedulerConfig.Kind.named(scheduler) else { throw ValidationError("unknown --scheduler \(scheduler)") }
         let path = folder + "/scheduler_config.json"
         let config = FileManager.default.fileExists(atPath: path) ? try SchedulerConfig(contentsOf: path, kind: kind) : SchedulerConfig(kind: kind)
         let sampler = makeScheduler(config)
+        (sampler as? DDIMScheduler)?.eta = eta
         var generator = RandomGenerator(seed: seed)
         let loop = SamplingLoop(scheduler: sampler) { x, t, l in unet(x, timesteps: t, classLabels: l, parameters: parameters) }
         let batches = (count + batchSize - 1) / batchSize
@@ -127,9 +154,76 @@ struct Evaluate: ParsableCommand {
         for start in stride(from: 0, to: count, by: batchSize) {
             let n = min(batchSize, count - start)
             let labels = unet.config.numClassEmbeds.map { classes in (0..<n).map { (start + $0) % max(classes - 1, 1) } }
-            let x = try loop.run(shape: [n, 1, 28, 28], steps: steps, classLabels: labels, generator: &generator,
+            let x = try loop.run(shape: [n] + shape, steps: steps, classLabels: labels, generator: &generator,
                                  progress: { _, _ in done += 1; bar.update(done) })
-            parts.append(net(x.clamped(min: -1, max: 1), weights).features)
+            parts.append(network.features(x.clamped(min: -1, max: 1)))
+        }
+        return Tensor.concatenate(parts, alongAxis: 0)
+    }
+}
+
+/// The network whose activations FID and KID compare.
+struct FeatureNetwork {
+    enum Kind {
+        case classifier(ImageClassifier, ParameterSet)
+        case inception(FIDInceptionV3)
+    }
+    let kind: Kind
+    let weightsPath: String
+
+    init(kind name: String, weights: String) throws {
+        weightsPath = weights
+        guard FileManager.default.fileExists(atPath: weights) else {
+            throw CLIError(name == "inception"
+                ? "\(weights): no such file. FID InceptionV3 weights cannot be shipped with Haze: convert pytorch-fid's pt_inception-2015-12-05-6726825d.pth with scripts/convert_fid_inception.py (see the README) and pass --inception-weights"
+                : "\(weights): no such file (train one with haze train-classifier, or pass --classifier)")
+        }
+        kind = name == "inception" ? .inception(try FIDInceptionV3(contentsOf: weights))
+            : .classifier(ImageClassifier(), try SafeTensors.read(contentsOf: weights).tensors)
+    }
+
+    var featureCount: Int {
+        switch kind {
+        case .classifier: 128
+        case .inception: FIDInceptionV3.featureCount
+        }
+    }
+
+    /// The image side the network needs (28 for the classifier; nil: any, resized inside).
+    var inputSize: Int? {
+        if case .classifier = kind { return 28 }
+        return nil
+    }
+
+    /// The dataset, if its images suit the network.
+    func checked(_ data: ImageDataset, source: String) throws -> ImageDataset {
+        if inputSize != nil && data.imageShape != [1, 28, 28] {
+            throw CLIError("\(source): classifier features need 28×28 grayscale images, found \(data.imageShape) (use --features inception)")
+        }
+        if data.imageShape[0] != 1 && data.imageShape[0] != 3 { throw CLIError("\(source): images with \(data.imageShape[0]) channels") }
+        if data.count < 2 { throw CLIError("\(source): FID and KID need at least 2 images, found \(data.count)") }
+        return data
+    }
+
+    /// images: [N, C, H, W] in [−1, 1] → [N, featureCount].
+    func features(_ images: Tensor) -> Tensor {
+        switch kind {
+        case let .classifier(net, weights): net(images, weights).features
+        case let .inception(net): net.features(images * 0.5 + 0.5)
+        }
+    }
+
+    /// Features of the first `count` images of a dataset, in batches, with a progress bar.
+    func features(of data: ImageDataset, count: Int, label: String) -> Tensor {
+        let batch = inputSize == nil ? 50 : 500, size = data.imageShape.reduce(1, *)
+        let bar = ProgressBar(label, total: count, unit: "images")
+        var parts: [Tensor] = []
+        for start in stride(from: 0, to: count, by: batch) {
+            let n = min(batch, count - start)
+            parts.append(features(Tensor(shape: [n] + data.imageShape) { out, _ in
+                for i in 0..<n { data.image(start + i, into: out + i * size) }
+            }))
+            bar.update(start + n)
         }
         return Tensor.concatenate(parts, alongAxis: 0)
     }

@@ -115,4 +115,33 @@ final class CLITests: XCTestCase {
         try expectFailure(["--model", plain, "--steps", "2000"], "trained with 1000 timesteps")
         try expectFailure(["--model", plain, "--scheduler", "lms"], "unknown --scheduler lms")
     }
+
+    func testEvaluateScoresImageFolders() throws {
+        // Six random 28×28 grayscale PNGs; the classifier weights copied so the cache lands here.
+        let images = folder + "/images", classifier = folder + "/classifier.safetensors"
+        try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
+        for (i, pixels) in PNG.pixels(Tensor.uniform([6, 1, 28, 28], low: -1, high: 1, seed: 5)).enumerated() {
+            try PNG.encode(width: 28, height: 28, channels: 1, pixels: pixels).write(to: URL(fileURLWithPath: images + "/\(i).png"))
+        }
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        try FileManager.default.copyItem(atPath: repository.appendingPathComponent("assets/fmnist-classifier.safetensors").path, toPath: classifier)
+        let json = folder + "/metrics.json"
+        let run = try haze(["evaluate", "--samples", images, "--reference", images, "--classifier", classifier, "--json", json])
+        XCTAssertEqual(run.status, 0, run.err)
+        let metrics = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        // The same images as samples and reference: FID 0 up to rounding.
+        XCTAssertEqual(try XCTUnwrap(metrics["fid"] as? Double), 0, accuracy: 1e-3)
+        XCTAssertEqual(metrics["count"] as? Int, 6)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: classifier + "." + images.replacingOccurrences(of: "/", with: "_") + ".test.stats.safetensors"))
+
+        func expectFailure(_ arguments: [String], _ text: String, line: UInt = #line) throws {
+            let r = try haze(["evaluate", "--classifier", classifier, "--reference", images] + arguments)
+            XCTAssertNotEqual(r.status, 0, line: line)
+            XCTAssertTrue(r.err.contains(text), "stderr: \(r.err)", line: line)
+        }
+        try expectFailure(["--model", Self.unetFixtures + "/attn"], "classifier features need a 28×28 grayscale model")
+        try expectFailure(["--samples", images, "--features", "inception", "--inception-weights", folder + "/none.safetensors"],
+                          "scripts/convert_fid_inception.py")
+        try expectFailure(["--samples", folder + "/missing"], "missing")
+    }
 }
