@@ -8,12 +8,7 @@
 #include "haze_kernels.h"
 #include <math.h>
 #include <string.h>
-
-#if defined(__x86_64__) && defined(__linux__) && defined(__OPTIMIZE__)
-#define MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MULTIVERSION
-#endif
+#include "haze_multiversion.h"
 
 static inline float exp_approx(float x) {
     x = fminf(fmaxf(x, -87.3f), 88.7f);

@@ -78,6 +78,11 @@ extension Tensor {
         FlopCounter.add(2 * geo.n * o * p * k)
         let biasValues = bias?.scalars
         let y = Tensor(shape: [geo.n, o, geo.ho, geo.wo]) { out, _ in
+            if Winograd.applies(geo) {
+                let u = Winograd.transformedWeights(weight, flip: false)
+                x.withScalars { Winograd.convolve($0, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, bias: biasValues, into: out) }
+                return
+            }
             x.withScalars { px in weight.withScalars { pw in
                 Parallel.forEach(geo.chunkCount, cost: 1 << 20) { items in
                     Scratch.withBuffer(k * chunk * p) { cols in Scratch.withBuffer(chunk > 1 ? o * chunk * p : 0) { tmp in
@@ -121,6 +126,8 @@ extension Tensor {
                                needInput: Bool, needBias: Bool) -> [Tensor?] {
         let (o, p, k, chunk, items) = (geo.o, geo.p, geo.k, geo.chunk, geo.chunkCount)
         FlopCounter.add((needInput ? 4 : 2) * geo.n * o * p * k)
+        // The input gradient by Winograd where it applies; else col2im inside the loop below.
+        let winogradInput = needInput && Winograd.applies(geo), col2imInput = needInput && !winogradInput
         var partialB = [Float](repeating: 0, count: items * o)
         var dx = needInput ? Tensor(shape: x.shape) { _, _ in } : Tensor.zeros([0])
         var dw = [Float](repeating: 0, count: o * k)
@@ -144,7 +151,7 @@ extension Tensor {
                             }
                             geo.im2col(px, firstImage: b0, images: images, into: cols)
                             gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: cols, c: partialW + item * o * k)
-                            if needInput {
+                            if col2imInput {
                                 gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: cols)
                                 geo.col2im(cols, firstImage: b0, images: images, into: pdx)
                             }
@@ -163,6 +170,13 @@ extension Tensor {
                 }
             }
         }
+        }
+        if winogradInput {
+            // ∂x = g ⊛ (w flipped, channels swapped): a 3×3 padding-1 convolution from O to C channels.
+            let u = Winograd.transformedWeights(weight, flip: true)
+            g.withScalars { pg in dx.withMutableScalars { pdx in
+                Winograd.convolve(pg, n: geo.n, c: o, h: geo.h, w: geo.w, u: u, o: geo.c, bias: nil, into: pdx)
+            } }
         }
         let db = (0..<o).map { oc in (0..<items).reduce(Float(0)) { $0 + partialB[$1 * o + oc] } }
         return [needInput ? dx : nil,

@@ -88,12 +88,14 @@ struct Kernels: ParsableCommand {
     @Option(help: "Batch size of the activations.") var batch = 64
     @Option(help: "Haze worker threads (BLAS runs single-threaded inside them).") var threads = 2
     @Option(help: "Only cases whose name contains this text.") var filter: String?
+    @Option(help: "Convolution algorithm: automatic (Winograd for 3×3 stride-1 padding-1) or im2col.") var conv: ConvolutionChoice = .automatic
     @Option(help: "JSON from scripts/bench_torch_kernels.py (same shapes): adds PyTorch times and ratios.")
     var compare: String?
 
     func run() throws {
         retainFreedMemory()
         Parallel.threadCount = threads
+        ConvolutionAlgorithm.current = conv.algorithm
         let env = ProcessInfo.processInfo.environment
         print("BLAS: \(blasDescription); OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)") OPENBLAS_L2_SIZE=\(env["OPENBLAS_L2_SIZE"] ?? "(unset)"); Haze threads: \(threads)")
         var torch: [String: [String: Double]] = [:]

@@ -44,10 +44,12 @@ struct UNetBench: ParsableCommand {
     @Option(help: "Batch size.") var batch = 64
     @Option(help: "Worker threads.") var threads = 2
     @Option(help: "Timed calls (after 3 warm-ups).") var iterations = 10
+    @Option(help: "Convolution algorithm: automatic (Winograd for 3×3 stride-1 padding-1) or im2col.") var conv: ConvolutionChoice = .automatic
 
     func run() throws {
         retainFreedMemory()
         Parallel.threadCount = threads
+        ConvolutionAlgorithm.current = conv.algorithm
         let model = try UNet2DModel(config: config.config)
         var parameters = model.initialParameters(seed: 0)
         let size = config.config.sampleSize!

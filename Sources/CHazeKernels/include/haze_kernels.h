@@ -44,4 +44,16 @@ void haze_im2col(const float *x, float *cols, long first_image, long images, lon
 void haze_col2im(const float *cols, float *dx, long first_image, long images, long c, long h, long w,
                  long kh, long kw, long stride, long top, long left, long ho, long wo);
 
+/// Winograd F(2×2, 3×3) for 3×3, stride-1, padding-1 convolutions (see haze_winograd.c).
+/// Weights w [O, C, 3, 3] → u [16, rows, cols]: rows = O, cols = C; or, with flip, the kernel
+/// of the input-gradient convolution (w flipped in space, channels swapped): rows = C, cols = O.
+void haze_winograd_weights(const float *w, float *u, long o, long c, int flip);
+/// Input tiles of images [first_image, first_image + images) of x [N, C, H, W] →
+/// v [16, C, T], T = images · tiles_h · tiles_w, tiles_h = ⌈H/2⌉, tiles_w = ⌈W/2⌉.
+void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
+                         long tiles_h, long tiles_w);
+/// m [16, O, T] → those images' planes of y [N, O, H, W], plus bias [O] (may be NULL).
+void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
+                          long o, long h, long w, long tiles_h, long tiles_w);
+
 #endif

@@ -1,0 +1,67 @@
+import CHazeKernels
+
+/// Winograd F(2×2, 3×3) convolution (Lavin & Gray 2016) for the 3×3, stride-1, padding-1
+/// convolutions that make up most of a U-Net: 16 products of [O, C] · [C, T] over T 2×2 output
+/// tiles replace the [O, 9C] · [9C, 4T] product of im2col, 2.25× fewer multiplications and no
+/// column matrix. Used by `Tensor.conv2d` for the forward pass and for the input gradient (the
+/// same convolution with the kernels flipped and the channels swapped); the weight gradient
+/// stays on im2col. The transforms are C kernels (CHazeKernels/haze_winograd.c).
+///
+/// Threading as im2col: work items of whole images (about `targetTiles` tiles each), one per
+/// worker at a time, each with its own transform buffers and single-threaded SGEMMs.
+/// Every output value is computed by one worker in a fixed order: results do not depend on the
+/// thread count.
+public enum ConvolutionAlgorithm: Sendable {
+    /// Winograd F(2×2, 3×3) where it applies (3×3, stride 1, padding 1), im2col + SGEMM elsewhere.
+    case automatic
+    /// im2col + SGEMM for every convolution (the reference path; tests compare the two).
+    case im2col
+
+    /// The algorithm `conv2d` uses.
+    nonisolated(unsafe) public static var current = ConvolutionAlgorithm.automatic
+}
+
+enum Winograd {
+    /// Tiles per work item: large enough for efficient SGEMMs, small enough that a worker's
+    /// transformed tiles stay near its caches.
+    static let targetTiles = 512
+
+    /// Whether a convolution of this geometry runs through Winograd.
+    static func applies(_ geo: ConvGeometry) -> Bool {
+        ConvolutionAlgorithm.current == .automatic && geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.padding == Padding2D(1)
+    }
+
+    /// The transformed weights U [16, rows, cols] of w [O, C, 3, 3] (see haze_winograd_weights).
+    static func transformedWeights(_ w: Tensor, flip: Bool) -> [Float] {
+        let (o, c) = (w.shape[0], w.shape[1])
+        return [Float](unsafeUninitializedCapacity: 16 * o * c) { buffer, initialized in
+            w.withScalars { haze_winograd_weights($0, buffer.baseAddress!, o, c, flip ? 1 : 0) }
+            initialized = 16 * o * c
+        }
+    }
+
+    /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and u [16, O, C].
+    static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
+                         u: [Float], o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+        let (tilesH, tilesW) = ((h + 1) / 2, (w + 1) / 2), perImage = tilesH * tilesW
+        let threads = Parallel.threadCount
+        var chunk = Swift.max(1, targetTiles / perImage)
+        chunk = Swift.min(chunk, (n + threads - 1) / threads)
+        let items = (n + chunk - 1) / chunk
+        u.withUnsafeBufferPointer { pu in
+            Parallel.forEach(items, cost: 1 << 20) { range in
+                let tiles = chunk * perImage
+                Scratch.withBuffer(16 * c * tiles) { v in Scratch.withBuffer(16 * o * tiles) { m in
+                    for item in range {
+                        let b0 = item * chunk, images = Swift.min(chunk, n - b0), t = images * perImage
+                        haze_winograd_input(x, v, b0, images, c, h, w, tilesH, tilesW)
+                        for xi in 0..<16 {
+                            gemm(m: o, n: t, k: c, a: pu.baseAddress! + xi * o * c, b: v + xi * c * t, c: m + xi * o * t)
+                        }
+                        haze_winograd_output(m, y, bias, b0, images, o, h, w, tilesH, tilesW)
+                    }
+                } }
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import XCTest
+@testable import HazeTensor
+
+/// Winograd F(2×2, 3×3) against the im2col path: forward, input, weight and bias gradients, on
+/// odd and even sizes, 1×1 and 2×3 images, with and without bias. (PyTorch parity of conv2d
+/// itself is in ParityTests, which run with the default algorithm, i.e. Winograd for 3×3 p1.)
+final class WinogradTests: XCTestCase {
+    func testMatchesIm2col() {
+        defer { ConvolutionAlgorithm.current = .automatic }
+        for (i, s) in [(n: 3, c: 5, h: 7, w: 9, o: 4), (n: 2, c: 8, h: 6, w: 6, o: 3), (n: 1, c: 3, h: 1, w: 1, o: 2),
+                                     (n: 2, c: 4, h: 2, w: 3, o: 5), (n: 5, c: 16, h: 14, w: 14, o: 24)].enumerated() {
+            let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(10 + i))
+            let w = Tensor.normal([s.o, s.c, 3, 3], seed: UInt64(20 + i)) * 0.3
+            let b = Tensor.normal([s.o], seed: UInt64(30 + i))
+            let cotangent = Tensor.normal([s.n, s.o, s.h, s.w], seed: UInt64(40 + i))
+            func run(_ algorithm: ConvolutionAlgorithm, bias: Bool) -> [Tensor] {
+                ConvolutionAlgorithm.current = algorithm
+                let inputs = bias ? [x, w, b] : [x, w]
+                let (y, grads) = valueWithGradient(at: inputs) { t in
+                    (Tensor.conv2d(t[0], weight: t[1], bias: bias ? t[2] : nil, padding: 1) * cotangent).sum()
+                }
+                return [Tensor.conv2d(x, weight: w, bias: bias ? b : nil, padding: 1), y] + grads
+            }
+            for bias in [true, false] {
+                let fast = run(.automatic, bias: bias), reference = run(.im2col, bias: bias)
+                // Two different computations (rounding differs), which agree:
+                if s.c >= 8 { XCTAssertNotEqual(fast[0].scalars, reference[0].scalars, "case \(i) did not use Winograd") }
+                for (name, (f, r)) in zip(["y", "loss", "dx", "dw", "db"], zip(fast, reference)) {
+                    XCTAssertEqual(f.shape, r.shape, "\(name) case \(i)")
+                    let scale = Swift.max(r.scalars.map(abs).max() ?? 0, 1e-6)
+                    let worst = zip(f.scalars, r.scalars).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThan(worst / scale, 2e-6, "\(name) case \(i) bias \(bias)")
+                }
+            }
+        }
+    }
+}
