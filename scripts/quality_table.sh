@@ -10,7 +10,7 @@ RUN=$1
 COUNT=$2
 ROWS=${3:-"floor ddim10 ddim20 ddim50 ddim100 dpm10 dpm20 raw50 ddpm1000"}
 HAZE=${HAZE:-.build/release/haze}
-CHECKPOINT=$RUN/checkpoints/$(cat "$RUN/latest")
+CHECKPOINT=$RUN/$(cat "$RUN/latest")
 mkdir -p "$RUN/eval"
 row() {  # name, then haze evaluate arguments
   name=$1; shift

@@ -11,6 +11,7 @@
 
 #include "haze_kernels.h"
 #include "haze_multiversion.h"
+#include <stdlib.h>
 
 MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c, int flip) {
     const long rows = flip ? c : o, cols = flip ? o : c;
@@ -38,40 +39,45 @@ MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c
 
 MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                       long tiles_h, long tiles_w) {
-    const long tiles = images * tiles_h * tiles_w, width = 2 * tiles_w + 2;
-    float band[4][2 * tiles_w + 2];
+    const long tiles = images * tiles_h * tiles_w, stride = c * tiles;  // stride: between the 16 positions ξ
+    // One image plane with its zero border: padded[r][q] = x[r − 1][q − 1], rows 0…2·tiles_h+1.
+    const long ph = 2 * tiles_h + 2, pw = 2 * tiles_w + 2;
+    float *padded = malloc(sizeof(float) * ph * pw);
+    for (long q = 0; q < pw; q++) padded[q] = 0;
+    for (long r = h + 1; r < ph; r++)
+        for (long q = 0; q < pw; q++) padded[r * pw + q] = 0;
     for (long b = 0; b < images; b++) {
         for (long ci = 0; ci < c; ci++) {
             const float *plane = x + ((first_image + b) * c + ci) * h * w;
-            for (long ty = 0; ty < tiles_h; ty++) {
-                // The four input rows of this tile row, zero-padded: band[r][q] = x[2ty − 1 + r][q − 1].
-                for (int r = 0; r < 4; r++) {
-                    const long y = 2 * ty - 1 + r;
-                    for (long q = 0; q < width; q++) band[r][q] = 0;
-                    if (y >= 0 && y < h)
-                        for (long q = 0; q < w; q++) band[r][q + 1] = plane[y * w + q];
-                }
-                float *dst = v + ci * tiles + (b * tiles_h + ty) * tiles_w;
-                const long stride = c * tiles;  // between the 16 positions ξ
+            for (long y = 0; y < h; y++) {
+                float *row = padded + (y + 1) * pw;
+                row[0] = 0;
+                for (long q = 0; q < w; q++) row[q + 1] = plane[y * w + q];
+                for (long q = w + 1; q < pw; q++) row[q] = 0;
+            }
+            float *dst = v + ci * tiles + b * tiles_h * tiles_w;
+            for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
+                const float *d0 = padded + 2 * ty * pw, *d1 = d0 + pw, *d2 = d1 + pw, *d3 = d2 + pw;
                 for (long tx = 0; tx < tiles_w; tx++) {
-                    float t[4][4];  // d B, row by row
-                    for (int r = 0; r < 4; r++) {
-                        const float *d = band[r] + 2 * tx;
-                        t[r][0] = d[0] - d[2];
-                        t[r][1] = d[1] + d[2];
-                        t[r][2] = d[2] - d[1];
-                        t[r][3] = d[1] - d[3];
+                    const long q = 2 * tx;
+                    float t[4][4];  // Bᵀ d, column by column
+                    for (int j = 0; j < 4; j++) {
+                        t[0][j] = d0[q + j] - d2[q + j];
+                        t[1][j] = d1[q + j] + d2[q + j];
+                        t[2][j] = d2[q + j] - d1[q + j];
+                        t[3][j] = d1[q + j] - d3[q + j];
                     }
-                    for (int j = 0; j < 4; j++) {  // Bᵀ (d B)
-                        dst[(0 * 4 + j) * stride + tx] = t[0][j] - t[2][j];
-                        dst[(1 * 4 + j) * stride + tx] = t[1][j] + t[2][j];
-                        dst[(2 * 4 + j) * stride + tx] = t[2][j] - t[1][j];
-                        dst[(3 * 4 + j) * stride + tx] = t[1][j] - t[3][j];
+                    for (int i = 0; i < 4; i++) {  // (Bᵀ d) B
+                        dst[(i * 4 + 0) * stride + tx] = t[i][0] - t[i][2];
+                        dst[(i * 4 + 1) * stride + tx] = t[i][1] + t[i][2];
+                        dst[(i * 4 + 2) * stride + tx] = t[i][2] - t[i][1];
+                        dst[(i * 4 + 3) * stride + tx] = t[i][1] - t[i][3];
                     }
                 }
             }
         }
     }
+    free(padded);
 }
 
 MULTIVERSION void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,

@@ -56,7 +56,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "A model folder or Haze run to sample from.") var model: String?
     @Option(help: "Score these images instead of sampling: a folder of PNG/JPEG images, or DATASET:train / DATASET:test (fashion-mnist or an IDX folder; the first --count images).")
     var samples: String?
-    @Option(help: "Scheduler (ddpm, ddim, dpm++2m, euler, euler-a).") var scheduler = "ddim"
+    @Option(name: [.long, .customLong("sampler")], help: "Scheduler (ddpm, ddim, dpm++2m, euler, euler-a); --sampler is the same.")
+    var scheduler = "ddim"
     @Option(help: "Sampling steps.") var steps = 50
     @Option(help: "DDIM's η (0 deterministic).") var eta: Float = 0
     @Option(help: "Number of samples.") var count = 10_000

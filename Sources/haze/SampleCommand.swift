@@ -19,7 +19,8 @@ struct Sample: ParsableCommand {
 
     @Option(help: "A diffusers model folder, or a Haze training run (its EMA weights when present).")
     var model: String
-    @Option(help: "ddpm, ddim, dpm++2m, euler or euler-a (default: the folder's scheduler_config.json).")
+    @Option(name: [.long, .customLong("sampler")],
+            help: "ddpm, ddim, dpm++2m, euler or euler-a (default: the folder's scheduler_config.json); --sampler is the same.")
     var scheduler: String?
     @Option(help: "Inference steps (default: all training steps for DDPM, 50 otherwise).")
     var steps: Int?
