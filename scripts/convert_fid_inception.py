@@ -13,6 +13,8 @@ import sys
 import torch
 from safetensors.torch import save_file
 
+if len(sys.argv) != 3:
+    sys.exit("usage: convert_fid_inception.py pt_inception-2015-12-05-6726825d.pth OUT.safetensors")
 state = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
 tensors = {k: v.float().contiguous() for k, v in state.items() if v.is_floating_point()}
 save_file(tensors, sys.argv[2], metadata={"source": "pytorch-fid pt_inception-2015-12-05-6726825d.pth"})

@@ -33,5 +33,5 @@ for r in $ROWS; do
   f=$RUN/eval/$r-$COUNT.json
   [ -f "$f" ] || continue
   get() { sed -n "s/.*\"$1\" : \([-0-9.e+]*\).*/\1/p" "$f"; }
-  printf '| %s | %.2f | %.3f ± %.3f | %s |\n' "$r" "$(get fid)" "$(get kid_mean)" "$(get kid_std)" "$(get count)"
+  printf '| %s | %.2f | %.5f ± %.5f | %s |\n' "$r" "$(get fid)" "$(get kid_mean)" "$(get kid_std)" "$(get count)"
 done

@@ -4,8 +4,8 @@ import Foundation
 /// Data-parallel loops over disjoint index ranges, on all cores.
 ///
 /// Kernels split their *output* into ranges and let each worker write only its own range, so no
-/// two threads ever write the same memory. BLAS calls are never made from inside these loops:
-/// BLAS has its own threads, and nesting the two would oversubscribe the cores.
+/// two threads ever write the same memory. BLAS runs single-threaded (see BLAS.swift), so kernels
+/// may call it from inside these loops, one call per worker, without oversubscribing the cores.
 public enum Parallel {
     /// Number of worker threads (defaults to the number of active cores).
     nonisolated(unsafe) public static var threadCount = max(1, ProcessInfo.processInfo.activeProcessorCount)

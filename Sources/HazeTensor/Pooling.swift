@@ -15,7 +15,7 @@ extension Tensor {
     /// Square-window pooling. x: [N, C, H, W] → y: [N, C, HO, WO] with
     /// HO = (H + 2·padding − kernel) / stride + 1 (floor, as PyTorch's default), likewise WO.
     public func pooled(_ mode: PoolingMode, kernel: Int, stride: Int, padding: Int = 0) -> Tensor {
-        precondition(rank == 4, "pooled expects [N, C, H, W], got \(shape)")
+        precondition(rank == 4 && kernel > 0 && stride > 0, "pooled expects [N, C, H, W] and a positive kernel and stride, got \(shape)")
         precondition(!isRecorded, "pooled has no gradient (inference only)")
         let (planes, h, w) = (shape[0] * shape[1], shape[2], shape[3])
         let ho = (h + 2 * padding - kernel) / stride + 1, wo = (w + 2 * padding - kernel) / stride + 1
@@ -50,7 +50,8 @@ extension Tensor {
     /// antialiasing). x: [N, C, H, W] → y: [N, C, height, width]. Output pixel i samples the
     /// input at s = (i + ½)·H/height − ½, clamped at 0, between rows ⌊s⌋ and min(⌊s⌋ + 1, H − 1).
     public func resizedBilinear(height: Int, width: Int) -> Tensor {
-        precondition(rank == 4 && height > 0 && width > 0, "resizedBilinear expects [N, C, H, W], got \(shape)")
+        precondition(rank == 4 && shape[2] > 0 && shape[3] > 0 && height > 0 && width > 0,
+                     "resizedBilinear expects non-empty [N, C, H, W] images and a positive size, got \(shape) → \(height)×\(width)")
         precondition(!isRecorded, "resizedBilinear has no gradient (inference only)")
         let (planes, h, w) = (shape[0] * shape[1], shape[2], shape[3])
         /// (first index, second index, weight of the second) for each output index.

@@ -9,21 +9,22 @@ import CHazeKernels
 ///
 /// Threading as im2col: work items of whole images, one per worker at a time (about
 /// `tilesPerItem` tiles each), each with its own transform buffers and single-threaded SGEMMs.
-/// Every output value is computed by one worker in a fixed order: results do not depend on the
-/// thread count.
+/// Every output value is computed by one worker in a fixed order: for a given thread count the
+/// results do not depend on thread timing (bit-for-bit reproducible training).
 public enum ConvolutionAlgorithm: Sendable {
     /// Winograd F(2×2, 3×3) where it applies (3×3, stride 1, padding 1), im2col + SGEMM elsewhere.
     case automatic
     /// im2col + SGEMM for every convolution (the reference path; tests compare the two).
     case im2col
 
-    /// The algorithm `conv2d` uses.
+    /// The algorithm `conv2d` uses. Set it before convolutions run (not synchronised).
     nonisolated(unsafe) public static var current = ConvolutionAlgorithm.automatic
 }
 
 enum Winograd {
     /// Tiles per work item: the transformed input and output tiles, 16·(C + O)·T floats, fill
     /// about 2 MB (a core's L2 cache), within 64…1024 tiles so that the SGEMMs stay efficient.
+    /// An item holds whole images, so one large image can exceed it.
     /// (Measured on the fmnist-s shapes: 1.0–1.5× faster than a fixed 512 tiles at 7×7 with
     /// 256 channels, the same elsewhere.)
     static func tilesPerItem(c: Int, o: Int) -> Int { Swift.min(1024, Swift.max(64, 32768 / (c + o))) }
@@ -45,6 +46,7 @@ enum Winograd {
     /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and u [16, O, C].
     static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
                          u: [Float], o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+        guard n > 0 else { return }
         let (tilesH, tilesW) = ((h + 1) / 2, (w + 1) / 2), perImage = tilesH * tilesW
         let threads = Parallel.threadCount
         var chunk = Swift.max(1, tilesPerItem(c: c, o: o) / perImage)

@@ -19,11 +19,18 @@ public enum SampleMetrics {
             var mean = [Double](repeating: 0, count: d)
             for i in 0..<n { for j in 0..<d { mean[j] += Double(features.scalars[i * d + j]) } }
             mean = mean.map { $0 / Double(n) }
-            var centered = [Double](repeating: 0, count: n * d)
-            for i in 0..<n { for j in 0..<d { centered[i * d + j] = Double(features.scalars[i * d + j]) - mean[j] } }
-            // Σ = Xᶜᵀ Xᶜ / (n − 1), symmetrised so that rounding leaves it exactly symmetric.
-            let covariance = SampleMetrics.symmetrized(doubleMatrixProduct(centered, centered, m: d, n: d, k: n, transposeA: true), n: d)
-                .map { $0 / Double(n - 1) }
+            // Σ = Xᶜᵀ Xᶜ / (n − 1), summed over blocks of rows (memory O(block·D + D²)), then
+            // symmetrised so that rounding leaves it exactly symmetric.
+            var scatter = [Double](repeating: 0, count: d * d)
+            let block = 4096
+            for first in stride(from: 0, to: n, by: block) {
+                let rows = min(block, n - first)
+                var centered = [Double](repeating: 0, count: rows * d)
+                for i in 0..<rows { for j in 0..<d { centered[i * d + j] = Double(features.scalars[(first + i) * d + j]) - mean[j] } }
+                let part = doubleMatrixProduct(centered, centered, m: d, n: d, k: rows, transposeA: true)
+                for q in 0..<(d * d) { scatter[q] += part[q] }
+            }
+            let covariance = SampleMetrics.symmetrized(scatter, n: d).map { $0 / Double(n - 1) }
             self.init(count: n, mean: mean, covariance: covariance)
         }
     }

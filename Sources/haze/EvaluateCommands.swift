@@ -12,11 +12,11 @@ struct TrainClassifier: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train-classifier",
         abstract: "Train the small CNN whose features Haze's FID/KID use on Fashion-MNIST/MNIST; prints test accuracy.",
-        discussion: "Reproduce the committed weights: haze train-classifier --data fashion-mnist --epochs 4 --out assets/fmnist-classifier.safetensors")
+        discussion: "Reproduce the committed weights: haze train-classifier --data fashion-mnist --epochs 10 --out assets/fmnist-classifier.safetensors")
 
     @Option(help: "fashion-mnist or a folder of MNIST-style IDX files (train and t10k).") var data = "fashion-mnist"
     @Option(help: "Where to write the weights (safetensors).") var out: String
-    @Option(help: "Passes over the training split.") var epochs = 4
+    @Option(help: "Passes over the training split.") var epochs = 10
     @Option(help: "Images per step.") var batchSize = 128
     @Option(help: "Peak learning rate (AdamW, cosine decay).") var lr: Float = 1e-3
     @Option(help: "Random seed.") var seed: UInt64 = 0
@@ -75,6 +75,7 @@ struct Evaluate: ParsableCommand {
         if (model == nil) == (samples == nil) { throw ValidationError("give --model (to sample) or --samples FOLDER|DATASET:SPLIT") }
         if !["classifier", "inception"].contains(features) { throw ValidationError("--features must be classifier or inception, not \(features)") }
         if count < 2 { throw ValidationError("--count must be at least 2 (FID needs a covariance)") }
+        if eta != 0 && scheduler != "ddim" { throw ValidationError("--eta applies to the ddim scheduler only") }
     }
 
     func run() throws {
@@ -113,11 +114,16 @@ struct Evaluate: ParsableCommand {
         }
         let data = try network.checked(try openDataset(reference, split: .test), source: reference)
         let cache = network.weightsPath + "." + reference.replacingOccurrences(of: "/", with: "_") + ".test.stats.safetensors"
-        if FileManager.default.fileExists(atPath: cache), let feats = try? load(cache), feats.shape[0] == data.count {
+        // The cache belongs to these weights (size and modification time) and this many images.
+        let attributes = try FileManager.default.attributesOfItem(atPath: network.weightsPath)
+        let signature = "\((attributes[.size] as? Int) ?? -1) bytes, modified \((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        if FileManager.default.fileExists(atPath: cache), let cached = try? SafeTensors.read(contentsOf: cache),
+           cached.metadata["weights"] == signature, let feats = try? load(cache), feats.shape[0] == data.count {
             return (SampleMetrics.Statistics(features: feats), feats)
         }
         let feats = network.features(of: data, count: data.count, label: "reference features")
-        try SafeTensors(tensors: ["features": feats], metadata: ["reference": reference, "split": "test", "features": features]).write(to: cache)
+        try SafeTensors(tensors: ["features": feats], metadata: ["reference": reference, "split": "test", "features": features,
+                                                                  "weights": signature]).write(to: cache)
         return (SampleMetrics.Statistics(features: feats), feats)
     }
 
@@ -142,6 +148,7 @@ struct Evaluate: ParsableCommand {
         if network.inputSize != nil && shape != [1, 28, 28] {
             throw CLIError("\(folder): classifier features need a 28×28 grayscale model, this one makes \(shape) images (use --features inception)")
         }
+        if shape[0] != 1 && shape[0] != 3 { throw CLIError("\(folder): the model makes \(shape[0])-channel images; features need 1 or 3") }
         guard let kind = SchedulerConfig.Kind.named(scheduler) else { throw ValidationError("unknown --scheduler \(scheduler)") }
         let path = folder + "/scheduler_config.json"
         let config = FileManager.default.fileExists(atPath: path) ? try SchedulerConfig(contentsOf: path, kind: kind) : SchedulerConfig(kind: kind)
@@ -179,8 +186,19 @@ struct FeatureNetwork {
                 ? "\(weights): no such file. FID InceptionV3 weights cannot be shipped with Haze: convert pytorch-fid's pt_inception-2015-12-05-6726825d.pth with scripts/convert_fid_inception.py (see the README) and pass --inception-weights"
                 : "\(weights): no such file (train one with haze train-classifier, or pass --classifier)")
         }
-        kind = name == "inception" ? .inception(try FIDInceptionV3(contentsOf: weights))
-            : .classifier(ImageClassifier(), try SafeTensors.read(contentsOf: weights).tensors)
+        if name == "inception" {
+            kind = .inception(try FIDInceptionV3(contentsOf: weights))
+            return
+        }
+        let net = ImageClassifier(), tensors = try SafeTensors.read(contentsOf: weights).tensors
+        let problems = net.parameterSpecs.compactMap { spec -> String? in
+            guard let t = tensors[spec.name] else { return "missing \(spec.name) \(spec.shape)" }
+            return t.shape == spec.shape ? nil : "\(spec.name): expected \(spec.shape), found \(t.shape)"
+        }
+        guard problems.isEmpty else {
+            throw CLIError("\(weights): not weights of Haze's feature classifier: " + problems.prefix(6).joined(separator: "; "))
+        }
+        kind = .classifier(net, tensors)
     }
 
     var featureCount: Int {
@@ -206,11 +224,18 @@ struct FeatureNetwork {
         return data
     }
 
-    /// images: [N, C, H, W] in [−1, 1] → [N, featureCount].
+    /// images: [N, C, H, W] in [−1, 1] → [N, featureCount]. InceptionV3 runs on slices of 50
+    /// images (its 299×299 activations take about 6 MB per image and layer).
     func features(_ images: Tensor) -> Tensor {
         switch kind {
-        case let .classifier(net, weights): net(images, weights).features
-        case let .inception(net): net.features(images * 0.5 + 0.5)
+        case let .classifier(net, weights):
+            return net(images, weights).features
+        case let .inception(net):
+            let n = images.shape[0]
+            let parts = stride(from: 0, to: n, by: 50).map { start in
+                net.features(images.slice(start..<Swift.min(start + 50, n)) * 0.5 + 0.5)
+            }
+            return Tensor.concatenate(parts, alongAxis: 0)
         }
     }
 

@@ -143,5 +143,11 @@ final class CLITests: XCTestCase {
         try expectFailure(["--samples", images, "--features", "inception", "--inception-weights", folder + "/none.safetensors"],
                           "scripts/convert_fid_inception.py")
         try expectFailure(["--samples", folder + "/missing"], "missing")
+        try expectFailure(["--samples", images, "--scheduler", "dpm++2m", "--eta", "0.5"], "--eta applies to the ddim scheduler only")
+        let wrong = folder + "/wrong.safetensors"
+        try SafeTensors(tensors: ["conv1.weight": Tensor.zeros([3])]).write(to: wrong)
+        let r = try haze(["evaluate", "--classifier", wrong, "--samples", images, "--reference", images])
+        XCTAssertTrue(r.status != 0 && r.err.contains("\(wrong): not weights of Haze's feature classifier")
+                      && r.err.contains("conv1.weight: expected [32, 1, 3, 3], found [3]"), r.err)
     }
 }

@@ -6,7 +6,8 @@ import XCTest
 /// itself is in ParityTests, which run with the default algorithm, i.e. Winograd for 3×3 p1.)
 final class WinogradTests: XCTestCase {
     func testMatchesIm2col() {
-        defer { ConvolutionAlgorithm.current = .automatic }
+        let original = ConvolutionAlgorithm.current
+        defer { ConvolutionAlgorithm.current = original }
         for (i, s) in [(n: 3, c: 5, h: 7, w: 9, o: 4), (n: 2, c: 8, h: 6, w: 6, o: 3), (n: 1, c: 3, h: 1, w: 1, o: 2),
                                      (n: 2, c: 4, h: 2, w: 3, o: 5), (n: 5, c: 16, h: 14, w: 14, o: 24)].enumerated() {
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(10 + i))
