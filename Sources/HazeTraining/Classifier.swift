@@ -41,13 +41,6 @@ public struct ImageClassifier: Module {
         return -(logits.logSoftmax() * Tensor(shape: logits.shape, scalars: oneHot)).sum() * (1 / Float(labels.count))
     }
 
-    /// Features of every image of a dataset, in batches.
-    public func features(of dataset: ImageDataset, parameters: ParameterSet, batchSize: Int = 256) -> Tensor {
-        var parts: [Tensor] = []
-        ImageClassifier.forEachBatch(of: dataset, size: batchSize) { _, x in parts.append(self(x, parameters).features) }
-        return Tensor.concatenate(parts, alongAxis: 0)
-    }
-
     /// Calls `body` with (first index, images) for consecutive batches of a dataset, in order.
     static func forEachBatch(of dataset: ImageDataset, size batchSize: Int, _ body: (Int, Tensor) -> Void) {
         let size = dataset.imageShape.reduce(1, *)

@@ -99,7 +99,7 @@ struct Evaluate: ParsableCommand {
     }
 
     /// Statistics and features of the reference split, cached as `<weights>.<name>.test.stats.safetensors`
-    /// (recomputed when the cache does not match the split's image count).
+    /// (recomputed when the cache was made with other weights or another number of images).
     func referenceStatistics(_ network: FeatureNetwork) throws -> (statistics: SampleMetrics.Statistics, features: Tensor) {
         func load(_ path: String) throws -> Tensor {
             let feats = try SafeTensors.read(contentsOf: path).tensor("features", file: path)
@@ -117,8 +117,8 @@ struct Evaluate: ParsableCommand {
         // The cache belongs to these weights (size and modification time) and this many images.
         let attributes = try FileManager.default.attributesOfItem(atPath: network.weightsPath)
         let signature = "\((attributes[.size] as? Int) ?? -1) bytes, modified \((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
-        if FileManager.default.fileExists(atPath: cache), let cached = try? SafeTensors.read(contentsOf: cache),
-           cached.metadata["weights"] == signature, let feats = try? load(cache), feats.shape[0] == data.count {
+        if let cached = try? SafeTensors.read(contentsOf: cache), cached.metadata["weights"] == signature,
+           let feats = cached.tensors["features"], feats.shape == [data.count, network.featureCount] {
             return (SampleMetrics.Statistics(features: feats), feats)
         }
         let feats = network.features(of: data, count: data.count, label: "reference features")
