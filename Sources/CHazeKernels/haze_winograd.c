@@ -8,10 +8,13 @@
 // The sum over channels for each of the 16 positions ξ is a matrix product done by BLAS:
 // M[ξ] [O, T] = U[ξ] [O, C] · V[ξ] [C, T], T = tiles. These kernels do the three transforms;
 // the tile loops run along a tile row so that the V and M accesses are contiguous.
+// The weight gradient is the adjoint of the same formula: with the output gradient ḡ of a tile,
+// M̄ = A ḡ Aᵀ, ∂U[ξ] [O, C] = Σ_t M̄[ξ] [O, T] · V[ξ] [C, T]ᵀ and ∂g = Gᵀ ∂U G.
 
 #include "haze_kernels.h"
 #include "haze_multiversion.h"
 #include <stdlib.h>
+#include <string.h>
 
 MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c, int flip) {
     const long rows = flip ? c : o, cols = flip ? o : c;
@@ -37,42 +40,47 @@ MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c
     }
 }
 
+// Tile loops run over a whole tile row with a vector-friendly trip count: `vector_tiles(n)` rounds
+// n up to a multiple of 8. The extra tiles compute garbage that lands in the places of the tile
+// rows that follow in the same position block ξ (rows are written in increasing address order,
+// so those rows overwrite it); where the block ends too soon, the loop runs the exact count.
+static inline long vector_tiles(long n) { return (n + 7) & ~7L; }
+
 MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                       long tiles_h, long tiles_w) {
-    const long tiles = images * tiles_h * tiles_w, stride = c * tiles;  // stride: between the 16 positions ξ
-    // One image plane with its zero border: padded[r][q] = x[r − 1][q − 1], rows 0…2·tiles_h+1.
-    const long ph = 2 * tiles_h + 2, pw = 2 * tiles_w + 2;
-    float *padded = malloc(sizeof(float) * ph * pw);
-    for (long q = 0; q < pw; q++) padded[q] = 0;
-    for (long r = h + 1; r < ph; r++)
-        for (long q = 0; q < pw; q++) padded[r * pw + q] = 0;
-    for (long b = 0; b < images; b++) {
-        for (long ci = 0; ci < c; ci++) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = c * tiles;  // stride: between ξ
+    // One image plane with its zero border, padded[r][q] = x[r − 1][q − 1]: rows 0 and h+1… and the
+    // columns 0 and w+1… stay zero (rows are wide enough for the rounded-up tile loop).
+    const long ph = 2 * tiles_h + 2, pitch = 2 * vector_tiles(tiles_w) + 2;
+    float *padded = calloc((size_t)(ph * pitch), sizeof(float));
+    for (long ci = 0; ci < c; ci++) {
+        for (long b = 0; b < images; b++) {
             const float *plane = x + ((first_image + b) * c + ci) * h * w;
-            for (long y = 0; y < h; y++) {
-                float *row = padded + (y + 1) * pw;
-                row[0] = 0;
-                for (long q = 0; q < w; q++) row[q + 1] = plane[y * w + q];
-                for (long q = w + 1; q < pw; q++) row[q] = 0;
-            }
-            float *dst = v + ci * tiles + b * tiles_h * tiles_w;
+            for (long y = 0; y < h; y++) memcpy(padded + (y + 1) * pitch + 1, plane + y * w, sizeof(float) * w);
+            float *dst = v + ci * tiles + b * per_image;
             for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
-                const float *d0 = padded + 2 * ty * pw, *d1 = d0 + pw, *d2 = d1 + pw, *d3 = d2 + pw;
-                for (long tx = 0; tx < tiles_w; tx++) {
+                const float *restrict d0 = padded + 2 * ty * pitch, *restrict d1 = d0 + pitch,
+                            *restrict d2 = d1 + pitch, *restrict d3 = d2 + pitch;
+                // Round the trip count up only while the spill stays inside this position's block.
+                const long offset = dst - v, n = offset + vector_tiles(tiles_w) <= stride ? vector_tiles(tiles_w) : tiles_w;
+                float *restrict u0 = dst, *restrict u1 = u0 + stride, *restrict u2 = u1 + stride, *restrict u3 = u2 + stride;
+                float *restrict u4 = u3 + stride, *restrict u5 = u4 + stride, *restrict u6 = u5 + stride, *restrict u7 = u6 + stride;
+                float *restrict u8 = u7 + stride, *restrict u9 = u8 + stride, *restrict u10 = u9 + stride, *restrict u11 = u10 + stride;
+                float *restrict u12 = u11 + stride, *restrict u13 = u12 + stride, *restrict u14 = u13 + stride, *restrict u15 = u14 + stride;
+                // The 16 output rows and the 4 source rows never overlap (the pointers above are disjoint).
+#pragma clang loop vectorize(assume_safety)
+                for (long tx = 0; tx < n; tx++) {
+                    // The 4×4 tile d is rows d0…d3, columns 2tx…2tx+3; t = Bᵀ d.
                     const long q = 2 * tx;
-                    float t[4][4];  // Bᵀ d, column by column
-                    for (int j = 0; j < 4; j++) {
-                        t[0][j] = d0[q + j] - d2[q + j];
-                        t[1][j] = d1[q + j] + d2[q + j];
-                        t[2][j] = d2[q + j] - d1[q + j];
-                        t[3][j] = d1[q + j] - d3[q + j];
-                    }
-                    for (int i = 0; i < 4; i++) {  // (Bᵀ d) B
-                        dst[(i * 4 + 0) * stride + tx] = t[i][0] - t[i][2];
-                        dst[(i * 4 + 1) * stride + tx] = t[i][1] + t[i][2];
-                        dst[(i * 4 + 2) * stride + tx] = t[i][2] - t[i][1];
-                        dst[(i * 4 + 3) * stride + tx] = t[i][1] - t[i][3];
-                    }
+                    const float t00 = d0[q] - d2[q], t01 = d0[q + 1] - d2[q + 1], t02 = d0[q + 2] - d2[q + 2], t03 = d0[q + 3] - d2[q + 3];
+                    const float t10 = d1[q] + d2[q], t11 = d1[q + 1] + d2[q + 1], t12 = d1[q + 2] + d2[q + 2], t13 = d1[q + 3] + d2[q + 3];
+                    const float t20 = d2[q] - d1[q], t21 = d2[q + 1] - d1[q + 1], t22 = d2[q + 2] - d1[q + 2], t23 = d2[q + 3] - d1[q + 3];
+                    const float t30 = d1[q] - d3[q], t31 = d1[q + 1] - d3[q + 1], t32 = d1[q + 2] - d3[q + 2], t33 = d1[q + 3] - d3[q + 3];
+                    // (Bᵀ d) B at position ξ = 4i + j.
+                    u0[tx] = t00 - t02;  u1[tx] = t01 + t02;  u2[tx] = t02 - t01;  u3[tx] = t01 - t03;
+                    u4[tx] = t10 - t12;  u5[tx] = t11 + t12;  u6[tx] = t12 - t11;  u7[tx] = t11 - t13;
+                    u8[tx] = t20 - t22;  u9[tx] = t21 + t22;  u10[tx] = t22 - t21; u11[tx] = t21 - t23;
+                    u12[tx] = t30 - t32; u13[tx] = t31 + t32; u14[tx] = t32 - t31; u15[tx] = t31 - t33;
                 }
             }
         }
@@ -83,14 +91,18 @@ MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image
 MULTIVERSION void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
                                        long o, long h, long w, long tiles_h, long tiles_w) {
     const long tiles = images * tiles_h * tiles_w, stride = o * tiles;
-    float rows[2][2 * tiles_w];
+    const long width = 2 * vector_tiles(tiles_w);
+    float rows[2][width];
     for (long b = 0; b < images; b++) {
         for (long oc = 0; oc < o; oc++) {
             float *plane = y + ((first_image + b) * o + oc) * h * w;
             const float shift = bias ? bias[oc] : 0;
             for (long ty = 0; ty < tiles_h; ty++) {
-                const float *src = m + oc * tiles + (b * tiles_h + ty) * tiles_w;
-                for (long tx = 0; tx < tiles_w; tx++) {
+                const float *restrict src = m + oc * tiles + (b * tiles_h + ty) * tiles_w;
+                const long offset = src - m, n = offset + vector_tiles(tiles_w) <= stride ? vector_tiles(tiles_w) : tiles_w;
+                float *restrict r0 = rows[0], *restrict r1 = rows[1];
+#pragma clang loop vectorize(assume_safety)
+                for (long tx = 0; tx < n; tx++) {
                     float s[4][2];  // M A, row by row
                     for (int r = 0; r < 4; r++) {
                         const float m0 = src[(r * 4 + 0) * stride + tx], m1 = src[(r * 4 + 1) * stride + tx];
@@ -98,13 +110,73 @@ MULTIVERSION void haze_winograd_output(const float *m, float *y, const float *bi
                         s[r][0] = m0 + m1 + m2;
                         s[r][1] = m1 - m2 - m3;
                     }
-                    for (int j = 0; j < 2; j++) {  // Aᵀ (M A)
-                        rows[0][2 * tx + j] = s[0][j] + s[1][j] + s[2][j] + shift;
-                        rows[1][2 * tx + j] = s[1][j] - s[2][j] - s[3][j] + shift;
-                    }
+                    // Aᵀ (M A)
+                    r0[2 * tx] = s[0][0] + s[1][0] + s[2][0] + shift;
+                    r0[2 * tx + 1] = s[0][1] + s[1][1] + s[2][1] + shift;
+                    r1[2 * tx] = s[1][0] - s[2][0] - s[3][0] + shift;
+                    r1[2 * tx + 1] = s[1][1] - s[2][1] - s[3][1] + shift;
                 }
                 for (int r = 0; r < 2 && 2 * ty + r < h; r++)
                     for (long q = 0; q < w; q++) plane[(2 * ty + r) * w + q] = rows[r][q];
+            }
+        }
+    }
+}
+
+MULTIVERSION void haze_winograd_output_gradient(const float *g, float *gt, long first_image, long images, long o, long h,
+                                                long w, long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = o * tiles;
+    // One gradient plane, zero past row h − 1 and column w − 1 (the outputs an odd size does not have).
+    const long pitch = 2 * vector_tiles(tiles_w);
+    float *padded = calloc((size_t)(2 * tiles_h * pitch), sizeof(float));
+    for (long oc = 0; oc < o; oc++) {
+        for (long b = 0; b < images; b++) {
+            const float *plane = g + ((first_image + b) * o + oc) * h * w;
+            for (long y = 0; y < h; y++) memcpy(padded + y * pitch, plane + y * w, sizeof(float) * w);
+            float *dst = gt + oc * tiles + b * per_image;
+            for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
+                const float *restrict g0 = padded + 2 * ty * pitch, *restrict g1 = g0 + pitch;
+                const long offset = dst - gt, n = offset + vector_tiles(tiles_w) <= stride ? vector_tiles(tiles_w) : tiles_w;
+                float *restrict u0 = dst, *restrict u1 = u0 + stride, *restrict u2 = u1 + stride, *restrict u3 = u2 + stride;
+                float *restrict u4 = u3 + stride, *restrict u5 = u4 + stride, *restrict u6 = u5 + stride, *restrict u7 = u6 + stride;
+                float *restrict u8 = u7 + stride, *restrict u9 = u8 + stride, *restrict u10 = u9 + stride, *restrict u11 = u10 + stride;
+                float *restrict u12 = u11 + stride, *restrict u13 = u12 + stride, *restrict u14 = u13 + stride, *restrict u15 = u14 + stride;
+#pragma clang loop vectorize(assume_safety)
+                for (long tx = 0; tx < n; tx++) {
+                    const long q = 2 * tx;
+                    // A ḡ: rows (ḡ0, ḡ0 + ḡ1, ḡ0 − ḡ1, −ḡ1), each a pair of columns.
+                    const float a00 = g0[q], a01 = g0[q + 1];
+                    const float a10 = g0[q] + g1[q], a11 = g0[q + 1] + g1[q + 1];
+                    const float a20 = g0[q] - g1[q], a21 = g0[q + 1] - g1[q + 1];
+                    const float a30 = -g1[q], a31 = -g1[q + 1];
+                    // (A ḡ) Aᵀ: each row (x0, x1) → (x0, x0 + x1, x0 − x1, −x1), position ξ = 4i + j.
+                    u0[tx] = a00;  u1[tx] = a00 + a01;  u2[tx] = a00 - a01;  u3[tx] = -a01;
+                    u4[tx] = a10;  u5[tx] = a10 + a11;  u6[tx] = a10 - a11;  u7[tx] = -a11;
+                    u8[tx] = a20;  u9[tx] = a20 + a21;  u10[tx] = a20 - a21; u11[tx] = -a21;
+                    u12[tx] = a30; u13[tx] = a30 + a31; u14[tx] = a30 - a31; u15[tx] = -a31;
+                }
+            }
+        }
+    }
+    free(padded);
+}
+
+MULTIVERSION void haze_winograd_weights_gradient(const float *du, float *dw, long o, long c) {
+    for (long r = 0; r < o; r++) {
+        for (long s = 0; s < c; s++) {
+            float d[4][4];
+            for (int xi = 0; xi < 16; xi++) d[xi / 4][xi % 4] = du[(xi * o + r) * c + s];
+            float t[3][4];  // Gᵀ ∂U
+            for (int j = 0; j < 4; j++) {
+                t[0][j] = d[0][j] + 0.5f * (d[1][j] + d[2][j]);
+                t[1][j] = 0.5f * (d[1][j] - d[2][j]);
+                t[2][j] = 0.5f * (d[1][j] + d[2][j]) + d[3][j];
+            }
+            float *k = dw + (r * c + s) * 9;
+            for (int i = 0; i < 3; i++) {  // (Gᵀ ∂U) G
+                k[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+                k[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
+                k[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
             }
         }
     }

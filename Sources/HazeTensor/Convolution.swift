@@ -128,8 +128,7 @@ extension Tensor {
                                needInput: Bool, needBias: Bool) -> [Tensor?] {
         let (o, p, k, chunk, items) = (geo.o, geo.p, geo.k, geo.chunk, geo.chunkCount)
         FlopCounter.add((needInput ? 4 : 2) * geo.n * o * p * k)
-        // The input gradient by Winograd where it applies; else col2im inside the loop below.
-        let winogradInput = needInput && Winograd.applies(geo), col2imInput = needInput && !winogradInput
+        if Winograd.applies(geo) { return winogradBackward(g, x: x, weight: weight, geometry: geo, needInput: needInput, needBias: needBias) }
         var partialB = [Float](repeating: 0, count: items * o)
         var dx = needInput ? Tensor(shape: x.shape) { _, _ in } : Tensor.zeros([0])
         var dw = [Float](repeating: 0, count: o * k)
@@ -153,7 +152,7 @@ extension Tensor {
                             }
                             geo.im2col(px, firstImage: b0, images: images, into: cols)
                             gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: cols, c: partialW + item * o * k)
-                            if col2imInput {
+                            if needInput {
                                 gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: cols)
                                 geo.col2im(cols, firstImage: b0, images: images, into: pdx)
                             }
@@ -173,16 +172,27 @@ extension Tensor {
             }
         }
         }
-        if winogradInput {
-            // ∂x = g ⊛ (w flipped, channels swapped): a 3×3 padding-1 convolution from O to C channels.
-            let u = Winograd.transformedWeights(weight, flip: true)
-            g.withScalars { pg in dx.withMutableScalars { pdx in
-                Winograd.convolve(pg, n: geo.n, c: o, h: geo.h, w: geo.w, u: u, o: geo.c, bias: nil, into: pdx)
-            } }
-        }
         let db = (0..<o).map { oc in (0..<items).reduce(Float(0)) { $0 + partialB[$1 * o + oc] } }
         return [needInput ? dx : nil,
                 Tensor(shape: weight.shape, scalars: dw),
                 needBias ? Tensor(shape: [o], scalars: db) : nil]
+    }
+
+    /// `conv2dBackward` for 3×3 stride-1 padding-1 convolutions, all by Winograd: ∂x = g ⊛ (w
+    /// flipped, channels swapped), a 3×3 padding-1 convolution from O to C channels; ∂w and ∂b
+    /// by `Winograd.weightGradient`.
+    private static func winogradBackward(_ g: Tensor, x: Tensor, weight: Tensor, geometry geo: ConvGeometry,
+                                         needInput: Bool, needBias: Bool) -> [Tensor?] {
+        var dx: Tensor?
+        if needInput {
+            let u = Winograd.transformedWeights(weight, flip: true)
+            dx = Tensor(shape: x.shape) { pdx, _ in
+                g.withScalars { Winograd.convolve($0, n: geo.n, c: geo.o, h: geo.h, w: geo.w, u: u, o: geo.c, bias: nil, into: pdx) }
+            }
+        }
+        let (dw, db) = x.withScalars { px in g.withScalars { pg in
+            Winograd.weightGradient(px, pg, n: geo.n, c: geo.c, h: geo.h, w: geo.w, o: geo.o)
+        } }
+        return [dx, Tensor(shape: weight.shape, scalars: dw), needBias ? Tensor(shape: [geo.o], scalars: db) : nil]
     }
 }

@@ -4,8 +4,9 @@ import CHazeKernels
 /// convolutions that make up most of a U-Net: 16 products of [O, C] · [C, T] over T 2×2 output
 /// tiles replace the [O, 9C] · [9C, 4T] product of im2col, 2.25× fewer multiplications and no
 /// column matrix. Used by `Tensor.conv2d` for the forward pass and for the input gradient (the
-/// same convolution with the kernels flipped and the channels swapped); the weight gradient
-/// stays on im2col. The transforms are C kernels (CHazeKernels/haze_winograd.c).
+/// same convolution with the kernels flipped and the channels swapped), and for the weight
+/// gradient (the adjoint of the transforms). The transforms are C kernels
+/// (CHazeKernels/haze_winograd.c).
 ///
 /// Threading as im2col: work items of whole images, one per worker at a time (about
 /// `tilesPerItem` tiles each), each with its own transform buffers and single-threaded SGEMMs.
@@ -43,29 +44,96 @@ enum Winograd {
         }
     }
 
+    /// The work split of a Winograd pass over n images of h × w: `chunk` images per item.
+    struct Plan {
+        let tilesH: Int, tilesW: Int, chunk: Int, items: Int
+        var perImage: Int { tilesH * tilesW }
+
+        init(n: Int, h: Int, w: Int, c: Int, o: Int) {
+            (tilesH, tilesW) = ((h + 1) / 2, (w + 1) / 2)
+            let threads = Parallel.threadCount
+            let chunk = Swift.max(1, tilesPerItem(c: c, o: o) / (tilesH * tilesW))
+            self.chunk = Swift.min(chunk, Swift.max(1, (n + threads - 1) / threads))
+            items = (n + self.chunk - 1) / self.chunk
+        }
+
+        /// The images of `item`: (first image, count, tiles).
+        func images(of item: Int, n: Int) -> (first: Int, count: Int, tiles: Int) {
+            let first = item * chunk, count = Swift.min(chunk, n - first)
+            return (first, count, count * perImage)
+        }
+    }
+
     /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and u [16, O, C].
     static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
                          u: [Float], o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
         guard n > 0 else { return }
-        let (tilesH, tilesW) = ((h + 1) / 2, (w + 1) / 2), perImage = tilesH * tilesW
-        let threads = Parallel.threadCount
-        var chunk = Swift.max(1, tilesPerItem(c: c, o: o) / perImage)
-        chunk = Swift.min(chunk, (n + threads - 1) / threads)
-        let items = (n + chunk - 1) / chunk
+        let plan = Plan(n: n, h: h, w: w, c: c, o: o)
         u.withUnsafeBufferPointer { pu in
-            Parallel.forEach(items, cost: 1 << 20) { range in
-                let tiles = chunk * perImage
+            Parallel.forEach(plan.items, cost: 1 << 20) { range in
+                let tiles = plan.chunk * plan.perImage
                 Scratch.withBuffer(16 * c * tiles) { v in Scratch.withBuffer(16 * o * tiles) { m in
                     for item in range {
-                        let b0 = item * chunk, images = Swift.min(chunk, n - b0), t = images * perImage
-                        haze_winograd_input(x, v, b0, images, c, h, w, tilesH, tilesW)
+                        let (b0, images, t) = plan.images(of: item, n: n)
+                        haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
                         for xi in 0..<16 {
                             gemm(m: o, n: t, k: c, a: pu.baseAddress! + xi * o * c, b: v + xi * c * t, c: m + xi * o * t)
                         }
-                        haze_winograd_output(m, y, bias, b0, images, o, h, w, tilesH, tilesW)
+                        haze_winograd_output(m, y, bias, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                     }
                 } }
             }
         }
+    }
+
+    /// The gradients of y = conv(x, w) + b with respect to w [O, C, 3, 3] and b [O], for the
+    /// output gradient g [N, O, H, W]: per item ∂U[ξ] = M̄[ξ] V[ξ]ᵀ (haze_winograd.c), summed
+    /// over items in item order (reproducible), then ∂w = Gᵀ ∂U G.
+    static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+                               n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
+        let plan = Plan(n: n, h: h, w: w, c: c, o: o), size = 16 * o * c
+        var partialB = [Float](repeating: 0, count: plan.items * o)
+        var du = [Float](repeating: 0, count: size)
+        Scratch.withBuffer(plan.items * size) { partial in
+            partialB.withUnsafeMutableBufferPointer { pb in
+                Parallel.forEach(plan.items, cost: 1 << 20) { range in
+                    let tiles = plan.chunk * plan.perImage
+                    Scratch.withBuffer(16 * c * tiles) { v in Scratch.withBuffer(16 * o * tiles) { mbar in
+                        for item in range {
+                            let (b0, images, t) = plan.images(of: item, n: n)
+                            for oc in 0..<o {
+                                var acc: Float = 0
+                                for b in 0..<images {
+                                    let plane = g + ((b0 + b) * o + oc) * h * w
+                                    for q in 0..<(h * w) { acc += plane[q] }
+                                }
+                                pb[item * o + oc] = acc
+                            }
+                            haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
+                            haze_winograd_output_gradient(g, mbar, b0, images, o, h, w, plan.tilesH, plan.tilesW)
+                            for xi in 0..<16 {
+                                gemm(transposeB: true, m: o, n: c, k: t, a: mbar + xi * o * t, b: v + xi * c * t,
+                                     c: partial + item * size + xi * o * c)
+                            }
+                        }
+                    } }
+                }
+            }
+            du.withUnsafeMutableBufferPointer { out in
+                Parallel.forEach(size, cost: plan.items) { range in
+                    for i in range {
+                        var acc: Float = 0
+                        for item in 0..<plan.items { acc += partial[item * size + i] }
+                        out[i] = acc
+                    }
+                }
+            }
+        }
+        let dw = [Float](unsafeUninitializedCapacity: 9 * o * c) { buffer, initialized in
+            haze_winograd_weights_gradient(du, buffer.baseAddress!, o, c)
+            initialized = 9 * o * c
+        }
+        let db = (0..<o).map { oc in (0..<plan.items).reduce(Float(0)) { $0 + partialB[$1 * o + oc] } }
+        return (dw, db)
     }
 }

@@ -55,5 +55,11 @@ void haze_winograd_input(const float *x, float *v, long first_image, long images
 /// m [16, O, T] → those images' planes of y [N, O, H, W], plus bias [O] (may be NULL).
 void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
                           long o, long h, long w, long tiles_h, long tiles_w);
+/// The weight gradient's half of the output transform: output-gradient tiles of images
+/// [first_image, first_image + images) of g [N, O, H, W] → gt [16, O, T], gt = A ḡ Aᵀ per tile.
+void haze_winograd_output_gradient(const float *g, float *gt, long first_image, long images, long o, long h, long w,
+                                   long tiles_h, long tiles_w);
+/// ∂U [16, O, C] → ∂w [O, C, 3, 3] = Gᵀ ∂U G (the adjoint of haze_winograd_weights without flip).
+void haze_winograd_weights_gradient(const float *du, float *dw, long o, long c);
 
 #endif
