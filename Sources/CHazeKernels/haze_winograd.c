@@ -16,26 +16,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c, int flip) {
-    const long rows = flip ? c : o, cols = flip ? o : c;
-    for (long r = 0; r < rows; r++) {
-        for (long s = 0; s < cols; s++) {
-            // g: the 3×3 kernel from input channel s to output channel r of this convolution.
-            float g[3][3];
-            const float *k = flip ? w + (s * c + r) * 9 : w + (r * c + s) * 9;
-            for (int i = 0; i < 3; i++)
-                for (int j = 0; j < 3; j++) g[i][j] = flip ? k[(2 - i) * 3 + (2 - j)] : k[i * 3 + j];
-            float t[4][3];  // G g
-            for (int j = 0; j < 3; j++) {
-                t[0][j] = g[0][j];
-                t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-                t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-                t[3][j] = g[2][j];
-            }
-            for (int i = 0; i < 4; i++) {  // (G g) Gᵀ
-                const float v[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
-                for (int j = 0; j < 4; j++) u[((i * 4 + j) * rows + r) * cols + s] = v[j];
-            }
+MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c, long first_row, long row_count) {
+    const long plane = o * c;
+    for (long r = first_row; r < first_row + row_count; r++) {
+        float *restrict dst = u + r * c;
+        const float *restrict k = w + r * c * 9;
+#pragma clang loop vectorize(assume_safety)
+        for (long s = 0; s < c; s++) {
+            // g: the 3×3 kernel from input channel s to output channel r.
+            const float *g = k + s * 9;
+            const float g00 = g[0], g01 = g[1], g02 = g[2], g10 = g[3], g11 = g[4], g12 = g[5], g20 = g[6], g21 = g[7], g22 = g[8];
+            // G g, column by column: rows (g0, ½(g0 + g1 + g2), ½(g0 − g1 + g2), g2).
+            const float t00 = g00, t01 = g01, t02 = g02;
+            const float t10 = 0.5f * (g00 + g10 + g20), t11 = 0.5f * (g01 + g11 + g21), t12 = 0.5f * (g02 + g12 + g22);
+            const float t20 = 0.5f * (g00 - g10 + g20), t21 = 0.5f * (g01 - g11 + g21), t22 = 0.5f * (g02 - g12 + g22);
+            const float t30 = g20, t31 = g21, t32 = g22;
+            // (G g) Gᵀ, row i: (t0, ½(t0 + t1 + t2), ½(t0 − t1 + t2), t2) at positions ξ = 4i + j.
+#define HAZE_ROW(i, a0, a1, a2)                                                 \
+            dst[(4 * i + 0) * plane + s] = a0;                                  \
+            dst[(4 * i + 1) * plane + s] = 0.5f * (a0 + a1 + a2);               \
+            dst[(4 * i + 2) * plane + s] = 0.5f * (a0 - a1 + a2);               \
+            dst[(4 * i + 3) * plane + s] = a2;
+            HAZE_ROW(0, t00, t01, t02)
+            HAZE_ROW(1, t10, t11, t12)
+            HAZE_ROW(2, t20, t21, t22)
+            HAZE_ROW(3, t30, t31, t32)
+#undef HAZE_ROW
         }
     }
 }
@@ -159,6 +165,12 @@ MULTIVERSION void haze_winograd_output_gradient(const float *g, float *gt, long 
         }
     }
     free(padded);
+}
+
+MULTIVERSION void haze_flipped_kernels(const float *w, float *wf, long o, long c, long first_row, long row_count) {
+    for (long r = first_row; r < first_row + row_count; r++)
+        for (long s = 0; s < o; s++)
+            for (int i = 0; i < 9; i++) wf[(r * o + s) * 9 + i] = w[(s * c + r) * 9 + 8 - i];
 }
 
 MULTIVERSION void haze_winograd_weights_gradient(const float *du, float *dw, long o, long c) {

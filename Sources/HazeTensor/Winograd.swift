@@ -35,11 +35,23 @@ enum Winograd {
         ConvolutionAlgorithm.current == .automatic && geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.padding == Padding2D(1)
     }
 
-    /// The transformed weights U [16, rows, cols] of w [O, C, 3, 3] (see haze_winograd_weights).
+    /// The transformed weights U [16, O, C] of w [O, C, 3, 3] (see haze_winograd_weights); with
+    /// `flip`, those of the input-gradient convolution: U [16, C, O] of w flipped in space with
+    /// the channels swapped.
     static func transformedWeights(_ w: Tensor, flip: Bool) -> [Float] {
         let (o, c) = (w.shape[0], w.shape[1])
-        return [Float](unsafeUninitializedCapacity: 16 * o * c) { buffer, initialized in
-            w.withScalars { haze_winograd_weights($0, buffer.baseAddress!, o, c, flip ? 1 : 0) }
+        return w.withScalars { pw in
+            guard flip else { return transform(pw, o: o, c: c) }
+            return Scratch.withBuffer(9 * o * c) { wf in
+                Parallel.forEach(c, cost: 20 * o) { rows in haze_flipped_kernels(pw, wf, o, c, rows.lowerBound, rows.count) }
+                return transform(wf, o: c, c: o)
+            }
+        }
+    }
+
+    private static func transform(_ w: UnsafePointer<Float>, o: Int, c: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: 16 * o * c) { buffer, initialized in
+            Parallel.forEach(o, cost: 50 * c) { rows in haze_winograd_weights(w, buffer.baseAddress!, o, c, rows.lowerBound, rows.count) }
             initialized = 16 * o * c
         }
     }

@@ -45,9 +45,12 @@ void haze_col2im(const float *cols, float *dx, long first_image, long images, lo
                  long kh, long kw, long stride, long top, long left, long ho, long wo);
 
 /// Winograd F(2×2, 3×3) for 3×3, stride-1, padding-1 convolutions (see haze_winograd.c).
-/// Weights w [O, C, 3, 3] → u [16, rows, cols]: rows = O, cols = C; or, with flip, the kernel
-/// of the input-gradient convolution (w flipped in space, channels swapped): rows = C, cols = O.
-void haze_winograd_weights(const float *w, float *u, long o, long c, int flip);
+/// Weights w [O, C, 3, 3] → u [16, O, C]; writes rows [first_row, first_row + row_count) of
+/// each of the 16 blocks.
+void haze_winograd_weights(const float *w, float *u, long o, long c, long first_row, long row_count);
+/// The kernels of the input-gradient convolution, w [O, C, 3, 3] flipped in space with the
+/// channels swapped → wf [C, O, 3, 3]; writes rows [first_row, first_row + row_count) of wf.
+void haze_flipped_kernels(const float *w, float *wf, long o, long c, long first_row, long row_count);
 /// Input tiles of images [first_image, first_image + images) of x [N, C, H, W] →
 /// v [16, C, T], T = images · tiles_h · tiles_w, tiles_h = ⌈H/2⌉, tiles_w = ⌈W/2⌉.
 void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
