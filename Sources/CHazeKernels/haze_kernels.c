@@ -47,6 +47,17 @@ MULTIVERSION void haze_silu_backward(const float *x, const float *g, float *dx, 
     }
 }
 
+MULTIVERSION float haze_sum(const float *x, long n) {
+    float lanes[16] = {0};
+    long i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) lanes[l] += x[i + l];
+    float acc = 0;
+    for (int l = 0; l < 16; l++) acc += lanes[l];
+    for (; i < n; i++) acc += x[i];
+    return acc;
+}
+
 MULTIVERSION void haze_softmax_rows(const float *x, float *y, long rows, long d, int log_softmax) {
     // Each row is copied to y and then transformed in place: single-pointer loops vectorise
     // without alias checks (and x == y is allowed).

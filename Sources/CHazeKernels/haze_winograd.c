@@ -21,7 +21,7 @@ MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c
     for (long r = first_row; r < first_row + row_count; r++) {
         float *restrict dst = u + r * c;
         const float *restrict k = w + r * c * 9;
-#pragma clang loop vectorize(assume_safety)
+#pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
         for (long s = 0; s < c; s++) {
             // g: the 3×3 kernel from input channel s to output channel r.
             const float *g = k + s * 9;
@@ -74,7 +74,7 @@ MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image
                 float *restrict u8 = u7 + stride, *restrict u9 = u8 + stride, *restrict u10 = u9 + stride, *restrict u11 = u10 + stride;
                 float *restrict u12 = u11 + stride, *restrict u13 = u12 + stride, *restrict u14 = u13 + stride, *restrict u15 = u14 + stride;
                 // The 16 output rows and the 4 source rows never overlap (the pointers above are disjoint).
-#pragma clang loop vectorize(assume_safety)
+#pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
                 for (long tx = 0; tx < n; tx++) {
                     // The 4×4 tile d is rows d0…d3, columns 2tx…2tx+3; t = Bᵀ d.
                     const long q = 2 * tx;
@@ -107,7 +107,7 @@ MULTIVERSION void haze_winograd_output(const float *m, float *y, const float *bi
                 const float *restrict src = m + oc * tiles + (b * tiles_h + ty) * tiles_w;
                 const long offset = src - m, n = offset + vector_tiles(tiles_w) <= stride ? vector_tiles(tiles_w) : tiles_w;
                 float *restrict r0 = rows[0], *restrict r1 = rows[1];
-#pragma clang loop vectorize(assume_safety)
+#pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
                 for (long tx = 0; tx < n; tx++) {
                     float s[4][2];  // M A, row by row
                     for (int r = 0; r < 4; r++) {
@@ -147,7 +147,7 @@ MULTIVERSION void haze_winograd_output_gradient(const float *g, float *gt, long 
                 float *restrict u4 = u3 + stride, *restrict u5 = u4 + stride, *restrict u6 = u5 + stride, *restrict u7 = u6 + stride;
                 float *restrict u8 = u7 + stride, *restrict u9 = u8 + stride, *restrict u10 = u9 + stride, *restrict u11 = u10 + stride;
                 float *restrict u12 = u11 + stride, *restrict u13 = u12 + stride, *restrict u14 = u13 + stride, *restrict u15 = u14 + stride;
-#pragma clang loop vectorize(assume_safety)
+#pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
                 for (long tx = 0; tx < n; tx++) {
                     const long q = 2 * tx;
                     // A ḡ: rows (ḡ0, ḡ0 + ḡ1, ḡ0 − ḡ1, −ḡ1), each a pair of columns.

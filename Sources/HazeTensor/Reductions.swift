@@ -1,3 +1,5 @@
+import CHazeKernels
+
 /// Reductions over axes: sum, mean and max, with or without the reduced axes kept (extent 1).
 /// Sums accumulate in Double.
 
@@ -36,9 +38,7 @@ extension Tensor {
                             var acc: Double = 0
                             for i in 0..<r1 {
                                 let row = p + (i * k + j) * r2
-                                var partial: Float = 0
-                                for l in 0..<r2 { partial += row[l] }
-                                acc += Double(partial)
+                                acc += Double(haze_sum(row, r2))
                             }
                             out[j] = Float(acc)
                         }

@@ -115,10 +115,7 @@ enum Winograd {
                             let (b0, images, t) = plan.images(of: item, n: n)
                             for oc in 0..<o {
                                 var acc: Float = 0
-                                for b in 0..<images {
-                                    let plane = g + ((b0 + b) * o + oc) * h * w
-                                    for q in 0..<(h * w) { acc += plane[q] }
-                                }
+                                for b in 0..<images { acc += haze_sum(g + ((b0 + b) * o + oc) * h * w, h * w) }
                                 pb[item * o + oc] = acc
                             }
                             haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)

@@ -15,6 +15,8 @@ void haze_silu(const float *x, float *y, long n);
 void haze_silu_backward(const float *x, const float *g, float *dx, long n);
 /// Softmax (or log-softmax when log_softmax != 0) of each of `rows` rows of length d.
 void haze_softmax_rows(const float *x, float *y, long rows, long d, int log_softmax);
+/// Σ x[0..<n], in 16 interleaved partial sums (vectorised; a fixed order, so reproducible).
+float haze_sum(const float *x, long n);
 
 
 
