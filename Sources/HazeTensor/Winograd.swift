@@ -99,17 +99,20 @@ enum Winograd {
     }
 
     /// The gradients of y = conv(x, w) + b with respect to w [O, C, 3, 3] and b [O], for the
-    /// output gradient g [N, O, H, W]: per item ∂U[ξ] = M̄[ξ] V[ξ]ᵀ (haze_winograd.c), summed
-    /// over items in item order (reproducible), then ∂w = Gᵀ ∂U G.
+    /// output gradient g [N, O, H, W]: per item ∂U[ξ] += M̄[ξ] V[ξ]ᵀ (haze_winograd.c), summed by
+    /// each range of items into the slot of its first item, the slots then in order (for a given
+    /// thread count the result does not depend on timing), then ∂w = Gᵀ ∂U G.
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
                                n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
         let plan = Plan(n: n, h: h, w: w, c: c, o: o), size = 16 * o * c
         var partialB = [Float](repeating: 0, count: plan.items * o)
+        var used = [Bool](repeating: false, count: plan.items)
         var du = [Float](repeating: 0, count: size)
         Scratch.withBuffer(plan.items * size) { partial in
-            partialB.withUnsafeMutableBufferPointer { pb in
+            partialB.withUnsafeMutableBufferPointer { pb in used.withUnsafeMutableBufferPointer { used in
                 Parallel.forEach(plan.items, cost: 1 << 20) { range in
-                    let tiles = plan.chunk * plan.perImage
+                    let tiles = plan.chunk * plan.perImage, slot = partial + range.lowerBound * size
+                    used[range.lowerBound] = true
                     Scratch.withBuffer(16 * c * tiles) { v in Scratch.withBuffer(16 * o * tiles) { mbar in
                         for item in range {
                             let (b0, images, t) = plan.images(of: item, n: n)
@@ -122,18 +125,19 @@ enum Winograd {
                             haze_winograd_output_gradient(g, mbar, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                             for xi in 0..<16 {
                                 gemm(transposeB: true, m: o, n: c, k: t, a: mbar + xi * o * t, b: v + xi * c * t,
-                                     c: partial + item * size + xi * o * c)
+                                     beta: item == range.lowerBound ? 0 : 1, c: slot + xi * o * c)
                             }
                         }
                     } }
                 }
-            }
+            } }
             du.withUnsafeMutableBufferPointer { out in
-                Parallel.forEach(size, cost: plan.items) { range in
-                    for i in range {
-                        var acc: Float = 0
-                        for item in 0..<plan.items { acc += partial[item * size + i] }
-                        out[i] = acc
+                let slots = used.indices.filter { used[$0] }
+                Parallel.forEach(size, cost: 4 * slots.count) { range in
+                    for i in range { out[i] = 0 }
+                    for s in slots {
+                        let p = partial + s * size
+                        for i in range { out[i] += p[i] }
                     }
                 }
             }
