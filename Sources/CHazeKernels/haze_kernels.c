@@ -134,7 +134,7 @@ void haze_transpose(const float *x, float *y, long rows, long cols) {
 // Group normalisation over groups [first, first + count) of x: [N·G, C/G, S] (see the header).
 MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float *gamma, const float *beta,
                                           long first, long count, long groups, long per_group, long spatial,
-                                          float eps, float *mean_out, float *rstd_out) {
+                                          float eps, int silu, float *mean_out, float *rstd_out) {
 #pragma clang fp reassociate(on)
     const long m = per_group * spatial;
     for (long q = first; q < first + count; q++) {
@@ -154,7 +154,14 @@ MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float 
             const float shift = (beta ? beta[channel] : 0.0f) - mean * scale;
             const float *s = src + c * spatial;
             float *d = dst + c * spatial;
-            for (long i = 0; i < spatial; i++) d[i] = s[i] * scale + shift;
+            if (silu) {
+                for (long i = 0; i < spatial; i++) {
+                    const float pre = s[i] * scale + shift;
+                    d[i] = pre / (1.0f + exp_approx(-pre));
+                }
+            } else {
+                for (long i = 0; i < spatial; i++) d[i] = s[i] * scale + shift;
+            }
         }
     }
 }
@@ -162,6 +169,7 @@ MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float 
 MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const float *gamma,
                                            const float *mean, const float *rstd, float *dx,
                                            float *dgamma_parts, float *dbeta_parts,
+                                           const float *beta, int silu,
                                            long first, long count, long groups, long per_group, long spatial) {
 #pragma clang fp reassociate(on)
     const long m = per_group * spatial, channels = groups * per_group;
@@ -174,6 +182,17 @@ MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const
             const long channel = (q % groups) * per_group + c;
             const float gm = gamma ? gamma[channel] : 1.0f;
             const float *xc = xs + c * spatial, *gc = gs + c * spatial;
+            if (silu) {
+                // g is the gradient of SiLU(y): the gradient of y (recomputed as in the forward pass)
+                // goes to dx, read back below.
+                const float scale = gm * r, shift = (beta ? beta[channel] : 0.0f) - mu * scale;
+                float *gy = dxs + c * spatial;
+                for (long i = 0; i < spatial; i++) {
+                    const float pre = xc[i] * scale + shift, sg = 1.0f / (1.0f + exp_approx(-pre));
+                    gy[i] = gc[i] * sg * (1.0f + pre * (1.0f - sg));
+                }
+                gc = gy;
+            }
             float a = 0, b = 0;
             for (long i = 0; i < spatial; i++) { a += gc[i] * ((xc[i] - mu) * r); b += gc[i]; }
             dgamma_parts[(q / groups) * channels + channel] = a;
@@ -185,8 +204,8 @@ MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const
         for (long c = 0; c < per_group; c++) {
             const long channel = (q % groups) * per_group + c;
             const float gm = gamma ? gamma[channel] : 1.0f;
-            const float *xc = xs + c * spatial, *gc = gs + c * spatial;
             float *d = dxs + c * spatial;
+            const float *xc = xs + c * spatial, *gc = silu ? d : gs + c * spatial;
             for (long i = 0; i < spatial; i++) d[i] = r * (gc[i] * gm - mean_g - (xc[i] - mu) * r * mean_gx);
         }
     }

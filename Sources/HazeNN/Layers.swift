@@ -73,12 +73,12 @@ public struct Norm: Module {
                                  ParameterSpec(key(prefix, "running_var"), [channels], .ones, isBuffer: true)] : [])
     }
 
-    /// x: [N, C, *] → same shape.
-    public func callAsFunction(_ x: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
+    /// x: [N, C, *] → same shape; followed by SiLU when `silu` (fused into the group norm).
+    public func callAsFunction(_ x: Tensor, _ p: ParameterSet, _ context: ForwardContext, silu: Bool = false) -> Tensor {
         let (w, b) = (p.value(key(prefix, "weight")), p.value(key(prefix, "bias")))
         switch kind {
         case .group:
-            return Tensor.groupNorm(x, groups: groups, weight: w, bias: b, epsilon: epsilon)
+            return Tensor.groupNorm(x, groups: groups, weight: w, bias: b, epsilon: epsilon, applyingSiLU: silu)
         case .batch:
             let (meanKey, varKey) = (key(prefix, "running_mean"), key(prefix, "running_var"))
             var mean = context.buffers[meanKey] ?? p.value(meanKey)
@@ -86,7 +86,7 @@ public struct Norm: Module {
             let y = Tensor.batchNorm(x, weight: w, bias: b, runningMean: &mean, runningVariance: &variance,
                                      training: context.training, epsilon: epsilon)
             if context.training { context.buffers[meanKey] = mean; context.buffers[varKey] = variance }
-            return y
+            return silu ? y.silu() : y
         }
     }
 }

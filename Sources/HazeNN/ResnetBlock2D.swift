@@ -36,17 +36,16 @@ public struct ResnetBlock2D: Module {
 
     /// x: [N, in, H, W], temb: [N, T] → [N, out, H, W]
     public func callAsFunction(_ x: Tensor, _ temb: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
-        var h = conv1(norm1(x, p, context).silu(), p)
+        var h = conv1(norm1(x, p, context, silu: true), p)
         let t = timeProjection(temb.silu(), p)
         let c = h.shape[1]
         switch timeEmbeddingNorm {
         case .default:
-            h = norm2(h + t.reshaped(to: [t.shape[0], c, 1, 1]), p, context)
+            h = norm2(h + t.reshaped(to: [t.shape[0], c, 1, 1]), p, context, silu: true)
         case .scaleShift:
             let parts = t.reshaped(to: [t.shape[0], 2 * c, 1, 1]).chunked(2, alongAxis: 1)
-            h = norm2(h, p, context) * (parts[0] + 1) + parts[1]
+            h = (norm2(h, p, context) * (parts[0] + 1) + parts[1]).silu()
         }
-        h = h.silu()
         if context.training && dropout > 0 { h = h.dropout(probability: dropout, generator: &context.generator) }
         h = conv2(h, p)
         let residual = shortcut.map { $0(x, p) } ?? x

@@ -25,7 +25,10 @@ extension Tensor {
     /// Group normalisation. x: [N, C, *] with C divisible by `groups`; weight, bias: [C].
     /// Statistics over each (n, group): M = (C/G)·Π(*) values. mean, rstd: [N, G] saved for
     /// backward. Parallel over the N·G groups (forward and ∂x) and over channels (∂γ, ∂β).
-    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5) -> Tensor {
+    /// With `applyingSiLU`, returns SiLU(groupNorm(x)) in one pass (as ResNet blocks use it);
+    /// the backward recomputes the normalised values from x, mean and rstd instead of keeping them.
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5,
+                                 applyingSiLU silu: Bool = false) -> Tensor {
         precondition(x.rank >= 2 && x.shape[1] % groups == 0, "groupNorm: \(x.shape[1]) channels do not split into \(groups) groups")
         let (n, c) = (x.shape[0], x.shape[1])
         let spatial = x.count / Swift.max(n * c, 1), perGroup = c / groups, m = perGroup * spatial
@@ -37,7 +40,7 @@ extension Tensor {
                 mean.withUnsafeMutableBufferPointer { pm in rstd.withUnsafeMutableBufferPointer { pr in
                     Parallel.forEach(n * groups, cost: 4 * m) { range in
                         haze_group_norm_forward(px, out, gamma, beta, range.lowerBound, range.count, groups, perGroup, spatial,
-                                                epsilon, pm.baseAddress!, pr.baseAddress!)
+                                                epsilon, silu ? 1 : 0, pm.baseAddress!, pr.baseAddress!)
                     }
                 } }
             }
@@ -55,7 +58,7 @@ extension Tensor {
                     dgammaParts.withUnsafeMutableBufferPointer { pdg in dbetaParts.withUnsafeMutableBufferPointer { pdb in
                         Parallel.forEach(n * groups, cost: 8 * m) { range in
                             haze_group_norm_backward(px, pg, gamma, mean, rstd, pdx.baseAddress!, pdg.baseAddress!, pdb.baseAddress!,
-                                                     range.lowerBound, range.count, groups, perGroup, spatial)
+                                                     beta, silu ? 1 : 0, range.lowerBound, range.count, groups, perGroup, spatial)
                         }
                     } }
                 }

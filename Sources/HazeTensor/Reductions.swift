@@ -33,6 +33,19 @@ extension Tensor {
             values = [Float](repeating: 0, count: k)
             values.withUnsafeMutableBufferPointer { out in
                 withScalars { p in
+                    if r2 == 1 {
+                        // Column sums of [R1, K] (e.g. a bias gradient): rows outer, so the inner loop
+                        // runs along contiguous memory; the same order of additions as below.
+                        Parallel.forEach(k, cost: r1) { range in
+                            var acc = [Double](repeating: 0, count: range.count)
+                            for i in 0..<r1 {
+                                let row = p + i * k + range.lowerBound
+                                for j in 0..<range.count { acc[j] += Double(row[j]) }
+                            }
+                            for j in 0..<range.count { out[range.lowerBound + j] = Float(acc[j]) }
+                        }
+                        return
+                    }
                     Parallel.forEach(k, cost: r1 * r2) { range in
                         for j in range {
                             var acc: Double = 0

@@ -107,6 +107,18 @@ final class GradientTests: XCTestCase {
         let x = normal([2, 6, 3, 3], 29), w = normal([6], 30), b = normal([6], 31)
         checkGradients([x, w, b]) { Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2]) }
         checkGradients([x]) { Tensor.groupNorm($0[0], groups: 2, weight: nil, bias: nil, epsilon: 1e-6) }
+        // Group norm fused with SiLU: its gradients, and the same values and gradients as the two ops.
+        checkGradients([x, w, b]) { Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2], applyingSiLU: true) }
+        checkGradients([x]) { Tensor.groupNorm($0[0], groups: 2, weight: nil, bias: nil, applyingSiLU: true) }
+        let cotangent = normal([2, 6, 3, 3], 35)
+        let (fused, fusedGrads) = valueWithGradient(at: [x, w, b]) {
+            (Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2], applyingSiLU: true) * cotangent).sum()
+        }
+        let (separate, separateGrads) = valueWithGradient(at: [x, w, b]) {
+            (Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2]).silu() * cotangent).sum()
+        }
+        XCTAssertEqual(fused.scalars[0], separate.scalars[0], accuracy: 1e-5)
+        for (f, s) in zip(fusedGrads, separateGrads) { assertClose(f, s, tolerance: 1e-5) }
         checkGradients([normal([3, 4, 5], 32), normal([5], 33), normal([5], 34)]) {
             Tensor.layerNorm($0[0], weight: $0[1], bias: $0[2])
         }

@@ -27,15 +27,17 @@ void haze_small_matmul(const float *a, const float *b, float *c, long m, long n,
 void haze_transpose(const float *x, float *y, long rows, long cols);
 
 /// Group norm forward for groups q in [first, first + count): x, y are [N·G groups, per_group, spatial];
-/// channel of (q, c) = (q mod groups)·per_group + c; gamma/beta may be NULL. Writes mean, rstd [N·G].
+/// channel of (q, c) = (q mod groups)·per_group + c; gamma/beta may be NULL. With silu != 0, y is
+/// SiLU of the normalised values. Writes mean, rstd [N·G].
 void haze_group_norm_forward(const float *x, float *y, const float *gamma, const float *beta,
                              long first, long count, long groups, long per_group, long spatial,
-                             float eps, float *mean_out, float *rstd_out);
+                             float eps, int silu, float *mean_out, float *rstd_out);
 /// Group norm backward for the same groups: dx, and per (n, channel) partial sums
-/// dgamma_parts = Σ g·x̂, dbeta_parts = Σ g, both [N, C].
+/// dgamma_parts = Σ g·x̂, dbeta_parts = Σ g, both [N, C]. With silu != 0, g is the gradient of
+/// the SiLU output (the forward's silu), and beta must be the forward's.
 void haze_group_norm_backward(const float *x, const float *g, const float *gamma,
                               const float *mean, const float *rstd, float *dx,
-                              float *dgamma_parts, float *dbeta_parts,
+                              float *dgamma_parts, float *dbeta_parts, const float *beta, int silu,
                               long first, long count, long groups, long per_group, long spatial);
 
 /// im2col for images [first_image, first_image + images) of x: [N, C, H, W] into cols: [C·KH·KW, images·HO·WO]
