@@ -43,6 +43,9 @@ struct ConvGeometry {
         return Swift.max(1, (n + items - 1) / items)
     }
     var chunkCount: Int { (n + chunk - 1) / chunk }
+    /// 1×1, stride 1, no padding: an image's column matrix is its own [C, P] planes, so with one
+    /// image per item im2col and col2im are skipped.
+    var isPointwise: Bool { kh == 1 && kw == 1 && stride == 1 && padding == .zero }
 
     /// cols[(ci·KH + i)·KW + j][b·P + oy·WO + ox] = x[b0 + b, ci, oy·s − top + i, ox·s − left + j]
     /// (0 outside the image). x: [N, C, H, W]; cols: [K, B·P]. Runs on the calling thread (C kernel).
@@ -90,9 +93,15 @@ extension Tensor {
                     Scratch.withBuffer(k * chunk * p) { cols in Scratch.withBuffer(chunk > 1 ? o * chunk * p : 0) { tmp in
                         for item in items {
                             let b0 = item * chunk, images = Swift.min(chunk, geo.n - b0), ld = images * p
-                            geo.im2col(px, firstImage: b0, images: images, into: cols)
                             let direct = chunk == 1
-                            gemm(m: o, n: ld, k: k, a: pw, b: cols, c: direct ? out + b0 * o * p : tmp)
+                            let columns: UnsafePointer<Float>
+                            if direct && geo.isPointwise {
+                                columns = px + b0 * k * p
+                            } else {
+                                geo.im2col(px, firstImage: b0, images: images, into: cols)
+                                columns = UnsafePointer(cols)
+                            }
+                            gemm(m: o, n: ld, k: k, a: pw, b: columns, c: direct ? out + b0 * o * p : tmp)
                             guard !direct || biasValues != nil else { continue }
                             for b in 0..<images {
                                 for oc in 0..<o {
@@ -146,9 +155,14 @@ extension Tensor {
                                 for b in 0..<images {
                                     let src = pg + ((b0 + b) * o + oc) * p
                                     if chunk > 1 { (gathered + oc * ld + b * p).update(from: src, count: p) }
-                                    for q in 0..<p { acc += src[q] }
+                                    acc += haze_sum(src, p)
                                 }
                                 pb[item * o + oc] = acc
+                            }
+                            if chunk == 1 && geo.isPointwise {  // x and ∂x are the columns themselves
+                                gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: px + b0 * k * p, c: partialW + item * o * k)
+                                if needInput { gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: pdx + b0 * k * p) }
+                                continue
                             }
                             geo.im2col(px, firstImage: b0, images: images, into: cols)
                             gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: cols, c: partialW + item * o * k)

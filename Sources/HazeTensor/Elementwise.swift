@@ -42,6 +42,12 @@ extension Tensor {
                             let o = out + row * inner, x = pa + offsetsA[row], y = pb + offsetsB[row]
                             if sa == 1 && sb == 1 {
                                 for j in 0..<inner { o[j] = F.apply(x[j], y[j]) }
+                            } else if sa == 1 && sb == 0 {  // e.g. a per-channel value added to each plane
+                                let c = y[0]
+                                for j in 0..<inner { o[j] = F.apply(x[j], c) }
+                            } else if sa == 0 && sb == 1 {
+                                let c = x[0]
+                                for j in 0..<inner { o[j] = F.apply(c, y[j]) }
                             } else if sb == 0 {
                                 let c = y[0]
                                 for j in 0..<inner { o[j] = F.apply(x[j * sa], c) }

@@ -95,6 +95,15 @@ final class GradientTests: XCTestCase {
             Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: Padding2D(top: 0, bottom: 1, left: 0, right: 1))
         }
         checkGradients([x, normal([2, 3, 1, 1], 27)]) { Tensor.conv2d($0[0], weight: $0[1]) }
+        // A 1×1 convolution on images of ≥ 512 pixels reads x in place (no im2col): values against
+        // Σ_c w[o, c] x[n, c, q] + b[o], gradients by finite differences.
+        let big = normal([2, 3, 23, 23], 36), w1 = normal([2, 3, 1, 1], 37), b1 = normal([2], 38)
+        let y = Tensor.conv2d(big, weight: w1, bias: b1)
+        for (n, o, q) in [(0, 0, 0), (1, 1, 528), (1, 0, 300)] {
+            let expected = (0..<3).reduce(b1.scalars[o]) { $0 + w1.scalars[o * 3 + $1] * big.scalars[(n * 3 + $1) * 529 + q] }
+            XCTAssertEqual(y.scalars[(n * 2 + o) * 529 + q], expected, accuracy: 1e-5)
+        }
+        checkGradients([big, w1, b1]) { Tensor.conv2d($0[0], weight: $0[1], bias: $0[2]) }
     }
 
     func testResampling() {
