@@ -134,8 +134,7 @@ enum Winograd {
             du.withUnsafeMutableBufferPointer { out in
                 let slots = used.indices.filter { used[$0] }
                 Parallel.forEach(size, cost: 4 * slots.count) { range in
-                    for i in range { out[i] = 0 }
-                    for s in slots {
+                    for s in slots {  // du starts at zero
                         let p = partial + s * size
                         for i in range { out[i] += p[i] }
                     }
