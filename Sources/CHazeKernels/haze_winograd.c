@@ -52,6 +52,21 @@ MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c
 // so those rows overwrite it); where the block ends too soon, the loop runs the exact count.
 static inline long vector_tiles(long n) { return (n + 7) & ~7L; }
 
+// The trip count for a tile row starting `offset` floats into a position block of `stride`:
+// rounded up only while the spill stays inside the block.
+static inline long row_tiles(long offset, long tiles_w, long stride) {
+    return offset + vector_tiles(tiles_w) <= stride ? vector_tiles(tiles_w) : tiles_w;
+}
+
+// u0…u15: the 16 position rows of a tile row, `stride` apart from `dst` (disjoint).
+#define POSITION_ROWS(dst, stride)                                                                          \
+    float *restrict u0 = (dst), *restrict u1 = u0 + (stride), *restrict u2 = u1 + (stride);               \
+    float *restrict u3 = u2 + (stride), *restrict u4 = u3 + (stride), *restrict u5 = u4 + (stride);       \
+    float *restrict u6 = u5 + (stride), *restrict u7 = u6 + (stride), *restrict u8 = u7 + (stride);       \
+    float *restrict u9 = u8 + (stride), *restrict u10 = u9 + (stride), *restrict u11 = u10 + (stride);    \
+    float *restrict u12 = u11 + (stride), *restrict u13 = u12 + (stride), *restrict u14 = u13 + (stride); \
+    float *restrict u15 = u14 + (stride);
+
 MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                       long tiles_h, long tiles_w) {
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = c * tiles;  // stride: between ξ
@@ -67,12 +82,8 @@ MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image
             for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
                 const float *restrict d0 = padded + 2 * ty * pitch, *restrict d1 = d0 + pitch,
                             *restrict d2 = d1 + pitch, *restrict d3 = d2 + pitch;
-                // Round the trip count up only while the spill stays inside this position's block.
-                const long offset = dst - v, n = offset + vector_tiles(tiles_w) <= stride ? vector_tiles(tiles_w) : tiles_w;
-                float *restrict u0 = dst, *restrict u1 = u0 + stride, *restrict u2 = u1 + stride, *restrict u3 = u2 + stride;
-                float *restrict u4 = u3 + stride, *restrict u5 = u4 + stride, *restrict u6 = u5 + stride, *restrict u7 = u6 + stride;
-                float *restrict u8 = u7 + stride, *restrict u9 = u8 + stride, *restrict u10 = u9 + stride, *restrict u11 = u10 + stride;
-                float *restrict u12 = u11 + stride, *restrict u13 = u12 + stride, *restrict u14 = u13 + stride, *restrict u15 = u14 + stride;
+                const long n = row_tiles(dst - v, tiles_w, stride);
+                POSITION_ROWS(dst, stride)
                 // The 16 output rows and the 4 source rows never overlap (the pointers above are disjoint).
 #pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
                 for (long tx = 0; tx < n; tx++) {
@@ -105,7 +116,7 @@ MULTIVERSION void haze_winograd_output(const float *m, float *y, const float *bi
             const float shift = bias ? bias[oc] : 0;
             for (long ty = 0; ty < tiles_h; ty++) {
                 const float *restrict src = m + oc * tiles + (b * tiles_h + ty) * tiles_w;
-                const long offset = src - m, n = offset + vector_tiles(tiles_w) <= stride ? vector_tiles(tiles_w) : tiles_w;
+                const long n = row_tiles(src - m, tiles_w, stride);
                 float *restrict r0 = rows[0], *restrict r1 = rows[1];
 #pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
                 for (long tx = 0; tx < n; tx++) {
@@ -142,11 +153,8 @@ MULTIVERSION void haze_winograd_output_gradient(const float *g, float *gt, long 
             float *dst = gt + oc * tiles + b * per_image;
             for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
                 const float *restrict g0 = padded + 2 * ty * pitch, *restrict g1 = g0 + pitch;
-                const long offset = dst - gt, n = offset + vector_tiles(tiles_w) <= stride ? vector_tiles(tiles_w) : tiles_w;
-                float *restrict u0 = dst, *restrict u1 = u0 + stride, *restrict u2 = u1 + stride, *restrict u3 = u2 + stride;
-                float *restrict u4 = u3 + stride, *restrict u5 = u4 + stride, *restrict u6 = u5 + stride, *restrict u7 = u6 + stride;
-                float *restrict u8 = u7 + stride, *restrict u9 = u8 + stride, *restrict u10 = u9 + stride, *restrict u11 = u10 + stride;
-                float *restrict u12 = u11 + stride, *restrict u13 = u12 + stride, *restrict u14 = u13 + stride, *restrict u15 = u14 + stride;
+                const long n = row_tiles(dst - gt, tiles_w, stride);
+                POSITION_ROWS(dst, stride)
 #pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
                 for (long tx = 0; tx < n; tx++) {
                     const long q = 2 * tx;
