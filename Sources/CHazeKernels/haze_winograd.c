@@ -7,14 +7,14 @@
 //   Aᵀ = [1 1 1 0; 0 1 −1 −1].
 // The sum over channels for each of the 16 positions ξ is a matrix product done by BLAS:
 // M[ξ] [O, T] = U[ξ] [O, C] · V[ξ] [C, T], T = tiles. These kernels do the three transforms;
-// the tile loops run along a tile row so that the V and M accesses are contiguous.
+// the tile loops run along a tile row so that the V and M accesses are contiguous (images of at
+// most 16 tiles: over all tiles of a plane at once).
 // The weight gradient is the adjoint of the same formula: with the output gradient ḡ of a tile,
 // M̄ = A ḡ Aᵀ, ∂U[ξ] [O, C] = Σ_t M̄[ξ] [O, T] · V[ξ] [C, T]ᵀ and ∂g = Gᵀ ∂U G.
 
 #include "haze_kernels.h"
 #include "haze_multiversion.h"
 #include <stdlib.h>
-#include <string.h>
 
 MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c, long first_row, long row_count) {
     const long plane = o * c;
@@ -58,6 +58,16 @@ static inline long row_tiles(long offset, long tiles_w, long stride) {
     return offset + vector_tiles(tiles_w) <= stride ? vector_tiles(tiles_w) : tiles_w;
 }
 
+// Copies the h rows of w floats of an image plane into rows `pitch` apart. A loop rather than one
+// memcpy call per row: for the short rows of small images the call costs more than the copy.
+// (It and the functions that inline it are marked no_builtin("memcpy") so that it stays a loop.)
+#define NO_MEMCPY __attribute__((no_builtin("memcpy")))
+static inline NO_MEMCPY void copy_rows(float *restrict dst, long pitch, const float *restrict plane, long h, long w) {
+    for (long y = 0; y < h; y++)
+#pragma clang loop vectorize(enable) vectorize_predicate(enable)
+        for (long q = 0; q < w; q++) dst[y * pitch + q] = plane[y * w + q];
+}
+
 // u0…u15: the 16 position rows of a tile row, `stride` apart from `dst` (disjoint).
 #define POSITION_ROWS(dst, stride)                                                                          \
     float *restrict u0 = (dst), *restrict u1 = u0 + (stride), *restrict u2 = u1 + (stride);               \
@@ -67,8 +77,132 @@ static inline long row_tiles(long offset, long tiles_w, long stride) {
     float *restrict u12 = u11 + (stride), *restrict u13 = u12 + (stride), *restrict u14 = u13 + (stride); \
     float *restrict u15 = u14 + (stride);
 
-MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
+// The per-tile formulas, shared by the row-wise loops and the small-image paths.
+// INPUT_TRANSFORM: the 4×4 tile d[4i + j] → u_ξ[t] = (Bᵀ d B)[ξ], ξ = 4i + j.
+#define INPUT_TRANSFORM(d, t)                                                                               \
+    {                                                                                                       \
+        float b_[4][4]; /* Bᵀ d */                                                                          \
+        for (int j = 0; j < 4; j++) {                                                                       \
+            b_[0][j] = d[j] - d[8 + j];                                                                     \
+            b_[1][j] = d[4 + j] + d[8 + j];                                                                 \
+            b_[2][j] = d[8 + j] - d[4 + j];                                                                 \
+            b_[3][j] = d[4 + j] - d[12 + j];                                                                \
+        }                                                                                                   \
+        u0[t] = b_[0][0] - b_[0][2];  u1[t] = b_[0][1] + b_[0][2];  u2[t] = b_[0][2] - b_[0][1];  u3[t] = b_[0][1] - b_[0][3];   \
+        u4[t] = b_[1][0] - b_[1][2];  u5[t] = b_[1][1] + b_[1][2];  u6[t] = b_[1][2] - b_[1][1];  u7[t] = b_[1][1] - b_[1][3];   \
+        u8[t] = b_[2][0] - b_[2][2];  u9[t] = b_[2][1] + b_[2][2];  u10[t] = b_[2][2] - b_[2][1]; u11[t] = b_[2][1] - b_[2][3];  \
+        u12[t] = b_[3][0] - b_[3][2]; u13[t] = b_[3][1] + b_[3][2]; u14[t] = b_[3][2] - b_[3][1]; u15[t] = b_[3][1] - b_[3][3];  \
+    }
+
+// OUTPUT_TRANSFORM: the 16 products src[ξ·stride + t] → r = Aᵀ M A as (y00, y01, y10, y11), plus shift.
+#define OUTPUT_TRANSFORM(src, stride, t, r, shift)                                                          \
+    {                                                                                                       \
+        float s_[4][2]; /* M A, row by row */                                                               \
+        for (int i = 0; i < 4; i++) {                                                                       \
+            const float m0 = src[(4 * i + 0) * stride + t], m1 = src[(4 * i + 1) * stride + t];             \
+            const float m2 = src[(4 * i + 2) * stride + t], m3 = src[(4 * i + 3) * stride + t];             \
+            s_[i][0] = m0 + m1 + m2;                                                                        \
+            s_[i][1] = m1 - m2 - m3;                                                                        \
+        }                                                                                                   \
+        r[0] = s_[0][0] + s_[1][0] + s_[2][0] + shift;                                                      \
+        r[1] = s_[0][1] + s_[1][1] + s_[2][1] + shift;                                                      \
+        r[2] = s_[1][0] - s_[2][0] - s_[3][0] + shift;                                                      \
+        r[3] = s_[1][1] - s_[2][1] - s_[3][1] + shift;                                                      \
+    }
+
+// OUTPUT_GRADIENT_TRANSFORM: the 2×2 gradient ḡ of a tile → u_ξ[t] = (A ḡ Aᵀ)[ξ].
+// A ḡ has rows (ḡ0, ḡ0 + ḡ1, ḡ0 − ḡ1, −ḡ1); (A ḡ) Aᵀ maps each row (x0, x1) to (x0, x0 + x1, x0 − x1, −x1).
+#define OUTPUT_GRADIENT_TRANSFORM(g00, g01, g10, g11, t)                                                    \
+    {                                                                                                       \
+        const float a00 = (g00), a01 = (g01), a10 = (g00) + (g10), a11 = (g01) + (g11);                     \
+        const float a20 = (g00) - (g10), a21 = (g01) - (g11), a30 = -(g10), a31 = -(g11);                   \
+        u0[t] = a00;  u1[t] = a00 + a01;  u2[t] = a00 - a01;  u3[t] = -a01;                                 \
+        u4[t] = a10;  u5[t] = a10 + a11;  u6[t] = a10 - a11;  u7[t] = -a11;                                 \
+        u8[t] = a20;  u9[t] = a20 + a21;  u10[t] = a20 - a21; u11[t] = -a21;                                \
+        u12[t] = a30; u13[t] = a30 + a31; u14[t] = a30 - a31; u15[t] = -a31;                                \
+    }
+
+// Images of at most 16 tiles (7×7, 8×8 and smaller): all tiles of a plane at once, one vector lane
+// per tile, reading the pixels of each tile through a table of plane offsets (−1: outside the
+// image, zero). No padded copy and no half-empty vectors, which dominate the row-wise loops below
+// on such planes. The tables depend only on the plane size: `small_offsets` fills them.
+enum { SMALL_TILES = 16 };
+static inline int is_small(long tiles_h, long tiles_w) { return tiles_h * tiles_w <= SMALL_TILES; }
+
+// at[k][t] = offset in an h × w plane of pixel (2ty + k / size + shift, 2tx + k % size + shift) of
+// tile t = ty·tiles_w + tx, for the size × size pixels k of a tile; −1 outside the plane.
+static void small_offsets(int at[][SMALL_TILES], int size, int shift, long h, long w, long tiles_w, long per_image) {
+    for (int k = 0; k < size * size; k++)
+        for (int t = 0; t < SMALL_TILES; t++) {
+            const long y = 2 * (t / tiles_w) + k / size + shift, x = 2 * (t % tiles_w) + k % size + shift;
+            at[k][t] = t < per_image && y >= 0 && y < h && x >= 0 && x < w ? (int)(y * w + x) : -1;
+        }
+}
+
+#define PIXEL(plane, at, k, t) ((at)[k][t] >= 0 ? (plane)[(at)[k][t]] : 0.0f)
+
+static inline __attribute__((always_inline)) void input_small(const float *x, float *v, long first_image, long images,
+                                                              long c, long h, long w, long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = c * tiles;
+    int at[16][SMALL_TILES];  // the 4×4 input tile, starting one pixel up-left
+    small_offsets(at, 4, -1, h, w, tiles_w, per_image);
+    for (long ci = 0; ci < c; ci++)
+        for (long b = 0; b < images; b++) {
+            const float *restrict plane = x + ((first_image + b) * c + ci) * h * w;
+            float *dst = v + ci * tiles + b * per_image;
+            POSITION_ROWS(dst, stride)
+#pragma clang loop vectorize(assume_safety) vectorize_width(16) interleave_count(1) vectorize_predicate(enable)
+            for (long t = 0; t < per_image; t++) {
+                float d[16];
+                for (int k = 0; k < 16; k++) d[k] = PIXEL(plane, at, k, t);
+                INPUT_TRANSFORM(d, t)
+            }
+        }
+}
+
+static inline __attribute__((always_inline)) void output_small(const float *m, float *y, const float *bias, long first_image,
+                                                               long images, long o, long h, long w, long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = o * tiles;
+    int at[4][SMALL_TILES];  // the 2×2 output tile
+    small_offsets(at, 2, 0, h, w, tiles_w, per_image);
+    for (long b = 0; b < images; b++)
+        for (long oc = 0; oc < o; oc++) {
+            float *restrict plane = y + ((first_image + b) * o + oc) * h * w;
+            const float *restrict src = m + oc * tiles + b * per_image;
+            const float shift = bias ? bias[oc] : 0;
+#pragma clang loop vectorize(assume_safety) vectorize_width(16) interleave_count(1) vectorize_predicate(enable)
+            for (long t = 0; t < per_image; t++) {
+                float r[4];
+                OUTPUT_TRANSFORM(src, stride, t, r, shift)
+                for (int k = 0; k < 4; k++)
+                    if (at[k][t] >= 0) plane[at[k][t]] = r[k];
+            }
+        }
+}
+
+static inline __attribute__((always_inline)) void output_gradient_small(const float *g, float *gt, long first_image,
+                                                                        long images, long o, long h, long w,
+                                                                        long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = o * tiles;
+    int at[4][SMALL_TILES];  // the 2×2 output tile
+    small_offsets(at, 2, 0, h, w, tiles_w, per_image);
+    for (long oc = 0; oc < o; oc++)
+        for (long b = 0; b < images; b++) {
+            const float *restrict plane = g + ((first_image + b) * o + oc) * h * w;
+            float *dst = gt + oc * tiles + b * per_image;
+            POSITION_ROWS(dst, stride)
+#pragma clang loop vectorize(assume_safety) vectorize_width(16) interleave_count(1) vectorize_predicate(enable)
+            for (long t = 0; t < per_image; t++) {
+                const float g00 = PIXEL(plane, at, 0, t), g01 = PIXEL(plane, at, 1, t);
+                const float g10 = PIXEL(plane, at, 2, t), g11 = PIXEL(plane, at, 3, t);
+                OUTPUT_GRADIENT_TRANSFORM(g00, g01, g10, g11, t)
+            }
+        }
+}
+
+MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                       long tiles_h, long tiles_w) {
+    if (is_small(tiles_h, tiles_w)) return input_small(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = c * tiles;  // stride: between ξ
     // One image plane with its zero border, padded[r][q] = x[r − 1][q − 1]: rows 0 and h+1… and the
     // columns 0 and w+1… stay zero (rows are wide enough for the rounded-up tile loop).
@@ -77,7 +211,7 @@ MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image
     for (long ci = 0; ci < c; ci++) {
         for (long b = 0; b < images; b++) {
             const float *plane = x + ((first_image + b) * c + ci) * h * w;
-            for (long y = 0; y < h; y++) memcpy(padded + (y + 1) * pitch + 1, plane + y * w, sizeof(float) * w);
+            copy_rows(padded + pitch + 1, pitch, plane, h, w);
             float *dst = v + ci * tiles + b * per_image;
             for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
                 const float *restrict d0 = padded + 2 * ty * pitch, *restrict d1 = d0 + pitch,
@@ -87,17 +221,11 @@ MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image
                 // The 16 output rows and the 4 source rows never overlap (the pointers above are disjoint).
 #pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
                 for (long tx = 0; tx < n; tx++) {
-                    // The 4×4 tile d is rows d0…d3, columns 2tx…2tx+3; t = Bᵀ d.
+                    // The 4×4 tile is rows d0…d3, columns 2tx…2tx+3.
                     const long q = 2 * tx;
-                    const float t00 = d0[q] - d2[q], t01 = d0[q + 1] - d2[q + 1], t02 = d0[q + 2] - d2[q + 2], t03 = d0[q + 3] - d2[q + 3];
-                    const float t10 = d1[q] + d2[q], t11 = d1[q + 1] + d2[q + 1], t12 = d1[q + 2] + d2[q + 2], t13 = d1[q + 3] + d2[q + 3];
-                    const float t20 = d2[q] - d1[q], t21 = d2[q + 1] - d1[q + 1], t22 = d2[q + 2] - d1[q + 2], t23 = d2[q + 3] - d1[q + 3];
-                    const float t30 = d1[q] - d3[q], t31 = d1[q + 1] - d3[q + 1], t32 = d1[q + 2] - d3[q + 2], t33 = d1[q + 3] - d3[q + 3];
-                    // (Bᵀ d) B at position ξ = 4i + j.
-                    u0[tx] = t00 - t02;  u1[tx] = t01 + t02;  u2[tx] = t02 - t01;  u3[tx] = t01 - t03;
-                    u4[tx] = t10 - t12;  u5[tx] = t11 + t12;  u6[tx] = t12 - t11;  u7[tx] = t11 - t13;
-                    u8[tx] = t20 - t22;  u9[tx] = t21 + t22;  u10[tx] = t22 - t21; u11[tx] = t21 - t23;
-                    u12[tx] = t30 - t32; u13[tx] = t31 + t32; u14[tx] = t32 - t31; u15[tx] = t31 - t33;
+                    const float d[16] = {d0[q], d0[q + 1], d0[q + 2], d0[q + 3], d1[q], d1[q + 1], d1[q + 2], d1[q + 3],
+                                         d2[q], d2[q + 1], d2[q + 2], d2[q + 3], d3[q], d3[q + 1], d3[q + 2], d3[q + 3]};
+                    INPUT_TRANSFORM(d, tx)
                 }
             }
         }
@@ -105,8 +233,9 @@ MULTIVERSION void haze_winograd_input(const float *x, float *v, long first_image
     free(padded);
 }
 
-MULTIVERSION void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
+MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
                                        long o, long h, long w, long tiles_h, long tiles_w) {
+    if (is_small(tiles_h, tiles_w)) return output_small(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
     const long tiles = images * tiles_h * tiles_w, stride = o * tiles;
     const long width = 2 * vector_tiles(tiles_w);
     float rows[2][width];
@@ -120,18 +249,12 @@ MULTIVERSION void haze_winograd_output(const float *m, float *y, const float *bi
                 float *restrict r0 = rows[0], *restrict r1 = rows[1];
 #pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
                 for (long tx = 0; tx < n; tx++) {
-                    float s[4][2];  // M A, row by row
-                    for (int r = 0; r < 4; r++) {
-                        const float m0 = src[(r * 4 + 0) * stride + tx], m1 = src[(r * 4 + 1) * stride + tx];
-                        const float m2 = src[(r * 4 + 2) * stride + tx], m3 = src[(r * 4 + 3) * stride + tx];
-                        s[r][0] = m0 + m1 + m2;
-                        s[r][1] = m1 - m2 - m3;
-                    }
-                    // Aᵀ (M A)
-                    r0[2 * tx] = s[0][0] + s[1][0] + s[2][0] + shift;
-                    r0[2 * tx + 1] = s[0][1] + s[1][1] + s[2][1] + shift;
-                    r1[2 * tx] = s[1][0] - s[2][0] - s[3][0] + shift;
-                    r1[2 * tx + 1] = s[1][1] - s[2][1] - s[3][1] + shift;
+                    float r[4];
+                    OUTPUT_TRANSFORM(src, stride, tx, r, shift)
+                    r0[2 * tx] = r[0];
+                    r0[2 * tx + 1] = r[1];
+                    r1[2 * tx] = r[2];
+                    r1[2 * tx + 1] = r[3];
                 }
                 for (int r = 0; r < 2 && 2 * ty + r < h; r++)
                     for (long q = 0; q < w; q++) plane[(2 * ty + r) * w + q] = rows[r][q];
@@ -140,8 +263,9 @@ MULTIVERSION void haze_winograd_output(const float *m, float *y, const float *bi
     }
 }
 
-MULTIVERSION void haze_winograd_output_gradient(const float *g, float *gt, long first_image, long images, long o, long h,
+MULTIVERSION NO_MEMCPY void haze_winograd_output_gradient(const float *g, float *gt, long first_image, long images, long o, long h,
                                                 long w, long tiles_h, long tiles_w) {
+    if (is_small(tiles_h, tiles_w)) return output_gradient_small(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = o * tiles;
     // One gradient plane, zero past row h − 1 and column w − 1 (the outputs an odd size does not have).
     const long pitch = 2 * vector_tiles(tiles_w);
@@ -149,7 +273,7 @@ MULTIVERSION void haze_winograd_output_gradient(const float *g, float *gt, long 
     for (long oc = 0; oc < o; oc++) {
         for (long b = 0; b < images; b++) {
             const float *plane = g + ((first_image + b) * o + oc) * h * w;
-            for (long y = 0; y < h; y++) memcpy(padded + y * pitch, plane + y * w, sizeof(float) * w);
+            copy_rows(padded, pitch, plane, h, w);
             float *dst = gt + oc * tiles + b * per_image;
             for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
                 const float *restrict g0 = padded + 2 * ty * pitch, *restrict g1 = g0 + pitch;
@@ -158,16 +282,7 @@ MULTIVERSION void haze_winograd_output_gradient(const float *g, float *gt, long 
 #pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
                 for (long tx = 0; tx < n; tx++) {
                     const long q = 2 * tx;
-                    // A ḡ: rows (ḡ0, ḡ0 + ḡ1, ḡ0 − ḡ1, −ḡ1), each a pair of columns.
-                    const float a00 = g0[q], a01 = g0[q + 1];
-                    const float a10 = g0[q] + g1[q], a11 = g0[q + 1] + g1[q + 1];
-                    const float a20 = g0[q] - g1[q], a21 = g0[q + 1] - g1[q + 1];
-                    const float a30 = -g1[q], a31 = -g1[q + 1];
-                    // (A ḡ) Aᵀ: each row (x0, x1) → (x0, x0 + x1, x0 − x1, −x1), position ξ = 4i + j.
-                    u0[tx] = a00;  u1[tx] = a00 + a01;  u2[tx] = a00 - a01;  u3[tx] = -a01;
-                    u4[tx] = a10;  u5[tx] = a10 + a11;  u6[tx] = a10 - a11;  u7[tx] = -a11;
-                    u8[tx] = a20;  u9[tx] = a20 + a21;  u10[tx] = a20 - a21; u11[tx] = -a21;
-                    u12[tx] = a30; u13[tx] = a30 + a31; u14[tx] = a30 - a31; u15[tx] = -a31;
+                    OUTPUT_GRADIENT_TRANSFORM(g0[q], g0[q + 1], g1[q], g1[q + 1], tx)
                 }
             }
         }
@@ -181,22 +296,33 @@ MULTIVERSION void haze_flipped_kernels(const float *w, float *wf, long o, long c
             for (int i = 0; i < 9; i++) wf[(r * o + s) * 9 + i] = w[(s * c + r) * 9 + 8 - i];
 }
 
-MULTIVERSION void haze_winograd_weights_gradient(const float *du, float *dw, long o, long c) {
-    for (long r = 0; r < o; r++) {
+MULTIVERSION void haze_winograd_weights_gradient(float *const *slots, long count, float *dw, long o, long c,
+                                                 long first_row, long row_count) {
+    const long plane = o * c;
+    for (long r = first_row; r < first_row + row_count; r++) {
+        // ∂U = slots[0] + slots[1] + … (in order), accumulated into slots[0], row r of each ξ.
+        for (long k = 1; k < count; k++)
+            for (int xi = 0; xi < 16; xi++) {
+                float *restrict acc = slots[0] + xi * plane + r * c;
+                const float *restrict add = slots[k] + xi * plane + r * c;
+                for (long s = 0; s < c; s++) acc[s] += add[s];
+            }
+        const float *restrict du = slots[0] + r * c;
+        float *restrict k = dw + r * c * 9;
+#pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
         for (long s = 0; s < c; s++) {
             float d[4][4];
-            for (int xi = 0; xi < 16; xi++) d[xi / 4][xi % 4] = du[(xi * o + r) * c + s];
+            for (int xi = 0; xi < 16; xi++) d[xi / 4][xi % 4] = du[xi * plane + s];
             float t[3][4];  // Gᵀ ∂U
             for (int j = 0; j < 4; j++) {
                 t[0][j] = d[0][j] + 0.5f * (d[1][j] + d[2][j]);
                 t[1][j] = 0.5f * (d[1][j] - d[2][j]);
                 t[2][j] = 0.5f * (d[1][j] + d[2][j]) + d[3][j];
             }
-            float *k = dw + (r * c + s) * 9;
             for (int i = 0; i < 3; i++) {  // (Gᵀ ∂U) G
-                k[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
-                k[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
-                k[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+                k[s * 9 + i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+                k[s * 9 + i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
+                k[s * 9 + i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
             }
         }
     }

@@ -13,15 +13,17 @@ public enum Parallel {
     /// Calls `body` on disjoint subranges covering `0..<count`, in parallel when the work is
     /// large enough. `cost` is an estimate of the work per index (in simple operations): loops
     /// under about 32k operations run on the calling thread.
-    public static func forEach(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
+    /// `chunksPerThread` > 1 (a few chunks per thread) evens out uneven work; with 1 the ranges
+    /// are fixed by the thread count alone, so a range can accumulate into its own buffer and
+    /// the buffers be summed in a fixed order.
+    public static func forEach(_ count: Int, cost: Int = 1, chunksPerThread: Int = 4, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let threads = min(threadCount, count, max(1, count * max(cost, 1) / 32_768))
         if threads <= 1 {
             body(0..<count)
             return
         }
-        // A few chunks per thread evens out uneven work.
-        let chunks = min(count, threads * 4)
+        let chunks = min(count, threads * chunksPerThread)
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
             let start = chunk * count / chunks
             let end = (chunk + 1) * count / chunks

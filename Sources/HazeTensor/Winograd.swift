@@ -99,18 +99,18 @@ enum Winograd {
     }
 
     /// The gradients of y = conv(x, w) + b with respect to w [O, C, 3, 3] and b [O], for the
-    /// output gradient g [N, O, H, W]: per item ∂U[ξ] += M̄[ξ] V[ξ]ᵀ (haze_winograd.c), summed by
-    /// each range of items into the slot of its first item, the slots then in order (for a given
-    /// thread count the result does not depend on timing), then ∂w = Gᵀ ∂U G.
+    /// output gradient g [N, O, H, W]: per item ∂U[ξ] += M̄[ξ] V[ξ]ᵀ (haze_winograd.c). The items
+    /// are split into one fixed range per thread, each accumulating into its own slot (GEMM
+    /// β = 1); the slots are added in order while ∂w = Gᵀ ∂U G is formed, so for a given thread
+    /// count the result does not depend on timing.
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
                                n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
         let plan = Plan(n: n, h: h, w: w, c: c, o: o), size = 16 * o * c
         var partialB = [Float](repeating: 0, count: plan.items * o)
-        var used = [Bool](repeating: false, count: plan.items)
-        var du = [Float](repeating: 0, count: size)
-        Scratch.withBuffer(plan.items * size) { partial in
+        var used = [Bool](repeating: false, count: plan.items)  // items that start a range: their slots
+        let dw = Scratch.withBuffer(plan.items * size) { partial in
             partialB.withUnsafeMutableBufferPointer { pb in used.withUnsafeMutableBufferPointer { used in
-                Parallel.forEach(plan.items, cost: 1 << 20) { range in
+                Parallel.forEach(plan.items, cost: 1 << 20, chunksPerThread: 1) { range in
                     let tiles = plan.chunk * plan.perImage, slot = partial + range.lowerBound * size
                     used[range.lowerBound] = true
                     Scratch.withBuffer(16 * c * tiles) { v in Scratch.withBuffer(16 * o * tiles) { mbar in
@@ -131,19 +131,13 @@ enum Winograd {
                     } }
                 }
             } }
-            du.withUnsafeMutableBufferPointer { out in
-                let slots = used.indices.filter { used[$0] }
-                Parallel.forEach(size, cost: 4 * slots.count) { range in
-                    for s in slots {  // du starts at zero
-                        let p = partial + s * size
-                        for i in range { out[i] += p[i] }
-                    }
+            let slots: [UnsafeMutablePointer<Float>?] = used.indices.filter { used[$0] }.map { partial + $0 * size }
+            return [Float](unsafeUninitializedCapacity: 9 * o * c) { buffer, initialized in
+                Parallel.forEach(o, cost: 200 * c) { rows in
+                    haze_winograd_weights_gradient(slots, slots.count, buffer.baseAddress!, o, c, rows.lowerBound, rows.count)
                 }
+                initialized = 9 * o * c
             }
-        }
-        let dw = [Float](unsafeUninitializedCapacity: 9 * o * c) { buffer, initialized in
-            haze_winograd_weights_gradient(du, buffer.baseAddress!, o, c)
-            initialized = 9 * o * c
         }
         let db = (0..<o).map { oc in (0..<plan.items).reduce(Float(0)) { $0 + partialB[$1 * o + oc] } }
         return (dw, db)

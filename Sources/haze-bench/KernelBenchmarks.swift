@@ -88,6 +88,7 @@ struct Kernels: ParsableCommand {
     @Option(help: "Batch size of the activations.") var batch = 64
     @Option(help: "Haze worker threads (BLAS runs single-threaded inside them).") var threads = 2
     @Option(help: "Only cases whose name contains this text.") var filter: String?
+    @Option(help: "Timed calls per measurement (after 3 warm-up calls); more for profiling.") var iterations = 10
     @Option(help: "Convolution algorithm: automatic (Winograd for 3×3 stride-1 padding-1) or im2col.") var conv: ConvolutionChoice = .automatic
     @Option(help: "JSON from scripts/bench_torch_kernels.py (same shapes): adds PyTorch times and ratios.")
     var compare: String?
@@ -108,9 +109,9 @@ struct Kernels: ParsableCommand {
         print(header)
         var haze: [String: [String: Double]] = [:]
         for c in fmnistKernelCases(batch: batch) where filter.map({ c.name.contains($0) }) ?? true {
-            let forward = measure { _ = c.op(c.inputs) }
+            let forward = measure(iterations: iterations) { _ = c.op(c.inputs) }
             let seed = c.op(c.inputs)
-            let both = measure { _ = valueWithGradient(at: c.inputs, seed: seed.detached, of: c.op) }
+            let both = measure(iterations: iterations) { _ = valueWithGradient(at: c.inputs, seed: seed.detached, of: c.op) }
             let rate = c.forwardFlops > 0
                 ? String(format: "%6.1f GFLOP/s", c.forwardFlops / forward.medianMs / 1e6)
                 : String(format: "%6.1f GB/s", c.forwardBytes / forward.medianMs / 1e6)

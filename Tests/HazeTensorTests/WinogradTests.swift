@@ -2,14 +2,18 @@ import XCTest
 @testable import HazeTensor
 
 /// Winograd F(2×2, 3×3) against the im2col path: forward, input, weight and bias gradients, on
-/// odd and even sizes, 1×1 and 2×3 images, with and without bias. (PyTorch parity of conv2d
+/// odd and even sizes, 1×1 and 2×3 images, small images, with and without bias. (PyTorch parity of conv2d
 /// itself is in ParityTests, which run with the default algorithm, i.e. Winograd for 3×3 p1.)
 final class WinogradTests: XCTestCase {
     func testMatchesIm2col() {
         let original = ConvolutionAlgorithm.current
         defer { ConvolutionAlgorithm.current = original }
         for (i, s) in [(n: 3, c: 5, h: 7, w: 9, o: 4), (n: 2, c: 8, h: 6, w: 6, o: 3), (n: 1, c: 3, h: 1, w: 1, o: 2),
-                                     (n: 2, c: 4, h: 2, w: 3, o: 5), (n: 5, c: 16, h: 14, w: 14, o: 24)].enumerated() {
+                                     (n: 2, c: 4, h: 2, w: 3, o: 5), (n: 5, c: 16, h: 14, w: 14, o: 24),
+                                     // Images of ≤ 16 tiles (one vector lane per tile): 7×7, 8×8, 4×5;
+                                     // the first has several work items per thread (weight-gradient slots).
+                                     (n: 20, c: 128, h: 7, w: 7, o: 96), (n: 3, c: 8, h: 8, w: 8, o: 8),
+                                     (n: 4, c: 9, h: 4, w: 5, o: 3)].enumerated() {
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(10 + i))
             let w = Tensor.normal([s.o, s.c, 3, 3], seed: UInt64(20 + i)) * 0.3
             let b = Tensor.normal([s.o], seed: UInt64(30 + i))

@@ -66,7 +66,10 @@ void haze_winograd_output(const float *m, float *y, const float *bias, long firs
 /// [first_image, first_image + images) of g [N, O, H, W] → gt [16, O, T], gt = A ḡ Aᵀ per tile.
 void haze_winograd_output_gradient(const float *g, float *gt, long first_image, long images, long o, long h, long w,
                                    long tiles_h, long tiles_w);
-/// ∂U [16, O, C] → ∂w [O, C, 3, 3] = Gᵀ ∂U G (the adjoint of haze_winograd_weights without flip).
-void haze_winograd_weights_gradient(const float *du, float *dw, long o, long c);
+/// ∂U = Σ of the `count` partial sums [16, O, C] at `slots`, added in order into slots[0] →
+/// ∂w [O, C, 3, 3] = Gᵀ ∂U G (the adjoint of haze_winograd_weights without flip), for output
+/// channels first_row ..< first_row + row_count.
+void haze_winograd_weights_gradient(float *const *slots, long count, float *dw, long o, long c,
+                                    long first_row, long row_count);
 
 #endif
