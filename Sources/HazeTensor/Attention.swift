@@ -38,7 +38,8 @@ extension Tensor {
         let recording = anyRecorded(q, k, v)
         FlopCounter.add(2 * heads * l * s * (d + dv))
         // P for every head, kept for backward only when recording.
-        var probabilities = recording ? [Float](repeating: 0, count: heads * l * s) : []
+        // (Uninitialised: every head writes its own [L, S] block.)
+        var probabilities = [Float](unsafeUninitializedCapacity: recording ? heads * l * s : 0) { $1 = $0.count }
         let out = Tensor(shape: Array(q.shape.dropLast()) + [dv]) { o, _ in
             q.withScalars { pq in k.withScalars { pk in v.withScalars { pv in
                 probabilities.withUnsafeMutableBufferPointer { saved in

@@ -50,21 +50,20 @@ extension Tensor {
         if let bias { inputs.append(bias) }
         let vx = x.detached
         return record(y, inputs) { g in
-            var dx = [Float](repeating: 0, count: vx.count)
             // Per (n, c): Σ g x̂ and Σ g, reduced over n afterwards for ∂γ, ∂β.
             var dgammaParts = [Float](repeating: 0, count: n * c), dbetaParts = dgammaParts
-            vx.withScalars { px in g.withScalars { pg in
-                dx.withUnsafeMutableBufferPointer { pdx in
+            let dx = Tensor(shape: vx.shape) { pdx, _ in  // every group writes its own values
+                vx.withScalars { px in g.withScalars { pg in
                     dgammaParts.withUnsafeMutableBufferPointer { pdg in dbetaParts.withUnsafeMutableBufferPointer { pdb in
                         Parallel.forEach(n * groups, cost: 8 * m) { range in
-                            haze_group_norm_backward(px, pg, gamma, mean, rstd, pdx.baseAddress!, pdg.baseAddress!, pdb.baseAddress!,
+                            haze_group_norm_backward(px, pg, gamma, mean, rstd, pdx, pdg.baseAddress!, pdb.baseAddress!,
                                                      beta, silu ? 1 : 0, range.lowerBound, range.count, groups, perGroup, spatial)
                         }
                     } }
-                }
-            } }
+                } }
+            }
             let columnSum = { (parts: [Float]) in Tensor(shape: [n, c], scalars: parts).sum(alongAxis: 0) }
-            var grads: [Tensor?] = [Tensor(shape: vx.shape, scalars: dx)]
+            var grads: [Tensor?] = [dx]
             if weight != nil { grads.append(columnSum(dgammaParts)) }
             if bias != nil { grads.append(columnSum(dbetaParts)) }
             return grads

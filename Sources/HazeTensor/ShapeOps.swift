@@ -82,9 +82,7 @@ extension Tensor {
         var out = Tensor(shape: outShape) { o, _ in
             var start = 0
             for (t, chunk) in zip(tensors, chunks) {
-                t.withScalars { p in
-                    for i in 0..<outer { (o + i * outChunk + start).update(from: p + i * chunk, count: chunk) }
-                }
+                t.withScalars { copyRows(outer, length: chunk, from: $0, pitch: chunk, to: o + start, pitch: outChunk) }
                 start += chunk
             }
         }
@@ -104,24 +102,25 @@ extension Tensor {
         let innerSize = shape[(axis + 1)...].reduce(1, *)
         let chunk = range.count * innerSize, rowSize = shape[axis] * innerSize
         let out = Tensor(shape: outShape) { o, _ in
-            withScalars { p in
-                for i in 0..<outer {
-                    (o + i * chunk).update(from: p + i * rowSize + range.lowerBound * innerSize, count: chunk)
-                }
-            }
+            withScalars { Tensor.copyRows(outer, length: chunk, from: $0 + range.lowerBound * innerSize, pitch: rowSize, to: o, pitch: chunk) }
         }
         let fullShape = shape
         return Tensor.record(out, [self]) { g in
             // Scatter the gradient into zeros of the input's shape.
             var full = Tensor.zeros(fullShape)
             full.withMutableScalars { o in
-                g.withScalars { p in
-                    for i in 0..<outer {
-                        (o + i * rowSize + range.lowerBound * innerSize).update(from: p + i * chunk, count: chunk)
-                    }
-                }
+                g.withScalars { Tensor.copyRows(outer, length: chunk, from: $0, pitch: chunk, to: o + range.lowerBound * innerSize, pitch: rowSize) }
             }
             return [full]
+        }
+    }
+
+    /// Copies `rows` rows of `length` floats, `pitch` apart in the source and in the destination,
+    /// in parallel over the rows (the block moves of concatenation and slicing).
+    private static func copyRows(_ rows: Int, length: Int, from src: UnsafePointer<Float>, pitch srcPitch: Int,
+                                 to dst: UnsafeMutablePointer<Float>, pitch dstPitch: Int) {
+        Parallel.forEach(rows, cost: length) { range in
+            for i in range { (dst + i * dstPitch).update(from: src + i * srcPitch, count: length) }
         }
     }
 
