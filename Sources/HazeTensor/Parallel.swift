@@ -40,13 +40,11 @@ import Glibc
 /// fresh pages cost a page fault and zeroing each. Call once at start-up (the executables do).
 public func retainFreedMemory() {
     // mallopt from <malloc.h> (not in Swift's Glibc module): M_TRIM_THRESHOLD = −1,
-    // M_MMAP_THRESHOLD = −3. Setting either turns off glibc's adaptive mmap threshold, so the
-    // mmap threshold is set too, to glibc's maximum on 64-bit (32 MiB; a larger value is refused
-    // and would leave every block from 128 KiB up mmapped afresh, page faults and zeroing included).
+    // M_MMAP_THRESHOLD = −3.
     typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
     guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
     let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-    _ = mallopt(-3, 32 << 20)
+    _ = mallopt(-3, 1 << 30)
     _ = mallopt(-1, Int32.max)
 }
 #else
