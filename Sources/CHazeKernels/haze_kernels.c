@@ -58,14 +58,27 @@ MULTIVERSION float haze_sum(const float *x, long n) {
     return acc;
 }
 
+// The largest of x[0..<n]: 16 running maxima (one vector), then across them. (A single running
+// maximum is a serial chain of compares that the compiler does not vectorise.)
+static inline float row_max(const float *x, long n) {
+    float lanes[16];
+    for (int l = 0; l < 16; l++) lanes[l] = -INFINITY;
+    long i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) lanes[l] = x[i + l] > lanes[l] ? x[i + l] : lanes[l];
+    float m = -INFINITY;
+    for (int l = 0; l < 16; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 MULTIVERSION void haze_softmax_rows(const float *x, float *y, long rows, long d, int log_softmax) {
     // Each row is copied to y and then transformed in place: single-pointer loops vectorise
     // without alias checks (and x == y is allowed).
     for (long r = 0; r < rows; r++) {
         float *row = y + r * d;
         if (x != y) memcpy(row, x + r * d, (size_t)d * sizeof(float));
-        float m = -INFINITY;
-        for (long i = 0; i < d; i++) m = row[i] > m ? row[i] : m;
+        float m = row_max(row, d);
         if (log_softmax) {
             float sum = 0;
             {
