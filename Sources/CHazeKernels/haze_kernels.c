@@ -7,6 +7,7 @@
 
 #include "haze_kernels.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "haze_multiversion.h"
 
@@ -235,9 +236,41 @@ static inline void valid_columns(long j, long w, long wo, long stride, long left
     *hi = h < l ? l : h;
 }
 
+// Narrow outputs (fewer than 16 columns, e.g. the 7×7 and 14×14 planes of a U-Net's lower
+// levels): the row loops above would run a few iterations each. Instead each kernel offset (i, j)
+// gets a table of input offsets for the whole output plane, at[(i·KW + j)·P + q] = offset of the
+// pixel that output q reads (−1: padding), and the plane is moved as one vector loop.
+static inline int narrow_output(long wo) { return wo < 16; }
+
+static int *offset_tables(long h, long w, long kh, long kw, long stride, long top, long left, long ho, long wo) {
+    const long p = ho * wo;
+    int *at = malloc(sizeof(int) * (size_t)(kh * kw * p));
+    for (long i = 0; i < kh; i++)
+        for (long j = 0; j < kw; j++)
+            for (long q = 0; q < p; q++) {
+                const long y = (q / wo) * stride - top + i, x = (q % wo) * stride - left + j;
+                at[(i * kw + j) * p + q] = y >= 0 && y < h && x >= 0 && x < w ? (int)(y * w + x) : -1;
+            }
+    return at;
+}
+
 MULTIVERSION void haze_im2col(const float *x, float *cols, long first_image, long images, long c, long h, long w,
                               long kh, long kw, long stride, long top, long left, long ho, long wo) {
     const long p = ho * wo, ld = images * p, k = c * kh * kw;
+    if (narrow_output(wo)) {
+        int *at = offset_tables(h, w, kh, kw, stride, top, left, ho, wo);
+        for (long row = 0; row < k; row++) {
+            const int *restrict offsets = at + (row % (kh * kw)) * p;
+            for (long b = 0; b < images; b++) {
+                const float *restrict plane = x + ((first_image + b) * c + row / (kh * kw)) * h * w;
+                float *restrict dst = cols + row * ld + b * p;
+#pragma clang loop vectorize(assume_safety) vectorize_width(16) vectorize_predicate(enable)
+                for (long q = 0; q < p; q++) dst[q] = offsets[q] >= 0 ? plane[offsets[q]] : 0.0f;
+            }
+        }
+        free(at);
+        return;
+    }
     for (long row = 0; row < k; row++) {
         const long ci = row / (kh * kw), i = (row / kw) % kh, j = row % kw;
         long lo, hi;
@@ -267,6 +300,24 @@ MULTIVERSION void haze_im2col(const float *x, float *cols, long first_image, lon
 MULTIVERSION void haze_col2im(const float *cols, float *dx, long first_image, long images, long c, long h, long w,
                               long kh, long kw, long stride, long top, long left, long ho, long wo) {
     const long p = ho * wo, ld = images * p;
+    if (narrow_output(wo)) {
+        int *at = offset_tables(h, w, kh, kw, stride, top, left, ho, wo);
+        for (long bc = 0; bc < images * c; bc++) {
+            const long b = bc / c, ci = bc % c;
+            float *restrict plane = dx + ((first_image + b) * c + ci) * h * w;
+            for (long q = 0; q < h * w; q++) plane[q] = 0;
+            for (long ij = 0; ij < kh * kw; ij++) {
+                const int *restrict offsets = at + ij * p;
+                const float *restrict src = cols + (ci * kh * kw + ij) * ld + b * p;
+                // For one (i, j) the outputs read distinct pixels: no two lanes add to the same place.
+#pragma clang loop vectorize(assume_safety) vectorize_width(16) vectorize_predicate(enable)
+                for (long q = 0; q < p; q++)
+                    if (offsets[q] >= 0) plane[offsets[q]] += src[q];
+            }
+        }
+        free(at);
+        return;
+    }
     for (long bc = 0; bc < images * c; bc++) {
         const long b = bc / c, ci = bc % c;
         float *plane = dx + ((first_image + b) * c + ci) * h * w;

@@ -95,6 +95,10 @@ final class GradientTests: XCTestCase {
             Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: Padding2D(top: 0, bottom: 1, left: 0, right: 1))
         }
         checkGradients([x, normal([2, 3, 1, 1], 27)]) { Tensor.conv2d($0[0], weight: $0[1]) }
+        // Outputs of ≥ 16 columns take im2col's row loops, narrower ones its offset tables (above).
+        checkGradients([normal([1, 2, 9, 34], 45), normal([2, 2, 3, 3], 46), normal([2], 47)]) {
+            Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 1)
+        }
         // A 1×1 convolution on images of ≥ 512 pixels reads x in place (no im2col): values against
         // Σ_c w[o, c] x[n, c, q] + b[o], gradients by finite differences.
         let big = normal([2, 3, 23, 23], 36), w1 = normal([2, 3, 1, 1], 37), b1 = normal([2], 38)
