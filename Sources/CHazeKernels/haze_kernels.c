@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "haze_multiversion.h"
+#include "haze_plane_offsets.h"
 
 static inline float exp_approx(float x) {
     x = fminf(fmaxf(x, -87.3f), 88.7f);
@@ -237,20 +238,14 @@ static inline void valid_columns(long j, long w, long wo, long stride, long left
 }
 
 // Narrow outputs (fewer than 16 columns, e.g. the 7×7 and 14×14 planes of a U-Net's lower
-// levels): the row loops above would run a few iterations each. Instead each kernel offset (i, j)
-// gets a table of input offsets for the whole output plane, at[(i·KW + j)·P + q] = offset of the
-// pixel that output q reads (−1: padding), and the plane is moved as one vector loop.
+// levels): the row loops below would run a few iterations each. Instead each kernel offset (i, j)
+// gets a table of input offsets for the whole output plane (haze_plane_offsets.h), and the plane
+// is moved as one vector loop.
 static inline int narrow_output(long wo) { return wo < 16; }
 
 static int *offset_tables(long h, long w, long kh, long kw, long stride, long top, long left, long ho, long wo) {
-    const long p = ho * wo;
-    int *at = malloc(sizeof(int) * (size_t)(kh * kw * p));
-    for (long i = 0; i < kh; i++)
-        for (long j = 0; j < kw; j++)
-            for (long q = 0; q < p; q++) {
-                const long y = (q / wo) * stride - top + i, x = (q % wo) * stride - left + j;
-                at[(i * kw + j) * p + q] = y >= 0 && y < h && x >= 0 && x < w ? (int)(y * w + x) : -1;
-            }
+    int *at = malloc(sizeof(int) * (size_t)(kh * kw * ho * wo));
+    plane_offsets(at, ho * wo, h, w, kh, kw, stride, top, left, ho, wo);
     return at;
 }
 

@@ -14,6 +14,7 @@
 
 #include "haze_kernels.h"
 #include "haze_multiversion.h"
+#include "haze_plane_offsets.h"
 #include <stdlib.h>
 
 MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c, long first_row, long row_count) {
@@ -123,29 +124,21 @@ static inline NO_MEMCPY void copy_rows(float *restrict dst, long pitch, const fl
     }
 
 // Images of at most 16 tiles (7×7, 8×8 and smaller): all tiles of a plane at once, one vector lane
-// per tile, reading the pixels of each tile through a table of plane offsets (−1: outside the
-// image, zero). No padded copy and no half-empty vectors, which dominate the row-wise loops below
-// on such planes. The tables depend only on the plane size: `small_offsets` fills them.
+// per tile, reading the pixels of each tile through a table of plane offsets (haze_plane_offsets.h:
+// at[k · 16 + t] for pixel k of tile t, −1 outside the image; the constant row length keeps the
+// loops vectorised). No padded copy and no half-empty vectors, which dominate the row-wise loops
+// below on such planes.
 enum { SMALL_TILES = 16 };
 static inline int is_small(long tiles_h, long tiles_w) { return tiles_h * tiles_w <= SMALL_TILES; }
 
-// at[k][t] = offset in an h × w plane of pixel (2ty + k / size + shift, 2tx + k % size + shift) of
-// tile t = ty·tiles_w + tx, for the size × size pixels k of a tile; −1 outside the plane.
-static void small_offsets(int at[][SMALL_TILES], int size, int shift, long h, long w, long tiles_w, long per_image) {
-    for (int k = 0; k < size * size; k++)
-        for (int t = 0; t < SMALL_TILES; t++) {
-            const long y = 2 * (t / tiles_w) + k / size + shift, x = 2 * (t % tiles_w) + k % size + shift;
-            at[k][t] = t < per_image && y >= 0 && y < h && x >= 0 && x < w ? (int)(y * w + x) : -1;
-        }
-}
-
+// Pixel k of tile t, zero in the padding.
 #define PIXEL(plane, at, k, t) ((at)[k][t] >= 0 ? (plane)[(at)[k][t]] : 0.0f)
 
 static inline __attribute__((always_inline)) void input_small(const float *x, float *v, long first_image, long images,
                                                               long c, long h, long w, long tiles_h, long tiles_w) {
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = c * tiles;
-    int at[16][SMALL_TILES];  // the 4×4 input tile, starting one pixel up-left
-    small_offsets(at, 4, -1, h, w, tiles_w, per_image);
+    int at[16][SMALL_TILES];  // the 4×4 input tiles, stride 2, starting one pixel up-left
+    plane_offsets((int *)at, SMALL_TILES, h, w, 4, 4, 2, 1, 1, tiles_h, tiles_w);
     for (long ci = 0; ci < c; ci++)
         for (long b = 0; b < images; b++) {
             const float *restrict plane = x + ((first_image + b) * c + ci) * h * w;
@@ -163,8 +156,8 @@ static inline __attribute__((always_inline)) void input_small(const float *x, fl
 static inline __attribute__((always_inline)) void output_small(const float *m, float *y, const float *bias, long first_image,
                                                                long images, long o, long h, long w, long tiles_h, long tiles_w) {
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = o * tiles;
-    int at[4][SMALL_TILES];  // the 2×2 output tile
-    small_offsets(at, 2, 0, h, w, tiles_w, per_image);
+    int at[4][SMALL_TILES];  // the 2×2 output tiles
+    plane_offsets((int *)at, SMALL_TILES, h, w, 2, 2, 2, 0, 0, tiles_h, tiles_w);
     for (long b = 0; b < images; b++)
         for (long oc = 0; oc < o; oc++) {
             float *restrict plane = y + ((first_image + b) * o + oc) * h * w;
@@ -184,8 +177,8 @@ static inline __attribute__((always_inline)) void output_gradient_small(const fl
                                                                         long images, long o, long h, long w,
                                                                         long tiles_h, long tiles_w) {
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = o * tiles;
-    int at[4][SMALL_TILES];  // the 2×2 output tile
-    small_offsets(at, 2, 0, h, w, tiles_w, per_image);
+    int at[4][SMALL_TILES];  // the 2×2 output tiles
+    plane_offsets((int *)at, SMALL_TILES, h, w, 2, 2, 2, 0, 0, tiles_h, tiles_w);
     for (long oc = 0; oc < o; oc++)
         for (long b = 0; b < images; b++) {
             const float *restrict plane = g + ((first_image + b) * o + oc) * h * w;
