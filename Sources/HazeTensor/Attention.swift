@@ -2,11 +2,14 @@ import CHazeKernels
 
 /// Scaled dot-product attention (Vaswani et al. 2017, eq. 1), multi-head, as one fused op:
 ///   P = softmax(Q Kᵀ · scale),  O = P V,  scale = 1/√D by default.
-/// Backward (with P saved from the forward):
-///   ∂V = Pᵀ ∂O,  ∂P = ∂O Vᵀ,  ∂S = P ⊙ (∂P − rowsum(∂P ⊙ P)),
-///   ∂Q = scale · ∂S K,  ∂K = scale · ∂Sᵀ Q.
-/// Parallel over the B·H heads; each worker runs single-threaded GEMMs on its heads (BLAS for
-/// large heads, `haze_small_matmul` for small ones, where a BLAS call costs more than its work).
+/// Backward (with Pᵀ saved from the forward, so that no product needs a transposed P):
+///   ∂V = Pᵀ ∂O,  ∂Pᵀ = V ∂Oᵀ,  ∂Sᵀ = Pᵀ ⊙ (∂Pᵀ − rowsum(∂P ⊙ P)),
+///   ∂Q = scale · (∂Sᵀ)ᵀ K,  ∂K = scale · ∂Sᵀ Q.
+/// Parallel over the B·H heads. Forward: heads of at most 32 features run through one C kernel
+/// per head (`haze_attention_head`: 16 queries per vector, scores, softmax and P V in the L1
+/// cache); wider heads through single-threaded GEMMs and a row softmax. Backward: GEMMs per head
+/// (BLAS for large heads, `haze_small_matmul` for small ones, where a BLAS call costs more than
+/// its work).
 
 /// C[m,n] = alpha · op(A) op(B) for one head, on the calling thread. `scratch` holds at least
 /// m·k + k·n floats (for transposed copies on the small path).
@@ -36,22 +39,29 @@ extension Tensor {
         let heads = q.count / Swift.max(l * d, 1)
         let alpha = scale ?? 1 / Float(d).squareRoot()
         let recording = anyRecorded(q, k, v)
+        let fusedHeads = d <= 32 && dv <= 32  // one pass per head (haze_attention.c), else GEMM + softmax + GEMM
         FlopCounter.add(2 * heads * l * s * (d + dv))
-        // P for every head, kept for backward only when recording.
-        // (Uninitialised: every head writes its own [L, S] block.)
+        // Pᵀ [S, L] for every head, kept for backward only when recording.
+        // (Uninitialised: every head writes its own block.)
         var probabilities = [Float](unsafeUninitializedCapacity: recording ? heads * l * s : 0) { $1 = $0.count }
         let out = Tensor(shape: Array(q.shape.dropLast()) + [dv]) { o, _ in
             q.withScalars { pq in k.withScalars { pk in v.withScalars { pv in
                 probabilities.withUnsafeMutableBufferPointer { saved in
                     Parallel.forEach(heads, cost: 4 * l * s * (d + dv)) { range in
-                        Scratch.withBuffer(l * s + 2 * (l + s) * (s + d + dv)) { scratch in
+                        Scratch.withBuffer(l * s + 2 * (l + s) * (s + d + dv) + 16 * (s + 1)) { scratch in
                             let work = scratch + l * s
                             for h in range {
-                                let p = recording ? saved.baseAddress! + h * l * s : scratch
+                                let pt = recording ? saved.baseAddress! + h * l * s : nil
+                                if fusedHeads {
+                                    haze_attention_head(pq + h * l * d, pk + h * s * d, pv + h * s * dv, o + h * l * dv,
+                                                        pt, work, l, s, d, dv, alpha)
+                                    continue
+                                }
                                 headProduct(transposeB: true, m: l, n: s, k: d, alpha: alpha,
-                                            a: pq + h * l * d, b: pk + h * s * d, c: p, scratch: work)
-                                haze_softmax_rows(p, p, l, s, 0)
-                                headProduct(m: l, n: dv, k: s, a: p, b: pv + h * s * dv, c: o + h * l * dv, scratch: work)
+                                            a: pq + h * l * d, b: pk + h * s * d, c: scratch, scratch: work)
+                                haze_softmax_rows(scratch, scratch, l, s, 0)
+                                headProduct(m: l, n: dv, k: s, a: scratch, b: pv + h * s * dv, c: o + h * l * dv, scratch: work)
+                                if let pt { haze_transpose(scratch, pt, l, s) }
                             }
                         }
                     }
@@ -68,21 +78,16 @@ extension Tensor {
             probabilities.withUnsafeBufferPointer { saved in
             dq.withMutableScalars { pdq in dk.withMutableScalars { pdk in dvv.withMutableScalars { pdv in
                 Parallel.forEach(heads, cost: 8 * l * s * (d + dv)) { range in
-                    Scratch.withBuffer(l * s + 2 * (l + s) * (s + d + dv)) { dp in
-                        let work = dp + l * s
+                    Scratch.withBuffer(l * s + 2 * (l + s) * (s + d + dv) + l) { dpt in
+                        let (work, dot) = (dpt + l * s, dpt + l * s + 2 * (l + s) * (s + d + dv))
                         for h in range {
-                            let p = saved.baseAddress! + h * l * s, gh = pg + h * l * dv
-                            headProduct(transposeA: true, m: s, n: dv, k: l, a: p, b: gh, c: pdv + h * s * dv, scratch: work)
-                            headProduct(transposeB: true, m: l, n: s, k: dv, a: gh, b: pv + h * s * dv, c: dp, scratch: work)
-                            for row in 0..<l {
-                                let pr = p + row * s, dr = dp + row * s
-                                var dot: Float = 0
-                                for j in 0..<s { dot += pr[j] * dr[j] }
-                                for j in 0..<s { dr[j] = pr[j] * (dr[j] - dot) }
-                            }
-                            headProduct(m: l, n: d, k: s, alpha: alpha, a: dp, b: pk + h * s * d, c: pdq + h * l * d, scratch: work)
-                            headProduct(transposeA: true, m: s, n: d, k: l, alpha: alpha, a: dp, b: pq + h * l * d,
-                                        c: pdk + h * s * d, scratch: work)
+                            let pt = saved.baseAddress! + h * l * s, gh = pg + h * l * dv
+                            headProduct(m: s, n: dv, k: l, a: pt, b: gh, c: pdv + h * s * dv, scratch: work)
+                            headProduct(transposeB: true, m: s, n: l, k: dv, a: pv + h * s * dv, b: gh, c: dpt, scratch: work)
+                            haze_softmax_columns_backward(pt, dpt, dot, s, l)
+                            headProduct(transposeA: true, m: l, n: d, k: s, alpha: alpha, a: dpt, b: pk + h * s * d,
+                                        c: pdq + h * l * d, scratch: work)
+                            headProduct(m: s, n: d, k: l, alpha: alpha, a: dpt, b: pq + h * l * d, c: pdk + h * s * d, scratch: work)
                         }
                     }
                 }

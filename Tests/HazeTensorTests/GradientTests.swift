@@ -153,6 +153,14 @@ final class GradientTests: XCTestCase {
         checkGradients([normal([1, 2, 3, 4], 38), normal([1, 2, 5, 4], 39), normal([1, 2, 5, 3], 40)]) {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2])
         }
+        // Heads wider than 32 features take the GEMM + softmax path instead of haze_attention_head;
+        // 18 queries span two 16-query blocks of the fused kernel.
+        checkGradients([normal([1, 2, 3, 33], 601), normal([1, 2, 5, 33], 602), normal([1, 2, 5, 3], 603)]) {
+            Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2])
+        }
+        checkGradients([normal([2, 18, 8], 604), normal([2, 7, 8], 605), normal([2, 7, 8], 606)]) {
+            Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2])
+        }
     }
 
     func testEmbeddingDropoutAndLoss() {

@@ -1,0 +1,101 @@
+// Scaled dot-product attention for heads with few features (U-Net attention: 49 tokens, heads of
+// width 8), forward: o = softmax(α q kᵀ) v for one head, in one pass over blocks of 16 queries.
+//
+// A block's 16 queries are the 16 vector lanes, so every step is a vertical operation:
+//   scores   sᵀ[j] = Σ_e k[j][e] · α qᵀ[e]           (S vectors, one per key j)
+//   softmax  m = max_j sᵀ[j], pᵀ[j] = exp(sᵀ[j] − m), Σ = Σ_j pᵀ[j]   (no horizontal reductions)
+//   output   oᵀ[e] = (Σ_j v[j][e] · pᵀ[j]) / Σ
+// The two products and the softmax never leave the L1 cache, and no K or P transpose, masked
+// row tails or separate softmax pass is needed (as a GEMM + softmax + GEMM has at D = 8).
+
+#include "haze_kernels.h"
+#include "haze_multiversion.h"
+#include <math.h>
+#include <stdint.h>
+
+// The vector helpers below are always inlined, so the ABI of passing a 64-byte vector to a
+// function compiled without AVX-512 (the baseline clone) never applies.
+#pragma clang diagnostic ignored "-Wpsabi"
+
+enum { LANES = 16 };
+typedef float lanes_t __attribute__((ext_vector_type(LANES)));  // one zmm register with AVX-512
+
+typedef int int_lanes_t __attribute__((ext_vector_type(LANES)));
+
+// exp_approx (haze_math.h) on a whole vector: the same steps with vector operations.
+static inline __attribute__((always_inline)) lanes_t exp_lanes(lanes_t x) {
+    x = __builtin_elementwise_min(__builtin_elementwise_max(x, (lanes_t)-87.3f), (lanes_t)88.7f);
+    const lanes_t n = __builtin_elementwise_roundeven(x * 1.44269504088896341f);
+    const lanes_t r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-6f;
+    lanes_t p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int_lanes_t bits = (__builtin_convertvector(n, int_lanes_t) + 127) << 23;
+    return p * __builtin_bit_cast(lanes_t, bits);
+}
+
+// One block of `count` ≤ 16 queries starting at row `first`. D and DV are compile-time constants in
+// the specialised calls below, so that the accumulators of qᵀ and oᵀ stay in registers.
+// st: S vectors of scratch.
+static inline __attribute__((always_inline)) void attention_block(const float *restrict q, const float *restrict k,
+                                                                  const float *restrict v, float *restrict o,
+                                                                  float *restrict pt, lanes_t *restrict st, long l,
+                                                                  long s, long first, long count, float alpha,
+                                                                  const long D, const long DV) {
+    lanes_t qt[D];  // α qᵀ, zero in the lanes past `count`
+    for (long e = 0; e < D; e++) {
+        qt[e] = 0;
+        for (long lane = 0; lane < count; lane++) qt[e][lane] = alpha * q[(first + lane) * D + e];
+    }
+    lanes_t m = -INFINITY;
+    for (long j = 0; j < s; j++) {
+        lanes_t acc = 0;
+        for (long e = 0; e < D; e++) acc += k[j * D + e] * qt[e];
+        st[j] = acc;
+        m = acc > m ? acc : m;
+    }
+    lanes_t sum = 0;
+    for (long j = 0; j < s; j++) {
+        const lanes_t p = exp_lanes(st[j] - m);
+        st[j] = p;
+        sum += p;
+    }
+    const lanes_t inverse = 1.0f / sum;
+    lanes_t ot[DV];
+    for (long e = 0; e < DV; e++) ot[e] = 0;
+    for (long j = 0; j < s; j++)
+        for (long e = 0; e < DV; e++) ot[e] += v[j * DV + e] * st[j];
+    for (long e = 0; e < DV; e++) ot[e] *= inverse;
+    for (long lane = 0; lane < count; lane++)
+        for (long e = 0; e < DV; e++) o[(first + lane) * DV + e] = ot[e][lane];
+    if (pt)
+        for (long j = 0; j < s; j++) {
+            const lanes_t p = st[j] * inverse;
+            for (long lane = 0; lane < count; lane++) pt[j * l + first + lane] = p[lane];
+        }
+}
+
+MULTIVERSION void haze_attention_head(const float *q, const float *k, const float *v, float *o, float *pt, float *work,
+                                      long l, long s, long d, long dv, float alpha) {
+    lanes_t *st = (lanes_t *)(((uintptr_t)work + sizeof(lanes_t) - 1) & ~(uintptr_t)(sizeof(lanes_t) - 1));
+    for (long first = 0; first < l; first += LANES) {
+        const long count = l - first < LANES ? l - first : LANES;
+        if (d == 8 && dv == 8) attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, 8, 8);
+        else if (d == 16 && dv == 16) attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, 16, 16);
+        else if (d == 32 && dv == 32) attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, 32, 32);
+        else attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, d, dv);
+    }
+}
+
+MULTIVERSION void haze_softmax_columns_backward(const float *pt, float *dpt, float *dot, long s, long l) {
+    for (long i = 0; i < l; i++) dot[i] = 0;
+    for (long j = 0; j < s; j++)
+        for (long i = 0; i < l; i++) dot[i] += pt[j * l + i] * dpt[j * l + i];
+    for (long j = 0; j < s; j++)
+        for (long i = 0; i < l; i++) dpt[j * l + i] = pt[j * l + i] * (dpt[j * l + i] - dot[i]);
+}
