@@ -39,23 +39,28 @@ static inline __attribute__((always_inline)) lanes_t exp_lanes(lanes_t x) {
     return p * __builtin_bit_cast(lanes_t, bits);
 }
 
-// One block of `count` ≤ 16 queries starting at row `first`. D and DV are compile-time constants in
-// the specialised calls below, so that the accumulators of qᵀ and oᵀ stay in registers.
-// st: S vectors of scratch.
+// One block of `count` ≤ 16 queries starting at row `first`. D, DV and the layout are compile-time
+// constants in the specialised calls below, so that the accumulators of qᵀ and oᵀ stay in
+// registers. Layouts: rows (q [L, D], k [S, D], v [S, DV], o [L, DV]) or, with `CF` (channels
+// first), their transposes (q [D, L], k [D, S], v [DV, S], o [DV, L]). st: S vectors of scratch.
 static inline __attribute__((always_inline)) void attention_block(const float *restrict q, const float *restrict k,
                                                                   const float *restrict v, float *restrict o,
                                                                   float *restrict pt, lanes_t *restrict st, long l,
                                                                   long s, long first, long count, float alpha,
-                                                                  const long D, const long DV) {
+                                                                  const long D, const long DV, const int CF) {
+#define Q(i, e) q[CF ? (e) * l + (i) : (i) * D + (e)]
+#define K(j, e) k[CF ? (e) * s + (j) : (j) * D + (e)]
+#define V(j, e) v[CF ? (e) * s + (j) : (j) * DV + (e)]
+#define O(i, e) o[CF ? (e) * l + (i) : (i) * DV + (e)]
     lanes_t qt[D];  // α qᵀ, zero in the lanes past `count`
     for (long e = 0; e < D; e++) {
         qt[e] = 0;
-        for (long lane = 0; lane < count; lane++) qt[e][lane] = alpha * q[(first + lane) * D + e];
+        for (long lane = 0; lane < count; lane++) qt[e][lane] = alpha * Q(first + lane, e);
     }
     lanes_t m = -INFINITY;
     for (long j = 0; j < s; j++) {
         lanes_t acc = 0;
-        for (long e = 0; e < D; e++) acc += k[j * D + e] * qt[e];
+        for (long e = 0; e < D; e++) acc += K(j, e) * qt[e];
         st[j] = acc;
         m = acc > m ? acc : m;
     }
@@ -69,27 +74,38 @@ static inline __attribute__((always_inline)) void attention_block(const float *r
     lanes_t ot[DV];
     for (long e = 0; e < DV; e++) ot[e] = 0;
     for (long j = 0; j < s; j++)
-        for (long e = 0; e < DV; e++) ot[e] += v[j * DV + e] * st[j];
+        for (long e = 0; e < DV; e++) ot[e] += V(j, e) * st[j];
     for (long e = 0; e < DV; e++) ot[e] *= inverse;
-    for (long lane = 0; lane < count; lane++)
-        for (long e = 0; e < DV; e++) o[(first + lane) * DV + e] = ot[e][lane];
+    for (long e = 0; e < DV; e++)
+        for (long lane = 0; lane < count; lane++) O(first + lane, e) = ot[e][lane];
     if (pt)
         for (long j = 0; j < s; j++) {
             const lanes_t p = st[j] * inverse;
             for (long lane = 0; lane < count; lane++) pt[j * l + first + lane] = p[lane];
         }
+#undef Q
+#undef K
+#undef V
+#undef O
 }
 
-MULTIVERSION void haze_attention_head(const float *q, const float *k, const float *v, float *o, float *pt, float *work,
-                                      long l, long s, long d, long dv, float alpha) {
+static inline __attribute__((always_inline)) void attention_head(const float *q, const float *k, const float *v, float *o,
+                                                                 float *pt, float *work, long l, long s, long d, long dv,
+                                                                 float alpha, const int CF) {
     lanes_t *st = (lanes_t *)(((uintptr_t)work + sizeof(lanes_t) - 1) & ~(uintptr_t)(sizeof(lanes_t) - 1));
     for (long first = 0; first < l; first += LANES) {
         const long count = l - first < LANES ? l - first : LANES;
-        if (d == 8 && dv == 8) attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, 8, 8);
-        else if (d == 16 && dv == 16) attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, 16, 16);
-        else if (d == 32 && dv == 32) attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, 32, 32);
-        else attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, d, dv);
+        if (d == 8 && dv == 8) attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, 8, 8, CF);
+        else if (d == 16 && dv == 16) attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, 16, 16, CF);
+        else if (d == 32 && dv == 32) attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, 32, 32, CF);
+        else attention_block(q, k, v, o, pt, st, l, s, first, count, alpha, d, dv, CF);
     }
+}
+
+MULTIVERSION void haze_attention_head(const float *q, const float *k, const float *v, float *o, float *pt, float *work,
+                                      long l, long s, long d, long dv, float alpha, int channels_first) {
+    if (channels_first) attention_head(q, k, v, o, pt, work, l, s, d, dv, alpha, 1);
+    else attention_head(q, k, v, o, pt, work, l, s, d, dv, alpha, 0);
 }
 
 MULTIVERSION void haze_softmax_columns_backward(const float *pt, float *dpt, float *dot, long s, long l) {

@@ -27,28 +27,24 @@ public struct SelfAttention: Module {
     }
 
     /// x: [N, C, H, W] → [N, C, H, W]
+    /// Computed channels-first, with no transposes: the three projections as one 1×1 convolution
+    /// with the stacked weights, [N, C, H, W] → qkv [N, 3·inner, H·W], then
+    /// `Tensor.selfAttention(channelsFirst:)` and to_out.0 as a 1×1 convolution.
     public func callAsFunction(_ x: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let inner = heads * headDimension
         let normed = groupNorm.map { $0(x, p, context) } ?? x
-        let tokens = normed.reshaped(to: [n, c, h * w]).transposed(1, 2)            // [N, HW, C]
-        func split(_ t: Tensor) -> Tensor {                                        // [N, heads, HW, d]
-            t.reshaped(to: [n, h * w, heads, headDimension]).permuted([0, 2, 1, 3])
-        }
-        let attended = Tensor.scaledDotProductAttention(query: split(query(tokens, p)), key: split(key(tokens, p)),
-                                                        value: split(value(tokens, p)))
-        let merged = attended.permuted([0, 2, 1, 3]).reshaped(to: [n, h * w, heads * headDimension])
-        let o = output(merged, p).transposed(1, 2).reshaped(to: [n, c, h, w])
+        let projections = [query, key, value]
+        let weight = Tensor.concatenate(projections.map { $0.weight(p) }, alongAxis: 0).reshaped(to: [3 * inner, c, 1, 1])
+        let bias = query.bias ? Tensor.concatenate(projections.map { $0.biasValue(p)! }, alongAxis: 0) : nil
+        let qkv = Tensor.conv2d(normed, weight: weight, bias: bias).reshaped(to: [n, 3 * inner, h * w])
+        let attended = Tensor.selfAttention(channelsFirst: qkv, heads: heads).reshaped(to: [n, inner, h, w])
+        let o = Tensor.conv2d(attended, weight: output.weight(p).reshaped(to: [c, inner, 1, 1]), bias: output.biasValue(p))
         let out = o + x
         return rescaleOutputFactor == 1 ? out : out * (1 / rescaleOutputFactor)
     }
 }
 
-/// Linear attention (Haze option `attention_type: "linear"`; Katharopoulos et al. 2020 in the
-/// form of the denoising-diffusion-pytorch U-Net the TensorFlow article used: 4 heads × 32):
-///   h = group_norm(x);  q, k, v = split(to_qkv(h))  (1×1 conv, no bias)
-///   q ← softmax over the head's features · d^−½;  k ← softmax over positions
-///   context = k vᵀ [d × d];  o = contextᵀ q;  out = to_out.1(to_out.0(o)) + x
-/// (to_out.0 a 1×1 conv, to_out.1 a GroupNorm with one group).
 public struct LinearAttention: Module {
     public let groupNorm: Norm
     public let qkv: Conv2d
@@ -71,7 +67,7 @@ public struct LinearAttention: Module {
 
     /// x: [N, C, H, W] → [N, C, H, W]
     public func callAsFunction(_ x: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
-        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let parts = qkv(groupNorm(x, p, context), p).reshaped(to: [n, 3, heads, headDimension, h * w]).chunked(3, alongAxis: 1)
         let q = parts[0].reshaped(to: [n, heads, headDimension, h * w]).softmax(alongAxis: 2) * (1 / Float(headDimension).squareRoot())
         let k = parts[1].reshaped(to: [n, heads, headDimension, h * w]).softmax(alongAxis: 3)

@@ -21,8 +21,13 @@ public struct Linear: Module {
 
     /// x: […, in] → […, out]
     public func callAsFunction(_ x: Tensor, _ p: ParameterSet) -> Tensor {
-        Tensor.linear(x, weight: p.value(key(prefix, "weight")), bias: bias ? p.value(key(prefix, "bias")) : nil)
+        Tensor.linear(x, weight: weight(p), bias: biasValue(p))
     }
+
+    /// The weight [out, in] and the bias [out] (nil without bias), for layers that apply them
+    /// another way (e.g. as a 1×1 convolution).
+    public func weight(_ p: ParameterSet) -> Tensor { p.value(key(prefix, "weight")) }
+    public func biasValue(_ p: ParameterSet) -> Tensor? { bias ? p.value(key(prefix, "bias")) : nil }
 }
 
 /// 2-D convolution. weight: [out, in, k, k], bias: [out]. (nn.Conv2d)

@@ -54,7 +54,7 @@ extension Tensor {
                                 let pt = recording ? saved.baseAddress! + h * l * s : nil
                                 if fusedHeads {
                                     haze_attention_head(pq + h * l * d, pk + h * s * d, pv + h * s * dv, o + h * l * dv,
-                                                        pt, work, l, s, d, dv, alpha)
+                                                        pt, work, l, s, d, dv, alpha, 0)
                                     continue
                                 }
                                 headProduct(transposeB: true, m: l, n: s, k: d, alpha: alpha,
@@ -95,6 +95,68 @@ extension Tensor {
             }
             } } } }
             return [dq, dk, dvv]
+        }
+    }
+
+    /// Multi-head self-attention on channels-first activations, as a U-Net attention block holds
+    /// them: qkv [N, 3·H·D, L], the queries, keys and values stacked along the channel axis (head h
+    /// of each in channels h·D ..< (h + 1)·D) → [N, H·D, L], the heads' outputs in the same channel
+    /// order. The same products as `scaledDotProductAttention` on the transposes, but each head
+    /// reads and writes its [D, L] planes in place, so the block needs no transposes or head
+    /// permutations around it. Forward: `haze_attention_head` (any D). Backward, per head, with Pᵀ
+    /// saved: ∂Vᵀ = ∂Oᵀ P, ∂Pᵀ = V ∂Oᵀ, ∂Sᵀ = Pᵀ ⊙ (∂Pᵀ − rowsum(∂P ⊙ P)), ∂Qᵀ = scale · Kᵀ ∂Sᵀ,
+    /// ∂Kᵀ = scale · Qᵀ ∂S.
+    public static func selfAttention(channelsFirst qkv: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
+        precondition(qkv.rank == 3 && heads > 0 && qkv.shape[1] % (3 * heads) == 0,
+                     "attention: \(qkv.shape) is not [N, 3·heads·D, L] for \(heads) heads")
+        let (n, l) = (qkv.shape[0], qkv.shape[2]), d = qkv.shape[1] / (3 * heads), inner = heads * d
+        let alpha = scale ?? 1 / Float(d).squareRoot()
+        let recording = qkv.isRecorded
+        FlopCounter.add(4 * n * heads * l * l * d)
+        /// Head b = image · H + h: its queries at `input` (keys + inner·L, values + 2·inner·L), its output at `output`.
+        func offsets(_ b: Int) -> (input: Int, output: Int) {
+            let (image, h) = b.quotientAndRemainder(dividingBy: heads)
+            return (image * 3 * inner * l + h * d * l, image * inner * l + h * d * l)
+        }
+        var probabilities = [Float](unsafeUninitializedCapacity: recording ? n * heads * l * l : 0) { $1 = $0.count }
+        let out = Tensor(shape: [n, inner, l]) { o, _ in
+            qkv.withScalars { px in probabilities.withUnsafeMutableBufferPointer { saved in
+                Parallel.forEach(n * heads, cost: 8 * l * l * d) { range in
+                    Scratch.withBuffer(16 * (l + 1)) { work in
+                        for b in range {
+                            let (x, y) = offsets(b)
+                            haze_attention_head(px + x, px + x + inner * l, px + x + 2 * inner * l, o + y,
+                                                recording ? saved.baseAddress! + b * l * l : nil, work, l, l, d, d, alpha, 1)
+                        }
+                    }
+                }
+            } }
+        }
+        guard recording else { return out }
+        let vqkv = qkv.detached
+        return record(out, [qkv]) { g in
+            FlopCounter.add(8 * n * heads * l * l * d)
+            var dqkv = Tensor(shape: vqkv.shape) { _, _ in }  // every head writes its three blocks
+            vqkv.withScalars { px in g.withScalars { pg in probabilities.withUnsafeBufferPointer { saved in
+            dqkv.withMutableScalars { pd in
+                Parallel.forEach(n * heads, cost: 16 * l * l * d) { range in
+                    Scratch.withBuffer(l * l + l + 2 * (l * l + 2 * l * d)) { dpt in
+                        let (dot, work) = (dpt + l * l, dpt + l * l + l)
+                        for b in range {
+                            let (x, y) = offsets(b)
+                            let (qt, kt, vt, got, pt) = (px + x, px + x + inner * l, px + x + 2 * inner * l, pg + y,
+                                                         saved.baseAddress! + b * l * l)
+                            headProduct(transposeB: true, m: d, n: l, k: l, a: got, b: pt, c: pd + x + 2 * inner * l, scratch: work)
+                            headProduct(transposeA: true, m: l, n: l, k: d, a: vt, b: got, c: dpt, scratch: work)
+                            haze_softmax_columns_backward(pt, dpt, dot, l, l)
+                            headProduct(m: d, n: l, k: l, alpha: alpha, a: kt, b: dpt, c: pd + x, scratch: work)
+                            headProduct(transposeB: true, m: d, n: l, k: l, alpha: alpha, a: qt, b: dpt, c: pd + x + inner * l,
+                                        scratch: work)
+                        }
+                    }
+                }
+            } } } }
+            return [dqkv]
         }
     }
 }

@@ -26,10 +26,11 @@ void haze_small_matmul(const float *a, const float *b, float *c, long m, long n,
 /// y[cols, rows] = x[rows, cols]ᵀ
 void haze_transpose(const float *x, float *y, long rows, long cols);
 /// One attention head, o [L, DV] = softmax(α q kᵀ) v for q [L, D], k [S, D], v [S, DV]
-/// (haze_attention.c); with pt non-NULL also writes the probabilities transposed, pt [S, L].
+/// (haze_attention.c), or with `channels_first` the same for the transposes q [D, L], k [D, S],
+/// v [DV, S] → o [DV, L]. With pt non-NULL also writes the probabilities transposed, pt [S, L].
 /// work: 16·(S + 1) floats.
 void haze_attention_head(const float *q, const float *k, const float *v, float *o, float *pt, float *work,
-                         long l, long s, long d, long dv, float alpha);
+                         long l, long s, long d, long dv, float alpha, int channels_first);
 /// The softmax backward on transposed probabilities pt [S, L] (column i = query i): overwrites
 /// dpt [S, L] (∂Pᵀ) with ∂Sᵀ = Pᵀ ⊙ (∂Pᵀ − dot), dot[i] = Σ_j P[i][j] ∂P[i][j] (dot: L floats).
 void haze_softmax_columns_backward(const float *pt, float *dpt, float *dot, long s, long l);
