@@ -15,7 +15,13 @@
 #include "haze_kernels.h"
 #include "haze_multiversion.h"
 #include "haze_plane_offsets.h"
+#include "haze_winograd_small.h"
 #include <stdlib.h>
+
+long haze_winograd_block(long rows, long tiles) { return ((rows * tiles + 1023) & ~1023L) + 16; }
+
+static int small_permutes = 1;  // the AVX-512 small-plane kernels where the CPU has them
+void haze_winograd_small_permutes(int enabled) { small_permutes = enabled; }
 
 MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c, long first_row, long row_count) {
     const long plane = o * c;
@@ -127,7 +133,8 @@ static inline NO_MEMCPY void copy_rows(float *restrict dst, long pitch, const fl
 // per tile, reading the pixels of each tile through a table of plane offsets (haze_plane_offsets.h:
 // at[k · 16 + t] for pixel k of tile t, −1 outside the image; the constant row length keeps the
 // loops vectorised). No padded copy and no half-empty vectors, which dominate the row-wise loops
-// below on such planes.
+// below on such planes. With AVX-512 the pixels are permuted out of registers instead of gathered
+// (haze_winograd_small.h); these portable loops serve the other CPUs.
 enum { SMALL_TILES = 16 };
 static inline int is_small(long tiles_h, long tiles_w) { return tiles_h * tiles_w <= SMALL_TILES; }
 
@@ -136,7 +143,7 @@ static inline int is_small(long tiles_h, long tiles_w) { return tiles_h * tiles_
 
 static inline __attribute__((always_inline)) void input_small(const float *x, float *v, long first_image, long images,
                                                               long c, long h, long w, long tiles_h, long tiles_w) {
-    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = c * tiles;
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(c, tiles);
     int at[16][SMALL_TILES];  // the 4×4 input tiles, stride 2, starting one pixel up-left
     plane_offsets((int *)at, SMALL_TILES, h, w, 4, 4, 2, 1, 1, tiles_h, tiles_w);
     for (long ci = 0; ci < c; ci++)
@@ -155,7 +162,7 @@ static inline __attribute__((always_inline)) void input_small(const float *x, fl
 
 static inline __attribute__((always_inline)) void output_small(const float *m, float *y, const float *bias, long first_image,
                                                                long images, long o, long h, long w, long tiles_h, long tiles_w) {
-    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = o * tiles;
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles);
     int at[4][SMALL_TILES];  // the 2×2 output tiles
     plane_offsets((int *)at, SMALL_TILES, h, w, 2, 2, 2, 0, 0, tiles_h, tiles_w);
     for (long b = 0; b < images; b++)
@@ -176,7 +183,7 @@ static inline __attribute__((always_inline)) void output_small(const float *m, f
 static inline __attribute__((always_inline)) void output_gradient_small(const float *g, float *gt, long first_image,
                                                                         long images, long o, long h, long w,
                                                                         long tiles_h, long tiles_w) {
-    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = o * tiles;
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles);
     int at[4][SMALL_TILES];  // the 2×2 output tiles
     plane_offsets((int *)at, SMALL_TILES, h, w, 2, 2, 2, 0, 0, tiles_h, tiles_w);
     for (long oc = 0; oc < o; oc++)
@@ -195,8 +202,13 @@ static inline __attribute__((always_inline)) void output_gradient_small(const fl
 
 MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                       long tiles_h, long tiles_w) {
-    if (is_small(tiles_h, tiles_w)) return input_small(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
-    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = c * tiles;  // stride: between ξ
+    if (is_small(tiles_h, tiles_w)) {
+#ifdef HAZE_SMALL_AVX512
+        if (small_permutes && small_avx512()) return input_small_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
+#endif
+        return input_small(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
+    }
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(c, tiles);  // stride: between ξ
     // One image plane with its zero border, padded[r][q] = x[r − 1][q − 1]: rows 0 and h+1… and the
     // columns 0 and w+1… stay zero (rows are wide enough for the rounded-up tile loop).
     const long ph = 2 * tiles_h + 2, pitch = 2 * vector_tiles(tiles_w) + 2;
@@ -228,8 +240,13 @@ MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long f
 
 MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
                                        long o, long h, long w, long tiles_h, long tiles_w) {
-    if (is_small(tiles_h, tiles_w)) return output_small(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
-    const long tiles = images * tiles_h * tiles_w, stride = o * tiles;
+    if (is_small(tiles_h, tiles_w)) {
+#ifdef HAZE_SMALL_AVX512
+        if (small_permutes && small_avx512()) return output_small_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
+#endif
+        return output_small(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
+    }
+    const long tiles = images * tiles_h * tiles_w, stride = haze_winograd_block(o, tiles);
     const long width = 2 * vector_tiles(tiles_w);
     float rows[2][width];
     for (long b = 0; b < images; b++) {
@@ -258,8 +275,13 @@ MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const
 
 MULTIVERSION NO_MEMCPY void haze_winograd_output_gradient(const float *g, float *gt, long first_image, long images, long o, long h,
                                                 long w, long tiles_h, long tiles_w) {
-    if (is_small(tiles_h, tiles_w)) return output_gradient_small(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
-    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = o * tiles;
+    if (is_small(tiles_h, tiles_w)) {
+#ifdef HAZE_SMALL_AVX512
+        if (small_permutes && small_avx512()) return output_gradient_small_avx512(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
+#endif
+        return output_gradient_small(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
+    }
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles);
     // One gradient plane, zero past row h − 1 and column w − 1 (the outputs an odd size does not have).
     const long pitch = 2 * vector_tiles(tiles_w);
     float *padded = calloc((size_t)(2 * tiles_h * pitch), sizeof(float));

@@ -84,12 +84,13 @@ enum Winograd {
         u.withUnsafeBufferPointer { pu in
             Parallel.forEach(plan.items, cost: 1 << 20) { range in
                 let tiles = plan.chunk * plan.perImage
-                Scratch.withBuffer(16 * c * tiles) { v in Scratch.withBuffer(16 * o * tiles) { m in
+                Scratch.withBuffer(16 * haze_winograd_block(c, tiles)) { v in Scratch.withBuffer(16 * haze_winograd_block(o, tiles)) { m in
                     for item in range {
                         let (b0, images, t) = plan.images(of: item, n: n)
+                        let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
                         haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
                         for xi in 0..<16 {
-                            gemm(m: o, n: t, k: c, a: pu.baseAddress! + xi * o * c, b: v + xi * c * t, c: m + xi * o * t)
+                            gemm(m: o, n: t, k: c, a: pu.baseAddress! + xi * o * c, b: v + xi * vBlock, c: m + xi * mBlock)
                         }
                         haze_winograd_output(m, y, bias, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                     }
@@ -113,9 +114,10 @@ enum Winograd {
                 Parallel.forEach(plan.items, cost: 1 << 20, chunksPerThread: 1) { range in
                     let tiles = plan.chunk * plan.perImage, slot = partial + range.lowerBound * size
                     used[range.lowerBound] = true
-                    Scratch.withBuffer(16 * c * tiles) { v in Scratch.withBuffer(16 * o * tiles) { mbar in
+                    Scratch.withBuffer(16 * haze_winograd_block(c, tiles)) { v in Scratch.withBuffer(16 * haze_winograd_block(o, tiles)) { mbar in
                         for item in range {
                             let (b0, images, t) = plan.images(of: item, n: n)
+                            let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
                             for oc in 0..<o {
                                 var acc: Float = 0
                                 for b in 0..<images { acc += haze_sum(g + ((b0 + b) * o + oc) * h * w, h * w) }
@@ -124,7 +126,7 @@ enum Winograd {
                             haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
                             haze_winograd_output_gradient(g, mbar, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                             for xi in 0..<16 {
-                                gemm(transposeB: true, m: o, n: c, k: t, a: mbar + xi * o * t, b: v + xi * c * t,
+                                gemm(transposeB: true, m: o, n: c, k: t, a: mbar + xi * mBlock, b: v + xi * vBlock,
                                      beta: item == range.lowerBound ? 0 : 1, c: slot + xi * o * c)
                             }
                         }
