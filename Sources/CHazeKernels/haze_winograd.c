@@ -15,13 +15,13 @@
 #include "haze_kernels.h"
 #include "haze_multiversion.h"
 #include "haze_plane_offsets.h"
-#include "haze_winograd_small.h"
+#include "haze_winograd_avx512.h"
 #include <stdlib.h>
 
 long haze_winograd_block(long rows, long tiles) { return ((rows * tiles + 1023) & ~1023L) + 16; }
 
-static int small_permutes = 1;  // the AVX-512 small-plane kernels where the CPU has them
-void haze_winograd_small_permutes(int enabled) { small_permutes = enabled; }
+static int permutes = 1;  // the AVX-512 kernels where the CPU has them
+void haze_winograd_permutes(int enabled) { permutes = enabled; }
 
 MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c, long first_row, long row_count) {
     const long plane = o * c;
@@ -133,8 +133,9 @@ static inline NO_MEMCPY void copy_rows(float *restrict dst, long pitch, const fl
 // per tile, reading the pixels of each tile through a table of plane offsets (haze_plane_offsets.h:
 // at[k · 16 + t] for pixel k of tile t, −1 outside the image; the constant row length keeps the
 // loops vectorised). No padded copy and no half-empty vectors, which dominate the row-wise loops
-// below on such planes. With AVX-512 the pixels are permuted out of registers instead of gathered
-// (haze_winograd_small.h); these portable loops serve the other CPUs.
+// below on such planes. With AVX-512 the pixels are permuted out of registers instead
+// (haze_winograd_avx512.h, which also covers planes up to 32 wide); these portable loops and the
+// row-wise ones below serve the other CPUs and wider planes.
 enum { SMALL_TILES = 16 };
 static inline int is_small(long tiles_h, long tiles_w) { return tiles_h * tiles_w <= SMALL_TILES; }
 
@@ -202,12 +203,13 @@ static inline __attribute__((always_inline)) void output_gradient_small(const fl
 
 MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                       long tiles_h, long tiles_w) {
-    if (is_small(tiles_h, tiles_w)) {
-#ifdef HAZE_SMALL_AVX512
-        if (small_permutes && small_avx512()) return input_small_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
-#endif
-        return input_small(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
+#ifdef HAZE_AVX512
+    if (permutes && has_avx512()) {
+        if (is_small(tiles_h, tiles_w)) return input_small_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
+        if (rows_avx512(w)) return input_rows_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
     }
+#endif
+    if (is_small(tiles_h, tiles_w)) return input_small(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(c, tiles);  // stride: between ξ
     // One image plane with its zero border, padded[r][q] = x[r − 1][q − 1]: rows 0 and h+1… and the
     // columns 0 and w+1… stay zero (rows are wide enough for the rounded-up tile loop).
@@ -240,12 +242,13 @@ MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long f
 
 MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
                                        long o, long h, long w, long tiles_h, long tiles_w) {
-    if (is_small(tiles_h, tiles_w)) {
-#ifdef HAZE_SMALL_AVX512
-        if (small_permutes && small_avx512()) return output_small_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
-#endif
-        return output_small(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
+#ifdef HAZE_AVX512
+    if (permutes && has_avx512()) {
+        if (is_small(tiles_h, tiles_w)) return output_small_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
+        if (rows_avx512(w)) return output_rows_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
     }
+#endif
+    if (is_small(tiles_h, tiles_w)) return output_small(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
     const long tiles = images * tiles_h * tiles_w, stride = haze_winograd_block(o, tiles);
     const long width = 2 * vector_tiles(tiles_w);
     float rows[2][width];
@@ -275,12 +278,13 @@ MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const
 
 MULTIVERSION NO_MEMCPY void haze_winograd_output_gradient(const float *g, float *gt, long first_image, long images, long o, long h,
                                                 long w, long tiles_h, long tiles_w) {
-    if (is_small(tiles_h, tiles_w)) {
-#ifdef HAZE_SMALL_AVX512
-        if (small_permutes && small_avx512()) return output_gradient_small_avx512(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
-#endif
-        return output_gradient_small(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
+#ifdef HAZE_AVX512
+    if (permutes && has_avx512()) {
+        if (is_small(tiles_h, tiles_w)) return output_gradient_small_avx512(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
+        if (rows_avx512(w)) return output_gradient_rows_avx512(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
     }
+#endif
+    if (is_small(tiles_h, tiles_w)) return output_gradient_small(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles);
     // One gradient plane, zero past row h − 1 and column w − 1 (the outputs an odd size does not have).
     const long pitch = 2 * vector_tiles(tiles_w);

@@ -1,0 +1,281 @@
+// Winograd F(2×2, 3×3) transforms with AVX-512 permutes, one tile per vector lane. Included by
+// haze_winograd.c (the formulas and layouts are described there); used when `has_avx512()`
+// says the CPU has AVX-512.
+// - Small planes (h·w ≤ 64, at most 16 tiles: 7×7, 8×8 and smaller): the whole plane fits in four
+//   registers; pixel k of the 16 tiles is picked out of them by two two-source permutes and a
+//   blend, the padding lanes zeroed by the masks — a few dozen instructions per plane where the 16
+//   gathers of the portable path cost ~20 cycles per pixel. The outputs go back the same way: each
+//   16-pixel register of an output plane is permuted out of the four result registers.
+// - Planes at most 32 wide (14×14, 16×16, 28×28, 32×32): one tile row per vector; each image row
+//   is two registers and column 2tx + j − 1 of the tiles is one permute of them, the padding
+//   columns zeroed by its mask. No padded copy of the plane, no stride-2 shuffles, and the stores
+//   are masked to the row's tiles. Output rows are interleaved back by permutes too.
+#ifndef HAZE_WINOGRAD_AVX512_H
+#define HAZE_WINOGRAD_AVX512_H
+
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+#define HAZE_AVX512 1
+#define AVX512 __attribute__((target("avx512f")))
+
+static inline int has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+
+// Where each lane of a 16-lane register comes from, out of 64 sources held in four registers:
+// `index` (bit 4 picks the register of a pair), the lanes taken from the first pair (sources
+// 0–31) and from the second (32–63); the other lanes are zero.
+typedef struct {
+    __m512i index;
+    __mmask16 low, high;
+} selection;
+
+// Lane t < lanes takes source sources[t] (−1: zero); the lanes past `lanes` are zero.
+static inline AVX512 selection make_selection(const int *sources, long lanes) {
+    int index[16] = {0};
+    __mmask16 low = 0, high = 0;
+    for (long t = 0; t < lanes; t++) {
+        const int source = sources[t];
+        if (source < 0) continue;
+        index[t] = source;
+        if (source < 32) low |= (__mmask16)(1u << t);
+        else high |= (__mmask16)(1u << t);
+    }
+    selection s = {_mm512_loadu_si512(index), low, high};
+    return s;
+}
+
+static inline AVX512 __m512 select_lanes(selection s, __m512 r0, __m512 r1, __m512 r2, __m512 r3) {
+    const __m512 low = _mm512_maskz_permutex2var_ps(s.low, r0, s.index, r1);
+    return _mm512_mask_blend_ps(s.high, low, _mm512_permutex2var_ps(r2, s.index, r3));
+}
+
+// The h·w ≤ 64 pixels of a plane in four registers (zero past the plane; nothing read past it).
+#define LOAD_PLANE(plane, pixels)                                                                 \
+    const __m512 r0 = _mm512_maskz_loadu_ps(plane_mask(pixels, 0), (plane));                     \
+    const __m512 r1 = _mm512_maskz_loadu_ps(plane_mask(pixels, 1), (plane) + 16);                \
+    const __m512 r2 = _mm512_maskz_loadu_ps(plane_mask(pixels, 2), (plane) + 32);                \
+    const __m512 r3 = _mm512_maskz_loadu_ps(plane_mask(pixels, 3), (plane) + 48);
+
+static inline __mmask16 plane_mask(long pixels, int part) {
+    const long n = pixels - 16 * part;
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+static AVX512 void input_small_avx512(const float *x, float *v, long first_image, long images, long c, long h, long w,
+                                      long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(c, tiles);
+    int at[16][16];  // the 4×4 input tiles, stride 2, starting one pixel up-left
+    plane_offsets(&at[0][0], 16, h, w, 4, 4, 2, 1, 1, tiles_h, tiles_w);
+    selection pixel[16];
+    for (int k = 0; k < 16; k++) pixel[k] = make_selection(at[k], per_image);
+    const __mmask16 lanes = (__mmask16)((1u << per_image) - 1);
+    for (long ci = 0; ci < c; ci++)
+        for (long b = 0; b < images; b++) {
+            LOAD_PLANE(x + ((first_image + b) * c + ci) * h * w, h * w)
+            __m512 d[16];
+            for (int k = 0; k < 16; k++) d[k] = select_lanes(pixel[k], r0, r1, r2, r3);
+            __m512 bt[4][4];  // Bᵀ d
+            for (int j = 0; j < 4; j++) {
+                bt[0][j] = d[j] - d[8 + j];
+                bt[1][j] = d[4 + j] + d[8 + j];
+                bt[2][j] = d[8 + j] - d[4 + j];
+                bt[3][j] = d[4 + j] - d[12 + j];
+            }
+            float *dst = v + ci * tiles + b * per_image;
+            for (int i = 0; i < 4; i++) {  // (Bᵀ d) B, row i → positions 4i…4i+3
+                _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, bt[i][0] - bt[i][2]);
+                _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, bt[i][1] + bt[i][2]);
+                _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, bt[i][2] - bt[i][1]);
+                _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, bt[i][1] - bt[i][3]);
+            }
+        }
+}
+
+static AVX512 void output_gradient_small_avx512(const float *g, float *gt, long first_image, long images, long o,
+                                                long h, long w, long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles);
+    int at[4][16];  // the 2×2 output tiles
+    plane_offsets(&at[0][0], 16, h, w, 2, 2, 2, 0, 0, tiles_h, tiles_w);
+    selection pixel[4];
+    for (int k = 0; k < 4; k++) pixel[k] = make_selection(at[k], per_image);
+    const __mmask16 lanes = (__mmask16)((1u << per_image) - 1);
+    for (long oc = 0; oc < o; oc++)
+        for (long b = 0; b < images; b++) {
+            LOAD_PLANE(g + ((first_image + b) * o + oc) * h * w, h * w)
+            const __m512 g00 = select_lanes(pixel[0], r0, r1, r2, r3), g01 = select_lanes(pixel[1], r0, r1, r2, r3);
+            const __m512 g10 = select_lanes(pixel[2], r0, r1, r2, r3), g11 = select_lanes(pixel[3], r0, r1, r2, r3);
+            // A ḡ Aᵀ: rows of A ḡ (ḡ0, ḡ0 + ḡ1, ḡ0 − ḡ1, −ḡ1), each row (x0, x1) → (x0, x0 + x1, x0 − x1, −x1).
+            const __m512 a[4][2] = {{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
+            float *dst = gt + oc * tiles + b * per_image;
+            for (int i = 0; i < 4; i++) {
+                _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, a[i][0]);
+                _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, a[i][0] + a[i][1]);
+                _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, a[i][0] - a[i][1]);
+                _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, -a[i][1]);
+            }
+        }
+}
+
+static AVX512 void output_small_avx512(const float *m, float *y, const float *bias, long first_image, long images,
+                                       long o, long h, long w, long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles), pixels = h * w;
+    int at[4][16];  // the 2×2 output tiles: pixel at[k][t] is output k of tile t
+    plane_offsets(&at[0][0], 16, h, w, 2, 2, 2, 0, 0, tiles_h, tiles_w);
+    // The inverse: pixel p of the plane is source k·16 + t of the four result registers.
+    int source[64];
+    for (int p = 0; p < 64; p++) source[p] = -1;
+    for (int k = 0; k < 4; k++)
+        for (long t = 0; t < per_image; t++)
+            if (at[k][t] >= 0) source[at[k][t]] = k * 16 + (int)t;
+    selection part[4];
+    for (int r = 0; r < 4; r++) part[r] = make_selection(source + 16 * r, 16);
+    const __mmask16 lanes = (__mmask16)((1u << per_image) - 1);
+    for (long b = 0; b < images; b++)
+        for (long oc = 0; oc < o; oc++) {
+            const float *src = m + oc * tiles + b * per_image;
+            __m512 s[4][2];  // M A, row by row
+            for (int i = 0; i < 4; i++) {
+                const __m512 m0 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 0) * stride);
+                const __m512 m1 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 1) * stride);
+                const __m512 m2 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 2) * stride);
+                const __m512 m3 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 3) * stride);
+                s[i][0] = m0 + m1 + m2;
+                s[i][1] = m1 - m2 - m3;
+            }
+            const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0);
+            const __m512 y00 = s[0][0] + s[1][0] + s[2][0] + shift, y01 = s[0][1] + s[1][1] + s[2][1] + shift;
+            const __m512 y10 = s[1][0] - s[2][0] - s[3][0] + shift, y11 = s[1][1] - s[2][1] - s[3][1] + shift;
+            float *plane = y + ((first_image + b) * o + oc) * pixels;
+            for (int r = 0; r < 4 && 16 * r < pixels; r++)
+                _mm512_mask_storeu_ps(plane + 16 * r, plane_mask(pixels, r), select_lanes(part[r], y00, y01, y10, y11));
+        }
+}
+
+#undef LOAD_PLANE
+
+// Planes at most 32 wide. `columns[j]`: lane tx < tiles_w takes column 2tx + j + offset of a row
+// held in two registers, zero where that column is outside the plane.
+static inline int rows_avx512(long w) { return w <= 32; }
+
+static inline AVX512 void column_selections(selection *columns, int count, long offset, long w, long tiles_w) {
+    for (int j = 0; j < count; j++) {
+        int source[16];
+        for (long tx = 0; tx < tiles_w; tx++) {
+            const long column = 2 * tx + j + offset;
+            source[tx] = column >= 0 && column < w ? (int)column : -1;
+        }
+        columns[j] = make_selection(source, tiles_w);
+    }
+}
+
+// Row y of a plane (zero outside 0..<h) as two registers.
+#define LOAD_ROW(lo, hi, plane, y)                                                                 \
+    if ((y) >= 0 && (y) < h) {                                                                     \
+        lo = _mm512_maskz_loadu_ps(plane_mask(w, 0), (plane) + (y) * w);                           \
+        hi = _mm512_maskz_loadu_ps(plane_mask(w, 1), (plane) + (y) * w + 16);                      \
+    } else {                                                                                       \
+        lo = hi = _mm512_setzero_ps();                                                             \
+    }
+
+static AVX512 void input_rows_avx512(const float *x, float *v, long first_image, long images, long c, long h, long w,
+                                     long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(c, tiles);
+    selection columns[4];  // the 4 columns of the tiles, starting one pixel left
+    column_selections(columns, 4, -1, w, tiles_w);
+    const __mmask16 lanes = (__mmask16)((1u << tiles_w) - 1);
+    for (long ci = 0; ci < c; ci++)
+        for (long b = 0; b < images; b++) {
+            const float *plane = x + ((first_image + b) * c + ci) * h * w;
+            float *dst = v + ci * tiles + b * per_image;
+            for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
+                __m512 d[16];
+                for (int i = 0; i < 4; i++) {
+                    __m512 lo, hi;
+                    LOAD_ROW(lo, hi, plane, 2 * ty - 1 + i)
+                    for (int j = 0; j < 4; j++)
+                        d[4 * i + j] = _mm512_maskz_permutex2var_ps(columns[j].low, lo, columns[j].index, hi);
+                }
+                __m512 bt[4][4];  // Bᵀ d
+                for (int j = 0; j < 4; j++) {
+                    bt[0][j] = d[j] - d[8 + j];
+                    bt[1][j] = d[4 + j] + d[8 + j];
+                    bt[2][j] = d[8 + j] - d[4 + j];
+                    bt[3][j] = d[4 + j] - d[12 + j];
+                }
+                for (int i = 0; i < 4; i++) {
+                    _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, bt[i][0] - bt[i][2]);
+                    _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, bt[i][1] + bt[i][2]);
+                    _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, bt[i][2] - bt[i][1]);
+                    _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, bt[i][1] - bt[i][3]);
+                }
+            }
+        }
+}
+
+static AVX512 void output_gradient_rows_avx512(const float *g, float *gt, long first_image, long images, long o,
+                                               long h, long w, long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles);
+    selection columns[2];  // the 2 columns of the output tiles
+    column_selections(columns, 2, 0, w, tiles_w);
+    const __mmask16 lanes = (__mmask16)((1u << tiles_w) - 1);
+    for (long oc = 0; oc < o; oc++)
+        for (long b = 0; b < images; b++) {
+            const float *plane = g + ((first_image + b) * o + oc) * h * w;
+            float *dst = gt + oc * tiles + b * per_image;
+            for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
+                __m512 lo0, hi0, lo1, hi1;
+                LOAD_ROW(lo0, hi0, plane, 2 * ty)
+                LOAD_ROW(lo1, hi1, plane, 2 * ty + 1)
+                const __m512 g00 = _mm512_maskz_permutex2var_ps(columns[0].low, lo0, columns[0].index, hi0);
+                const __m512 g01 = _mm512_maskz_permutex2var_ps(columns[1].low, lo0, columns[1].index, hi0);
+                const __m512 g10 = _mm512_maskz_permutex2var_ps(columns[0].low, lo1, columns[0].index, hi1);
+                const __m512 g11 = _mm512_maskz_permutex2var_ps(columns[1].low, lo1, columns[1].index, hi1);
+                const __m512 a[4][2] = {{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
+                for (int i = 0; i < 4; i++) {
+                    _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, a[i][0]);
+                    _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, a[i][0] + a[i][1]);
+                    _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, a[i][0] - a[i][1]);
+                    _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, -a[i][1]);
+                }
+            }
+        }
+}
+
+static AVX512 void output_rows_avx512(const float *m, float *y, const float *bias, long first_image, long images,
+                                      long o, long h, long w, long tiles_h, long tiles_w) {
+    const long tiles = images * tiles_h * tiles_w, stride = haze_winograd_block(o, tiles);
+    // Output column q of a row pair is tile q/2's left (q even) or right (q odd) value.
+    int interleave[32];
+    for (int q = 0; q < 32; q++) interleave[q] = (q % 2) * 16 + q / 2;
+    const __m512i left = _mm512_loadu_si512(interleave), right = _mm512_loadu_si512(interleave + 16);
+    const __mmask16 lanes = (__mmask16)((1u << tiles_w) - 1), lo_mask = plane_mask(w, 0), hi_mask = plane_mask(w, 1);
+    for (long b = 0; b < images; b++)
+        for (long oc = 0; oc < o; oc++) {
+            float *plane = y + ((first_image + b) * o + oc) * h * w;
+            const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0);
+            for (long ty = 0; ty < tiles_h; ty++) {
+                const float *src = m + oc * tiles + (b * tiles_h + ty) * tiles_w;
+                __m512 s[4][2];  // M A, row by row
+                for (int i = 0; i < 4; i++) {
+                    const __m512 m0 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 0) * stride);
+                    const __m512 m1 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 1) * stride);
+                    const __m512 m2 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 2) * stride);
+                    const __m512 m3 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 3) * stride);
+                    s[i][0] = m0 + m1 + m2;
+                    s[i][1] = m1 - m2 - m3;
+                }
+                const __m512 y00 = s[0][0] + s[1][0] + s[2][0] + shift, y01 = s[0][1] + s[1][1] + s[2][1] + shift;
+                const __m512 y10 = s[1][0] - s[2][0] - s[3][0] + shift, y11 = s[1][1] - s[2][1] - s[3][1] + shift;
+                float *row = plane + 2 * ty * w;
+                _mm512_mask_storeu_ps(row, lo_mask, _mm512_permutex2var_ps(y00, left, y01));
+                _mm512_mask_storeu_ps(row + 16, hi_mask, _mm512_permutex2var_ps(y00, right, y01));
+                if (2 * ty + 1 < h) {
+                    _mm512_mask_storeu_ps(row + w, lo_mask, _mm512_permutex2var_ps(y10, left, y11));
+                    _mm512_mask_storeu_ps(row + w + 16, hi_mask, _mm512_permutex2var_ps(y10, right, y11));
+                }
+            }
+        }
+}
+
+#undef LOAD_ROW
+#endif
+#endif
