@@ -103,7 +103,8 @@ extension Tensor {
     /// of each in channels h·D ..< (h + 1)·D) → [N, H·D, L], the heads' outputs in the same channel
     /// order. The same products as `scaledDotProductAttention` on the transposes, but each head
     /// reads and writes its [D, L] planes in place, so the block needs no transposes or head
-    /// permutations around it. Forward: `haze_attention_head` (any D). Backward, per head, with Pᵀ
+    /// permutations around it. Forward: `haze_attention_head` for heads of ≤ 32 features, BLAS
+    /// products and a row softmax for wider ones. Backward, per head, with Pᵀ
     /// saved: ∂Vᵀ = ∂Oᵀ P, ∂Pᵀ = V ∂Oᵀ, ∂Sᵀ = Pᵀ ⊙ (∂Pᵀ − rowsum(∂P ⊙ P)), ∂Qᵀ = scale · Kᵀ ∂Sᵀ,
     /// ∂Kᵀ = scale · Qᵀ ∂S.
     public static func selfAttention(channelsFirst qkv: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
@@ -122,11 +123,21 @@ extension Tensor {
         let out = Tensor(shape: [n, inner, l]) { o, _ in
             qkv.withScalars { px in probabilities.withUnsafeMutableBufferPointer { saved in
                 Parallel.forEach(n * heads, cost: 8 * l * l * d) { range in
-                    Scratch.withBuffer(16 * (l + 1)) { work in
+                    Scratch.withBuffer(2 * l * l + 2 * l * d + 16 * (l + 1)) { scores in
+                        let work = scores + l * l
                         for b in range {
                             let (x, y) = offsets(b)
-                            haze_attention_head(px + x, px + x + inner * l, px + x + 2 * inner * l, o + y,
-                                                recording ? saved.baseAddress! + b * l * l : nil, work, l, l, d, d, alpha, 1)
+                            let (qt, kt, vt, pt) = (px + x, px + x + inner * l, px + x + 2 * inner * l,
+                                                    recording ? saved.baseAddress! + b * l * l : nil)
+                            if d <= 32 {
+                                haze_attention_head(qt, kt, vt, o + y, pt, work, l, l, d, d, alpha, 1)
+                                continue
+                            }
+                            // Wide heads: P = softmax(α Qᵀᵀ Kᵀ) [L, L], Oᵀ = Vᵀ Pᵀ, through BLAS.
+                            headProduct(transposeA: true, m: l, n: l, k: d, alpha: alpha, a: qt, b: kt, c: scores, scratch: work)
+                            haze_softmax_rows(scores, scores, l, l, 0)
+                            headProduct(transposeB: true, m: d, n: l, k: l, a: vt, b: scores, c: o + y, scratch: work)
+                            if let pt { haze_transpose(scores, pt, l, l) }
                         }
                     }
                 }

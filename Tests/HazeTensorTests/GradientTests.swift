@@ -164,19 +164,22 @@ final class GradientTests: XCTestCase {
     }
 
     /// The channels-first op is the same attention as the [B, H, L, D] one on the transposed,
-    /// head-split slices of qkv; and its gradient checks (D = 3: the generic kernel; D = 8 with 18
-    /// tokens: the specialised one over two 16-query blocks).
+    /// head-split slices of qkv (D = 8: the specialised kernel over two 16-query blocks; D = 40:
+    /// the BLAS path); and its gradient checks (D = 3: the generic kernel; D = 8 with 18 tokens;
+    /// D = 33: BLAS).
     func testChannelsFirstAttention() {
-        let (heads, d, l) = (2, 8, 18)
-        let qkv = normal([2, 3 * heads * d, l], 607)
-        let parts = qkv.chunked(3, alongAxis: 1).map { $0.reshaped(to: [2, heads, d, l]).permuted([0, 1, 3, 2]) }
-        let expected = Tensor.scaledDotProductAttention(query: parts[0], key: parts[1], value: parts[2])
-        let actual = Tensor.selfAttention(channelsFirst: qkv, heads: heads)
-        let reference = expected.permuted([0, 1, 3, 2]).reshaped(to: [2, heads * d, l]).scalars
-        XCTAssertEqual(actual.shape, [2, heads * d, l])
-        for (a, e) in zip(actual.scalars, reference) { XCTAssertEqual(a, e, accuracy: 1e-5) }
+        for (heads, d, l, seed) in [(2, 8, 18, UInt64(607)), (1, 40, 6, 610)] {
+            let qkv = normal([2, 3 * heads * d, l], seed)
+            let parts = qkv.chunked(3, alongAxis: 1).map { $0.reshaped(to: [2, heads, d, l]).permuted([0, 1, 3, 2]) }
+            let expected = Tensor.scaledDotProductAttention(query: parts[0], key: parts[1], value: parts[2])
+            let actual = Tensor.selfAttention(channelsFirst: qkv, heads: heads)
+            let reference = expected.permuted([0, 1, 3, 2]).reshaped(to: [2, heads * d, l]).scalars
+            XCTAssertEqual(actual.shape, [2, heads * d, l])
+            for (a, e) in zip(actual.scalars, reference) { XCTAssertEqual(a, e, accuracy: 1e-5, "D = \(d)") }
+        }
         checkGradients([normal([2, 18, 5], 608)]) { Tensor.selfAttention(channelsFirst: $0[0], heads: 2) }
         checkGradients([normal([1, 48, 18], 609)]) { Tensor.selfAttention(channelsFirst: $0[0], heads: 2) }
+        checkGradients([normal([1, 99, 4], 611)]) { Tensor.selfAttention(channelsFirst: $0[0], heads: 1) }
     }
 
     func testEmbeddingDropoutAndLoss() {
