@@ -9,6 +9,7 @@
 #include "haze_multiversion.h"
 #include "haze_plane_offsets.h"
 #include "haze_math.h"
+#include "haze_im2col_avx512.h"
 
 
 MULTIVERSION void haze_exp(const float *x, float *y, long n) {
@@ -230,8 +231,15 @@ static int *offset_tables(long h, long w, long kh, long kw, long stride, long to
     return at;
 }
 
+int haze_permutes_enabled = 1;
+void haze_avx512_permutes(int enabled) { haze_permutes_enabled = enabled; }
+
 MULTIVERSION void haze_im2col(const float *x, float *cols, long first_image, long images, long c, long h, long w,
                               long kh, long kw, long stride, long top, long left, long ho, long wo) {
+#ifdef HAZE_AVX512
+    if (has_avx512() && im2col_avx512_applies(w, wo, kw))
+        return im2col_avx512(x, cols, first_image, images, c, h, w, kh, kw, stride, top, left, ho, wo);
+#endif
     const long p = ho * wo, ld = images * p, k = c * kh * kw;
     if (narrow_output(wo)) {
         int *at = offset_tables(h, w, kh, kw, stride, top, left, ho, wo);
@@ -275,6 +283,10 @@ MULTIVERSION void haze_im2col(const float *x, float *cols, long first_image, lon
 
 MULTIVERSION void haze_col2im(const float *cols, float *dx, long first_image, long images, long c, long h, long w,
                               long kh, long kw, long stride, long top, long left, long ho, long wo) {
+#ifdef HAZE_AVX512
+    if (has_avx512() && im2col_avx512_applies(w, wo, kw))
+        return col2im_avx512(cols, dx, first_image, images, c, h, w, kh, kw, stride, top, left, ho, wo);
+#endif
     const long p = ho * wo, ld = images * p;
     if (narrow_output(wo)) {
         int *at = offset_tables(h, w, kh, kw, stride, top, left, ho, wo);

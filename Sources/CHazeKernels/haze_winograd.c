@@ -20,9 +20,6 @@
 
 long haze_winograd_block(long rows, long tiles) { return ((rows * tiles + 1023) & ~1023L) + 16; }
 
-static int permutes = 1;  // the AVX-512 kernels where the CPU has them
-void haze_winograd_permutes(int enabled) { permutes = enabled; }
-
 MULTIVERSION void haze_winograd_weights(const float *w, float *u, long o, long c, long first_row, long row_count) {
     const long plane = o * c;
     for (long r = first_row; r < first_row + row_count; r++) {
@@ -204,7 +201,7 @@ static inline __attribute__((always_inline)) void output_gradient_small(const fl
 MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                       long tiles_h, long tiles_w) {
 #ifdef HAZE_AVX512
-    if (permutes && has_avx512()) {
+    if (has_avx512()) {
         if (is_small(tiles_h, tiles_w)) return input_small_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
         if (rows_avx512(w)) return input_rows_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
     }
@@ -243,7 +240,7 @@ MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long f
 MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
                                        long o, long h, long w, long tiles_h, long tiles_w) {
 #ifdef HAZE_AVX512
-    if (permutes && has_avx512()) {
+    if (has_avx512()) {
         if (is_small(tiles_h, tiles_w)) return output_small_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
         if (rows_avx512(w)) return output_rows_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
     }
@@ -279,7 +276,7 @@ MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const
 MULTIVERSION NO_MEMCPY void haze_winograd_output_gradient(const float *g, float *gt, long first_image, long images, long o, long h,
                                                 long w, long tiles_h, long tiles_w) {
 #ifdef HAZE_AVX512
-    if (permutes && has_avx512()) {
+    if (has_avx512()) {
         if (is_small(tiles_h, tiles_w)) return output_gradient_small_avx512(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
         if (rows_avx512(w)) return output_gradient_rows_avx512(g, gt, first_image, images, o, h, w, tiles_h, tiles_w);
     }

@@ -13,40 +13,8 @@
 #ifndef HAZE_WINOGRAD_AVX512_H
 #define HAZE_WINOGRAD_AVX512_H
 
-#if defined(__x86_64__) && defined(__clang__)
-#include <immintrin.h>
-#define HAZE_AVX512 1
-#define AVX512 __attribute__((target("avx512f")))
-
-static inline int has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
-
-// Where each lane of a 16-lane register comes from, out of 64 sources held in four registers:
-// `index` (bit 4 picks the register of a pair), the lanes taken from the first pair (sources
-// 0–31) and from the second (32–63); the other lanes are zero.
-typedef struct {
-    __m512i index;
-    __mmask16 low, high;
-} selection;
-
-// Lane t < lanes takes source sources[t] (−1: zero); the lanes past `lanes` are zero.
-static inline AVX512 selection make_selection(const int *sources, long lanes) {
-    int index[16] = {0};
-    __mmask16 low = 0, high = 0;
-    for (long t = 0; t < lanes; t++) {
-        const int source = sources[t];
-        if (source < 0) continue;
-        index[t] = source;
-        if (source < 32) low |= (__mmask16)(1u << t);
-        else high |= (__mmask16)(1u << t);
-    }
-    selection s = {_mm512_loadu_si512(index), low, high};
-    return s;
-}
-
-static inline AVX512 __m512 select_lanes(selection s, __m512 r0, __m512 r1, __m512 r2, __m512 r3) {
-    const __m512 low = _mm512_maskz_permutex2var_ps(s.low, r0, s.index, r1);
-    return _mm512_mask_blend_ps(s.high, low, _mm512_permutex2var_ps(r2, s.index, r3));
-}
+#include "haze_avx512.h"
+#ifdef HAZE_AVX512
 
 // The h·w ≤ 64 pixels of a plane in four registers (zero past the plane; nothing read past it).
 #define LOAD_PLANE(plane, pixels)                                                                 \
@@ -54,11 +22,6 @@ static inline AVX512 __m512 select_lanes(selection s, __m512 r0, __m512 r1, __m5
     const __m512 r1 = _mm512_maskz_loadu_ps(plane_mask(pixels, 1), (plane) + 16);                \
     const __m512 r2 = _mm512_maskz_loadu_ps(plane_mask(pixels, 2), (plane) + 32);                \
     const __m512 r3 = _mm512_maskz_loadu_ps(plane_mask(pixels, 3), (plane) + 48);
-
-static inline __mmask16 plane_mask(long pixels, int part) {
-    const long n = pixels - 16 * part;
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
 
 static AVX512 void input_small_avx512(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                       long tiles_h, long tiles_w) {
@@ -152,35 +115,14 @@ static AVX512 void output_small_avx512(const float *m, float *y, const float *bi
 
 #undef LOAD_PLANE
 
-// Planes at most 32 wide. `columns[j]`: lane tx < tiles_w takes column 2tx + j + offset of a row
-// held in two registers, zero where that column is outside the plane.
+// Planes at most 32 wide: one tile row per vector.
 static inline int rows_avx512(long w) { return w <= 32; }
-
-static inline AVX512 void column_selections(selection *columns, int count, long offset, long w, long tiles_w) {
-    for (int j = 0; j < count; j++) {
-        int source[16];
-        for (long tx = 0; tx < tiles_w; tx++) {
-            const long column = 2 * tx + j + offset;
-            source[tx] = column >= 0 && column < w ? (int)column : -1;
-        }
-        columns[j] = make_selection(source, tiles_w);
-    }
-}
-
-// Row y of a plane (zero outside 0..<h) as two registers.
-#define LOAD_ROW(lo, hi, plane, y)                                                                 \
-    if ((y) >= 0 && (y) < h) {                                                                     \
-        lo = _mm512_maskz_loadu_ps(plane_mask(w, 0), (plane) + (y) * w);                           \
-        hi = _mm512_maskz_loadu_ps(plane_mask(w, 1), (plane) + (y) * w + 16);                      \
-    } else {                                                                                       \
-        lo = hi = _mm512_setzero_ps();                                                             \
-    }
 
 static AVX512 void input_rows_avx512(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                      long tiles_h, long tiles_w) {
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(c, tiles);
     selection columns[4];  // the 4 columns of the tiles, starting one pixel left
-    column_selections(columns, 4, -1, w, tiles_w);
+    column_selections(columns, 4, 2, -1, w, tiles_w);
     const __mmask16 lanes = (__mmask16)((1u << tiles_w) - 1);
     for (long ci = 0; ci < c; ci++)
         for (long b = 0; b < images; b++) {
@@ -190,7 +132,7 @@ static AVX512 void input_rows_avx512(const float *x, float *v, long first_image,
                 __m512 d[16];
                 for (int i = 0; i < 4; i++) {
                     __m512 lo, hi;
-                    LOAD_ROW(lo, hi, plane, 2 * ty - 1 + i)
+                    load_row(plane, 2 * ty - 1 + i, h, w, &lo, &hi);
                     for (int j = 0; j < 4; j++)
                         d[4 * i + j] = _mm512_maskz_permutex2var_ps(columns[j].low, lo, columns[j].index, hi);
                 }
@@ -215,7 +157,7 @@ static AVX512 void output_gradient_rows_avx512(const float *g, float *gt, long f
                                                long h, long w, long tiles_h, long tiles_w) {
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles);
     selection columns[2];  // the 2 columns of the output tiles
-    column_selections(columns, 2, 0, w, tiles_w);
+    column_selections(columns, 2, 2, 0, w, tiles_w);
     const __mmask16 lanes = (__mmask16)((1u << tiles_w) - 1);
     for (long oc = 0; oc < o; oc++)
         for (long b = 0; b < images; b++) {
@@ -223,8 +165,8 @@ static AVX512 void output_gradient_rows_avx512(const float *g, float *gt, long f
             float *dst = gt + oc * tiles + b * per_image;
             for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w) {
                 __m512 lo0, hi0, lo1, hi1;
-                LOAD_ROW(lo0, hi0, plane, 2 * ty)
-                LOAD_ROW(lo1, hi1, plane, 2 * ty + 1)
+                load_row(plane, 2 * ty, h, w, &lo0, &hi0);
+                load_row(plane, 2 * ty + 1, h, w, &lo1, &hi1);
                 const __m512 g00 = _mm512_maskz_permutex2var_ps(columns[0].low, lo0, columns[0].index, hi0);
                 const __m512 g01 = _mm512_maskz_permutex2var_ps(columns[1].low, lo0, columns[1].index, hi0);
                 const __m512 g10 = _mm512_maskz_permutex2var_ps(columns[0].low, lo1, columns[0].index, hi1);
@@ -276,6 +218,5 @@ static AVX512 void output_rows_avx512(const float *m, float *y, const float *bia
         }
 }
 
-#undef LOAD_ROW
 #endif
 #endif

@@ -31,9 +31,9 @@ final class WinogradTests: XCTestCase {
             for bias in [true, false] {
                 let fast = run(.automatic, bias: bias), reference = run(.im2col, bias: bias)
                 // The same sums with the portable loops instead of the AVX-512 permutes: bit for bit.
-                haze_winograd_permutes(0)
+                haze_avx512_permutes(0)
                 XCTAssertEqual(run(.automatic, bias: bias).map(\.scalars), fast.map(\.scalars), "portable path, case \(i)")
-                haze_winograd_permutes(1)
+                haze_avx512_permutes(1)
                 // Two different computations (rounding differs), which agree:
                 if s.c >= 8 { XCTAssertNotEqual(fast[0].scalars, reference[0].scalars, "case \(i) did not use Winograd") }
                 for (name, (f, r)) in zip(["y", "loss", "dx", "dw", "db"], zip(fast, reference)) {

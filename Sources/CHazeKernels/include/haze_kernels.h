@@ -68,9 +68,9 @@ void haze_flipped_kernels(const float *w, float *wf, long o, long c, long first_
 /// floats (v, m, gt below): rows · tiles rounded up to 4 KB, plus one cache line, so that the 16
 /// streams of a transform fall into different L1 sets.
 long haze_winograd_block(long rows, long tiles);
-/// Whether the transforms use the AVX-512 permute kernels for planes up to 32 wide (default,
-/// where the CPU has AVX-512) or the portable loops; tests compare the two.
-void haze_winograd_permutes(int enabled);
+/// Whether the Winograd transforms and im2col/col2im use their AVX-512 permute kernels on planes
+/// up to 32 wide (default, where the CPU has AVX-512) or the portable loops; tests compare the two.
+void haze_avx512_permutes(int enabled);
 /// Input tiles of images [first_image, first_image + images) of x [N, C, H, W] →
 /// v [16, C, T] (blocks haze_winograd_block(C, T) apart), T = images · tiles_h · tiles_w, tiles_h = ⌈H/2⌉, tiles_w = ⌈W/2⌉.
 void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,

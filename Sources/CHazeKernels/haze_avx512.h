@@ -1,0 +1,76 @@
+// Shared pieces of the AVX-512 permute kernels (haze_winograd_avx512.h, haze_im2col_avx512.h):
+// registers of 16 floats whose lanes are picked out of one to four source registers by
+// two-source permutes, with the lanes that fall into padding zeroed by masks. Compiled with
+// target("avx512f") and called only where has_avx512() says so; elsewhere the portable loops run.
+#ifndef HAZE_AVX512_H
+#define HAZE_AVX512_H
+
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+#define HAZE_AVX512 1
+#define AVX512 __attribute__((target("avx512f")))
+
+// Whether to run the AVX-512 kernels: the CPU has them and haze_avx512_permutes has not turned
+// them off (haze_kernels.c).
+extern int haze_permutes_enabled;
+static inline int has_avx512(void) { return haze_permutes_enabled && __builtin_cpu_supports("avx512f"); }
+
+// Where each lane of a 16-lane register comes from, out of 64 sources held in four registers:
+// `index` (bit 4 picks the register of a pair), the lanes taken from the first pair (sources
+// 0–31) and from the second (32–63); the other lanes are zero.
+typedef struct {
+    __m512i index;
+    __mmask16 low, high;
+} selection;
+
+// Lane t < lanes takes source sources[t] (−1: zero); the lanes past `lanes` are zero.
+static inline AVX512 selection make_selection(const int *sources, long lanes) {
+    int index[16] = {0};
+    __mmask16 low = 0, high = 0;
+    for (long t = 0; t < lanes; t++) {
+        const int source = sources[t];
+        if (source < 0) continue;
+        index[t] = source;
+        if (source < 32) low |= (__mmask16)(1u << t);
+        else high |= (__mmask16)(1u << t);
+    }
+    selection s = {_mm512_loadu_si512(index), low, high};
+    return s;
+}
+
+static inline AVX512 __m512 select_lanes(selection s, __m512 r0, __m512 r1, __m512 r2, __m512 r3) {
+    const __m512 low = _mm512_maskz_permutex2var_ps(s.low, r0, s.index, r1);
+    return _mm512_mask_blend_ps(s.high, low, _mm512_permutex2var_ps(r2, s.index, r3));
+}
+
+static inline __mmask16 plane_mask(long pixels, int part) {
+    const long n = pixels - 16 * part;
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+// Row y of a plane h × w (w ≤ 32) as two registers, zero outside 0..<h and past w.
+static inline AVX512 void load_row(const float *plane, long y, long h, long w, __m512 *lo, __m512 *hi) {
+    if (y >= 0 && y < h) {
+        *lo = _mm512_maskz_loadu_ps(plane_mask(w, 0), plane + y * w);
+        *hi = _mm512_maskz_loadu_ps(plane_mask(w, 1), plane + y * w + 16);
+    } else {
+        *lo = *hi = _mm512_setzero_ps();
+    }
+}
+
+// columns[j], j < count: lane t < lanes takes column stride · t + j + offset of a row held in two
+// registers (load_row), zero where that column is outside 0..<w.
+static inline AVX512 void column_selections(selection *columns, int count, long stride, long offset, long w,
+                                            long lanes) {
+    for (int j = 0; j < count; j++) {
+        int source[16];
+        for (long t = 0; t < lanes; t++) {
+            const long column = stride * t + j + offset;
+            source[t] = column >= 0 && column < w ? (int)column : -1;
+        }
+        columns[j] = make_selection(source, lanes);
+    }
+}
+
+#endif
+#endif
