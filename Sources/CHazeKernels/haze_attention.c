@@ -22,7 +22,7 @@ typedef float lanes_t __attribute__((ext_vector_type(LANES)));  // one zmm regis
 
 typedef int int_lanes_t __attribute__((ext_vector_type(LANES)));
 
-// exp_approx (haze_math.h) on a whole vector: the same steps with vector operations.
+// exp_approx (haze_kernels.c) on a whole vector: the same steps with vector operations.
 static inline __attribute__((always_inline)) lanes_t exp_lanes(lanes_t x) {
     x = __builtin_elementwise_min(__builtin_elementwise_max(x, (lanes_t)-87.3f), (lanes_t)88.7f);
     const lanes_t n = __builtin_elementwise_roundeven(x * 1.44269504088896341f);

@@ -133,7 +133,7 @@ extension Tensor {
                                 haze_attention_head(qt, kt, vt, o + y, pt, work, l, l, d, d, alpha, 1)
                                 continue
                             }
-                            // Wide heads: P = softmax(α Qᵀᵀ Kᵀ) [L, L], Oᵀ = Vᵀ Pᵀ, through BLAS.
+                            // Wide heads, through BLAS: P = softmax(α Q Kᵀ) [L, L] from the stored Qᵀ and Kᵀ, Oᵀ = Vᵀ Pᵀ.
                             headProduct(transposeA: true, m: l, n: l, k: d, alpha: alpha, a: qt, b: kt, c: scores, scratch: work)
                             haze_softmax_rows(scores, scores, l, l, 0)
                             headProduct(transposeB: true, m: d, n: l, k: l, a: vt, b: scores, c: o + y, scratch: work)
