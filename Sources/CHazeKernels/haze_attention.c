@@ -12,6 +12,7 @@
 #include "haze_multiversion.h"
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 // The vector helpers below are always inlined, so the ABI of passing a 64-byte vector to a
 // function compiled without AVX-512 (the baseline clone) never applies.
@@ -39,6 +40,21 @@ static inline __attribute__((always_inline)) lanes_t exp_lanes(lanes_t x) {
     return p * __builtin_bit_cast(lanes_t, bits);
 }
 
+// Lanes 0..<count of a vector from or to consecutive floats (one vector move for a full block).
+static inline __attribute__((always_inline)) lanes_t load_lanes(const float *src, long count) {
+    lanes_t v = 0;
+    if (count == LANES) memcpy(&v, src, sizeof v);
+    else
+        for (long lane = 0; lane < count; lane++) v[lane] = src[lane];
+    return v;
+}
+
+static inline __attribute__((always_inline)) void store_lanes(float *dst, lanes_t v, long count) {
+    if (count == LANES) memcpy(dst, &v, sizeof v);
+    else
+        for (long lane = 0; lane < count; lane++) dst[lane] = v[lane];
+}
+
 // One block of `count` ≤ 16 queries starting at row `first`. D, DV and the layout are compile-time
 // constants in the specialised calls below, so that the accumulators of qᵀ and oᵀ stay in
 // registers. Layouts: rows (q [L, D], k [S, D], v [S, DV], o [L, DV]) or, with `CF` (channels
@@ -54,8 +70,12 @@ static inline __attribute__((always_inline)) void attention_block(const float *r
 #define O(i, e) o[CF ? (e) * l + (i) : (i) * DV + (e)]
     lanes_t qt[D];  // α qᵀ, zero in the lanes past `count`
     for (long e = 0; e < D; e++) {
-        qt[e] = 0;
-        for (long lane = 0; lane < count; lane++) qt[e][lane] = alpha * Q(first + lane, e);
+        if (CF) {
+            qt[e] = alpha * load_lanes(&Q(first, e), count);
+        } else {
+            qt[e] = 0;
+            for (long lane = 0; lane < count; lane++) qt[e][lane] = alpha * Q(first + lane, e);
+        }
     }
     lanes_t m = -INFINITY;
     for (long j = 0; j < s; j++) {
@@ -76,13 +96,13 @@ static inline __attribute__((always_inline)) void attention_block(const float *r
     for (long j = 0; j < s; j++)
         for (long e = 0; e < DV; e++) ot[e] += V(j, e) * st[j];
     for (long e = 0; e < DV; e++) ot[e] *= inverse;
-    for (long e = 0; e < DV; e++)
-        for (long lane = 0; lane < count; lane++) O(first + lane, e) = ot[e][lane];
+    for (long e = 0; e < DV; e++) {
+        if (CF) store_lanes(&O(first, e), ot[e], count);
+        else
+            for (long lane = 0; lane < count; lane++) O(first + lane, e) = ot[e][lane];
+    }
     if (pt)
-        for (long j = 0; j < s; j++) {
-            const lanes_t p = st[j] * inverse;
-            for (long lane = 0; lane < count; lane++) pt[j * l + first + lane] = p[lane];
-        }
+        for (long j = 0; j < s; j++) store_lanes(pt + j * l + first, st[j] * inverse, count);
 #undef Q
 #undef K
 #undef V

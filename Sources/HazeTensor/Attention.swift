@@ -104,9 +104,9 @@ extension Tensor {
     /// order. The same products as `scaledDotProductAttention` on the transposes, but each head
     /// reads and writes its [D, L] planes in place, so the block needs no transposes or head
     /// permutations around it. Forward: `haze_attention_head` for heads of ≤ 32 features, BLAS
-    /// products and a row softmax for wider ones. Backward, per head, with Pᵀ
-    /// saved: ∂Vᵀ = ∂Oᵀ P, ∂Pᵀ = V ∂Oᵀ, ∂Sᵀ = Pᵀ ⊙ (∂Pᵀ − rowsum(∂P ⊙ P)), ∂Qᵀ = scale · Kᵀ ∂Sᵀ,
-    /// ∂Kᵀ = scale · Qᵀ ∂S.
+    /// products and a row softmax for wider ones. Backward, per head, with Pᵀ saved: ∂V = Pᵀ ∂O,
+    /// ∂Pᵀ = V ∂Oᵀ, ∂Sᵀ = Pᵀ ⊙ (∂Pᵀ − rowsum(∂P ⊙ P)), ∂Qᵀ = scale · Kᵀ ∂Sᵀ, ∂K = scale · ∂Sᵀ Q
+    /// (∂V and ∂K computed as [L, D] and transposed into place: cheaper than transposing Pᵀ or ∂Sᵀ).
     public static func selfAttention(channelsFirst qkv: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
         precondition(qkv.rank == 3 && heads > 0 && qkv.shape[1] % (3 * heads) == 0,
                      "attention: \(qkv.shape) is not [N, 3·heads·D, L] for \(heads) heads")
@@ -151,18 +151,21 @@ extension Tensor {
             vqkv.withScalars { px in g.withScalars { pg in probabilities.withUnsafeBufferPointer { saved in
             dqkv.withMutableScalars { pd in
                 Parallel.forEach(n * heads, cost: 16 * l * l * d) { range in
-                    Scratch.withBuffer(l * l + l + 2 * (l * l + 2 * l * d)) { dpt in
-                        let (dot, work) = (dpt + l * l, dpt + l * l + l)
+                    Scratch.withBuffer(l * l + l + l * d + 2 * (l * l + 2 * l * d)) { dpt in
+                        let (dot, rows, work) = (dpt + l * l, dpt + l * l + l, dpt + l * l + l + l * d)
                         for b in range {
                             let (x, y) = offsets(b)
                             let (qt, kt, vt, got, pt) = (px + x, px + x + inner * l, px + x + 2 * inner * l, pg + y,
                                                          saved.baseAddress! + b * l * l)
-                            headProduct(transposeB: true, m: d, n: l, k: l, a: got, b: pt, c: pd + x + 2 * inner * l, scratch: work)
+                            // ∂V = Pᵀ ∂O [L, D] (transposing the [D, L] operands, not the [L, L] ones), then ∂Vᵀ.
+                            headProduct(transposeB: true, m: l, n: d, k: l, a: pt, b: got, c: rows, scratch: work)
+                            haze_transpose(rows, pd + x + 2 * inner * l, l, d)
                             headProduct(transposeA: true, m: l, n: l, k: d, a: vt, b: got, c: dpt, scratch: work)
                             haze_softmax_columns_backward(pt, dpt, dot, l, l)
                             headProduct(m: d, n: l, k: l, alpha: alpha, a: kt, b: dpt, c: pd + x, scratch: work)
-                            headProduct(transposeB: true, m: d, n: l, k: l, alpha: alpha, a: qt, b: dpt, c: pd + x + inner * l,
-                                        scratch: work)
+                            // ∂K = scale · ∂Sᵀ Q [L, D], then ∂Kᵀ.
+                            headProduct(transposeB: true, m: l, n: d, k: l, alpha: alpha, a: dpt, b: qt, c: rows, scratch: work)
+                            haze_transpose(rows, pd + x + inner * l, l, d)
                         }
                     }
                 }

@@ -51,6 +51,11 @@ func fmnistKernelCases(batch n: Int) -> [KernelCase] {
                             forwardBytes: 0, inputs: qkv) {
         Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2])
     })
+    // The same attention as the U-Net computes it: q, k, v stacked channels-first (no PyTorch counterpart).
+    cases.append(KernelCase(name: "attention channels-first [\(n),384,49]", forwardFlops: 4 * Double(n * 16 * 49 * 49 * 8),
+                            forwardBytes: 0, inputs: [Tensor.normal([n, 384, 49], seed: 11)]) {
+        Tensor.selfAttention(channelsFirst: $0[0], heads: 16)
+    })
     let tokens = Tensor.normal([n * 49, 128], seed: 8)
     cases.append(KernelCase(name: "linear [\(n * 49),128]->384", forwardFlops: 2 * Double(n * 49 * 128 * 384), forwardBytes: 0,
                             inputs: [tokens, Tensor.normal([384, 128], std: 0.05, seed: 9), Tensor.zeros([384])]) {
