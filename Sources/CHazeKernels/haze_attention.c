@@ -7,6 +7,9 @@
 //   output   oᵀ[e] = (Σ_j v[j][e] · pᵀ[j]) / Σ
 // The two products and the softmax never leave the L1 cache, and no K or P transpose, masked
 // row tails or separate softmax pass is needed (as a GEMM + softmax + GEMM has at D = 8).
+// Two layouts: rows (q [L, D], as Tensor.scaledDotProductAttention holds heads) and channels
+// first (q [D, L], as a U-Net attention block holds them; then the queries of a block, the
+// outputs and Pᵀ move as whole vectors). Also the softmax step of the backward on Pᵀ.
 
 #include "haze_kernels.h"
 #include "haze_multiversion.h"

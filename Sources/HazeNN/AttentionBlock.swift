@@ -45,6 +45,12 @@ public struct SelfAttention: Module {
     }
 }
 
+/// Linear attention (Haze option `attention_type: "linear"`; Katharopoulos et al. 2020 in the
+/// form of the denoising-diffusion-pytorch U-Net the TensorFlow article used: 4 heads × 32):
+///   h = group_norm(x);  q, k, v = split(to_qkv(h))  (1×1 conv, no bias)
+///   q ← softmax over the head's features · d^−½;  k ← softmax over positions
+///   context = k vᵀ [d × d];  o = contextᵀ q;  out = to_out.1(to_out.0(o)) + x
+/// (to_out.0 a 1×1 conv, to_out.1 a GroupNorm with one group).
 public struct LinearAttention: Module {
     public let groupNorm: Norm
     public let qkv: Conv2d
