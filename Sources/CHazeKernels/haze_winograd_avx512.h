@@ -16,6 +16,54 @@
 #include "haze_avx512.h"
 #ifdef HAZE_AVX512
 
+// The per-tile formulas of haze_winograd.c on 16 tiles at once, lanes masked to the tiles present.
+// The 4×4 input tiles d[4i + j] → (Bᵀ d B)[ξ], stored at dst + ξ · stride.
+static inline AVX512 void store_input_transform(const __m512 d[16], float *dst, long stride, __mmask16 lanes) {
+    __m512 bt[4][4];  // Bᵀ d
+    for (int j = 0; j < 4; j++) {
+        bt[0][j] = d[j] - d[8 + j];
+        bt[1][j] = d[4 + j] + d[8 + j];
+        bt[2][j] = d[8 + j] - d[4 + j];
+        bt[3][j] = d[4 + j] - d[12 + j];
+    }
+    for (int i = 0; i < 4; i++) {  // (Bᵀ d) B, row i → positions 4i…4i+3
+        _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, bt[i][0] - bt[i][2]);
+        _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, bt[i][1] + bt[i][2]);
+        _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, bt[i][2] - bt[i][1]);
+        _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, bt[i][1] - bt[i][3]);
+    }
+}
+
+// The 2×2 output gradients → (A ḡ Aᵀ)[ξ] at dst + ξ · stride: rows of A ḡ are (ḡ0, ḡ0 + ḡ1,
+// ḡ0 − ḡ1, −ḡ1), each row (x0, x1) → (x0, x0 + x1, x0 − x1, −x1).
+static inline AVX512 void store_output_gradient_transform(__m512 g00, __m512 g01, __m512 g10, __m512 g11, float *dst,
+                                                          long stride, __mmask16 lanes) {
+    const __m512 a[4][2] = {{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
+    for (int i = 0; i < 4; i++) {
+        _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, a[i][0]);
+        _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, a[i][0] + a[i][1]);
+        _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, a[i][0] - a[i][1]);
+        _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, -a[i][1]);
+    }
+}
+
+// The 16 products at src + ξ · stride → y = Aᵀ M A + shift as (y00, y01, y10, y11).
+static inline AVX512 void output_transform(const float *src, long stride, __mmask16 lanes, __m512 shift, __m512 y[4]) {
+    __m512 s[4][2];  // M A, row by row
+    for (int i = 0; i < 4; i++) {
+        const __m512 m0 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 0) * stride);
+        const __m512 m1 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 1) * stride);
+        const __m512 m2 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 2) * stride);
+        const __m512 m3 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 3) * stride);
+        s[i][0] = m0 + m1 + m2;
+        s[i][1] = m1 - m2 - m3;
+    }
+    y[0] = s[0][0] + s[1][0] + s[2][0] + shift;
+    y[1] = s[0][1] + s[1][1] + s[2][1] + shift;
+    y[2] = s[1][0] - s[2][0] - s[3][0] + shift;
+    y[3] = s[1][1] - s[2][1] - s[3][1] + shift;
+}
+
 // The h·w ≤ 64 pixels of a plane in four registers (zero past the plane; nothing read past it).
 #define LOAD_PLANE(plane, pixels)                                                                 \
     const __m512 r0 = _mm512_maskz_loadu_ps(plane_mask(pixels, 0), (plane));                     \
@@ -36,20 +84,7 @@ static AVX512 void input_small_avx512(const float *x, float *v, long first_image
             LOAD_PLANE(x + ((first_image + b) * c + ci) * h * w, h * w)
             __m512 d[16];
             for (int k = 0; k < 16; k++) d[k] = select_lanes(pixel[k], r0, r1, r2, r3);
-            __m512 bt[4][4];  // Bᵀ d
-            for (int j = 0; j < 4; j++) {
-                bt[0][j] = d[j] - d[8 + j];
-                bt[1][j] = d[4 + j] + d[8 + j];
-                bt[2][j] = d[8 + j] - d[4 + j];
-                bt[3][j] = d[4 + j] - d[12 + j];
-            }
-            float *dst = v + ci * tiles + b * per_image;
-            for (int i = 0; i < 4; i++) {  // (Bᵀ d) B, row i → positions 4i…4i+3
-                _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, bt[i][0] - bt[i][2]);
-                _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, bt[i][1] + bt[i][2]);
-                _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, bt[i][2] - bt[i][1]);
-                _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, bt[i][1] - bt[i][3]);
-            }
+            store_input_transform(d, v + ci * tiles + b * per_image, stride, lanes);
         }
 }
 
@@ -64,17 +99,9 @@ static AVX512 void output_gradient_small_avx512(const float *g, float *gt, long 
     for (long oc = 0; oc < o; oc++)
         for (long b = 0; b < images; b++) {
             LOAD_PLANE(g + ((first_image + b) * o + oc) * h * w, h * w)
-            const __m512 g00 = select_lanes(pixel[0], r0, r1, r2, r3), g01 = select_lanes(pixel[1], r0, r1, r2, r3);
-            const __m512 g10 = select_lanes(pixel[2], r0, r1, r2, r3), g11 = select_lanes(pixel[3], r0, r1, r2, r3);
-            // A ḡ Aᵀ: rows of A ḡ (ḡ0, ḡ0 + ḡ1, ḡ0 − ḡ1, −ḡ1), each row (x0, x1) → (x0, x0 + x1, x0 − x1, −x1).
-            const __m512 a[4][2] = {{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
-            float *dst = gt + oc * tiles + b * per_image;
-            for (int i = 0; i < 4; i++) {
-                _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, a[i][0]);
-                _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, a[i][0] + a[i][1]);
-                _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, a[i][0] - a[i][1]);
-                _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, -a[i][1]);
-            }
+            store_output_gradient_transform(select_lanes(pixel[0], r0, r1, r2, r3), select_lanes(pixel[1], r0, r1, r2, r3),
+                                            select_lanes(pixel[2], r0, r1, r2, r3), select_lanes(pixel[3], r0, r1, r2, r3),
+                                            gt + oc * tiles + b * per_image, stride, lanes);
         }
 }
 
@@ -94,22 +121,11 @@ static AVX512 void output_small_avx512(const float *m, float *y, const float *bi
     const __mmask16 lanes = (__mmask16)((1u << per_image) - 1);
     for (long b = 0; b < images; b++)
         for (long oc = 0; oc < o; oc++) {
-            const float *src = m + oc * tiles + b * per_image;
-            __m512 s[4][2];  // M A, row by row
-            for (int i = 0; i < 4; i++) {
-                const __m512 m0 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 0) * stride);
-                const __m512 m1 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 1) * stride);
-                const __m512 m2 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 2) * stride);
-                const __m512 m3 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 3) * stride);
-                s[i][0] = m0 + m1 + m2;
-                s[i][1] = m1 - m2 - m3;
-            }
-            const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0);
-            const __m512 y00 = s[0][0] + s[1][0] + s[2][0] + shift, y01 = s[0][1] + s[1][1] + s[2][1] + shift;
-            const __m512 y10 = s[1][0] - s[2][0] - s[3][0] + shift, y11 = s[1][1] - s[2][1] - s[3][1] + shift;
+            __m512 r[4];  // y00, y01, y10, y11 of the tiles
+            output_transform(m + oc * tiles + b * per_image, stride, lanes, _mm512_set1_ps(bias ? bias[oc] : 0), r);
             float *plane = y + ((first_image + b) * o + oc) * pixels;
-            for (int r = 0; r < 4 && 16 * r < pixels; r++)
-                _mm512_mask_storeu_ps(plane + 16 * r, plane_mask(pixels, r), select_lanes(part[r], y00, y01, y10, y11));
+            for (int q = 0; q < 4 && 16 * q < pixels; q++)
+                _mm512_mask_storeu_ps(plane + 16 * q, plane_mask(pixels, q), select_lanes(part[q], r[0], r[1], r[2], r[3]));
         }
 }
 
@@ -136,19 +152,7 @@ static AVX512 void input_rows_avx512(const float *x, float *v, long first_image,
                     for (int j = 0; j < 4; j++)
                         d[4 * i + j] = _mm512_maskz_permutex2var_ps(columns[j].low, lo, columns[j].index, hi);
                 }
-                __m512 bt[4][4];  // Bᵀ d
-                for (int j = 0; j < 4; j++) {
-                    bt[0][j] = d[j] - d[8 + j];
-                    bt[1][j] = d[4 + j] + d[8 + j];
-                    bt[2][j] = d[8 + j] - d[4 + j];
-                    bt[3][j] = d[4 + j] - d[12 + j];
-                }
-                for (int i = 0; i < 4; i++) {
-                    _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, bt[i][0] - bt[i][2]);
-                    _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, bt[i][1] + bt[i][2]);
-                    _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, bt[i][2] - bt[i][1]);
-                    _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, bt[i][1] - bt[i][3]);
-                }
+                store_input_transform(d, dst, stride, lanes);
             }
         }
 }
@@ -167,17 +171,11 @@ static AVX512 void output_gradient_rows_avx512(const float *g, float *gt, long f
                 __m512 lo0, hi0, lo1, hi1;
                 load_row(plane, 2 * ty, h, w, &lo0, &hi0);
                 load_row(plane, 2 * ty + 1, h, w, &lo1, &hi1);
-                const __m512 g00 = _mm512_maskz_permutex2var_ps(columns[0].low, lo0, columns[0].index, hi0);
-                const __m512 g01 = _mm512_maskz_permutex2var_ps(columns[1].low, lo0, columns[1].index, hi0);
-                const __m512 g10 = _mm512_maskz_permutex2var_ps(columns[0].low, lo1, columns[0].index, hi1);
-                const __m512 g11 = _mm512_maskz_permutex2var_ps(columns[1].low, lo1, columns[1].index, hi1);
-                const __m512 a[4][2] = {{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
-                for (int i = 0; i < 4; i++) {
-                    _mm512_mask_storeu_ps(dst + (4 * i + 0) * stride, lanes, a[i][0]);
-                    _mm512_mask_storeu_ps(dst + (4 * i + 1) * stride, lanes, a[i][0] + a[i][1]);
-                    _mm512_mask_storeu_ps(dst + (4 * i + 2) * stride, lanes, a[i][0] - a[i][1]);
-                    _mm512_mask_storeu_ps(dst + (4 * i + 3) * stride, lanes, -a[i][1]);
-                }
+                store_output_gradient_transform(_mm512_maskz_permutex2var_ps(columns[0].low, lo0, columns[0].index, hi0),
+                                                _mm512_maskz_permutex2var_ps(columns[1].low, lo0, columns[1].index, hi0),
+                                                _mm512_maskz_permutex2var_ps(columns[0].low, lo1, columns[0].index, hi1),
+                                                _mm512_maskz_permutex2var_ps(columns[1].low, lo1, columns[1].index, hi1),
+                                                dst, stride, lanes);
             }
         }
 }
@@ -195,24 +193,14 @@ static AVX512 void output_rows_avx512(const float *m, float *y, const float *bia
             float *plane = y + ((first_image + b) * o + oc) * h * w;
             const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0);
             for (long ty = 0; ty < tiles_h; ty++) {
-                const float *src = m + oc * tiles + (b * tiles_h + ty) * tiles_w;
-                __m512 s[4][2];  // M A, row by row
-                for (int i = 0; i < 4; i++) {
-                    const __m512 m0 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 0) * stride);
-                    const __m512 m1 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 1) * stride);
-                    const __m512 m2 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 2) * stride);
-                    const __m512 m3 = _mm512_maskz_loadu_ps(lanes, src + (4 * i + 3) * stride);
-                    s[i][0] = m0 + m1 + m2;
-                    s[i][1] = m1 - m2 - m3;
-                }
-                const __m512 y00 = s[0][0] + s[1][0] + s[2][0] + shift, y01 = s[0][1] + s[1][1] + s[2][1] + shift;
-                const __m512 y10 = s[1][0] - s[2][0] - s[3][0] + shift, y11 = s[1][1] - s[2][1] - s[3][1] + shift;
+                __m512 r[4];  // y00, y01, y10, y11 of the tile row
+                output_transform(m + oc * tiles + (b * tiles_h + ty) * tiles_w, stride, lanes, shift, r);
                 float *row = plane + 2 * ty * w;
-                _mm512_mask_storeu_ps(row, lo_mask, _mm512_permutex2var_ps(y00, left, y01));
-                _mm512_mask_storeu_ps(row + 16, hi_mask, _mm512_permutex2var_ps(y00, right, y01));
+                _mm512_mask_storeu_ps(row, lo_mask, _mm512_permutex2var_ps(r[0], left, r[1]));
+                _mm512_mask_storeu_ps(row + 16, hi_mask, _mm512_permutex2var_ps(r[0], right, r[1]));
                 if (2 * ty + 1 < h) {
-                    _mm512_mask_storeu_ps(row + w, lo_mask, _mm512_permutex2var_ps(y10, left, y11));
-                    _mm512_mask_storeu_ps(row + w + 16, hi_mask, _mm512_permutex2var_ps(y10, right, y11));
+                    _mm512_mask_storeu_ps(row + w, lo_mask, _mm512_permutex2var_ps(r[2], left, r[3]));
+                    _mm512_mask_storeu_ps(row + w + 16, hi_mask, _mm512_permutex2var_ps(r[2], right, r[3]));
                 }
             }
         }
