@@ -57,6 +57,17 @@ void haze_im2col(const float *x, float *cols, long first_image, long images, lon
 void haze_col2im(const float *cols, float *dx, long first_image, long images, long c, long h, long w,
                  long kh, long kw, long stride, long top, long left, long ho, long wo);
 
+/// Products with a packed left-hand matrix (haze_gemm.c). haze_gemm_packed_size: floats of the
+/// packed form of an M × K matrix. haze_gemm_pack: A [M, K] (row stride lda) → packed.
+/// haze_gemm_packed: C [M, N] (row stride ldc) = A · B, or C += A · B with `accumulate`, for
+/// B [K, N] (row stride ldb). Fast where haze_gemm_packed_available() (AVX-512); elsewhere a plain
+/// loop (use BLAS instead).
+long haze_gemm_packed_size(long m, long k);
+void haze_gemm_pack(const float *a, long lda, float *packed, long m, long k);
+int haze_gemm_packed_available(void);
+void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
+                      int accumulate);
+
 /// Winograd F(2×2, 3×3) for 3×3, stride-1, padding-1 convolutions (see haze_winograd.c).
 /// Weights w [O, C, 3, 3] → u [16, O, C]; writes rows [first_row, first_row + row_count) of
 /// each of the 16 blocks.
