@@ -13,6 +13,7 @@
 
 #include "haze_kernels.h"
 #include "haze_multiversion.h"
+#include "haze_exp.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -26,19 +27,11 @@ typedef float lanes_t __attribute__((ext_vector_type(LANES)));  // one zmm regis
 
 typedef int int_lanes_t __attribute__((ext_vector_type(LANES)));
 
-// exp_approx (haze_kernels.c) on a whole vector: the same steps with vector operations.
+// exp_approx (haze_kernels.c, haze_exp.h) on a whole vector: the same steps with vector operations.
 static inline __attribute__((always_inline)) lanes_t exp_lanes(lanes_t x) {
     x = __builtin_elementwise_min(__builtin_elementwise_max(x, (lanes_t)-87.3f), (lanes_t)88.7f);
     const lanes_t n = __builtin_elementwise_roundeven(x * 1.44269504088896341f);
-    const lanes_t r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-6f;
-    lanes_t p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    const lanes_t p = HAZE_EXP_POLYNOMIAL(HAZE_EXP_REDUCED(x, n));
     const int_lanes_t bits = (__builtin_convertvector(n, int_lanes_t) + 127) << 23;
     return p * __builtin_bit_cast(lanes_t, bits);
 }

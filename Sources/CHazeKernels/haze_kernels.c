@@ -1,9 +1,7 @@
-// Vectorised exp-based elementwise kernels (see include/haze_kernels.h).
-//
-// exp(x) = 2^n · p(r), n = round(x / ln 2), r = x − n ln 2 (Cody–Waite split of ln 2), and p
-// the degree-7 Taylor polynomial of e^r on |r| ≤ ln2/2 (relative error < 1e-8, below float
-// rounding). The loops have no branches, so clang vectorises them; on x86-64 Linux each kernel
-// is compiled for AVX-512, AVX2 and baseline, and the loader picks the best for the CPU.
+// Vectorised exp-based elementwise kernels (see include/haze_kernels.h), with exp_approx
+// (haze_exp.h: Cody–Waite reduction and a degree-7 polynomial). The loops have no branches, so
+// clang vectorises them; on x86-64 Linux each kernel is compiled for AVX-512, AVX2 and baseline,
+// and the loader picks the best for the CPU.
 
 #include "haze_kernels.h"
 #include <math.h>
@@ -11,20 +9,13 @@
 #include <string.h>
 #include "haze_multiversion.h"
 #include "haze_plane_offsets.h"
+#include "haze_exp.h"
 #include "haze_im2col_avx512.h"
 
 static inline float exp_approx(float x) {
     x = fminf(fmaxf(x, -87.3f), 88.7f);
     const float n = rintf(x * 1.44269504088896341f);
-    const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-6f;
-    float p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    const float p = HAZE_EXP_POLYNOMIAL(HAZE_EXP_REDUCED(x, n));
     const int bits = ((int)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);

@@ -1,0 +1,13 @@
+// exp(x) = 2^n · p(r), n = round(x / ln 2), r = x − n ln 2 (Cody–Waite split of ln 2), and p
+// the degree-7 Taylor polynomial of e^r on |r| ≤ ln2/2 (relative error < 1e-8, below float
+// rounding). The two steps as expressions of a float or of a vector of floats, shared by the
+// scalar exp_approx (haze_kernels.c) and the vector exp_lanes (haze_attention.c).
+#ifndef HAZE_EXP_H
+#define HAZE_EXP_H
+
+#define HAZE_EXP_REDUCED(x, n) (((x) - (n) * 0.693145751953125f) - (n) * 1.428606765330187e-6f)
+#define HAZE_EXP_POLYNOMIAL(r)                                                                                 \
+    (((((((1.0f / 5040 * (r) + 1.0f / 720) * (r) + 1.0f / 120) * (r) + 1.0f / 24) * (r) + 1.0f / 6) * (r) + 0.5f) * \
+       (r) + 1.0f) * (r) + 1.0f)
+
+#endif
