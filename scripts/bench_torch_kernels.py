@@ -33,6 +33,7 @@ def cases(n):
     conv(32, 32, 28)
     conv(64, 64, 28)
     conv(64, 64, 14)
+    conv(32, 32, 28, stride=2)
     conv(64, 64, 14, stride=2)
     conv(128, 128, 7)
     conv(256, 128, 7)

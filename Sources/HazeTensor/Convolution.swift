@@ -53,6 +53,31 @@ struct ConvGeometry {
         haze_im2col(x, cols, b0, images, c, h, w, kh, kw, stride, padding.top, padding.left, ho, wo)
     }
 
+    /// Strided convolutions run forward through `haze_conv_direct` where the CPU has AVX-512: no
+    /// column matrix, the output channels along the vector lanes. (s2 [64,64,14,14] forward: see
+    /// the README's benchmark section.) Their backward stays im2col + SGEMM.
+    var isDirect: Bool { ConvolutionAlgorithm.current == .automatic && stride > 1 && haze_direct_conv_available() != 0 }
+
+    /// y = w ⊛ x + bias by `haze_conv_direct`, in items of enough images for ≥ 256 output pixels.
+    func convolveDirectly(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: [Float]?,
+                          into y: UnsafeMutablePointer<Float>) {
+        let threads = Parallel.threadCount
+        let perItem = Swift.min(Swift.max(1, 256 / p), Swift.max(1, (n + threads - 1) / threads))
+        let items = (n + perItem - 1) / perItem
+        Scratch.withBuffer(haze_direct_packed_size(o, k)) { packed in
+            haze_direct_pack(weight, packed, o, k)
+            Parallel.forEach(items, cost: 1 << 20) { range in
+                Scratch.withBuffer(haze_direct_scratch_size(perItem, c, kh, kw, stride, ho, wo)) { scratch in
+                    for item in range {
+                        let b0 = item * perItem
+                        haze_conv_direct(x, packed, bias, y, scratch, b0, Swift.min(perItem, n - b0), c, h, w, o,
+                                         kh, kw, stride, padding.top, padding.left, ho, wo)
+                    }
+                }
+            }
+        }
+    }
+
     /// The adjoint of `im2col`: dx[b0 + b, ci, y, x] = Σ over the column entries that read it.
     /// cols: [K, B·P]; dx: [N, C, H, W] (the chunk's planes are overwritten). Runs on the calling
     /// thread (C kernel).
@@ -86,6 +111,10 @@ extension Tensor {
             if Winograd.applies(geo) {
                 let u = Winograd.transformedWeights(weight, flip: false)
                 x.withScalars { Winograd.convolve($0, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, bias: biasValues, into: out) }
+                return
+            }
+            if geo.isDirect {
+                x.withScalars { px in weight.withScalars { pw in geo.convolveDirectly(px, weight: pw, bias: biasValues, into: out) } }
                 return
             }
             x.withScalars { px in weight.withScalars { pw in

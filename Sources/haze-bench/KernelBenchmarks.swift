@@ -30,6 +30,7 @@ func fmnistKernelCases(batch n: Int) -> [KernelCase] {
     conv(32, 32, 28)
     conv(64, 64, 28)
     conv(64, 64, 14)
+    conv(32, 32, 28, stride: 2)
     conv(64, 64, 14, stride: 2)
     conv(128, 128, 7)
     conv(256, 128, 7)
@@ -97,11 +98,14 @@ struct Kernels: ParsableCommand {
     @Option(help: "Convolution algorithm: automatic (Winograd for 3×3 stride-1 padding-1) or im2col.") var conv: ConvolutionChoice = .automatic
     @Option(help: "JSON from scripts/bench_torch_kernels.py (same shapes): adds PyTorch times and ratios.")
     var compare: String?
+    @Flag(help: "Time single calls on request for scripts/compare_kernels.py: read `forward NAME` or `both NAME` per line, answer the milliseconds.")
+    var serve = false
 
     func run() throws {
         retainFreedMemory()
         Parallel.threadCount = threads
         ConvolutionAlgorithm.current = conv.algorithm
+        if serve { return serveSingleCalls() }
         let env = ProcessInfo.processInfo.environment
         print("BLAS: \(blasDescription); OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)") OPENBLAS_L2_SIZE=\(env["OPENBLAS_L2_SIZE"] ?? "(unset)"); Haze threads: \(threads)")
         var torch: [String: [String: Double]] = [:]
@@ -129,6 +133,11 @@ struct Kernels: ParsableCommand {
             haze[c.name] = ["forward_ms": forward.medianMs, "forward_backward_ms": both.medianMs]
         }
         guard filter == nil || "sgemm".contains(filter!) else { return }
+        sgemmRates()
+    }
+
+    /// The SGEMM rates at the convolutions' GEMM shapes.
+    func sgemmRates() {
         print("\nSGEMM C[M,N] = A[M,K] B[K,N] at the conv GEMM shapes: one call split over the workers;")
         print("one single-threaded call; and one single-threaded call on every worker at once (aggregate rate)")
         for (m, n, k) in [(64, 784, 576), (64, 1568, 576), (128, 1568, 1152), (32, 784, 288), (2048, 2048, 2048)] {
@@ -142,6 +151,34 @@ struct Kernels: ParsableCommand {
             print(String(format: "  M=%-5d N=%-5d K=%-5d split %7.1f GFLOP/s   single %7.1f GFLOP/s   %d concurrent %7.1f GFLOP/s",
                          m, n, k, flops / split.medianMs / 1e6, flops / single.medianMs / 1e6,
                          threads, Double(threads) * flops / concurrent.medianMs / 1e6))
+        }
+    }
+
+    /// One timed call per request line, so that a driver can alternate Haze's calls with PyTorch's call by call
+    /// and both sides see the same state of the machine. Answers `ready` first, then one line per request: the
+    /// call's milliseconds, or `error …` for an unknown case.
+    func serveSingleCalls() {
+        let cases = Dictionary(fmnistKernelCases(batch: batch).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var seeds: [String: Tensor] = [:]
+        print("ready")
+        fflush(stdout)
+        while let line = readLine() {
+            let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let c = cases[parts[1]], parts[0] == "forward" || parts[0] == "both" else {
+                print("error: expected `forward NAME` or `both NAME` with a case of `haze-bench kernels`, got `\(line)`")
+                fflush(stdout)
+                continue
+            }
+            let start = DispatchTime.now().uptimeNanoseconds
+            if parts[0] == "forward" {
+                _ = c.op(c.inputs)
+            } else {
+                let seed = seeds[c.name] ?? c.op(c.inputs).detached
+                seeds[c.name] = seed
+                _ = valueWithGradient(at: c.inputs, seed: seed, of: c.op)
+            }
+            print(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            fflush(stdout)
         }
     }
 }

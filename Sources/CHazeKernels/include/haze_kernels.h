@@ -68,6 +68,19 @@ int haze_gemm_packed_available(void);
 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                       int accumulate);
 
+/// Direct convolution for strided convolutions (haze_direct_conv.c), fast where
+/// haze_direct_conv_available() (AVX-512). haze_direct_pack: w [O, K] (K = C·KH·KW) → packed
+/// (haze_direct_packed_size floats). haze_conv_direct: y for images [first_image, first_image + images)
+/// of x [N, C, H, W] into y [N, O, HO, WO], plus bias [O] (may be NULL), zero padding top/left as
+/// given (bottom/right implied by HO, WO); `scratch` holds of haze_direct_scratch_size floats.
+long haze_direct_packed_size(long o, long k);
+void haze_direct_pack(const float *w, float *packed, long o, long k);
+long haze_direct_scratch_size(long images, long c, long kh, long kw, long stride, long ho, long wo);
+int haze_direct_conv_available(void);
+void haze_conv_direct(const float *x, const float *packed, const float *bias, float *y, float *scratch,
+                      long first_image, long images, long c, long h, long w, long o, long kh, long kw,
+                      long stride, long top, long left, long ho, long wo);
+
 /// Winograd F(2×2, 3×3) for 3×3, stride-1, padding-1 convolutions (see haze_winograd.c).
 /// Weights w [O, C, 3, 3] → u [16, O, C]; writes rows [first_row, first_row + row_count) of
 /// each of the 16 blocks.

@@ -1,0 +1,40 @@
+import CHazeKernels
+import XCTest
+@testable import HazeTensor
+
+/// The direct kernel of strided convolutions (haze_direct_conv.c) against im2col + SGEMM: the
+/// downsamplers' stride 2 with padding 1 and diffusers' (0, 1, 0, 1) pad; output channels below,
+/// at and above one 64-channel chunk and not multiples of 16 (both register blockings); more than
+/// one block of K (≥ 11 input channels of 3 × 3); pixel counts that do not fill the last block;
+/// stride 3 and a 1 × 2 kernel; with and without bias. Backward is im2col's either way.
+final class DirectConvolutionTests: XCTestCase {
+    func testMatchesIm2col() throws {
+        try XCTSkipIf(haze_direct_conv_available() == 0, "no AVX-512: strided convolutions use im2col")
+        let original = ConvolutionAlgorithm.current
+        defer { ConvolutionAlgorithm.current = original }
+        let cases: [(n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, padding: Padding2D)] = [
+            (3, 16, 14, 14, 64, 3, 3, 2, Padding2D(1)), (2, 24, 28, 28, 32, 3, 3, 2, Padding2D(1)),
+            (2, 13, 14, 14, 20, 3, 3, 2, Padding2D(top: 0, bottom: 1, left: 0, right: 1)),
+            (5, 7, 9, 11, 70, 3, 3, 2, Padding2D(1)), (1, 3, 10, 10, 5, 3, 3, 3, Padding2D(1)),
+            (2, 40, 8, 8, 130, 1, 2, 2, Padding2D.zero),
+        ]
+        for (index, s) in cases.enumerated() {
+            let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(900 + index))
+            let w = Tensor.normal([s.o, s.c, s.kh, s.kw], seed: UInt64(910 + index))
+            let b = Tensor.normal([s.o], seed: UInt64(920 + index))
+            for bias in [b, nil] {
+                func run(_ algorithm: ConvolutionAlgorithm) -> Tensor {
+                    ConvolutionAlgorithm.current = algorithm
+                    return Tensor.conv2d(x, weight: w, bias: bias, stride: s.stride, padding: s.padding)
+                }
+                let direct = run(.automatic), reference = run(.im2col)
+                // Two different summation orders: equal bits would mean the direct kernel did not run.
+                if index == 0 { XCTAssertNotEqual(direct.scalars, reference.scalars, "case 0 did not use the direct kernel") }
+                XCTAssertEqual(direct.shape, reference.shape, "case \(index)")
+                let scale = Swift.max(reference.scalars.map(abs).max() ?? 0, 1e-6)
+                let worst = zip(direct.scalars, reference.scalars).map { abs($0 - $1) }.max() ?? .infinity
+                XCTAssertLessThan(worst / scale, 1e-6, "case \(index) bias \(bias != nil)")
+            }
+        }
+    }
+}
