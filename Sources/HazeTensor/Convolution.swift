@@ -109,7 +109,7 @@ extension Tensor {
         let biasValues = bias?.scalars
         let y = Tensor(shape: [geo.n, o, geo.ho, geo.wo]) { out, _ in
             if Winograd.applies(geo) {
-                let u = Winograd.transformedWeights(weight, flip: false)
+                let u = Winograd.transformedWeights(weight, flip: false, n: geo.n, h: geo.h, width: geo.w)
                 x.withScalars { Winograd.convolve($0, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, bias: biasValues, into: out) }
                 return
             }
@@ -228,7 +228,7 @@ extension Tensor {
                                          needInput: Bool, needBias: Bool) -> [Tensor?] {
         var dx: Tensor?
         if needInput {
-            let u = Winograd.transformedWeights(weight, flip: true)
+            let u = Winograd.transformedWeights(weight, flip: true, n: geo.n, h: geo.h, width: geo.w)
             dx = Tensor(shape: x.shape) { pdx, _ in
                 g.withScalars { Winograd.convolve($0, n: geo.n, c: geo.o, h: geo.h, w: geo.w, u: u, o: geo.c, bias: nil, into: pdx) }
             }

@@ -36,24 +36,40 @@ enum Winograd {
         ConvolutionAlgorithm.current == .automatic && geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.padding == Padding2D(1)
     }
 
-    /// The transformed weights U [16, O, C] of w [O, C, 3, 3] (see haze_winograd_weights); with
-    /// `flip`, those of the input-gradient convolution: U [16, C, O] of w flipped in space with
-    /// the channels swapped.
-    static func transformedWeights(_ w: Tensor, flip: Bool) -> [Float] {
+    /// Whether `convolve` uses F(4×4, 3×3) on these images: at most 8×8, an AVX-512 CPU, and at
+    /// least one item of 16 images per thread. (Tests switch `largeTiles` off to compare.)
+    static func usesLargeTiles(n: Int, h: Int, w: Int) -> Bool {
+        largeTiles && h <= 8 && w <= 8 && haze_winograd43_available() != 0 && PackedMatrices.available
+            && (n + 15) / 16 >= Parallel.threadCount
+    }
+    nonisolated(unsafe) static var largeTiles = true
+
+    /// The transformed weights U [16, O, C] of w [O, C, 3, 3] (see haze_winograd_weights), or
+    /// U [36, O, C] when `convolve` will use F(4×4, 3×3) on n images of h × w; with `flip`, those
+    /// of the input-gradient convolution: U of w flipped in space with the channels swapped.
+    static func transformedWeights(_ w: Tensor, flip: Bool, n: Int, h: Int, width: Int) -> [Float] {
         let (o, c) = (w.shape[0], w.shape[1])
+        let large = usesLargeTiles(n: n, h: h, w: width)
         return w.withScalars { pw in
-            guard flip else { return transform(pw, o: o, c: c) }
+            guard flip else { return transform(pw, o: o, c: c, large: large) }
             return Scratch.withBuffer(9 * o * c) { wf in
                 Parallel.forEach(c, cost: 20 * o) { rows in haze_flipped_kernels(pw, wf, o, c, rows.lowerBound, rows.count) }
-                return transform(wf, o: c, c: o)
+                return transform(wf, o: c, c: o, large: large)
             }
         }
     }
 
-    private static func transform(_ w: UnsafePointer<Float>, o: Int, c: Int) -> [Float] {
-        [Float](unsafeUninitializedCapacity: 16 * o * c) { buffer, initialized in
-            Parallel.forEach(o, cost: 50 * c) { rows in haze_winograd_weights(w, buffer.baseAddress!, o, c, rows.lowerBound, rows.count) }
-            initialized = 16 * o * c
+    private static func transform(_ w: UnsafePointer<Float>, o: Int, c: Int, large: Bool) -> [Float] {
+        let positions = large ? 36 : 16
+        return [Float](unsafeUninitializedCapacity: positions * o * c) { buffer, initialized in
+            Parallel.forEach(o, cost: 5 * positions * c) { rows in
+                if large {
+                    haze_winograd43_weights(w, buffer.baseAddress!, o, c, rows.lowerBound, rows.count)
+                } else {
+                    haze_winograd_weights(w, buffer.baseAddress!, o, c, rows.lowerBound, rows.count)
+                }
+            }
+            initialized = positions * o * c
         }
     }
 
@@ -77,15 +93,19 @@ enum Winograd {
         }
     }
 
-    /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and u [16, O, C].
+    /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and u [16, O, C] (or [36, O, C], see
+    /// `transformedWeights`).
     static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
                          u: [Float], o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
         guard n > 0 else { return }
+        if usesLargeTiles(n: n, h: h, w: w) {
+            return convolveLargeTiles(x, n: n, c: c, h: h, w: w, u: u, o: o, bias: bias, into: y)
+        }
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
         // Images of at most 64 tiles (16×16) with at most 128 input channels: packed weights and
         // haze_gemm_packed (7×7/128 forward 3.10 → 2.88 ms, 14×14/64 2.95 → 2.67 ms, min of five
         // alternating runs); elsewhere OpenBLAS is as fast or faster (28×28/64: 8.45 → 9.65 ms).
-        let packed = PackedMatrices.available && plan.perImage <= 64 && c <= 128
+        let packed = PackedMatrices.available && plan.perImage <= 64 && c <= 256
             ? u.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, count: 16, rows: o, columns: c) } : nil
         u.withUnsafeBufferPointer { pu in
             Parallel.forEach(plan.items, cost: 1 << 20) { range in
@@ -106,6 +126,27 @@ enum Winograd {
                     }
                 } }
             }
+        }
+    }
+
+    /// `convolve` by F(4×4, 3×3) (haze_winograd43.c): items of 16 images, one per vector lane;
+    /// per item the input transform, 36 products U[ξ] · V[ξ] with the packed weights, and the
+    /// output transform.
+    private static func convolveLargeTiles(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
+                                           u: [Float], o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+        let t = haze_winograd43_tiles(h, w), (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
+        let packed = u.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, count: 36, rows: o, columns: c) }
+        Parallel.forEach((n + 15) / 16, cost: 1 << 20) { range in
+            Scratch.withBuffer(36 * vBlock) { v in Scratch.withBuffer(36 * mBlock) { m in
+                for item in range {
+                    let (b0, images) = (16 * item, Swift.min(16, n - 16 * item))
+                    haze_winograd43_input(x, v, b0, images, c, h, w, vBlock)
+                    for xi in 0..<36 {
+                        packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
+                    }
+                    haze_winograd43_output(m, y, bias, b0, images, o, h, w, mBlock)
+                }
+            } }
         }
     }
 

@@ -95,6 +95,19 @@ long haze_winograd_block(long rows, long tiles);
 /// Whether the Winograd transforms and im2col/col2im use their AVX-512 permute kernels on planes
 /// up to 32 wide (default, where the CPU has AVX-512) or the portable loops; tests compare the two.
 void haze_avx512_permutes(int enabled);
+/// Winograd F(4×4, 3×3) for images of at most 8×8 (haze_winograd43.c), where
+/// haze_winograd43_available() (AVX-512). Weights w [O, C, 3, 3] → u [36, O, C] (rows
+/// [first_row, first_row + row_count) of each block). T = haze_winograd43_tiles(H, W) columns per
+/// item of ≤ 16 images: column tile · 16 + image. haze_winograd43_input: images [first_image,
+/// first_image + images) of x [N, C, H, W] → v [36, C, T] (blocks `block` floats apart);
+/// haze_winograd43_output: m [36, O, T] → those images' planes of y [N, O, H, W] plus bias (may be NULL).
+void haze_winograd43_weights(const float *w, float *u, long o, long c, long first_row, long row_count);
+long haze_winograd43_tiles(long h, long w);
+int haze_winograd43_available(void);
+void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
+                           long block);
+void haze_winograd43_output(const float *m, float *y, const float *bias, long first_image, long images,
+                            long o, long h, long w, long block);
 /// Input tiles of images [first_image, first_image + images) of x [N, C, H, W] →
 /// v [16, C, T] (blocks haze_winograd_block(C, T) apart), T = images · tiles_h · tiles_w, tiles_h = ⌈H/2⌉, tiles_w = ⌈W/2⌉.
 void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
