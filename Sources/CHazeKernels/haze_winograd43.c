@@ -13,47 +13,8 @@
 // C·H·W apart) and y written by scatters.
 
 #include "haze_kernels.h"
-#include "haze_multiversion.h"
 
 long haze_winograd43_tiles(long h, long w) { return ((h + 3) / 4) * ((w + 3) / 4) * 16; }
-
-MULTIVERSION void haze_winograd43_weights(const float *w, float *u, long o, long c, long first_row, long row_count) {
-    const long plane = o * c;
-    for (long r = first_row; r < first_row + row_count; r++) {
-        float *restrict dst = u + r * c;
-        const float *restrict k = w + r * c * 9;
-#pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)
-        for (long s = 0; s < c; s++) {
-            const float *g = k + s * 9;
-            // G g, column j: G (g0j, g1j, g2j) (HAZE_G: the six rows of G times a 3-vector); then
-            // (G g) Gᵀ, row i: G times row i of G g, at positions ξ = 6i + j.
-#define HAZE_G(a0, a1, a2, r0, r1, r2, r3, r4, r5)                                            \
-            const float r0 = (a0) / 4, r1 = -((a0) + (a1) + (a2)) / 6, r2 = -((a0) - (a1) + (a2)) / 6, \
-                        r3 = (a0) / 24 + (a1) / 12 + (a2) / 6, r4 = (a0) / 24 - (a1) / 12 + (a2) / 6, r5 = (a2);
-            HAZE_G(g[0], g[3], g[6], t00, t10, t20, t30, t40, t50)
-            HAZE_G(g[1], g[4], g[7], t01, t11, t21, t31, t41, t51)
-            HAZE_G(g[2], g[5], g[8], t02, t12, t22, t32, t42, t52)
-#define HAZE_ROW(i, a0, a1, a2)                                                                   \
-            {                                                                                     \
-                HAZE_G(a0, a1, a2, u0, u1, u2, u3, u4, u5)                                        \
-                dst[(6 * i + 0) * plane + s] = u0;                                                \
-                dst[(6 * i + 1) * plane + s] = u1;                                                \
-                dst[(6 * i + 2) * plane + s] = u2;                                                \
-                dst[(6 * i + 3) * plane + s] = u3;                                                \
-                dst[(6 * i + 4) * plane + s] = u4;                                                \
-                dst[(6 * i + 5) * plane + s] = u5;                                                \
-            }
-            HAZE_ROW(0, t00, t01, t02)
-            HAZE_ROW(1, t10, t11, t12)
-            HAZE_ROW(2, t20, t21, t22)
-            HAZE_ROW(3, t30, t31, t32)
-            HAZE_ROW(4, t40, t41, t42)
-            HAZE_ROW(5, t50, t51, t52)
-#undef HAZE_ROW
-#undef HAZE_G
-        }
-    }
-}
 
 #if defined(__x86_64__) && defined(__clang__)
 #include <immintrin.h>
@@ -87,6 +48,54 @@ INLINE void output_1d(const __m512 *m, long stride, __m512 *r, long rstride) {
     r[rstride] = _mm512_fmadd_ps(_mm512_set1_ps(2), d34, d12);
     r[2 * rstride] = _mm512_fmadd_ps(_mm512_set1_ps(4), s34, s12);
     r[3 * rstride] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8), d34, d12), m5);
+}
+
+// u = G g Gᵀ for sixteen 3 × 3 kernels at once: g[k] holds entry k of each (lanes: kernels), the 36
+// results go to dst[ξ · stride].
+INLINE void weights_16(const __m512 *g, float *dst, long stride, __mmask16 lanes) {
+    const __m512 quarter = _mm512_set1_ps(0.25f), sixth = _mm512_set1_ps(1.0f / 6), minus_sixth = _mm512_set1_ps(-1.0f / 6),
+                 twelfth = _mm512_set1_ps(1.0f / 12), twentyfourth = _mm512_set1_ps(1.0f / 24);
+    __m512 t[6][3];
+    // r = G a for a 3-vector: (a0/4, −(a0+a1+a2)/6, −(a0−a1+a2)/6, a0/24 + a1/12 + a2/6, a0/24 − a1/12 + a2/6, a2).
+#define HAZE_G(a0, a1, a2, r, i)                                                                      \
+    {                                                                                                 \
+        const __m512 s02 = _mm512_add_ps(a0, a2), even = _mm512_fmadd_ps(a0, twentyfourth, _mm512_mul_ps(a2, sixth)); \
+        r[0] i = _mm512_mul_ps(a0, quarter);                                                          \
+        r[1] i = _mm512_mul_ps(_mm512_add_ps(s02, a1), minus_sixth);                                     \
+        r[2] i = _mm512_mul_ps(_mm512_sub_ps(s02, a1), minus_sixth);                                     \
+        r[3] i = _mm512_fmadd_ps(a1, twelfth, even);                                                  \
+        r[4] i = _mm512_fnmadd_ps(a1, twelfth, even);                                                 \
+        r[5] i = a2;                                                                                  \
+    }
+    for (int j = 0; j < 3; j++) HAZE_G(g[j], g[3 + j], g[6 + j], t, [j])
+    for (int i = 0; i < 6; i++) {
+        __m512 u[6];
+        HAZE_G(t[i][0], t[i][1], t[i][2], u, )
+        for (int j = 0; j < 6; j++) _mm512_mask_storeu_ps(dst + (6 * i + j) * stride, lanes, u[j]);
+    }
+#undef HAZE_G
+}
+
+AVX512 void haze_winograd43_packed_weights(const float *w, float *packed, long o, long c, long first_block,
+                                           long block_count) {
+    // Lane l: row r0 + l % 8, column p + l / 8 — two columns of an 8-row block of the packed layout
+    // (packed[(r / 8) · C · 8 + p · 8 + r % 8], haze_gemm.c), so every result is one 16-float store.
+    const long matrix = haze_gemm_packed_size(o, c);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i row = _mm512_and_si512(lane, _mm512_set1_epi32(7)), column = _mm512_srli_epi32(lane, 3);
+    const __m512i offset = _mm512_mullo_epi32(_mm512_add_epi32(_mm512_mullo_epi32(row, _mm512_set1_epi32((int)c)), column),
+                                              _mm512_set1_epi32(9));
+    for (long block = first_block; block < first_block + block_count; block++) {
+        const long r0 = 8 * block;
+        const __mmask16 rows = (__mmask16)(0x0101u * ((1u << (o - r0 < 8 ? o - r0 : 8)) - 1));
+        for (long p = 0; p < c; p += 2) {
+            const __mmask16 lanes = p + 1 < c ? (__mmask16)0xFFFF : (__mmask16)0x00FF;
+            const float *base = w + (r0 * c + p) * 9;
+            __m512 g[9];
+            for (int k = 0; k < 9; k++) g[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows & lanes, offset, base + k, 4);
+            weights_16(g, packed + r0 * c + p * 8, matrix, lanes);
+        }
+    }
 }
 
 static __mmask16 image_lanes(long images) { return images >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << images) - 1); }
@@ -144,6 +153,8 @@ AVX512 void haze_winograd43_output(const float *m, float *y, const float *bias, 
 }
 #else
 int haze_winograd43_available(void) { return 0; }
+void haze_winograd43_packed_weights(const float *w, float *packed, long o, long c, long first_block,
+                                    long block_count) {}
 // Callers use F(2×2, 3×3) where haze_winograd43_available() is 0; these are never reached.
 void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                            long block) {}

@@ -37,6 +37,19 @@ struct PackedMatrices {
         }
     }
 
+    /// `count` matrices [rows, columns] that `fill(values, stride)` writes in the packed layout
+    /// itself, matrix i at values + i · stride (AVX-512 only).
+    init(count: Int, rows: Int, columns: Int, fill: (UnsafeMutablePointer<Float>, Int) -> Void) {
+        precondition(Self.available, "packed matrices need AVX-512")
+        (self.rows, self.columns, self.count) = (rows, columns, count)
+        let packedSize = haze_gemm_packed_size(rows, columns)
+        stride = packedSize
+        values = [Float](unsafeUninitializedCapacity: count * packedSize) { buffer, initialized in
+            fill(buffer.baseAddress!, packedSize)
+            initialized = count * packedSize
+        }
+    }
+
     /// C [rows, n] (row stride ldc) = A_i · B, or C += A_i · B with `accumulate`, for
     /// B [columns, n] (row stride ldb) and i = `matrix`. Runs on the calling thread.
     func multiply(_ b: UnsafePointer<Float>, ldb: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, columns n: Int,

@@ -44,10 +44,17 @@ enum Winograd {
     }
     nonisolated(unsafe) static var largeTiles = true
 
-    /// The transformed weights U [16, O, C] of w [O, C, 3, 3] (see haze_winograd_weights), or
-    /// U [36, O, C] when `convolve` will use F(4×4, 3×3) on n images of h × w; with `flip`, those
-    /// of the input-gradient convolution: U of w flipped in space with the channels swapped.
-    static func transformedWeights(_ w: Tensor, flip: Bool, n: Int, h: Int, width: Int) -> [Float] {
+    /// The transformed weights of one convolution, in the form `convolve` uses them.
+    enum TransformedWeights {
+        /// F(2×2, 3×3): U [16, O, C] (see haze_winograd_weights).
+        case smallTiles([Float])
+        /// F(4×4, 3×3): U [36, O, C], packed for haze_gemm_packed (haze_winograd43_packed_weights).
+        case largeTiles(PackedMatrices)
+    }
+
+    /// The transformed weights of w [O, C, 3, 3] for `convolve` on n images of h × w; with `flip`,
+    /// those of the input-gradient convolution: w flipped in space with the channels swapped.
+    static func transformedWeights(_ w: Tensor, flip: Bool, n: Int, h: Int, width: Int) -> TransformedWeights {
         let (o, c) = (w.shape[0], w.shape[1])
         let large = usesLargeTiles(n: n, h: h, w: width)
         return w.withScalars { pw in
@@ -59,18 +66,18 @@ enum Winograd {
         }
     }
 
-    private static func transform(_ w: UnsafePointer<Float>, o: Int, c: Int, large: Bool) -> [Float] {
-        let positions = large ? 36 : 16
-        return [Float](unsafeUninitializedCapacity: positions * o * c) { buffer, initialized in
-            Parallel.forEach(o, cost: 5 * positions * c) { rows in
-                if large {
-                    haze_winograd43_weights(w, buffer.baseAddress!, o, c, rows.lowerBound, rows.count)
-                } else {
-                    haze_winograd_weights(w, buffer.baseAddress!, o, c, rows.lowerBound, rows.count)
+    private static func transform(_ w: UnsafePointer<Float>, o: Int, c: Int, large: Bool) -> TransformedWeights {
+        if large {
+            return .largeTiles(PackedMatrices(count: 36, rows: o, columns: c) { packed, _ in
+                Parallel.forEach((o + 7) / 8, cost: 2000 * c) { blocks in
+                    haze_winograd43_packed_weights(w, packed, o, c, blocks.lowerBound, blocks.count)
                 }
-            }
-            initialized = positions * o * c
+            })
         }
+        return .smallTiles([Float](unsafeUninitializedCapacity: 16 * o * c) { buffer, initialized in
+            Parallel.forEach(o, cost: 50 * c) { rows in haze_winograd_weights(w, buffer.baseAddress!, o, c, rows.lowerBound, rows.count) }
+            initialized = 16 * o * c
+        })
     }
 
     /// The work split of a Winograd pass over n images of h × w: `chunk` images per item.
@@ -93,13 +100,14 @@ enum Winograd {
         }
     }
 
-    /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and u [16, O, C] (or [36, O, C], see
-    /// `transformedWeights`).
+    /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and the transformed weights u.
     static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
-                         u: [Float], o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+                         u weights: TransformedWeights, o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
         guard n > 0 else { return }
-        if usesLargeTiles(n: n, h: h, w: w) {
-            return convolveLargeTiles(x, n: n, c: c, h: h, w: w, u: u, o: o, bias: bias, into: y)
+        let u: [Float]
+        switch weights {
+        case .largeTiles(let packed): return convolveLargeTiles(x, n: n, c: c, h: h, w: w, u: packed, bias: bias, into: y)
+        case .smallTiles(let values): u = values
         }
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
         // Images of at most 64 tiles (16×16) with at most 128 input channels: packed weights and
@@ -133,9 +141,9 @@ enum Winograd {
     /// per item the input transform, 36 products U[ξ] · V[ξ] with the packed weights, and the
     /// output transform.
     private static func convolveLargeTiles(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
-                                           u: [Float], o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
-        let t = haze_winograd43_tiles(h, w), (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
-        let packed = u.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, count: 36, rows: o, columns: c) }
+                                           u packed: PackedMatrices, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+        let o = packed.rows, t = haze_winograd43_tiles(h, w)
+        let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
         Parallel.forEach((n + 15) / 16, cost: 1 << 20) { range in
             Scratch.withBuffer(36 * vBlock) { v in Scratch.withBuffer(36 * mBlock) { m in
                 for item in range {

@@ -96,12 +96,15 @@ long haze_winograd_block(long rows, long tiles);
 /// up to 32 wide (default, where the CPU has AVX-512) or the portable loops; tests compare the two.
 void haze_avx512_permutes(int enabled);
 /// Winograd F(4×4, 3×3) for images of at most 8×8 (haze_winograd43.c), where
-/// haze_winograd43_available() (AVX-512). Weights w [O, C, 3, 3] → u [36, O, C] (rows
-/// [first_row, first_row + row_count) of each block). T = haze_winograd43_tiles(H, W) columns per
-/// item of ≤ 16 images: column tile · 16 + image. haze_winograd43_input: images [first_image,
-/// first_image + images) of x [N, C, H, W] → v [36, C, T] (blocks `block` floats apart);
-/// haze_winograd43_output: m [36, O, T] → those images' planes of y [N, O, H, W] plus bias (may be NULL).
-void haze_winograd43_weights(const float *w, float *u, long o, long c, long first_row, long row_count);
+/// haze_winograd43_available() (AVX-512). haze_winograd43_packed_weights: w [O, C, 3, 3] →
+/// u [36, O, C] = G g Gᵀ, written straight into haze_gemm_pack's layout (36 packed matrices
+/// haze_gemm_packed_size(O, C) floats apart; 8-row blocks [first_block, first_block + block_count)).
+/// T = haze_winograd43_tiles(H, W) columns per item of ≤ 16 images: column tile · 16 + image.
+/// haze_winograd43_input: images [first_image, first_image + images) of x [N, C, H, W] →
+/// v [36, C, T] (blocks `block` floats apart); haze_winograd43_output: m [36, O, T] → those
+/// images' planes of y [N, O, H, W] plus bias (may be NULL).
+void haze_winograd43_packed_weights(const float *w, float *packed, long o, long c, long first_block,
+                                    long block_count);
 long haze_winograd43_tiles(long h, long w);
 int haze_winograd43_available(void);
 void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
