@@ -151,8 +151,87 @@ AVX512 void haze_winograd43_output(const float *m, float *y, const float *bias, 
             }
     }
 }
+// r = A q for four vectors q[0..4) `stride` apart (A = (Aᵀ)ᵀ, 6 × 4): the adjoint of output_1d.
+INLINE void output_gradient_1d(const __m512 *q, long stride, __m512 *r, long rstride) {
+    const __m512 q0 = q[0], q1 = q[stride], q2 = q[2 * stride], q3 = q[3 * stride];
+    const __m512 e = _mm512_add_ps(q0, q2), e4 = _mm512_fmadd_ps(_mm512_set1_ps(4), q2, q0);
+    const __m512 o = _mm512_add_ps(q1, q3), o8 = _mm512_fmadd_ps(_mm512_set1_ps(4), q3, q1);  // q1 + 4q3
+    const __m512 two = _mm512_set1_ps(2);
+    r[0] = q0;
+    r[rstride] = _mm512_add_ps(e, o);
+    r[2 * rstride] = _mm512_sub_ps(e, o);
+    r[3 * rstride] = _mm512_fmadd_ps(two, o8, e4);   // q0 + 2q1 + 4q2 + 8q3
+    r[4 * rstride] = _mm512_fnmadd_ps(two, o8, e4);  // q0 − 2q1 + 4q2 − 8q3
+    r[5 * rstride] = q3;
+}
+
+AVX512 void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
+                                            long w, long block) {
+    const long th = (h + 3) / 4, tw = (w + 3) / 4, hp = 4 * th, wp = 4 * tw, T = th * tw * 16;
+    const __mmask16 lanes = image_lanes(images);
+    const __m512i apart = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                             _mm512_set1_epi32((int)(o * h * w)));
+    __m512 plane[8 * 8];  // one channel of ḡ for the 16 images, zero past the image: [hp][wp]
+    for (long oc = 0; oc < o; oc++) {
+        const float *src = g + (first_image * o + oc) * h * w;
+        for (long r = 0; r < hp; r++)
+            for (long q = 0; q < wp; q++)
+                plane[r * wp + q] = r < h && q < w ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, apart, src + r * w + q, 4)
+                                                   : _mm512_setzero_ps();
+        for (long ti = 0; ti < th; ti++)
+            for (long tj = 0; tj < tw; tj++) {
+                __m512 cols[24], out[36];
+                const __m512 *d = plane + 4 * ti * wp + 4 * tj;
+                for (int j = 0; j < 4; j++) output_gradient_1d(d + j, wp, cols + j, 4);       // A ḡ: [6][4]
+                for (int i = 0; i < 6; i++) output_gradient_1d(cols + 4 * i, 1, out + 6 * i, 1);  // (A ḡ) Aᵀ: [6][6]
+                float *dst = mbar + oc * T + (ti * tw + tj) * 16;
+                for (int xi = 0; xi < 36; xi++) _mm512_storeu_ps(dst + xi * block, out[xi]);
+            }
+    }
+}
+
+// r = Gᵀ u for six vectors u[0..6) `stride` apart: the adjoint of G.
+INLINE void weights_gradient_1d(const __m512 *u, long stride, __m512 *r, long rstride) {
+    const __m512 u0 = u[0], u1 = u[stride], u2 = u[2 * stride], u3 = u[3 * stride], u4 = u[4 * stride],
+                 u5 = u[5 * stride];
+    const __m512 s12 = _mm512_add_ps(u1, u2), d12 = _mm512_sub_ps(u2, u1);
+    const __m512 s34 = _mm512_add_ps(u3, u4), d34 = _mm512_sub_ps(u3, u4);
+    const __m512 sixth = _mm512_set1_ps(1.0f / 6);
+    r[0] = _mm512_fmadd_ps(s34, _mm512_set1_ps(1.0f / 24), _mm512_fnmadd_ps(s12, sixth, _mm512_mul_ps(u0, _mm512_set1_ps(0.25f))));
+    r[rstride] = _mm512_fmadd_ps(d34, _mm512_set1_ps(1.0f / 12), _mm512_mul_ps(d12, sixth));
+    r[2 * rstride] = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(s34, s12), sixth), u5);
+}
+
+AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw, long o, long c, long first_row,
+                                             long row_count) {
+    const long plane = o * c;
+    const __m512i nine = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(9));
+    for (long r = first_row; r < first_row + row_count; r++) {
+        // ∂U = slots[0] + slots[1] + … (in order), accumulated into slots[0], row r of each ξ.
+        for (long k = 1; k < count; k++)
+            for (int xi = 0; xi < 36; xi++) {
+                float *restrict acc = slots[0] + xi * plane + r * c;
+                const float *restrict add = slots[k] + xi * plane + r * c;
+                for (long s = 0; s < c; s++) acc[s] += add[s];
+            }
+        // ∂g = Gᵀ ∂U G for 16 input channels at once; lane l's 9 values go to dw[r, s + l, ·, ·].
+        for (long s = 0; s < c; s += 16) {
+            const __mmask16 lanes = c - s >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - s)) - 1);
+            __m512 du[36], rows[18], out[9];
+            for (int xi = 0; xi < 36; xi++) du[xi] = _mm512_maskz_loadu_ps(lanes, slots[0] + xi * plane + r * c + s);
+            for (int j = 0; j < 6; j++) weights_gradient_1d(du + j, 6, rows + j, 6);          // Gᵀ ∂U: [3][6]
+            for (int i = 0; i < 3; i++) weights_gradient_1d(rows + 6 * i, 1, out + 3 * i, 1);  // (Gᵀ ∂U) G: [3][3]
+            for (int k = 0; k < 9; k++) _mm512_mask_i32scatter_ps(dw + (r * c + s) * 9 + k, lanes, nine, out[k], 4);
+        }
+    }
+}
 #else
 int haze_winograd43_available(void) { return 0; }
+void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
+                                     long w, long block) {}
+void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw, long o, long c, long first_row,
+                                      long row_count) {}
 void haze_winograd43_packed_weights(const float *w, float *packed, long o, long c, long first_block,
                                     long block_count) {}
 // Callers use F(2×2, 3×3) where haze_winograd43_available() is 0; these are never reached.

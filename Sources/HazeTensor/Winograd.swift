@@ -159,32 +159,64 @@ enum Winograd {
     }
 
     /// The gradients of y = conv(x, w) + b with respect to w [O, C, 3, 3] and b [O], for the
-    /// output gradient g [N, O, H, W]: per item ∂U[ξ] += M̄[ξ] V[ξ]ᵀ (haze_winograd.c). The items
-    /// are split into one fixed range per thread, each accumulating into its own slot (GEMM
-    /// β = 1); the slots are added in order while ∂w = Gᵀ ∂U G is formed, so for a given thread
-    /// count the result does not depend on timing.
+    /// output gradient g [N, O, H, W]: per item ∂U[ξ] += M̄[ξ] V[ξ]ᵀ (haze_winograd.c, or
+    /// haze_winograd43.c where `convolve` uses F(4×4, 3×3)). The items are split into one fixed
+    /// range per thread, each accumulating into its own slot (GEMM β = 1); the slots are added in
+    /// order while ∂w = Gᵀ ∂U G is formed, so for a given thread count the result does not depend
+    /// on timing.
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
                                n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
-        let plan = Plan(n: n, h: h, w: w, c: c, o: o), size = 16 * o * c
-        var partialB = [Float](repeating: 0, count: plan.items * o)
-        var used = [Bool](repeating: false, count: plan.items)  // items that start a range: their slots
-        let dw = Scratch.withBuffer(plan.items * size) { partial in
+        if usesLargeTiles(n: n, h: h, w: w) {
+            let t = haze_winograd43_tiles(h, w)
+            return weightGradient(g, items: (n + 15) / 16, positions: 36, tiles: { _ in t }, c: c, h: h, w: w, o: o,
+                                  images: { (16 * $0, Swift.min(16, n - 16 * $0)) },
+                                  transform: { b0, images, v, mbar, vBlock, mBlock in
+                                      haze_winograd43_input(x, v, b0, images, c, h, w, vBlock)
+                                      haze_winograd43_output_gradient(g, mbar, b0, images, o, h, w, mBlock)
+                                  },
+                                  finish: haze_winograd43_weights_gradient)
+        }
+        let plan = Plan(n: n, h: h, w: w, c: c, o: o)
+        return weightGradient(g, items: plan.items, positions: 16, tiles: { $0 * plan.perImage }, c: c, h: h, w: w, o: o,
+                              images: { let i = plan.images(of: $0, n: n); return (i.first, i.count) },
+                              transform: { b0, images, v, mbar, _, _ in
+                                  haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
+                                  haze_winograd_output_gradient(g, mbar, b0, images, o, h, w, plan.tilesH, plan.tilesW)
+                              },
+                              finish: haze_winograd_weights_gradient)
+    }
+
+    /// `weightGradient` for either tile size: `images(item)` gives an item's images, `tiles(count)`
+    /// the columns T of that many images' transforms, `transform` fills V [positions, C, T] and
+    /// M̄ [positions, O, T] (blocks vBlock, mBlock apart), and `finish` turns the slots into ∂w.
+    private static func weightGradient(
+        _ g: UnsafePointer<Float>, items: Int, positions: Int, tiles: (Int) -> Int, c: Int, h: Int, w: Int, o: Int,
+        images: (Int) -> (first: Int, count: Int),
+        transform: (_ first: Int, _ count: Int, _ v: UnsafeMutablePointer<Float>, _ mbar: UnsafeMutablePointer<Float>,
+                    _ vBlock: Int, _ mBlock: Int) -> Void,
+        finish: (UnsafePointer<UnsafeMutablePointer<Float>?>, Int, UnsafeMutablePointer<Float>, Int, Int, Int, Int) -> Void
+    ) -> (weight: [Float], bias: [Float]) {
+        let size = positions * o * c
+        var partialB = [Float](repeating: 0, count: items * o)
+        var used = [Bool](repeating: false, count: items)  // items that start a range: their slots
+        let largest = (0..<items).map { tiles(images($0).count) }.max() ?? 0
+        let dw = Scratch.withBuffer(items * size) { partial in
             partialB.withUnsafeMutableBufferPointer { pb in used.withUnsafeMutableBufferPointer { used in
-                Parallel.forEach(plan.items, cost: 1 << 20, chunksPerThread: 1) { range in
-                    let tiles = plan.chunk * plan.perImage, slot = partial + range.lowerBound * size
+                Parallel.forEach(items, cost: 1 << 20, chunksPerThread: 1) { range in
+                    let slot = partial + range.lowerBound * size
                     used[range.lowerBound] = true
-                    Scratch.withBuffer(16 * haze_winograd_block(c, tiles)) { v in Scratch.withBuffer(16 * haze_winograd_block(o, tiles)) { mbar in
+                    Scratch.withBuffer(positions * haze_winograd_block(c, largest)) { v in
+                    Scratch.withBuffer(positions * haze_winograd_block(o, largest)) { mbar in
                         for item in range {
-                            let (b0, images, t) = plan.images(of: item, n: n)
+                            let (b0, count) = images(item), t = tiles(count)
                             let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
                             for oc in 0..<o {
                                 var acc: Float = 0
-                                for b in 0..<images { acc += haze_sum(g + ((b0 + b) * o + oc) * h * w, h * w) }
+                                for b in 0..<count { acc += haze_sum(g + ((b0 + b) * o + oc) * h * w, h * w) }
                                 pb[item * o + oc] = acc
                             }
-                            haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
-                            haze_winograd_output_gradient(g, mbar, b0, images, o, h, w, plan.tilesH, plan.tilesW)
-                            for xi in 0..<16 {
+                            transform(b0, count, v, mbar, vBlock, mBlock)
+                            for xi in 0..<positions {
                                 gemm(transposeB: true, m: o, n: c, k: t, a: mbar + xi * mBlock, b: v + xi * vBlock,
                                      beta: item == range.lowerBound ? 0 : 1, c: slot + xi * o * c)
                             }
@@ -194,13 +226,15 @@ enum Winograd {
             } }
             let slots: [UnsafeMutablePointer<Float>?] = used.indices.filter { used[$0] }.map { partial + $0 * size }
             return [Float](unsafeUninitializedCapacity: 9 * o * c) { buffer, initialized in
-                Parallel.forEach(o, cost: 200 * c) { rows in
-                    haze_winograd_weights_gradient(slots, slots.count, buffer.baseAddress!, o, c, rows.lowerBound, rows.count)
+                slots.withUnsafeBufferPointer { s in
+                    Parallel.forEach(o, cost: 20 * positions * c) { rows in
+                        finish(s.baseAddress!, s.count, buffer.baseAddress!, o, c, rows.lowerBound, rows.count)
+                    }
                 }
                 initialized = 9 * o * c
             }
         }
-        let db = (0..<o).map { oc in (0..<plan.items).reduce(Float(0)) { $0 + partialB[$1 * o + oc] } }
+        let db = (0..<o).map { oc in (0..<items).reduce(Float(0)) { $0 + partialB[$1 * o + oc] } }
         return (dw, db)
     }
 }

@@ -102,7 +102,11 @@ void haze_avx512_permutes(int enabled);
 /// T = haze_winograd43_tiles(H, W) columns per item of ≤ 16 images: column tile · 16 + image.
 /// haze_winograd43_input: images [first_image, first_image + images) of x [N, C, H, W] →
 /// v [36, C, T] (blocks `block` floats apart); haze_winograd43_output: m [36, O, T] → those
-/// images' planes of y [N, O, H, W] plus bias (may be NULL).
+/// images' planes of y [N, O, H, W] plus bias (may be NULL). The weight gradient's halves:
+/// haze_winograd43_output_gradient: those images' planes of g [N, O, H, W] → m̄ [36, O, T],
+/// m̄ = A ḡ Aᵀ per tile; haze_winograd43_weights_gradient: the sum of the `count` partial sums
+/// [36, O, C] at `slots` (added in order into slots[0]) → ∂w [O, C, 3, 3] = Gᵀ ∂U G, rows
+/// [first_row, first_row + row_count).
 void haze_winograd43_packed_weights(const float *w, float *packed, long o, long c, long first_block,
                                     long block_count);
 long haze_winograd43_tiles(long h, long w);
@@ -111,6 +115,10 @@ void haze_winograd43_input(const float *x, float *v, long first_image, long imag
                            long block);
 void haze_winograd43_output(const float *m, float *y, const float *bias, long first_image, long images,
                             long o, long h, long w, long block);
+void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
+                                     long w, long block);
+void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw, long o, long c, long first_row,
+                                      long row_count);
 /// Input tiles of images [first_image, first_image + images) of x [N, C, H, W] →
 /// v [16, C, T] (blocks haze_winograd_block(C, T) apart), T = images · tiles_h · tiles_w, tiles_h = ⌈H/2⌉, tiles_w = ⌈W/2⌉.
 void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
