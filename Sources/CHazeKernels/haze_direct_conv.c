@@ -10,7 +10,8 @@
 
 #include "haze_kernels.h"
 #include <stddef.h>
-#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 enum { LANES = 16, CHUNK = 64, DEPTH = 96 };
 
@@ -153,45 +154,11 @@ AVX512 void haze_conv_direct(const float *x, const float *packed, const float *b
 #else
 int haze_direct_conv_available(void) { return 0; }
 
-// The images' planes with their zero borders: xp[b, c, HP, WP], HP = (HO − 1)·s + KH (likewise WP),
-// rows and columns of x past those never read.
-static void pad_images(const float *x, float *xp, long first_image, long images, long c, long h, long w,
-                       long top, long left, long hp, long wp) {
-    for (long plane = 0; plane < images * c; plane++) {
-        const float *src = x + (first_image * c + plane) * h * w;
-        float *dst = xp + plane * hp * wp;
-        for (long r = 0; r < hp; r++) {
-            float *row = dst + r * wp;
-            const long sr = r - top;
-            if (sr < 0 || sr >= h) {
-                memset(row, 0, (size_t)wp * sizeof(float));
-                continue;
-            }
-            for (long q = 0; q < wp; q++) {
-                const long sq = q - left;
-                row[q] = sq >= 0 && sq < w ? src[sr * w + sq] : 0.0f;
-            }
-        }
-    }
-}
-
-// Portable and slow (callers use im2col + BLAS where haze_direct_conv_available() is 0); kept correct.
-void haze_conv_direct(const float *x, const float *packed, const float *bias, float *y, float *padded,
+// Callers use im2col + SGEMM where haze_direct_conv_available() is 0: never reached.
+void haze_conv_direct(const float *x, const float *packed, const float *bias, float *y, float *scratch,
                       long first_image, long images, long c, long h, long w, long o, long kh, long kw,
                       long stride, long top, long left, long ho, long wo) {
-    const long hp = (ho - 1) * stride + kh, wp = (wo - 1) * stride + kw, plane = ho * wo, k = c * kh * kw;
-    pad_images(x, padded, first_image, images, c, h, w, top, left, hp, wp);
-    for (long b = 0; b < images; b++)
-        for (long oc = 0; oc < o; oc++)
-            for (long r = 0; r < plane; r++) {
-                const long i = r / wo, j = r % wo;
-                float sum = bias ? bias[oc] : 0.0f;
-                for (long ci = 0; ci < c; ci++)
-                    for (long di = 0; di < kh; di++)
-                        for (long dj = 0; dj < kw; dj++)
-                            sum += packed[oc / CHUNK * CHUNK * k + ((ci * kh + di) * kw + dj) * CHUNK + oc % CHUNK] *
-                                   padded[((b * c + ci) * hp + i * stride + di) * wp + j * stride + dj];
-                y[((first_image + b) * o + oc) * plane + r] = sum;
-            }
+    fputs("haze_conv_direct: no AVX-512 on this CPU (check haze_direct_conv_available())\n", stderr);
+    abort();
 }
 #endif

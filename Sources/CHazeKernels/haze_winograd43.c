@@ -10,7 +10,9 @@
 // multiply-adds in the 36 matrix products M[ξ] [O, T] = U[ξ] [O, C] · V[ξ] [C, T].
 // The vector lanes hold 16 images: column t = tile · 16 + image of V and M, so every transform
 // reads and writes whole vectors; x is read by gathers (one per pixel and channel, images
-// C·H·W apart) and y written by scatters.
+// C·H·W apart) and y written by scatters. The weight gradient is the adjoint: with the output
+// gradient ḡ of a tile, M̄ = A ḡ Aᵀ, ∂U[ξ] [O, C] = Σ_t M̄[ξ] [O, T] · V[ξ] [C, T]ᵀ (BLAS) and
+// ∂g = Gᵀ ∂U G.
 
 #include "haze_kernels.h"
 
@@ -22,6 +24,12 @@ long haze_winograd43_tiles(long h, long w) { return ((h + 3) / 4) * ((w + 3) / 4
 #define INLINE static inline __attribute__((always_inline)) AVX512
 
 int haze_winograd43_available(void) { return __builtin_cpu_supports("avx512f"); }
+
+// Lane l: l · distance (the offsets of a gather or scatter over 16 images, or 16 kernels).
+INLINE __m512i lane_offsets(long distance) {
+    return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                              _mm512_set1_epi32((int)distance));
+}
 
 // r = Bᵀ d for six vectors d[0..6) `stride` apart.
 INLINE void input_1d(const __m512 *d, long stride, __m512 *r, long rstride) {
@@ -104,8 +112,7 @@ AVX512 void haze_winograd43_input(const float *x, float *v, long first_image, lo
                                   long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, hp = 4 * th + 2, wp = 4 * tw + 2, T = th * tw * 16;
     const __mmask16 lanes = image_lanes(images);
-    const __m512i apart = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                             _mm512_set1_epi32((int)(c * h * w)));
+    const __m512i apart = lane_offsets(c * h * w);
     __m512 plane[10 * 10];  // one channel of the 16 images, zero-padded: [hp][wp]
     for (long ci = 0; ci < c; ci++) {
         const float *src = x + (first_image * c + ci) * h * w;
@@ -132,8 +139,7 @@ AVX512 void haze_winograd43_output(const float *m, float *y, const float *bias, 
                                    long o, long h, long w, long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, T = th * tw * 16;
     const __mmask16 lanes = image_lanes(images);
-    const __m512i apart = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                             _mm512_set1_epi32((int)(o * h * w)));
+    const __m512i apart = lane_offsets(o * h * w);
     for (long oc = 0; oc < o; oc++) {
         float *dst = y + (first_image * o + oc) * h * w;
         const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0.0f);
@@ -169,8 +175,7 @@ AVX512 void haze_winograd43_output_gradient(const float *g, float *mbar, long fi
                                             long w, long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, hp = 4 * th, wp = 4 * tw, T = th * tw * 16;
     const __mmask16 lanes = image_lanes(images);
-    const __m512i apart = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                             _mm512_set1_epi32((int)(o * h * w)));
+    const __m512i apart = lane_offsets(o * h * w);
     __m512 plane[8 * 8];  // one channel of ḡ for the 16 images, zero past the image: [hp][wp]
     for (long oc = 0; oc < o; oc++) {
         const float *src = g + (first_image * o + oc) * h * w;
@@ -205,8 +210,7 @@ INLINE void weights_gradient_1d(const __m512 *u, long stride, __m512 *r, long rs
 AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw, long o, long c, long first_row,
                                              long row_count) {
     const long plane = o * c;
-    const __m512i nine = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32(9));
+    const __m512i nine = lane_offsets(9);
     for (long r = first_row; r < first_row + row_count; r++) {
         // ∂U = slots[0] + slots[1] + … (in order), accumulated into slots[0], row r of each ξ.
         for (long k = 1; k < count; k++)

@@ -2,8 +2,9 @@ import CHazeKernels
 import Foundation
 
 /// 2-D convolution (cross-correlation, as `torch.nn.functional.conv2d`) by im2col + SGEMM,
-/// forward and backward side by side. 3×3 stride-1 padding-1 convolutions use Winograd
-/// F(2×2, 3×3) instead, forward and backward (Winograd.swift).
+/// forward and backward side by side. 3×3 stride-1 padding-1 convolutions use Winograd instead,
+/// forward and backward (Winograd.swift); strided ones run their forward pass through a direct
+/// kernel on AVX-512 CPUs (CHazeKernels/haze_direct_conv.c).
 ///
 /// Threading: the images are split into work items of B images (B = 1 for large images, else
 /// enough for a GEMM about 2048 columns wide) and the items are spread over Haze's threads, each
@@ -94,7 +95,8 @@ extension Tensor {
     /// (written in place when B = 1, else scattered to NCHW), plus the bias.
     /// Backward, per item: G = g as [O, B·P]; ∂W += G colsᵀ; ∂cols = Wᵀ G, ∂x = col2im(∂cols);
     /// ∂b = Σ G over columns. ∂W and ∂b are summed per worker, then across workers.
-    /// (3×3 stride-1 padding-1: Winograd for y, ∂x and ∂W, see `Winograd`.)
+    /// (3×3 stride-1 padding-1: Winograd for y, ∂x and ∂W, see `Winograd`; strided on AVX-512: y
+    /// by `haze_conv_direct`.)
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
                               stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
         precondition(x.rank == 4 && weight.rank == 4 && x.shape[1] == weight.shape[1],

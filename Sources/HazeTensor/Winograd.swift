@@ -6,7 +6,10 @@ import CHazeKernels
 /// column matrix. Used by `Tensor.conv2d` for the forward pass and for the input gradient (the
 /// same convolution with the kernels flipped and the channels swapped), and for the weight
 /// gradient (the adjoint of the transforms). The transforms are C kernels
-/// (CHazeKernels/haze_winograd.c).
+/// (CHazeKernels/haze_winograd.c). On AVX-512 CPUs, images of at most 8×8 use F(4×4, 3×3)
+/// instead (haze_winograd43.c: 36 products over 4×4 output tiles, 16 images per vector, 44 %
+/// fewer multiplications than F(2×2, 3×3) on 7×7 and 8×8) when every thread gets an item of 16
+/// images.
 ///
 /// Threading as im2col: work items of whole images, one per worker at a time (about
 /// `tilesPerItem` tiles each), each with its own transform buffers and single-threaded SGEMMs.
@@ -110,9 +113,10 @@ enum Winograd {
         case .smallTiles(let values): u = values
         }
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
-        // Images of at most 64 tiles (16×16) with at most 128 input channels: packed weights and
-        // haze_gemm_packed (7×7/128 forward 3.10 → 2.88 ms, 14×14/64 2.95 → 2.67 ms, min of five
-        // alternating runs); elsewhere OpenBLAS is as fast or faster (28×28/64: 8.45 → 9.65 ms).
+        // Images of at most 64 tiles (16×16) with at most 256 input channels (one 256-deep panel):
+        // packed weights and haze_gemm_packed (7×7/128 forward 3.10 → 2.88 ms, 14×14/64 2.95 →
+        // 2.67 ms, 7×7/256 7.37 → 6.73 ms, min of five alternating runs); elsewhere OpenBLAS is as
+        // fast or faster (28×28/64: 8.45 → 9.65 ms).
         let packed = PackedMatrices.available && plan.perImage <= 64 && c <= 256
             ? u.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, count: 16, rows: o, columns: c) } : nil
         u.withUnsafeBufferPointer { pu in
