@@ -5,8 +5,9 @@ import XCTest
 /// The direct kernel of strided convolutions (haze_direct_conv.c) against im2col + SGEMM: the
 /// downsamplers' stride 2 with padding 1 and diffusers' (0, 1, 0, 1) pad; output channels below,
 /// at and above one 64-channel chunk and not multiples of 16 (both register blockings); more than
-/// one block of K (≥ 11 input channels of 3 × 3); pixel counts that do not fill the last block;
-/// stride 3 and a 1 × 2 kernel; with and without bias. Backward is im2col's either way.
+/// one block of K (≥ 11 input channels of 3 × 3); pixel counts and output rows that do not fill
+/// the last block; stride 3 (pixel blocks across rows) and a 1 × 2 kernel; with and without bias.
+/// Backward is im2col's either way.
 final class DirectConvolutionTests: XCTestCase {
     func testMatchesIm2col() throws {
         try XCTSkipIf(haze_direct_conv_available() == 0, "no AVX-512: strided convolutions use im2col")
@@ -17,6 +18,8 @@ final class DirectConvolutionTests: XCTestCase {
             (2, 13, 14, 14, 20, 3, 3, 2, Padding2D(top: 0, bottom: 1, left: 0, right: 1)),
             (5, 7, 9, 11, 70, 3, 3, 2, Padding2D(1)), (1, 3, 10, 10, 5, 3, 3, 3, Padding2D(1)),
             (2, 40, 8, 8, 130, 1, 2, 2, Padding2D.zero),
+            // Output rows longer than one row block (7 pixels × 4 vectors, 14 × 2).
+            (2, 5, 40, 40, 64, 3, 3, 2, Padding2D(1)), (1, 4, 34, 34, 16, 3, 3, 2, Padding2D(1)),
         ]
         for (index, s) in cases.enumerated() {
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(900 + index))
