@@ -1,4 +1,4 @@
-// Winograd F(4×4, 3×3) for 3×3, stride-1, padding-1 convolutions on small images (at most 16×16:
+// Winograd F(4×4, 3×3) for 3×3, stride-1, padding-1 convolutions on small images (at most 8×8:
 // the lower levels of a U-Net), AVX-512. Each 4×4 output tile is
 //   Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A
 // over the 6×6 input tiles d_c (stride 4, starting one pixel up-left, zero outside the image), with
@@ -7,8 +7,7 @@
 //   Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
 // (Lavin & Gray 2016). On a 7×7 or 8×8 image that is 2 × 2 tiles of 36 positions: 144 products per
 // channel pair and image where F(2×2, 3×3) needs 16 tiles of 16 positions, 256 — 44 % fewer
-// multiply-adds in the 36 matrix products M[ξ] [O, T] = U[ξ] [O, C] · V[ξ] [C, T]; on 14×14,
-// 16 tiles: 576 against 49 · 16 = 784, 27 % fewer.
+// multiply-adds in the 36 matrix products M[ξ] [O, T] = U[ξ] [O, C] · V[ξ] [C, T].
 // The vector lanes hold 16 images: column t = tile · 16 + image of V and M, so every transform
 // reads and writes whole vectors; x is read by gathers (one per pixel and channel, images
 // C·H·W apart) and y written by scatters. The weight gradient is the adjoint: with the output
@@ -114,7 +113,7 @@ AVX512 void haze_winograd43_input(const float *x, float *v, long first_image, lo
     const long th = (h + 3) / 4, tw = (w + 3) / 4, hp = 4 * th + 2, wp = 4 * tw + 2, T = th * tw * 16;
     const __mmask16 lanes = image_lanes(images);
     const __m512i apart = lane_offsets(c * h * w);
-    __m512 plane[18 * 18];  // one channel of the 16 images, zero-padded: [hp][wp] (≤ 18 × 18)
+    __m512 plane[10 * 10];  // one channel of the 16 images, zero-padded: [hp][wp]
     for (long ci = 0; ci < c; ci++) {
         const float *src = x + (first_image * c + ci) * h * w;
         for (long r = 0; r < hp; r++)
@@ -177,7 +176,7 @@ AVX512 void haze_winograd43_output_gradient(const float *g, float *mbar, long fi
     const long th = (h + 3) / 4, tw = (w + 3) / 4, hp = 4 * th, wp = 4 * tw, T = th * tw * 16;
     const __mmask16 lanes = image_lanes(images);
     const __m512i apart = lane_offsets(o * h * w);
-    __m512 plane[16 * 16];  // one channel of ḡ for the 16 images, zero past the image: [hp][wp] (≤ 16 × 16)
+    __m512 plane[8 * 8];  // one channel of ḡ for the 16 images, zero past the image: [hp][wp]
     for (long oc = 0; oc < o; oc++) {
         const float *src = g + (first_image * o + oc) * h * w;
         for (long r = 0; r < hp; r++)

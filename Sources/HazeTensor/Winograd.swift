@@ -6,10 +6,10 @@ import CHazeKernels
 /// column matrix. Used by `Tensor.conv2d` for the forward pass and for the input gradient (the
 /// same convolution with the kernels flipped and the channels swapped), and for the weight
 /// gradient (the adjoint of the transforms). The transforms are C kernels
-/// (CHazeKernels/haze_winograd.c). On AVX-512 CPUs, images of at most 16×16 use F(4×4, 3×3)
+/// (CHazeKernels/haze_winograd.c). On AVX-512 CPUs, images of at most 8×8 use F(4×4, 3×3)
 /// instead (haze_winograd43.c: 36 products over 4×4 output tiles, 16 images per vector, 44 %
-/// fewer multiplications than F(2×2, 3×3) on 7×7 and 8×8, 27 % on 14×14) when every thread gets
-/// an item of 16 images.
+/// fewer multiplications than F(2×2, 3×3) on 7×7 and 8×8) when every thread gets an item of 16
+/// images.
 ///
 /// Threading as im2col: work items of whole images, one per worker at a time (about
 /// `tilesPerItem` tiles each), each with its own transform buffers and single-threaded SGEMMs.
@@ -39,12 +39,10 @@ enum Winograd {
         ConvolutionAlgorithm.current == .automatic && geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.padding == Padding2D(1)
     }
 
-    /// Whether `convolve` uses F(4×4, 3×3) on these images: at most 16×16, an AVX-512 CPU, and at
-    /// least one item of 16 images per thread. (fmnist-s shapes, forward + backward, minimum of six
-    /// alternating runs: 7×7/128 11.26 → 9.12 ms; 14×14 64 → 64 9.09 → 7.82, 192 → 64 25.3 → 20.6,
-    /// 128 → 128 28.6 → 22.5.) Tests switch `largeTiles` off to compare.
+    /// Whether `convolve` uses F(4×4, 3×3) on these images: at most 8×8, an AVX-512 CPU, and at
+    /// least one item of 16 images per thread. (Tests switch `largeTiles` off to compare.)
     static func usesLargeTiles(n: Int, h: Int, w: Int) -> Bool {
-        largeTiles && h <= 16 && w <= 16 && haze_winograd43_available() != 0 && PackedMatrices.available
+        largeTiles && h <= 8 && w <= 8 && haze_winograd43_available() != 0 && PackedMatrices.available
             && (n + 15) / 16 >= Parallel.threadCount
     }
     nonisolated(unsafe) static var largeTiles = true

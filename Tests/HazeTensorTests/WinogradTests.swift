@@ -51,8 +51,8 @@ final class WinogradTests: XCTestCase {
         }
     }
 
-    /// F(4×4, 3×3) on images ≤ 16×16 (16 images per item, one per vector lane) against im2col:
-    /// y, ∂x (the same convolution with flipped kernels), ∂w and ∂b, on 7×7, 8×8, 14×14, 16×16, 9×15,
+    /// F(4×4, 3×3) on images ≤ 8×8 (16 images per item, one per vector lane) against im2col:
+    /// y, ∂x (the same convolution with flipped kernels), ∂w and ∂b, on 7×7, 8×8,
     /// 4×4, 5×3 and 1×1 images, batches that do not fill the lanes, with and without bias.
     /// Its transforms have larger coefficients than F(2×2, 3×3)'s (up to 8 and 1/24), so the
     /// rounding error is larger: within 1e-5 of the largest value here.
@@ -62,9 +62,7 @@ final class WinogradTests: XCTestCase {
         defer { (ConvolutionAlgorithm.current, Parallel.threadCount) = (original, threads) }
         Parallel.threadCount = 2  // ≥ 32 images: an item of 16 per thread
         for (i, s) in [(n: 32, c: 128, h: 7, w: 7, o: 96), (n: 37, c: 9, h: 8, w: 8, o: 20), (n: 40, c: 16, h: 4, w: 4, o: 8),
-                       (n: 33, c: 5, h: 5, w: 3, o: 70), (n: 32, c: 3, h: 1, w: 1, o: 2),
-                       (n: 32, c: 64, h: 14, w: 14, o: 32), (n: 35, c: 8, h: 16, w: 16, o: 12),
-                       (n: 32, c: 10, h: 9, w: 15, o: 6)].enumerated() {
+                       (n: 33, c: 5, h: 5, w: 3, o: 70), (n: 32, c: 3, h: 1, w: 1, o: 2)].enumerated() {
             XCTAssertTrue(Winograd.usesLargeTiles(n: s.n, h: s.h, w: s.w), "case \(i)")
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(50 + i))
             let w = Tensor.normal([s.o, s.c, 3, 3], seed: UInt64(60 + i)) * 0.3

@@ -95,7 +95,7 @@ long haze_winograd_block(long rows, long tiles);
 /// Whether the Winograd transforms and im2col/col2im use their AVX-512 permute kernels on planes
 /// up to 32 wide (default, where the CPU has AVX-512) or the portable loops; tests compare the two.
 void haze_avx512_permutes(int enabled);
-/// Winograd F(4×4, 3×3) for images of at most 16×16 (haze_winograd43.c), where
+/// Winograd F(4×4, 3×3) for images of at most 8×8 (haze_winograd43.c), where
 /// haze_winograd43_available() (AVX-512). haze_winograd43_packed_weights: w [O, C, 3, 3] →
 /// u [36, O, C] = G g Gᵀ, written straight into haze_gemm_pack's layout (36 packed matrices
 /// haze_gemm_packed_size(O, C) floats apart; 8-row blocks [first_block, first_block + block_count)).
