@@ -43,9 +43,9 @@ static inline __mmask16 lanes_between(long lo, long hi) {
     return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
-// The images' planes with their zero borders, xp[b, c, HP, WP] (see haze_conv_direct), by masked
-// vector loads: a row of the copy is 16 lanes at a time of x's row shifted
-// by `left`, the lanes outside x masked to zero (masked-off lanes are not read).
+// The images' planes with their zero borders, xp[b, c, HP, WP] with HP = (HO − 1)·s + KH (likewise
+// WP; rows and columns of x past those are never read), by masked vector loads: 16 lanes at a time
+// of x's row shifted by `left`, the lanes outside x masked to zero (masked-off lanes are not read).
 static AVX512 void pad_images_avx512(const float *x, float *xp, long first_image, long images, long c, long h, long w,
                                      long top, long left, long hp, long wp) {
     for (long plane = 0; plane < images * c; plane++) {

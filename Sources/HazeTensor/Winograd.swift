@@ -16,8 +16,9 @@ import CHazeKernels
 /// Every output value is computed by one worker in a fixed order: for a given thread count the
 /// results do not depend on thread timing (bit-for-bit reproducible training).
 public enum ConvolutionAlgorithm: Sendable {
-    /// Winograd F(2×2, 3×3) where it applies (3×3, stride 1, padding 1), the direct kernel for the
-    /// forward of strided convolutions on AVX-512 CPUs, im2col + SGEMM elsewhere.
+    /// Winograd where it applies (3×3, stride 1, padding 1: F(2×2, 3×3), or F(4×4, 3×3) on small
+    /// images with AVX-512), the direct kernel for the forward of strided convolutions on AVX-512
+    /// CPUs, im2col + SGEMM elsewhere.
     case automatic
     /// im2col + SGEMM for every convolution (the reference path; tests compare the two).
     case im2col

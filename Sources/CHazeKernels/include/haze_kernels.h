@@ -68,11 +68,11 @@ int haze_gemm_packed_available(void);
 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                       int accumulate);
 
-/// Direct convolution for strided convolutions (haze_direct_conv.c), fast where
-/// haze_direct_conv_available() (AVX-512). haze_direct_pack: w [O, K] (K = C·KH·KW) → packed
+/// Direct convolution for strided convolutions (haze_direct_conv.c), AVX-512 only
+/// (haze_direct_conv_available()). haze_direct_pack: w [O, K] (K = C·KH·KW) → packed
 /// (haze_direct_packed_size floats). haze_conv_direct: y for images [first_image, first_image + images)
 /// of x [N, C, H, W] into y [N, O, HO, WO], plus bias [O] (may be NULL), zero padding top/left as
-/// given (bottom/right implied by HO, WO); `scratch` holds of haze_direct_scratch_size floats.
+/// given (bottom/right implied by HO, WO); `scratch` holds haze_direct_scratch_size floats.
 long haze_direct_packed_size(long o, long k);
 void haze_direct_pack(const float *w, float *packed, long o, long k);
 long haze_direct_scratch_size(long images, long c, long kh, long kw, long stride, long ho, long wo);
