@@ -1,7 +1,8 @@
-// Shared pieces of the AVX-512 permute kernels (haze_winograd_avx512.h, haze_im2col_avx512.h):
-// registers of 16 floats whose lanes are picked out of one to four source registers by
-// two-source permutes, with the lanes that fall into padding zeroed by masks. Compiled with
-// target("avx512f") and called only where has_avx512() says so; elsewhere the portable loops run.
+// Shared pieces of the AVX-512 kernels: lane masks and offsets (all of them), and for the permute
+// kernels (haze_winograd_avx512.h, haze_im2col_avx512.h) registers of 16 floats whose lanes are
+// picked out of one to four source registers by two-source permutes, with the lanes that fall
+// into padding zeroed by masks. Compiled with target("avx512f") and called only where the CPU has
+// AVX-512 (the permute kernels: where has_avx512() says so); elsewhere the portable loops run.
 #ifndef HAZE_AVX512_H
 #define HAZE_AVX512_H
 
@@ -14,6 +15,15 @@
 // them off (haze_kernels.c).
 extern int haze_permutes_enabled;
 static inline int has_avx512(void) { return haze_permutes_enabled && __builtin_cpu_supports("avx512f"); }
+
+// The first n lanes (none for n ≤ 0, all for n ≥ 16).
+static inline __mmask16 first_lanes(long n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+// Lane l: l · distance (the offsets of a gather or scatter whose lanes are `distance` floats apart).
+static inline AVX512 __m512i lane_offsets(long distance) {
+    return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                              _mm512_set1_epi32((int)distance));
+}
 
 // Where each lane of a 16-lane register comes from, out of 64 sources held in four registers:
 // `index` (bit 4 picks the register of a pair), the lanes taken from the first pair (sources
@@ -43,10 +53,7 @@ static inline AVX512 __m512 select_lanes(selection s, __m512 r0, __m512 r1, __m5
     return _mm512_mask_blend_ps(s.high, low, _mm512_permutex2var_ps(r2, s.index, r3));
 }
 
-static inline __mmask16 plane_mask(long pixels, int part) {
-    const long n = pixels - 16 * part;
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
+static inline __mmask16 plane_mask(long pixels, int part) { return first_lanes(pixels - 16 * part); }
 
 // Row y of a plane h × w (w ≤ 32) as two registers, zero outside 0..<h and past w.
 static inline AVX512 void load_row(const float *plane, long y, long h, long w, __m512 *lo, __m512 *hi) {

@@ -9,6 +9,7 @@
 // are HO·WO apart), bias added.
 
 #include "haze_kernels.h"
+#include "haze_avx512.h"
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,17 +32,11 @@ long haze_direct_scratch_size(long images, long c, long kh, long kw, long stride
 }
 
 #if defined(__x86_64__) && defined(__clang__)
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
 
 int haze_direct_conv_available(void) { return __builtin_cpu_supports("avx512f"); }
 
 // Lanes l with lo ≤ l < hi.
-static inline __mmask16 lanes_between(long lo, long hi) {
-    lo = lo < 0 ? 0 : lo > LANES ? LANES : lo;
-    hi = hi < lo ? lo : hi > LANES ? LANES : hi;
-    return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-}
+static inline __mmask16 lanes_between(long lo, long hi) { return first_lanes(hi) & (__mmask16)~first_lanes(lo); }
 
 // The images' planes with their zero borders, xp[b, c, HP, WP] with HP = (HO − 1)·s + KH (likewise
 // WP; rows and columns of x past those are never read), by masked vector loads: 16 lanes at a time
@@ -97,8 +92,7 @@ block(const int P, const int V, const float *const *base, long pixels, const int
             for (int v = 0; v < V; v++) _mm512_storeu_ps(partial + p * CHUNK + v * LANES, acc[p][v]);
         return;
     }
-    const __m512i lane = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32((int)plane));
+    const __m512i lane = lane_offsets(plane);
     for (int p = 0; p < P; p++) {
         if (p >= pixels) break;
         for (int v = 0; v < V; v++) {
@@ -128,10 +122,7 @@ AVX512 void haze_conv_direct(const float *x, const float *packed, const float *b
         const int V = width > 2 * LANES ? 4 : 2;  // 6 × 4 or 8 × 2 accumulators
         const int P = V == 4 ? 6 : 8;
         __mmask16 masks[4];
-        for (int v = 0; v < 4; v++) {
-            const long n = width - v * LANES;
-            masks[v] = n >= LANES ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-        }
+        for (int v = 0; v < 4; v++) masks[v] = first_lanes(width - v * LANES);
         const float *biasChunk = bias ? bias + o0 : zeros;
         for (long s0 = 0; s0 < k; s0 += depth) {
             const long steps_here = k - s0 < depth ? k - s0 : depth;

@@ -11,6 +11,7 @@
 // as fast or faster for wide B, so the callers choose).
 
 #include "haze_kernels.h"
+#include "haze_avx512.h"
 #include <stddef.h>
 
 enum { ROWS = 8, COLUMNS = 32, DEPTH = 256 };
@@ -28,8 +29,6 @@ void haze_gemm_pack(const float *a, long lda, float *packed, long m, long k) {
 }
 
 #if defined(__x86_64__) && defined(__clang__)
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
 
 int haze_gemm_packed_available(void) { return __builtin_cpu_supports("avx512f"); }
 
@@ -58,14 +57,12 @@ static inline AVX512 void block_8x32(const float *restrict a, const float *restr
     }
 }
 
-static inline __mmask16 lanes(long n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
-
 AVX512 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                              int accumulate) {
     for (long p0 = 0; p0 < k; p0 += DEPTH) {
         const long depth = k - p0 < DEPTH ? k - p0 : DEPTH;
         for (long n0 = 0; n0 < n; n0 += COLUMNS) {
-            const __mmask16 left = lanes(n - n0), right = lanes(n - n0 - 16);
+            const __mmask16 left = first_lanes(n - n0), right = first_lanes(n - n0 - 16);
             for (long m0 = 0; m0 < m; m0 += ROWS)
                 block_8x32(packed + m0 * k + p0 * ROWS, b + p0 * ldb + n0, ldb, c + m0 * ldc + n0, ldc, depth,
                            m - m0, left, right, accumulate || p0 > 0);

@@ -15,21 +15,15 @@
 // ∂g = Gᵀ ∂U G.
 
 #include "haze_kernels.h"
+#include "haze_avx512.h"
 
 long haze_winograd43_tiles(long h, long w) { return ((h + 3) / 4) * ((w + 3) / 4) * 16; }
 
 #if defined(__x86_64__) && defined(__clang__)
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline)) AVX512
 
 int haze_winograd43_available(void) { return __builtin_cpu_supports("avx512f"); }
 
-// Lane l: l · distance (the offsets of a gather or scatter over 16 images, or 16 kernels).
-INLINE __m512i lane_offsets(long distance) {
-    return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                              _mm512_set1_epi32((int)distance));
-}
 
 // r = Bᵀ d for six vectors d[0..6) `stride` apart.
 INLINE void input_1d(const __m512 *d, long stride, __m512 *r, long rstride) {
@@ -106,12 +100,10 @@ AVX512 void haze_winograd43_packed_weights(const float *w, float *packed, long o
     }
 }
 
-static __mmask16 image_lanes(long images) { return images >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << images) - 1); }
-
 AVX512 void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                                   long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, hp = 4 * th + 2, wp = 4 * tw + 2, T = th * tw * 16;
-    const __mmask16 lanes = image_lanes(images);
+    const __mmask16 lanes = first_lanes(images);
     const __m512i apart = lane_offsets(c * h * w);
     __m512 plane[10 * 10];  // one channel of the 16 images, zero-padded: [hp][wp]
     for (long ci = 0; ci < c; ci++) {
@@ -138,7 +130,7 @@ AVX512 void haze_winograd43_input(const float *x, float *v, long first_image, lo
 AVX512 void haze_winograd43_output(const float *m, float *y, const float *bias, long first_image, long images,
                                    long o, long h, long w, long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, T = th * tw * 16;
-    const __mmask16 lanes = image_lanes(images);
+    const __mmask16 lanes = first_lanes(images);
     const __m512i apart = lane_offsets(o * h * w);
     for (long oc = 0; oc < o; oc++) {
         float *dst = y + (first_image * o + oc) * h * w;
@@ -174,7 +166,7 @@ INLINE void output_gradient_1d(const __m512 *q, long stride, __m512 *r, long rst
 AVX512 void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
                                             long w, long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, hp = 4 * th, wp = 4 * tw, T = th * tw * 16;
-    const __mmask16 lanes = image_lanes(images);
+    const __mmask16 lanes = first_lanes(images);
     const __m512i apart = lane_offsets(o * h * w);
     __m512 plane[8 * 8];  // one channel of ḡ for the 16 images, zero past the image: [hp][wp]
     for (long oc = 0; oc < o; oc++) {
@@ -221,7 +213,7 @@ AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, fl
             }
         // ∂g = Gᵀ ∂U G for 16 input channels at once; lane l's 9 values go to dw[r, s + l, ·, ·].
         for (long s = 0; s < c; s += 16) {
-            const __mmask16 lanes = c - s >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - s)) - 1);
+            const __mmask16 lanes = first_lanes(c - s);
             __m512 du[36], rows[18], out[9];
             for (int xi = 0; xi < 36; xi++) du[xi] = _mm512_maskz_loadu_ps(lanes, slots[0] + xi * plane + r * c + s);
             for (int j = 0; j < 6; j++) weights_gradient_1d(du + j, 6, rows + j, 6);          // Gᵀ ∂U: [3][6]
