@@ -312,17 +312,21 @@ MULTIVERSION void haze_flipped_kernels(const float *w, float *wf, long o, long c
             for (int i = 0; i < 9; i++) wf[(r * o + s) * 9 + i] = w[(s * c + r) * 9 + 8 - i];
 }
 
+MULTIVERSION void haze_winograd_sum_slots(float *const *slots, long count, long positions, long o, long c, long r) {
+    const long plane = o * c;
+    for (long k = 1; k < count; k++)
+        for (long xi = 0; xi < positions; xi++) {
+            float *restrict acc = slots[0] + xi * plane + r * c;
+            const float *restrict add = slots[k] + xi * plane + r * c;
+            for (long s = 0; s < c; s++) acc[s] += add[s];
+        }
+}
+
 MULTIVERSION void haze_winograd_weights_gradient(float *const *slots, long count, float *dw, long o, long c,
                                                  long first_row, long row_count) {
     const long plane = o * c;
     for (long r = first_row; r < first_row + row_count; r++) {
-        // ∂U = slots[0] + slots[1] + … (in order), accumulated into slots[0], row r of each ξ.
-        for (long k = 1; k < count; k++)
-            for (int xi = 0; xi < 16; xi++) {
-                float *restrict acc = slots[0] + xi * plane + r * c;
-                const float *restrict add = slots[k] + xi * plane + r * c;
-                for (long s = 0; s < c; s++) acc[s] += add[s];
-            }
+        haze_winograd_sum_slots(slots, count, 16, o, c, r);
         const float *restrict du = slots[0] + r * c;
         float *restrict k = dw + r * c * 9;
 #pragma clang loop vectorize(assume_safety) vectorize_width(8) interleave_count(1)

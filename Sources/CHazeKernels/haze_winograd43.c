@@ -204,13 +204,7 @@ AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, fl
     const long plane = o * c;
     const __m512i nine = lane_offsets(9);
     for (long r = first_row; r < first_row + row_count; r++) {
-        // ∂U = slots[0] + slots[1] + … (in order), accumulated into slots[0], row r of each ξ.
-        for (long k = 1; k < count; k++)
-            for (int xi = 0; xi < 36; xi++) {
-                float *restrict acc = slots[0] + xi * plane + r * c;
-                const float *restrict add = slots[k] + xi * plane + r * c;
-                for (long s = 0; s < c; s++) acc[s] += add[s];
-            }
+        haze_winograd_sum_slots(slots, count, 36, o, c, r);
         // ∂g = Gᵀ ∂U G for 16 input channels at once; lane l's 9 values go to dw[r, s + l, ·, ·].
         for (long s = 0; s < c; s += 16) {
             const __mmask16 lanes = first_lanes(c - s);

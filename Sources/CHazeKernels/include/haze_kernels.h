@@ -130,6 +130,9 @@ void haze_winograd_output(const float *m, float *y, const float *bias, long firs
 /// [first_image, first_image + images) of g [N, O, H, W] → gt [16, O, T], gt = A ḡ Aᵀ per tile.
 void haze_winograd_output_gradient(const float *g, float *gt, long first_image, long images, long o, long h, long w,
                                    long tiles_h, long tiles_w);
+/// ∂U = slots[0] + slots[1] + … (in order), accumulated into slots[0]: row r of each of the
+/// `positions` blocks [O, C] of the partial sums (for both weight gradients below).
+void haze_winograd_sum_slots(float *const *slots, long count, long positions, long o, long c, long r);
 /// ∂U = Σ of the `count` partial sums [16, O, C] at `slots`, added in order into slots[0] →
 /// ∂w [O, C, 3, 3] = Gᵀ ∂U G (the adjoint of haze_winograd_weights without flip), for output
 /// channels first_row ..< first_row + row_count.
