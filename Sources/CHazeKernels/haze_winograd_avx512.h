@@ -78,7 +78,7 @@ static AVX512 void input_small_avx512(const float *x, float *v, long first_image
     plane_offsets(&at[0][0], 16, h, w, 4, 4, 2, 1, 1, tiles_h, tiles_w);
     selection pixel[16];
     for (int k = 0; k < 16; k++) pixel[k] = make_selection(at[k], per_image);
-    const __mmask16 lanes = (__mmask16)((1u << per_image) - 1);
+    const __mmask16 lanes = first_lanes(per_image);
     for (long ci = 0; ci < c; ci++)
         for (long b = 0; b < images; b++) {
             LOAD_PLANE(x + ((first_image + b) * c + ci) * h * w, h * w)
@@ -95,7 +95,7 @@ static AVX512 void output_gradient_small_avx512(const float *g, float *gt, long 
     plane_offsets(&at[0][0], 16, h, w, 2, 2, 2, 0, 0, tiles_h, tiles_w);
     selection pixel[4];
     for (int k = 0; k < 4; k++) pixel[k] = make_selection(at[k], per_image);
-    const __mmask16 lanes = (__mmask16)((1u << per_image) - 1);
+    const __mmask16 lanes = first_lanes(per_image);
     for (long oc = 0; oc < o; oc++)
         for (long b = 0; b < images; b++) {
             LOAD_PLANE(g + ((first_image + b) * o + oc) * h * w, h * w)
@@ -118,7 +118,7 @@ static AVX512 void output_small_avx512(const float *m, float *y, const float *bi
             if (at[k][t] >= 0) source[at[k][t]] = k * 16 + (int)t;
     selection part[4];
     for (int r = 0; r < 4; r++) part[r] = make_selection(source + 16 * r, 16);
-    const __mmask16 lanes = (__mmask16)((1u << per_image) - 1);
+    const __mmask16 lanes = first_lanes(per_image);
     for (long b = 0; b < images; b++)
         for (long oc = 0; oc < o; oc++) {
             __m512 r[4];  // y00, y01, y10, y11 of the tiles
