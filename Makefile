@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev l
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test bench demo fixtures clean
+.PHONY: deps build test test-portable bench demo fixtures clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -27,6 +27,22 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests $(TEST_FLAGS)
 	$(SWIFT) test --skip-build $(TEST_FLAGS)
+
+## test-portable: the release test bundle on emulated CPUs without AVX-512 (qemu-user, installed
+## when missing): EPYC-Milan (AVX2 + FMA) and Nehalem (x86-64 baseline with SSE4.2). The `haze`
+## commands of the CLI tests run through the same emulator (HAZE_TEST_LAUNCHER). OpenBLAS's
+## core is left to Haze, which chooses it from CPUID (Haswell on EPYC-Milan), or to OpenBLAS's
+## own CPUID detection (Nehalem): a core type set for the host would not run on these CPUs.
+PORTABLE_CPUS ?= EPYC-Milan Nehalem
+test-portable: deps
+	@command -v qemu-x86_64 >/dev/null || { SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-user; }
+	$(SWIFT) build --build-tests $(TEST_FLAGS)
+	@for cpu in $(PORTABLE_CPUS); do \
+	  echo "== tests on an emulated $$cpu"; \
+	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE HAZE_TEST_LAUNCHER="qemu-x86_64 -cpu $$cpu" \
+	    qemu-x86_64 -cpu $$cpu .build/release/HazePackageTests.xctest || exit 1; \
+	done
 
 ## bench: release build, then the kernel benchmark (BLAS environment overrides removed)
 bench: deps

@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "HazeDiffusion", targets: ["HazeDiffusion"]),
         .library(name: "HazeData", targets: ["HazeData"]),
         .library(name: "HazeTraining", targets: ["HazeTraining"]),
+        .library(name: "HazeDistributed", targets: ["HazeDistributed"]),
         .executable(name: "haze", targets: ["haze"]),
         .executable(name: "haze-bench", targets: ["haze-bench"]),
     ],
@@ -34,11 +35,14 @@ let package = Package(
         .target(name: "HazeNN", dependencies: ["HazeTensor", "HazeIO"]),
         .target(name: "HazeDiffusion", dependencies: ["HazeTensor", "HazeIO"]),
         .target(name: "HazeData", dependencies: ["HazeTensor", "HazeIO", "CZlib"]),
-        .target(name: "HazeTraining", dependencies: ["HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion", "HazeData"]),
+        // Open MPI (Debian openmpi-bin, libopenmpi3), opened at run time under mpirun/srun only.
+        .target(name: "CHazeMPI", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "HazeDistributed", dependencies: ["HazeTensor", "CHazeMPI"]),
+        .target(name: "HazeTraining", dependencies: ["HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion", "HazeData", "HazeDistributed"]),
         .executableTarget(
             name: "haze",
             dependencies: [
-                "HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion", "HazeData", "HazeTraining",
+                "HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion", "HazeData", "HazeTraining", "HazeDistributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -27,15 +27,21 @@ public final class DataLoader {
     public let batchSize: Int
     public let seed: UInt64
     public let flip: Bool
+    /// The positions of each batch this loader loads (all by default; one rank's share in data-
+    /// parallel training): the data order and the flips stay those of the whole batch.
+    public let items: Range<Int>
     private var position: Position
     private var order: (epoch: Int, indices: [Int])?
     private let queue = DispatchQueue(label: "haze.data")
     private var pending: DispatchWorkItem?
     private var prepared: Batch?
 
-    public init(dataset: ImageDataset, batchSize: Int, seed: UInt64, flip: Bool, start: Position = Position()) {
+    public init(dataset: ImageDataset, batchSize: Int, seed: UInt64, flip: Bool, start: Position = Position(),
+                items: Range<Int>? = nil) {
         precondition(batchSize > 0 && dataset.count > 0, "empty dataset or batch")
         (self.dataset, self.batchSize, self.seed, self.flip, self.position) = (dataset, batchSize, seed, flip, start)
+        self.items = items ?? 0..<batchSize
+        precondition(self.items.lowerBound >= 0 && self.items.upperBound <= batchSize, "items \(self.items) of a batch of \(batchSize)")
     }
 
     /// The permutation of epoch `epoch`.
@@ -54,17 +60,19 @@ public final class DataLoader {
         var position = start
         var labels: [Int] = []
         var picks: [(index: Int, flip: Bool)] = []
-        for _ in 0..<batchSize {
+        for item in 0..<batchSize {
             if position.index >= dataset.count { position = Position(epoch: position.epoch + 1, index: 0) }
             let index = permutation(position.epoch)[position.index]
             // The flip of a (epoch, position) is its own counter in a keyed stream.
             let coin = RandomGenerator.philox(key: seed ^ 0xF119, counter: UInt64(position.epoch) << 32 | UInt64(position.index)).0
-            picks.append((index, flip && coin & 1 == 1))
-            labels.append(dataset.label(index) ?? -1)
+            if items.contains(item) {
+                picks.append((index, flip && coin & 1 == 1))
+                labels.append(dataset.label(index) ?? -1)
+            }
             position.index += 1
         }
         let width = shape[2]
-        let images = Tensor(shape: [batchSize] + shape) { out, _ in
+        let images = Tensor(shape: [picks.count] + shape) { out, _ in
             // Serial: this runs beside training, which owns the worker threads.
             do {
                 for b in 0..<picks.count {

@@ -42,10 +42,16 @@ extension Tensor {
 
 /// Runs the backward pass from `output`, seeded with `seed` (same shape as `output`), and
 /// returns the gradients that reached `leaves`; a leaf the output does not depend on gets zeros.
-func backpropagate(from output: Tensor, seed: Tensor, to leaves: [TapeNode], shapes: [[Int]]) -> [Tensor] {
+/// `onLeafReady(i, gradient)`, when given, is called as soon as leaf i's gradient is final (after
+/// the last node that uses it), while the rest of the backward pass still runs — the hook a
+/// data-parallel trainer uses to start reducing gradients early (PyTorch DDP's bucket hooks).
+func backpropagate(from output: Tensor, seed: Tensor, to leaves: [TapeNode], shapes: [[Int]],
+                   onLeafReady: ((Int, Tensor) -> Void)? = nil) -> [Tensor] {
     precondition(seed.shape == output.shape, "seed shape \(seed.shape) != output shape \(output.shape)")
     guard let root = output.node else {
-        return shapes.map { Tensor.zeros($0) }
+        let zeros = shapes.map { Tensor.zeros($0) }
+        for (i, z) in zeros.enumerated() { onLeafReady?(i, z) }
+        return zeros
     }
     // Topological order by iterative depth-first search (graphs can be thousands of nodes deep).
     var order: [TapeNode] = []
@@ -63,22 +69,49 @@ func backpropagate(from output: Tensor, seed: Tensor, to leaves: [TapeNode], sha
         }
     }
     root.gradient = seed.detached
-    for node in order.reversed() {
-        guard let pullback = node.pullback, let gradient = node.gradient else { continue }
-        node.gradient = nil  // consumed: free it (leaves have no pullback and keep theirs)
-        let inputGradients = pullback(gradient)
-        for (input, g) in zip(node.inputs, inputGradients) {
-            guard let input, let g else { continue }
-            if input.gradient == nil {
-                input.gradient = g.detached
-            } else {
-                input.gradient!.addInPlace(g)
+    let processing = Array(order.reversed())
+    // The leaves that become final after each node: those whose last user it is.
+    var readyAfter: [Int: [Int]] = [:]
+    var unused = Set(leaves.indices)
+    if onLeafReady != nil {
+        let leafIndex = Dictionary(uniqueKeysWithValues: leaves.enumerated().map { (ObjectIdentifier($1), $0) })
+        var lastUse: [Int: Int] = [:]
+        for (position, node) in processing.enumerated() where node.pullback != nil {
+            for case let input? in node.inputs { if let i = leafIndex[ObjectIdentifier(input)] { lastUse[i] = position } }
+        }
+        for (leaf, position) in lastUse { readyAfter[position, default: []].append(leaf) }
+        unused.subtract(lastUse.keys)
+    }
+    for (position, node) in processing.enumerated() {
+        if let pullback = node.pullback, let gradient = node.gradient {
+            node.gradient = nil  // consumed: free it (leaves have no pullback and keep theirs)
+            let inputGradients = pullback(gradient)
+            for (input, g) in zip(node.inputs, inputGradients) {
+                guard let input, let g else { continue }
+                if input.gradient == nil {
+                    input.gradient = g.detached
+                } else {
+                    input.gradient!.addInPlace(g)
+                }
             }
         }
+        for i in readyAfter[position, default: []].sorted() { onLeafReady?(i, leaves[i].gradient ?? Tensor.zeros(shapes[i])) }
     }
+    if onLeafReady != nil { for i in unused.sorted() { onLeafReady?(i, Tensor.zeros(shapes[i])) } }
     let result = zip(leaves, shapes).map { leaf, shape in leaf.gradient ?? Tensor.zeros(shape) }
     for node in order { node.gradient = nil }
     return result
+}
+
+/// Copies of `inputs` recorded as leaves of a new tape, and their leaf nodes.
+private func tracking(_ inputs: [Tensor]) -> (tracked: [Tensor], leaves: [TapeNode]) {
+    let leaves = inputs.map { _ in TapeNode(inputs: [], pullback: nil) }
+    let tracked = zip(inputs, leaves).map { input, leaf -> Tensor in
+        var t = input.detached
+        t.node = leaf
+        return t
+    }
+    return (tracked, leaves)
 }
 
 /// Evaluates `body` at `inputs` while recording, then returns its value and the gradient of
@@ -87,12 +120,7 @@ func backpropagate(from output: Tensor, seed: Tensor, to leaves: [TapeNode], sha
 public func valueWithGradient(
     at inputs: [Tensor], seed: Tensor? = nil, of body: ([Tensor]) throws -> Tensor
 ) rethrows -> (value: Tensor, gradients: [Tensor]) {
-    let leaves = inputs.map { _ in TapeNode(inputs: [], pullback: nil) }
-    let tracked = zip(inputs, leaves).map { input, leaf -> Tensor in
-        var t = input.detached
-        t.node = leaf
-        return t
-    }
+    let (tracked, leaves) = tracking(inputs)
     let value = try body(tracked)
     let gradients = backpropagate(from: value, seed: seed ?? Tensor.ones(value.shape),
                                   to: leaves, shapes: inputs.map(\.shape))
@@ -108,12 +136,17 @@ public func valueWithGradient(
 }
 
 /// Named-parameter form, for models: `parameters` maps names (e.g. state-dict keys) to values.
+/// `onGradientReady(name, gradient)` is called for each parameter as soon as its gradient is
+/// final, during the backward pass (once per parameter; the order is the backward order).
 public func valueWithGradient(
-    at parameters: [String: Tensor], seed: Tensor? = nil, of body: ([String: Tensor]) throws -> Tensor
+    at parameters: [String: Tensor], seed: Tensor? = nil, onGradientReady: ((String, Tensor) -> Void)? = nil,
+    of body: ([String: Tensor]) throws -> Tensor
 ) rethrows -> (value: Tensor, gradients: [String: Tensor]) {
     let names = parameters.keys.sorted()
-    let (value, gradients) = try valueWithGradient(at: names.map { parameters[$0]! }, seed: seed) { tracked in
-        try body(Dictionary(uniqueKeysWithValues: zip(names, tracked)))
-    }
-    return (value, Dictionary(uniqueKeysWithValues: zip(names, gradients)))
+    let inputs = names.map { parameters[$0]! }
+    let (tracked, leaves) = tracking(inputs)
+    let value = try body(Dictionary(uniqueKeysWithValues: zip(names, tracked)))
+    let gradients = backpropagate(from: value, seed: seed ?? Tensor.ones(value.shape), to: leaves, shapes: inputs.map(\.shape),
+                                  onLeafReady: onGradientReady.map { hook in { hook(names[$0], $1) } })
+    return (value.detached, Dictionary(uniqueKeysWithValues: zip(names, gradients)))
 }

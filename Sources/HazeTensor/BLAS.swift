@@ -10,8 +10,9 @@ import Foundation
 /// OpenBLAS picks its kernels by CPU model when it is loaded. Older builds (Debian 12 ships
 /// 0.3.21) do not know recent Intel models and fall back to the generic "Prescott" kernel,
 /// 5–10× slower than the AVX-512 one the CPU can run. So, unless the user set
-/// `OPENBLAS_CORETYPE` themselves, Haze reads the CPU's features and names the matching
-/// kernel (Cooperlake with AVX-512 BF16, else SkylakeX) before loading the library. That is
+/// `OPENBLAS_CORETYPE` themselves, Haze reads the CPU's features with CPUID and names the
+/// matching kernel (Cooperlake with AVX-512 BF16, SkylakeX with AVX-512, Haswell with AVX2 + FMA)
+/// before loading the library. That is
 /// why OpenBLAS is opened with `dlopen` rather than linked: the choice must precede its start-up.
 
 #if canImport(Accelerate)
@@ -66,14 +67,12 @@ struct OpenBLAS {
 
     static let shared = OpenBLAS.load()
 
-    /// The OpenBLAS kernel family for this CPU from its feature flags, or nil to let OpenBLAS
-    /// decide (no AVX-512: its own detection handles those CPUs).
+    /// The OpenBLAS kernel family for this CPU from its CPUID features (`CPUFeatures`), or nil to
+    /// let OpenBLAS decide (CPUs without AVX2: its own detection knows those older models).
     static func coreTypeForThisCPU() -> String? {
-        guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
-        let flags = Set(flagsLine.split(separator: " ").map(String.init))
-        guard ["avx512f", "avx512bw", "avx512vl", "avx512dq"].allSatisfy(flags.contains) else { return nil }
-        return flags.contains("avx512_bf16") ? "Cooperlake" : "SkylakeX"
+        let cpu = CPUFeatures.current
+        if cpu.avx512 { return cpu.avx512BF16 ? "Cooperlake" : "SkylakeX" }
+        return cpu.avx2FMA ? "Haswell" : nil
     }
 
     static func load() -> OpenBLAS {
@@ -126,7 +125,7 @@ func dgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int,
 public var blasDescription: String {
     let blas = OpenBLAS.shared
     guard let core = blas.coreName?().map({ String(cString: $0) }) else { return "\(blas.library), single-threaded per Haze worker" }
-    let how = blas.chosenCore != nil ? "chosen by Haze from the CPU flags" : "OPENBLAS_CORETYPE or OpenBLAS's detection"
+    let how = blas.chosenCore != nil ? "chosen by Haze from CPUID" : "OPENBLAS_CORETYPE or OpenBLAS's detection"
     return "OpenBLAS (\(blas.library)), \(core) kernel (\(how)), single-threaded per Haze worker"
 }
 

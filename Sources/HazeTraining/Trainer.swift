@@ -1,5 +1,6 @@
 import Foundation
 import HazeData
+import HazeDistributed
 import HazeDiffusion
 import HazeIO
 import HazeNN
@@ -11,6 +12,17 @@ nonisolated(unsafe) public var trainingStopRequested: sig_atomic_t = 0
 /// A training run: the DDPM objective (Ho et al. 2020, Algorithm 1) with ε, v or x₀ targets,
 /// optional min-SNR-γ weighting, AdamW, gradient clipping and accumulation, EMA, class labels
 /// with dropout for classifier-free guidance; checkpoints that resume bit for bit.
+///
+/// Data parallel over the ranks of `group` (MPI): `batchSize` is the global batch; each rank
+/// computes its slice (`ProcessGroup.share`: contiguous, the first `B mod N` ranks one item more,
+/// so any B ≥ N works), and the gradients are summed over ranks (`GradientReducer`, overlapped
+/// with the backward pass) before clipping and AdamW. Every random number of item i of a step —
+/// its timestep, noise and label dropout — and its place in the data order and its flip are
+/// functions of (seed, step, i) alone, and the loss is normalised by the global batch, so N ranks
+/// compute the 1-rank run up to the order of the gradient sums. Rank 0 alone writes files.
+/// BatchNorm (the seed article's variant) normalises by the statistics of each rank's slice, and
+/// the running statistics are rank 0's, broadcast after every step (PyTorch DDP's defaults, without
+/// SyncBatchNorm); so for BatchNorm models, unlike GroupNorm ones, N changes the mathematics.
 public final class Trainer {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -38,13 +50,21 @@ public final class Trainer {
     let trainableNames: [String]
     var trainableSet: Set<String> { Set(trainableNames) }
     var lastCheckpointStep: Int?
+    /// The processes training together (one, unless started by mpirun).
+    public let group: ProcessGroup
+    let reducer: GradientReducer
 
     /// A new run in `run` (created), or the continuation of a checkpoint (`resume`).
     public init(run: String, model: UNet2DModel, options: TrainingOptions, dataset: ImageDataset,
                 resume: (parameters: ParameterSet, ema: ParameterSet?, optimizer: AdamOptimizer, state: TrainerState)? = nil,
-                tensorboard: Bool = true) throws {
-        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
-        (self.run, self.model, self.options) = (run, model, options)
+                tensorboard: Bool = true, group: ProcessGroup = ProcessGroup()) throws {
+        guard options.batchSize >= group.size else {
+            throw Failure(description: "--batch-size \(options.batchSize) is smaller than the \(group.size) ranks: every rank needs at least one item")
+        }
+        if group.isRoot { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
+        (self.run, self.model, self.options, self.group) = (run, model, options, group)
+        reducer = GradientReducer(group: group)
+        let items = group.share(of: options.batchSize)
         let shape = dataset.imageShape
         guard shape[0] == model.config.inChannels, model.config.sampleSize.map({ $0 == [shape[1], shape[2]] }) ?? true else {
             throw Failure(description: "the data has images \(shape) but the model takes \(model.config.inChannels) channels of \(model.config.sampleSize ?? [])")
@@ -66,9 +86,9 @@ public final class Trainer {
             let start = (resume.ema ?? resume.parameters).filter { trainable.contains($0.key) }
             ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0, updates: resume.state.emaUpdates) }
             loader = DataLoader(dataset: dataset, batchSize: options.batchSize, seed: options.seed, flip: options.horizontalFlip,
-                                start: .init(epoch: resume.state.data.epoch, index: resume.state.data.index))
+                                start: .init(epoch: resume.state.data.epoch, index: resume.state.data.index), items: items)
             lastCheckpointStep = step
-            try log.truncate(from: step + 1)
+            if group.isRoot { try log.truncate(from: step + 1) }
         } else {
             parameters = model.initialParameters(seed: options.seed)
             optimizer = AdamOptimizer(.adamW, learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
@@ -76,9 +96,10 @@ public final class Trainer {
             step = 0
             let start = parameters.filter { trainable.contains($0.key) }
             ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0) }
-            loader = DataLoader(dataset: dataset, batchSize: options.batchSize, seed: options.seed, flip: options.horizontalFlip)
+            loader = DataLoader(dataset: dataset, batchSize: options.batchSize, seed: options.seed, flip: options.horizontalFlip,
+                                items: items)
         }
-        self.tensorboard = tensorboard ? try TensorBoardWriter(folder: run + "/tensorboard") : nil
+        self.tensorboard = tensorboard && group.isRoot ? try TensorBoardWriter(folder: run + "/tensorboard") : nil
     }
 
     var learningRates: LearningRateSchedule {
@@ -91,56 +112,37 @@ public final class Trainer {
         RandomGenerator(seed: options.seed &* 0x9E37_79B9_7F4A_7C15 ^ (UInt64(s) &+ 0x5EED))
     }
 
-    /// One optimizer step (with gradient accumulation). Returns the mean loss.
+    /// The stream of item `item` of micro-batch `micro` in step `s`: step s's key, with 2³² blocks
+    /// of the counter to each item, so an item draws the same numbers on whatever rank computes it.
+    func generator(forStep s: Int, micro: Int, item: Int) -> RandomGenerator {
+        let stream = generator(forStep: s)
+        return RandomGenerator(seed: stream.seed, offset: UInt64(micro * options.batchSize + item) << 32)
+    }
+
+    /// One optimizer step (with gradient accumulation) on this rank's share of the global batch,
+    /// gradients summed over the ranks. Returns the mean loss over the global batch.
     func trainStep() throws -> Float {
-        var generator = generator(forStep: step)
+        let context = ForwardContext(training: true, buffers: parameters.filter { !trainableSet.contains($0.key) },
+                                     generator: generator(forStep: step))
+        let items = group.share(of: options.batchSize)
         var total: [String: Tensor] = [:]
         var lossSum: Float = 0
-        let names = trainableSet
-        let buffers = parameters.filter { !names.contains($0.key) }
-        let context = ForwardContext(training: true, buffers: buffers, generator: generator)
-        for _ in 0..<options.gradientAccumulation {
+        for micro in 0..<options.gradientAccumulation {
             let batch = loader.next()
-            let x0 = batch.images
-            let n = x0.shape[0]
-            // Per item: signal and noise rates and the network's timestep — discrete t ~ U{0…T−1}
-            // with √ᾱ_t, √(1−ᾱ_t) (Ho et al. 2020, Algorithm 1), or continuous t ~ U[0, 1).
-            let (signal, noiseRate, modelTimesteps) = rates(count: n, generator: &generator)
-            let noise = generator.normal(x0.shape)
-            let (s, r) = (Tensor(shape: [n, 1, 1, 1], scalars: signal), Tensor(shape: [n, 1, 1, 1], scalars: noiseRate))
-            let xt = s * x0 + r * noise
-            let target: Tensor
-            switch options.objective {
-            case .epsilon: target = noise
-            case .vPrediction: target = s * noise - r * x0
-            case .sample: target = x0
+            let last = micro == options.gradientAccumulation - 1
+            let (loss, gradients) = microBatchLoss(batch, micro: micro, items: items, context: context) { name, g in
+                // The last micro-batch hands each finished gradient to the reducer at once.
+                if last { self.reducer.add(name, total[name].map { $0 + g } ?? g) }
             }
-            var labels: Tensor? = nil
-            if options.classConditional, let given = batch.labels {
-                let nullClass = model.config.numClassEmbeds! - 1
-                let drop = generator.uniform([n]).scalars
-                labels = Tensor(zip(given, drop).map { Float($1 < options.labelDropout ? nullClass : $0) })
-            }
-            let weights = options.minSNRGamma.map { gamma in
-                Tensor(shape: [n], scalars: zip(signal, noiseRate).map { a, b in
-                    options.objective.minSNRWeight(snr: Double(a * a) / Double(b * b), gamma: gamma)
-                })
-            }
-            let trainable = parameters.filter { names.contains($0.key) }
-            let (loss, gradients) = valueWithGradient(at: trainable) { p in
-                let prediction = model(xt, timesteps: modelTimesteps, classLabels: labels,
-                                       parameters: p.merging(buffers) { a, _ in a }, context: context)
-                // Per-item MSE, optionally weighted (min-SNR-γ), averaged over the batch.
-                let perItem = (prediction - target).squared().mean(alongAxes: [1, 2, 3])
-                return (weights.map { perItem * $0 } ?? perItem).mean()
-            }
-            guard loss.scalar.isFinite else {
-                throw Failure(description: "step \(step + 1): the loss is \(loss.scalar); training stopped. "
-                              + (lastCheckpointStep.map { "The last good checkpoint (step \($0)) is intact. " } ?? "")
-                              + "Try a lower --lr or gradient clipping.")
-            }
-            lossSum += loss.scalar
-            for (name, g) in gradients { total[name] = total[name].map { $0 + g } ?? g }
+            lossSum += loss
+            if !last { for (name, g) in gradients { total[name] = total[name].map { $0 + g } ?? g } }
+        }
+        total = reducer.finish()
+        let loss = Float(group.allreduceSum([Double(lossSum)])[0]) / Float(options.gradientAccumulation)
+        guard loss.isFinite else {
+            throw Failure(description: "step \(step + 1): the loss is \(loss); training stopped. "
+                          + (lastCheckpointStep.map { "The last good checkpoint (step \($0)) is intact. " } ?? "")
+                          + "Try a lower --lr or gradient clipping.")
         }
         if options.gradientAccumulation > 1 {
             total = total.mapValues { $0 * (1 / Float(options.gradientAccumulation)) }
@@ -157,10 +159,74 @@ public final class Trainer {
         }
         optimizer.learningRate = learningRates.rate(at: step)
         optimizer.update(&parameters, gradients: total)
-        for (name, value) in context.buffers { parameters[name] = value }  // BatchNorm running statistics
-        ema?.update(with: parameters.filter { names.contains($0.key) })
+        for (name, value) in shareBuffers(context.buffers) { parameters[name] = value }  // BatchNorm running statistics
+        ema?.update(with: parameters.filter { trainableSet.contains($0.key) })
         step += 1
-        return lossSum / Float(options.gradientAccumulation)
+        return loss
+    }
+
+    /// The loss of this rank's items of one micro-batch, summed and divided by the global batch,
+    /// and its gradients (each also handed to `onGradientReady` as soon as it is final).
+    func microBatchLoss(_ batch: DataLoader.Batch, micro: Int, items: Range<Int>, context: ForwardContext,
+                        onGradientReady: @escaping (String, Tensor) -> Void) -> (Float, [String: Tensor]) {
+        let x0 = batch.images
+        let n = x0.shape[0]
+        let imageShape = Array(x0.shape.dropFirst())
+        // Per item, from its own stream: signal and noise rates and the network's timestep —
+        // discrete t ~ U{0…T−1} with √ᾱ_t, √(1−ᾱ_t) (Ho et al. 2020, Algorithm 1), or continuous
+        // t ~ U[0, 1) — then the noise ε ~ N(0, I) and the label-dropout coin.
+        var signal: [Float] = [], noiseRate: [Float] = [], modelTimesteps: [Float] = [], noise: [Float] = [], drop: [Float] = []
+        for item in items {
+            var generator = generator(forStep: step, micro: micro, item: item)
+            let (s, r, t) = rates(count: 1, generator: &generator)
+            signal += s; noiseRate += r; modelTimesteps += t
+            noise += generator.normal(imageShape).scalars
+            drop += generator.uniform([1]).scalars
+        }
+        let epsilon = Tensor(shape: x0.shape, scalars: noise)
+        let (s, r) = (Tensor(shape: [n, 1, 1, 1], scalars: signal), Tensor(shape: [n, 1, 1, 1], scalars: noiseRate))
+        let xt = s * x0 + r * epsilon
+        let target: Tensor
+        switch options.objective {
+        case .epsilon: target = epsilon
+        case .vPrediction: target = s * epsilon - r * x0
+        case .sample: target = x0
+        }
+        var labels: Tensor? = nil
+        if options.classConditional, let given = batch.labels {
+            let nullClass = model.config.numClassEmbeds! - 1
+            labels = Tensor(zip(given, drop).map { Float($1 < options.labelDropout ? nullClass : $0) })
+        }
+        let weights = options.minSNRGamma.map { gamma in
+            Tensor(shape: [n], scalars: zip(signal, noiseRate).map { a, b in
+                options.objective.minSNRWeight(snr: Double(a * a) / Double(b * b), gamma: gamma)
+            })
+        }
+        let buffers = context.buffers
+        let (loss, gradients) = valueWithGradient(at: parameters.filter { trainableSet.contains($0.key) },
+                                                  onGradientReady: onGradientReady) { p in
+            let prediction = model(xt, timesteps: modelTimesteps, classLabels: labels,
+                                   parameters: p.merging(buffers) { a, _ in a }, context: context)
+            // Per-item MSE, optionally weighted (min-SNR-γ), summed over this rank's items and
+            // divided by the global batch: the ranks' sums add up to the batch mean.
+            let perItem = (prediction - target).squared().mean(alongAxes: [1, 2, 3])
+            return (weights.map { perItem * $0 } ?? perItem).sum() * (1 / Float(options.batchSize))
+        }
+        return (loss.scalar, gradients)
+    }
+
+    /// The running statistics of BatchNorm after a step: rank 0's on every rank.
+    func shareBuffers(_ buffers: [String: Tensor]) -> [String: Tensor] {
+        guard group.size > 1, !buffers.isEmpty else { return buffers }
+        let names = buffers.keys.sorted()
+        var flat = names.flatMap { buffers[$0]!.scalars }
+        flat = flat.withUnsafeBytes { [UInt8](group.broadcast(Data($0))) }.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        var offset = 0
+        return Dictionary(uniqueKeysWithValues: names.map { name in
+            let shape = buffers[name]!.shape, count = shape.reduce(1, *)
+            defer { offset += count }
+            return (name, Tensor(shape: shape, scalars: Array(flat[offset..<(offset + count)])))
+        })
     }
 
     /// Per-item (signal rate, noise rate, network timestep) for one batch.
@@ -182,13 +248,15 @@ public final class Trainer {
         return ema.map { $0.weights.merging(parameters.filter { !names.contains($0.key) }) { a, _ in a } }
     }
 
+    /// Writes a checkpoint (rank 0; the others only note the step).
     public func checkpoint() throws {
+        lastCheckpointStep = step
+        guard group.isRoot else { return }
         let state = TrainerState(step: step, data: .init(epoch: loaderPosition.epoch, index: loaderPosition.index), options: options,
                                  emaUpdates: ema?.updates ?? 0, randomStream: "philox4x32-10 keyed by (seed \(options.seed), step)")
         try Checkpoint.write(run: run, step: step, model: model, parameters: parameters, ema: emaParameters,
                              optimizer: optimizer, state: state, keep: options.keepCheckpoints)
         try log.writeLossCurve()
-        lastCheckpointStep = step
     }
 
     var loaderPosition: DataLoader.Position { loader.consumed }
@@ -204,7 +272,7 @@ public final class Trainer {
             intervalLoss += loss; intervalSteps += 1
             let rate = learningRates.rate(at: step - 1)
             onStep(Report(step: step, loss: loss, learningRate: rate))
-            if step % options.logEvery == 0 || step == options.steps {
+            if group.isRoot && (step % options.logEvery == 0 || step == options.steps) {
                 let elapsed = Date().timeIntervalSince(intervalStart)
                 let mean = intervalLoss / Float(intervalSteps)
                 try log.append(step: step, values: ["loss": mean, "lr": rate,
@@ -213,14 +281,15 @@ public final class Trainer {
                 tensorboard?.scalar("lr", rate, step: step)
                 (intervalLoss, intervalSteps, intervalStart) = (0, 0, Date())
             }
-            if let preview, options.sampleEvery > 0, step % options.sampleEvery == 0 {
+            if let preview, group.isRoot, options.sampleEvery > 0, step % options.sampleEvery == 0 {
                 try preview(step, emaParameters ?? parameters)
             }
-            let outOfTime = deadline.map { Date() >= $0 } ?? false
-            if step % options.checkpointEvery == 0 || step == options.steps || trainingStopRequested != 0 || outOfTime {
+            // Collective: a signal or the deadline on any rank stops every rank after this step.
+            let stop = group.any(trainingStopRequested != 0 || deadline.map { Date() >= $0 } ?? false)
+            if step % options.checkpointEvery == 0 || step == options.steps || stop {
                 try checkpoint()
             }
-            if trainingStopRequested != 0 || outOfTime { break }
+            if stop { break }
         }
     }
 }

@@ -107,6 +107,7 @@ struct Kernels: ParsableCommand {
         ConvolutionAlgorithm.current = conv.algorithm
         if serve { return serveSingleCalls() }
         let env = ProcessInfo.processInfo.environment
+        print("Kernels: \(CPUFeatures.current.kernelDescription)")
         print("BLAS: \(blasDescription); OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)") OPENBLAS_L2_SIZE=\(env["OPENBLAS_L2_SIZE"] ?? "(unset)"); Haze threads: \(threads)")
         var torch: [String: [String: Double]] = [:]
         if let compare {

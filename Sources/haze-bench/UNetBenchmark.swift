@@ -89,7 +89,7 @@ struct UNetBench: ParsableCommand {
             "workload": config.rawValue, "mode": mode.rawValue, "batch": batch, "threads": threads,
             "median_ms": timing.medianMs, "min_ms": timing.minMs, "gflop_per_call": flops / 1e9,
             "gflops": flops / timing.medianMs / 1e6, "peak_rss_mb": Double(usage.ru_maxrss) / 1024,
-            "params": model.parameterCount, "blas": blasDescription,
+            "params": model.parameterCount, "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .withoutEscapingSlashes])
         print(String(decoding: data, as: UTF8.self))

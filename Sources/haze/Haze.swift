@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HazeDistributed
 import HazeTensor
 
 /// `haze`: the command-line front end of the Haze diffusion toolkit.
@@ -20,13 +21,38 @@ struct ComputeOptions: ParsableArguments {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
 
-    func apply() throws {
+    /// Sets the thread count — by default the host's cores divided by the ranks on this host, so
+    /// that 2 ranks on 2 cores do not oversubscribe them; with `report`, rank 0 first writes to
+    /// standard error which kernel paths, BLAS kernel, threads and ranks run (so that a log from a
+    /// user's machine says what ran).
+    func apply(report: Bool = false) throws {
         retainFreedMemory()
+        let group = ProcessGroup.world
         if let threads {
             guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
             Parallel.threadCount = threads
+        } else if group.localSize > 1 {
+            Parallel.threadCount = max(1, ProcessInfo.processInfo.activeProcessorCount / group.localSize)
+        }
+        if report && group.isRoot {
+            let ranks = group.usesMPI ? "; MPI: \(group.size) ranks, \(group.localSize) on this host" : ""
+            FileHandle.standardError.write(Data("compute: \(computeDescription)\(ranks)\n".utf8))
         }
     }
+}
+
+/// Runs a command's body on every rank of an MPI job: an error on one rank (a missing file on one
+/// host, say) is printed with its rank and stops the whole job (MPI_Abort), since the other ranks
+/// would otherwise wait for it in their next collective. Ends MPI when the body returns.
+func runOnEveryRank(_ body: (ProcessGroup) throws -> Void) throws {
+    let group = ProcessGroup.world
+    do {
+        try body(group)
+    } catch let error where group.size > 1 && !(error is ExitCode) {
+        FileHandle.standardError.write(Data("haze (rank \(group.rank) of \(group.size)): \(error)\n".utf8))
+        group.abort(1)
+    }
+    group.finish()
 }
 
 /// A problem with the user's files or inputs found while running (printed without the usage text).

@@ -10,13 +10,16 @@ final class ProgressBar {
     let isTerminal = isatty(STDERR_FILENO) != 0
     private var lastPrinted = -1
     private var lastPrintTime = Date.distantPast
+    /// False on the ranks other than 0 of an MPI job: they draw nothing.
+    let enabled: Bool
 
     /// itemsPerStep: how many images one step stands for (for an images/s rate), or 1.
-    init(_ label: String, total: Int, unit: String = "steps", itemsPerStep: Double = 1) {
-        (self.label, self.total, self.unit, self.itemsPerStep) = (label, total, unit, itemsPerStep)
+    init(_ label: String, total: Int, unit: String = "steps", itemsPerStep: Double = 1, enabled: Bool = true) {
+        (self.label, self.total, self.unit, self.itemsPerStep, self.enabled) = (label, total, unit, itemsPerStep, enabled)
     }
 
     func update(_ done: Int, extra: String = "") {
+        guard enabled else { return }
         let elapsed = Date().timeIntervalSince(start)
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let remaining = done > 0 ? elapsed / Double(done) * Double(total - done) : 0

@@ -62,7 +62,7 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
-        try compute.apply()
+        try compute.apply(report: true)
         let folder = try ModelLocation.resolve(model)
         let (unet, parameters) = try ModelFolder.load(folder)
         let config = unet.config

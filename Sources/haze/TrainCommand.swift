@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HazeData
+import HazeDistributed
 import HazeDiffusion
 import HazeIO
 import HazeNN
@@ -79,9 +80,15 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        try compute.apply()
+        try compute.apply(report: true)
         signal(SIGINT) { _ in trainingStopRequested = 1 }
         signal(SIGTERM) { _ in trainingStopRequested = 1 }
+        try runOnEveryRank(train)
+    }
+
+    /// Trains on every rank of `group` (one process without mpirun); rank 0 writes and reports.
+    func train(_ group: ProcessGroup) throws {
+        func say(_ text: String) { if group.isRoot { FileHandle.standardError.write(Data(text.utf8)) } }
         let trainer: Trainer
         if let resume {
             let path = try Checkpoint.latest(run: resume)
@@ -90,13 +97,16 @@ struct Train: ParsableCommand {
             if let steps { options.steps = steps }
             let dataset = try openDataset(options.data, imageSize: options.imageSize, labeled: options.labelsFromFolders,
                                           skipCorrupt: options.skipCorruptImages)
+            try group.requireAgreement(on: try agreementParts(options: options, model: saved.model.config, dataset: dataset,
+                                                              checkpoint: path))
             trainer = try Trainer(run: resume, model: saved.model, options: options, dataset: dataset,
-                                  resume: (saved.parameters, saved.ema, saved.optimizer, saved.state), tensorboard: !noTensorboard)
-            FileHandle.standardError.write(Data("resuming \(resume) at step \(saved.state.step) of \(options.steps)\n".utf8))
+                                  resume: (saved.parameters, saved.ema, saved.optimizer, saved.state), tensorboard: !noTensorboard,
+                                  group: group)
+            say("resuming \(resume) at step \(saved.state.step) of \(options.steps)\n")
         } else {
             let dataset = try openDataset(data!, imageSize: imageSize, labeled: labelsFromFolders, skipCorrupt: skipCorrupt)
             if let folder = dataset as? ImageFolderDataset {
-                for problem in folder.skipped { FileHandle.standardError.write(Data("skipped \(problem)\n".utf8)) }
+                for problem in folder.skipped { say("skipped \(problem)\n") }
             }
             var options = TrainingOptions(data: data!, steps: steps!)
             (options.imageSize, options.labelsFromFolders, options.skipCorruptImages) = (imageSize, labelsFromFolders, skipCorrupt)
@@ -122,24 +132,52 @@ struct Train: ParsableCommand {
             }
             if classConditional && modelConfig == nil { config.numClassEmbeds = (dataset.classCount ?? 0) + 1 }
             let model = try UNet2DModel(config: config)
-            guard !FileManager.default.fileExists(atPath: out! + "/latest") else {
+            // Every rank looks before any rank writes.
+            let taken = group.any(FileManager.default.fileExists(atPath: out! + "/latest"))
+            guard !taken else {
                 throw CLIError("\(out!) already holds a run: use --resume \(out!) to continue it, or another --out")
             }
-            trainer = try Trainer(run: out!, model: model, options: options, dataset: dataset, tensorboard: !noTensorboard)
-            FileHandle.standardError.write(Data("training \(model.parameterCount) parameters on \(dataset.count) images \(dataset.imageShape)\n".utf8))
+            try group.requireAgreement(on: try agreementParts(options: options, model: config, dataset: dataset, checkpoint: nil))
+            trainer = try Trainer(run: out!, model: model, options: options, dataset: dataset, tensorboard: !noTensorboard,
+                                  group: group)
+            say("training \(model.parameterCount) parameters on \(dataset.count) images \(dataset.imageShape)"
+                + (group.size > 1 ? ", \(group.size) ranks of \(group.share(of: options.batchSize).count)–\(group.shares(of: options.batchSize)[0].count) images" : "") + "\n")
         }
-        let bar = ProgressBar("training", total: trainer.options.steps)
+        let bar = ProgressBar("training", total: trainer.options.steps, enabled: group.isRoot)
         let deadline = maxMinutes.map { Date().addingTimeInterval($0 * 60) }
         try trainer.train(deadline: deadline, onStep: { report in
             bar.update(report.step, extra: String(format: "loss %.4f  lr %.2e", report.loss, report.learningRate))
         }, preview: { step, weights in
             try writePreview(trainer: trainer, weights: weights, step: step)
         })
-        if trainingStopRequested != 0 {
-            FileHandle.standardError.write(Data("\nstopped at step \(trainer.step): checkpoint saved; continue with haze train --resume \(trainer.run)\n".utf8))
+        if trainer.step < trainer.options.steps && (deadline.map { Date() < $0 } ?? true) {
+            say("\nstopped at step \(trainer.step): checkpoint saved; continue with haze train --resume \(trainer.run)\n")
+            group.finish()
             throw ExitCode(130)
         }
-        print("done: \(trainer.step) steps; model in \(trainer.run)/\(try Checkpoint.latest(run: trainer.run).dropFirst(trainer.run.count + 1))")
+        if group.isRoot {
+            print("done: \(trainer.step) steps; model in \(trainer.run)/\(try Checkpoint.latest(run: trainer.run).dropFirst(trainer.run.count + 1))")
+        }
+    }
+
+    /// What every rank must agree on (`ProcessGroup.requireAgreement`): the options, the model,
+    /// the checkpoint resumed from, and the data — its size, shape, labels and a digest of the
+    /// first, middle and last images (different files on two hosts are caught here).
+    func agreementParts(options: TrainingOptions, model: UNet2DModelConfig, dataset: ImageDataset,
+                        checkpoint: String?) throws -> [(name: String, value: String)] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let size = dataset.imageShape.reduce(1, *)
+        var pixels = [Float](repeating: 0, count: size)
+        var digest = ""
+        for index in Set([0, dataset.count / 2, dataset.count - 1]).sorted() {
+            pixels.withUnsafeMutableBufferPointer { dataset.image(index, into: $0.baseAddress!) }
+            digest += "\(index):\(pixels.reduce(0.0) { $0 * 31 + Double($1) }) label \(dataset.label(index).map(String.init) ?? "-"); "
+        }
+        return [("the options", String(decoding: try encoder.encode(options), as: UTF8.self)),
+                ("the model", String(decoding: model.jsonData(), as: UTF8.self)),
+                ("the checkpoint", checkpoint ?? "(new run)"),
+                ("the data", "\(dataset.count) images \(dataset.imageShape), \(dataset.classCount.map(String.init) ?? "no") classes; \(digest)")]
     }
 
     /// A 4×4 grid of DDIM samples (25 steps, fixed seed) from the given weights.

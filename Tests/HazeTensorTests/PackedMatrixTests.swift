@@ -24,11 +24,20 @@ final class PackedMatrixTests: XCTestCase {
                              beta: accumulate ? 1 : 0, c: $0.baseAddress!, ldc: ldc)
                     } }
                 }
-                for row in 0..<m {
-                    for column in 0..<ldc {  // the columns past n must be left alone
-                        let (x, y) = (actual[row * ldc + column], expected[row * ldc + column])
-                        XCTAssertEqual(x, y, accuracy: 1e-5 * Float(k), "\(m)×\(n)×\(k) [\(row), \(column)] accumulate \(accumulate)")
-                    }
+                // Σ|terms| of each element: |A|·|B| (+ |C| when accumulating), k (+ 1) terms.
+                var magnitude = start.map(abs)
+                let (absA, absB) = (a.map(abs), b.map(abs))
+                absA.withUnsafeBufferPointer { pa in absB.withUnsafeBufferPointer { pb in magnitude.withUnsafeMutableBufferPointer {
+                    gemm(m: m, n: n, k: k, a: pa.baseAddress! + matrix * m * k, b: pb.baseAddress!, ldb: ldb,
+                         beta: accumulate ? 1 : 0, c: $0.baseAddress!, ldc: ldc)
+                } } }
+                let columns = (0..<m).flatMap { row in (0..<n).map { row * ldc + $0 } }
+                func within(_ values: [Float]) -> Tensor { Tensor(shape: [columns.count], scalars: columns.map { values[$0] }) }
+                RoundingBound.assertAgree(within(actual), within(expected), magnitude: within(magnitude),
+                                          length: k + (accumulate ? 1 : 0), "\(m)×\(n)×\(k) accumulate \(accumulate)")
+                for row in 0..<m {  // the columns past n must be left alone
+                    XCTAssertEqual(actual[(row * ldc + n)..<((row + 1) * ldc)], start[(row * ldc + n)..<((row + 1) * ldc)],
+                                   "\(m)×\(n)×\(k) row \(row) past column \(n)")
                 }
             }
         }

@@ -38,9 +38,37 @@ final class ParityTests: XCTestCase {
         return Padding2D(top: p[0], bottom: p[1], left: p[2], right: p[3])
     }
 
+    /// Runs a bilinear op (convolution, linear) on the named inputs x, weight, bias and compares
+    /// the output and the input gradients within the rounding bound of their sums
+    /// (`RoundingBound`; the references are float64 results rounded to float32), the magnitudes
+    /// being the same op on absolute values seeded with |grad_out|. `lengths`: the terms per
+    /// element of out, ∂x, ∂weight, ∂bias.
+    func checkBilinear(_ name: String, lengths: (Fixture) throws -> [Int], growth: Double = 1,
+                       file: StaticString = #filePath, line: UInt = #line,
+                       _ op: (Fixture, [Tensor]) -> Tensor) throws {
+        let f = try load(name)
+        let values = try ["x", "weight", "bias"].map { try f($0) }, cotangent = try f("grad_out")
+        let (out, grads) = valueWithGradient(at: values, seed: cotangent) { op(f, $0) }
+        let original = ConvolutionAlgorithm.current
+        ConvolutionAlgorithm.current = .im2col
+        let absolute = values.map { $0.abs() }
+        let (magnitude, magnitudes) = valueWithGradient(at: absolute, seed: cotangent.abs()) { op(f, $0) }
+        ConvolutionAlgorithm.current = original
+        let n = try lengths(f)
+        for (i, (key, actual)) in zip(["out", "grad_x", "grad_weight", "grad_bias"], [out] + grads).enumerated() {
+            RoundingBound.assertAgree(actual, try f(key), magnitude: ([magnitude] + magnitudes)[i], length: n[i],
+                                      growth: growth, "\(name) \(key)", file: file, line: line)
+        }
+    }
+
     func testConv2d() throws {
         for name in ["conv2d_3x3_pad1", "conv2d_3x3_stride2_pad1", "conv2d_3x3_stride2_asym", "conv2d_1x1"] {
-            try check(name, inputs: ["x", "weight", "bias"]) { f, t in
+            // 3×3 with padding 1 runs through Winograd F(2×2, 3×3) (WinogradTests.smallTileGrowth).
+            try checkBilinear(name, lengths: { f in
+                let (w, out) = (try f("weight").shape, try f("out").shape)
+                let l = ConvolutionMagnitudes.lengths(weight: w, output: out)
+                return [l.y, l.dx, l.dw, l.db]
+            }, growth: name == "conv2d_3x3_pad1" ? WinogradTests.smallTileGrowth : 1) { f, t in
                 Tensor.conv2d(t[0], weight: t[1], bias: t[2], stride: Int(f.meta("stride"))!, padding: padding(f))
             }
         }
@@ -96,6 +124,11 @@ final class ParityTests: XCTestCase {
     }
 
     func testLinear() throws {
-        try check("linear", inputs: ["x", "weight", "bias"]) { _, t in Tensor.linear(t[0], weight: t[1], bias: t[2]) }
+        // x [N, I] · wᵀ [I, O] + b: I + 1 terms per output, O per ∂x, N per ∂w and ∂b.
+        try checkBilinear("linear", lengths: { f in
+            let (x, w) = (try f("x").shape, try f("weight").shape)
+            let rows = x.dropLast().reduce(1, *)
+            return [w[1] + 1, w[0], rows, rows]
+        }) { _, t in Tensor.linear(t[0], weight: t[1], bias: t[2]) }
     }
 }

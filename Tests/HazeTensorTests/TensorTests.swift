@@ -1,3 +1,4 @@
+import CHazeKernels
 import XCTest
 @testable import HazeTensor
 
@@ -115,9 +116,26 @@ final class TensorTests: XCTestCase {
                 }
                 let explicit = Tensor.conv2d(Tensor(shape: [2, 3, ph, pw], scalars: padded), weight: w, stride: stride)
                 let implicit = Tensor.conv2d(x, weight: w, stride: stride, padding: padding)
-                XCTAssertEqual(implicit.shape, explicit.shape)
-                for (a, b) in zip(implicit.scalars, explicit.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5, "size \(size) \(padding)") }
+                let magnitude = ConvolutionMagnitudes(x: x, weight: w, bias: nil, cotangent: implicit,
+                                                      stride: stride, padding: padding).y
+                RoundingBound.assertAgree(implicit, explicit, magnitude: magnitude, length: 27, "size \(size) \(padding)")
             }
         }
+    }
+}
+
+/// The CPU features come from CPUID, and the kernels' own availability checks agree with them.
+final class CPUFeaturesTests: XCTestCase {
+    func testFeaturesAgreeWithTheKernels() {
+        let cpu = CPUFeatures.current
+        // The kernels test avx512f alone; CPUFeatures asks for F, BW, VL and DQ (x86-64-v4).
+        if cpu.avx512 {
+            XCTAssertNotEqual(haze_winograd43_available(), 0)
+            XCTAssertNotEqual(haze_direct_conv_available(), 0)
+            XCTAssertNotEqual(haze_gemm_packed_available(), 0)
+        }
+        XCTAssertTrue(!cpu.avx512 || cpu.avx2FMA, "AVX-512 CPUs have AVX2 and FMA")
+        XCTAssertTrue(!cpu.avx512BF16 || cpu.avx512)
+        XCTAssertTrue(cpu.kernelDescription.hasPrefix(cpu.avx512 ? "AVX-512 kernels" : "portable kernels"))
     }
 }

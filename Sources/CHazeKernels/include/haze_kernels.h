@@ -92,6 +92,11 @@ void haze_flipped_kernels(const float *w, float *wf, long o, long c, long first_
 /// floats (v, m, gt below): rows · tiles rounded up to 4 KB, plus one cache line, so that the 16
 /// streams of a transform fall into different L1 sets.
 long haze_winograd_block(long rows, long tiles);
+/// CPU features the kernels dispatch on (haze_cpu.c): bits of HAZE_CPU_*, from CPUID.
+#define HAZE_CPU_AVX2_FMA 1
+#define HAZE_CPU_AVX512 2
+#define HAZE_CPU_AVX512_BF16 4
+int haze_cpu_features(void);
 /// Whether the Winograd transforms and im2col/col2im use their AVX-512 permute kernels on planes
 /// up to 32 wide (default, where the CPU has AVX-512) or the portable loops; tests compare the two.
 void haze_avx512_permutes(int enabled);
