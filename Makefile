@@ -2,7 +2,7 @@
 # it installs the Debian packages Haze needs when they are missing.
 
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
-DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev
+DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev openmpi-bin libopenmpi-dev
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 

@@ -25,12 +25,13 @@ public struct SamplingLoop {
 
     /// Runs `steps` inference steps from x_T.
     /// - initialNoise: unit-variance x_T [B, C, H, W] (scaled by the scheduler's init σ), or nil
-    ///   to draw it from `generator` with `shape`.
+    ///   to draw it from `generator` with `shape` (a `RandomGenerator`, or `ImageNoise` for noise
+    ///   that belongs to each image whatever the batching).
     /// - classLabels: B labels for a class-conditional model; `guidance` enables CFG.
     /// - progress: called after each step with (step, steps).
     /// - trajectory: called after each step with (step, x_{t−1}, predicted x₀) for animations.
-    public func run(shape: [Int], steps: Int, initialNoise: Tensor? = nil, classLabels: [Int]? = nil,
-                    guidance: Guidance? = nil, generator: inout RandomGenerator,
+    public func run<Noise: NoiseSource>(shape: [Int], steps: Int, initialNoise: Tensor? = nil, classLabels: [Int]? = nil,
+                    guidance: Guidance? = nil, generator: inout Noise,
                     progress: ((Int, Int) -> Void)? = nil,
                     trajectory: ((Int, Tensor, Tensor?) -> Void)? = nil) throws -> Tensor {
         if let initialNoise, initialNoise.shape != shape {

@@ -172,10 +172,11 @@ public final class ProcessGroup: @unchecked Sendable {
         var differing: [String] = []
         for (i, part) in parts.enumerated() where all.contains(where: { $0[(8 * i)..<(8 * i + 8)] != mine[(8 * i)..<(8 * i + 8)] }) {
             let ranks = all.indices.filter { all[$0][(8 * i)..<(8 * i + 8)] != all[0][(8 * i)..<(8 * i + 8)] }
-            differing.append("\(part.name) (rank \(rank): \(part.value.prefix(200)); ranks \(ranks.map(String.init).joined(separator: ",")) differ from rank 0)")
+            differing.append("\(part.name) (rank \(rank): \(part.value.prefix(300)); rank\(ranks.count > 1 ? "s" : "") \(ranks.map(String.init).joined(separator: ",")) differ\(ranks.count > 1 ? "" : "s") from rank 0)")
         }
         if !differing.isEmpty {
-            throw Failure(description: "the ranks of this job disagree on " + differing.joined(separator: "; "))
+            throw Failure(description: "the ranks of this job disagree on " + differing.joined(separator: "; ")
+                          + ". Every rank must get the same options and see the same data")
         }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HazeData
+import HazeDistributed
 import HazeDiffusion
 import HazeIO
 import HazeNN
@@ -80,9 +81,17 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try compute.apply()
+        try runOnEveryRank(evaluate)
+    }
+
+    /// Under mpirun the ranks share the sampling; rank 0 gathers the features and computes the
+    /// metrics (the reference statistics and the dataset features are rank 0's work alone).
+    func evaluate(_ group: ProcessGroup) throws {
         let network = try FeatureNetwork(kind: features, weights: features == "classifier" ? classifier : inceptionWeights)
+        let sampled = try samples == nil ? sampleFeatures(network, group: group) : nil
+        guard group.isRoot else { return }
         let referenceStats = try referenceStatistics(network)
-        let generated = try samples.map { try datasetFeatures(network, spec: $0) } ?? sampleFeatures(network)
+        let generated = try sampled ?? datasetFeatures(network, spec: samples!)
         let stats = SampleMetrics.Statistics(features: generated)
         let fid = SampleMetrics.frechetDistance(stats, referenceStats.statistics)
         let subsets = SampleMetrics.kidSubsets(countA: generated.shape[0], countB: referenceStats.features.shape[0],
@@ -140,7 +149,9 @@ struct Evaluate: ParsableCommand {
         return network.features(of: try network.checked(data, source: spec), count: min(count, data.count), label: "sample features")
     }
 
-    func sampleFeatures(_ network: FeatureNetwork) throws -> Tensor {
+    /// Features of this job's `count` samples, gathered on rank 0 (nil on the other ranks): image k
+    /// is drawn from its own noise stream (`ImageNoise`) by the rank whose share holds it.
+    func sampleFeatures(_ network: FeatureNetwork, group: ProcessGroup) throws -> Tensor? {
         let folder = try ModelLocation.resolve(model!)
         let (unet, parameters) = try ModelFolder.load(folder)
         guard let size = unet.config.sampleSize else { throw CLIError("\(folder): the model config has no sample_size") }
@@ -154,19 +165,25 @@ struct Evaluate: ParsableCommand {
         let config = FileManager.default.fileExists(atPath: path) ? try SchedulerConfig(contentsOf: path, kind: kind) : SchedulerConfig(kind: kind)
         let sampler = makeScheduler(config)
         (sampler as? DDIMScheduler)?.eta = eta
-        var generator = RandomGenerator(seed: seed)
         let loop = SamplingLoop(scheduler: sampler) { x, t, l in unet(x, timesteps: t, classLabels: l, parameters: parameters) }
-        let batches = (count + batchSize - 1) / batchSize
-        let bar = ProgressBar("sampling", total: batches * steps, itemsPerStep: Double(batchSize) / Double(max(steps, 1)))
+        let (mine, counts) = batchShare(images: count, batchSize: batchSize, group: group)
+        let batches = (mine.count + batchSize - 1) / batchSize
+        let bar = ProgressBar("sampling", total: batches * steps, itemsPerStep: Double(batchSize) / Double(max(steps, 1)),
+                              enabled: group.isRoot)
         var done = 0, parts: [Tensor] = []
-        for start in stride(from: 0, to: count, by: batchSize) {
-            let n = min(batchSize, count - start)
+        for start in stride(from: mine.lowerBound, to: mine.upperBound, by: batchSize) {
+            let n = min(batchSize, mine.upperBound - start)
             let labels = unet.config.numClassEmbeds.map { classes in (0..<n).map { (start + $0) % max(classes - 1, 1) } }
+            var generator = ImageNoise(seed: seed, firstImage: start)
             let x = try loop.run(shape: [n] + shape, steps: steps, classLabels: labels, generator: &generator,
                                  progress: { _, _ in done += 1; bar.update(done) })
             parts.append(network.features(x.clamped(min: -1, max: 1)))
         }
-        return Tensor.concatenate(parts, alongAxis: 0)
+        let local = parts.isEmpty ? [] : Tensor.concatenate(parts, alongAxis: 0).scalars
+        let width = network.featureCount
+        return group.gather(local, counts: counts.map { $0 * width }).map {
+            Tensor(shape: [count, width], scalars: $0)
+        }
     }
 }
 

@@ -41,6 +41,14 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
+/// The images of a sampling request of `images` in batches of `batchSize` that this rank computes
+/// (whole batches: its share of them, in rank order), and every rank's image count.
+func batchShare(images: Int, batchSize: Int, group: ProcessGroup) -> (mine: Range<Int>, counts: [Int]) {
+    let batches = (images + batchSize - 1) / batchSize
+    let ranges = group.shares(of: batches).map { b in min(b.lowerBound * batchSize, images)..<min(b.upperBound * batchSize, images) }
+    return (ranges[group.rank], ranges.map(\.count))
+}
+
 /// Runs a command's body on every rank of an MPI job: an error on one rank (a missing file on one
 /// host, say) is printed with its rank and stops the whole job (MPI_Abort), since the other ranks
 /// would otherwise wait for it in their next collective. Ends MPI when the body returns.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HazeDiffusion
+import HazeDistributed
 import HazeIO
 import HazeNN
 import HazeTensor
@@ -63,6 +64,12 @@ struct Sample: ParsableCommand {
 
     func run() throws {
         try compute.apply(report: true)
+        try runOnEveryRank(sample)
+    }
+
+    /// Samples this rank's share of the images (all of them without mpirun); rank 0 gathers them
+    /// and writes the files.
+    func sample(_ group: ProcessGroup) throws {
         let folder = try ModelLocation.resolve(model)
         let (unet, parameters) = try ModelFolder.load(folder)
         let config = unet.config
@@ -107,22 +114,27 @@ struct Sample: ParsableCommand {
             guidance = Guidance(scale: guidanceScale, nullClass: classes - 1)
         }
 
-        var generator = RandomGenerator(seed: seed)
         let loop = SamplingLoop(scheduler: sampler) { x, t, labels in
             unet(x, timesteps: t, classLabels: labels, parameters: parameters)
         }
         var batches: [Tensor] = []
         var frames: [[UInt8]] = []
         var frameSize = (width: 0, height: 0)
-        let totalSteps = stepCount * ((total + batchSize - 1) / batchSize)
-        let bar = ProgressBar("sampling", total: totalSteps, itemsPerStep: Double(total) / Double(totalSteps))
+        // Image k is computed from its own noise stream, in batch ⌊k / batch size⌋, by the rank
+        // whose share of the batches holds it: the same batches as one process makes, so with the
+        // same threads per process the images are bit for bit those of a 1-rank run.
+        let (mine, counts) = batchShare(images: total, batchSize: batchSize, group: group)
+        let totalSteps = stepCount * ((mine.count + batchSize - 1) / batchSize)
+        let bar = ProgressBar("sampling", total: totalSteps, itemsPerStep: Double(mine.count) / Double(max(totalSteps, 1)),
+                              enabled: group.isRoot)
         var done = 0
-        for start in stride(from: 0, to: total, by: batchSize) {
-            let n = min(batchSize, total - start)
+        for start in stride(from: mine.lowerBound, to: mine.upperBound, by: batchSize) {
+            let n = min(batchSize, mine.upperBound - start)
+            var generator = ImageNoise(seed: seed, firstImage: start)
             let x = try loop.run(shape: [n] + shape.dropFirst(), steps: stepCount, initialNoise: noise?.slice(start..<(start + n)),
                                  classLabels: labels.map { Array($0[start..<(start + n)]) }, guidance: guidance,
                                  generator: &generator, progress: { _, _ in done += 1; bar.update(done) },
-                                 trajectory: gif == nil || start > 0 ? nil : { _, xt, x0 in
+                                 trajectory: gif == nil || start > 0 || !group.isRoot ? nil : { _, xt, x0 in
                                      // Frames of the first batch's first 16 images.
                                      let shown = (gifFrames == "x0" ? (x0 ?? xt) : xt).slice(0..<min(16, n)).clamped(min: -1, max: 1)
                                      let grid = PNG.grid(shown, columns: min(4, n))
@@ -131,7 +143,10 @@ struct Sample: ParsableCommand {
                                  })
             batches.append(x)
         }
-        let samples = Tensor.concatenate(batches, alongAxis: 0)
+        let local = batches.isEmpty ? Tensor.zeros([0] + shape.dropFirst()) : Tensor.concatenate(batches, alongAxis: 0)
+        let imageSize = shape.dropFirst().reduce(1, *)
+        guard let gathered = group.gather(local.scalars, counts: counts.map { $0 * imageSize }) else { return }
+        let samples = Tensor(shape: shape, scalars: gathered)
         if let saveTensor {
             try SafeTensors(tensors: ["sample": samples]).write(to: saveTensor)
             print("wrote \(saveTensor): sample \(samples.shape)")

@@ -165,19 +165,21 @@ struct Train: ParsableCommand {
     /// first, middle and last images (different files on two hosts are caught here).
     func agreementParts(options: TrainingOptions, model: UNet2DModelConfig, dataset: ImageDataset,
                         checkpoint: String?) throws -> [(name: String, value: String)] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
         let size = dataset.imageShape.reduce(1, *)
         var pixels = [Float](repeating: 0, count: size)
-        var digest = ""
+        var images: [String] = []
         for index in Set([0, dataset.count / 2, dataset.count - 1]).sorted() {
             pixels.withUnsafeMutableBufferPointer { dataset.image(index, into: $0.baseAddress!) }
-            digest += "\(index):\(pixels.reduce(0.0) { $0 * 31 + Double($1) }) label \(dataset.label(index).map(String.init) ?? "-"); "
+            let digest = pixels.reduce(0xCBF2_9CE4_8422_2325 as UInt64) { ($0 ^ UInt64($1.bitPattern)) &* 0x100_0000_01B3 }
+            images.append("image \(index) \(String(digest, radix: 16)) label \(dataset.label(index).map(String.init) ?? "-")")
         }
-        return [("the options", String(decoding: try encoder.encode(options), as: UTF8.self)),
-                ("the model", String(decoding: model.jsonData(), as: UTF8.self)),
-                ("the checkpoint", checkpoint ?? "(new run)"),
-                ("the data", "\(dataset.count) images \(dataset.imageShape), \(dataset.classCount.map(String.init) ?? "no") classes; \(digest)")]
+        // One part per option, so that the message names the option that differs.
+        let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(options)) as? [String: Any] ?? [:]
+        let optionParts = encoded.keys.sorted().map { (name: "option \($0)", value: "\(encoded[$0]!)") }
+        return optionParts + [("the model", String(decoding: model.jsonData(), as: UTF8.self)),
+                              ("the checkpoint", checkpoint ?? "(new run)"),
+                              ("the data", "\(dataset.count) images \(dataset.imageShape), \(dataset.classCount.map(String.init) ?? "no") classes, "
+                                  + images.joined(separator: ", "))]
     }
 
     /// A 4×4 grid of DDIM samples (25 steps, fixed seed) from the given weights.

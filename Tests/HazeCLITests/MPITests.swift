@@ -1,0 +1,182 @@
+import Foundation
+import XCTest
+import HazeIO
+import HazeTensor
+
+/// `haze` under `mpirun` with 2 ranks on this machine (Open MPI from `make deps`): data-parallel
+/// training against one process, resume across rank counts, sampling split over ranks, ranks
+/// that disagree on their data, and a rank killed mid-run. Open MPI's shared-memory transport is
+/// used by default; one training run goes over TCP (`--mca btl tcp,self`), the path separate
+/// hosts take.
+final class MPITests: XCTestCase {
+    static let unetFixtures = CLITests.unetFixtures
+    var folder: String!
+    let haze = CLITests.hazeExecutable
+
+    override func setUpWithError() throws {
+        try XCTSkipIf(ProcessInfo.processInfo.environment["HAZE_TEST_LAUNCHER"] != nil,
+                      "MPI jobs are tested natively (make test), not under the CPU emulator")
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun"),
+                          "no mpirun (make deps installs openmpi-bin)")
+        folder = NSTemporaryDirectory() + "haze-mpi-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder + "/data", withIntermediateDirectories: true)
+        // 24 random 8×8 RGB images (the fixture U-Net's size).
+        var generator = RandomGenerator(seed: 5)
+        for i in 0..<24 {
+            let pixels = generator.uniform([192], low: 0, high: 255).scalars.map { UInt8($0) }
+            try PNG.encode(width: 8, height: 8, channels: 3, pixels: pixels).write(to: URL(fileURLWithPath: folder + "/data/\(i).png"))
+        }
+    }
+
+    override func tearDownWithError() throws { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+
+    /// Runs `command` (argv), returns exit status and the output (stdout and stderr together).
+    @discardableResult
+    func run(_ command: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"].merging(extra) { $1 }) { $1 }
+        let pipe = Pipe()
+        (process.standardOutput, process.standardError) = (pipe, pipe)
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func mpirun(_ ranks: Int, _ arguments: [String], transport: [String] = []) -> [String] {
+        ["/usr/bin/mpirun", "-np", "\(ranks)", "--oversubscribe"] + transport + [haze] + arguments
+    }
+
+    func train(_ out: String, steps: Int, resume: Bool = false) -> [String] {
+        resume ? ["train", "--resume", out, "--steps", "\(steps)", "--threads", "1"]
+            : ["train", "--data", folder + "/data", "--out", out, "--model-config", Self.unetFixtures + "/attn/config.json",
+               "--steps", "\(steps)", "--batch-size", "5", "--checkpoint-every", "4", "--sample-every", "0", "--threads", "1",
+               "--grad-clip", "1", "--ema-decay", "0.9", "--no-tensorboard"]
+    }
+
+    func weights(_ run: String, step: Int) throws -> [String: Tensor] {
+        try SafeTensors.read(contentsOf: run + String(format: "/checkpoints/step-%07d/model/diffusion_pytorch_model.safetensors", step)).tensors
+    }
+
+    func losses(_ run: String) throws -> [Double] {
+        try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+            try XCTUnwrap((try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["loss"] as? Double)
+        }
+    }
+
+    /// Weights that agree to float tolerance: max |a − b| / max |b| per tensor (Adam turns the
+    /// last-bit differences of the gradient sums into differences of ~1e-5 of the weights).
+    func assertAgree(_ a: [String: Tensor], _ b: [String: Tensor], _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(Set(a.keys), Set(b.keys), message, file: file, line: line)
+        let worst = b.map { key, value in
+            zip(a[key]!.scalars, value.scalars).map { abs($0 - $1) }.max()! / max(value.scalars.map(abs).max()!, 1e-6)
+        }.max()!
+        XCTAssertLessThanOrEqual(worst, 2e-4, "\(message): worst relative difference \(worst)", file: file, line: line)
+    }
+
+    /// 2 ranks (the global batch of 5 split 3 + 2) against 1 rank: the same losses and weights,
+    /// over shared memory and over TCP; resuming a 1-rank run on 2 ranks and the other way round.
+    func testTrainingOnTwoRanksMatchesOneRank() throws {
+        let one = folder + "/one", two = folder + "/two", tcp = folder + "/tcp"
+        let single = try run([haze] + train(one, steps: 12))
+        XCTAssertEqual(single.status, 0, single.output)
+        let double = try run(mpirun(2, train(two, steps: 12)))
+        XCTAssertEqual(double.status, 0, double.output)
+        XCTAssertTrue(double.output.contains("MPI: 2 ranks"), double.output)
+        let overTCP = try run(mpirun(2, train(tcp, steps: 12), transport: ["--mca", "btl", "tcp,self"]))
+        XCTAssertEqual(overTCP.status, 0, overTCP.output)
+        let reference = try losses(one)
+        XCTAssertFalse(reference.isEmpty)
+        for other in [two, tcp] {
+            for (a, b) in zip(try losses(other), reference) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), other) }
+            assertAgree(try weights(other, step: 12), try weights(one, step: 12), other)
+        }
+        // Only rank 0 wrote: one metrics line per logged step, not two.
+        XCTAssertEqual(try losses(two).count, reference.count)
+
+        // Resume: a 1-rank run stopped at step 8 continued on 2 ranks, and the other way round.
+        let a = folder + "/a", b = folder + "/b"
+        XCTAssertEqual(try run([haze] + train(a, steps: 8)).status, 0)
+        let resumedOnTwo = try run(mpirun(2, train(a, steps: 12, resume: true)))
+        XCTAssertEqual(resumedOnTwo.status, 0, resumedOnTwo.output)
+        XCTAssertEqual(try run(mpirun(2, train(b, steps: 8))).status, 0)
+        let resumedOnOne = try run([haze] + train(b, steps: 12, resume: true))
+        XCTAssertEqual(resumedOnOne.status, 0, resumedOnOne.output)
+        assertAgree(try weights(a, step: 12), try weights(one, step: 12), "1 rank, then 2")
+        assertAgree(try weights(b, step: 12), try weights(one, step: 12), "2 ranks, then 1")
+        // The result loads and samples.
+        let sampled = try run([haze, "sample", "--model", b, "--steps", "3", "--count", "2", "--save-tensor", folder + "/s.safetensors"])
+        XCTAssertEqual(sampled.status, 0, sampled.output)
+    }
+
+    /// Sampling split over 2 ranks writes exactly the images of one process (1 thread each: the
+    /// same batches, the same sums) — 5 images in batches of 2, so rank 0 takes 2 batches and
+    /// rank 1 one.
+    func testSamplingOnTwoRanksWritesTheImagesOfOneRank() throws {
+        let model = Self.unetFixtures + "/class_cond"
+        func arguments(_ out: String) -> [String] {
+            ["sample", "--model", model, "--scheduler", "ddpm", "--steps", "10", "--count", "5", "--batch-size", "2",
+             "--class-labels", "1,2,3,4,5", "--threads", "1", "--save-tensor", folder + "/" + out, "--out", folder + "/" + out + ".png"]
+        }
+        let single = try run([haze] + arguments("one.safetensors"))
+        XCTAssertEqual(single.status, 0, single.output)
+        let double = try run(mpirun(2, arguments("two.safetensors")))
+        XCTAssertEqual(double.status, 0, double.output)
+        XCTAssertEqual(try SafeTensors.read(contentsOf: folder + "/two.safetensors").tensors,
+                       try SafeTensors.read(contentsOf: folder + "/one.safetensors").tensors)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: folder + "/two.safetensors.png")),
+                       try Data(contentsOf: URL(fileURLWithPath: folder + "/one.safetensors.png")))
+    }
+
+    /// Ranks given different data (here: a different folder on "each host") stop at start with a
+    /// message naming the data, before anything is written.
+    func testRanksThatDisagreeStopAtStart() throws {
+        try FileManager.default.copyItem(atPath: folder + "/data", toPath: folder + "/other")
+        try FileManager.default.removeItem(atPath: folder + "/other/3.png")
+        var second = train(folder + "/x", steps: 2)
+        second[second.firstIndex(of: folder + "/data")!] = folder + "/other"
+        let result = try run(["/usr/bin/mpirun", "-np", "1", haze] + train(folder + "/x", steps: 2) + [":", "-np", "1", haze] + second)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.output.contains("option data (rank 1: \(folder!)/other; rank 1 differs from rank 0)"), result.output)
+        XCTAssertTrue(result.output.contains("the data (rank 1: 23 images [3, 8, 8]"), result.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/x/latest"))
+    }
+
+    /// kill -9 of one rank stops the job with an error; the last checkpoint stays loadable and the
+    /// run resumes from it.
+    func testKilledRankStopsTheJobAndLeavesTheCheckpoint() throws {
+        let out = folder + "/k"
+        var arguments = train(out, steps: 100_000)
+        arguments[arguments.firstIndex(of: "--checkpoint-every")! + 1] = "1"
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        job.arguments = Array(mpirun(2, arguments).dropFirst())
+        job.environment = ProcessInfo.processInfo.environment.merging(
+            ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
+        let pipe = Pipe()
+        (job.standardOutput, job.standardError) = (pipe, pipe)
+        try job.run()
+        // Wait for a few checkpoints, then kill rank 1 (the youngest haze process).
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, ((try? FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints"))?.count ?? 0) < 3 {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let pids = try run(["/usr/bin/pgrep", "-n", "-f", "\(haze) train --data \(folder!)"]).output
+        let victim = try XCTUnwrap(Int32(pids.trimmingCharacters(in: .whitespacesAndNewlines)), "no rank found: \(pids)")
+        kill(victim, SIGKILL)
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        job.waitUntilExit()
+        XCTAssertNotEqual(job.terminationStatus, 0, output)
+        XCTAssertTrue(output.contains("exited on signal 9") || output.contains("killed"), output)
+        let latest = try String(contentsOfFile: out + "/latest", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let step = try XCTUnwrap(Int(latest.split(separator: "-").last ?? ""), latest)
+        let resumed = try run([haze, "train", "--resume", out, "--steps", "\(step + 1)", "--threads", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertTrue(resumed.output.contains("resuming \(out) at step \(step)"), resumed.output)
+        let sampled = try run([haze, "sample", "--model", out, "--steps", "2", "--count", "1", "--save-tensor", folder + "/k.safetensors"])
+        XCTAssertEqual(sampled.status, 0, sampled.output)
+    }
+}
