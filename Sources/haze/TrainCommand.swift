@@ -141,7 +141,7 @@ struct Train: ParsableCommand {
             trainer = try Trainer(run: out!, model: model, options: options, dataset: dataset, tensorboard: !noTensorboard,
                                   group: group)
             say("training \(model.parameterCount) parameters on \(dataset.count) images \(dataset.imageShape)"
-                + (group.size > 1 ? ", \(group.size) ranks of \(group.share(of: options.batchSize).count)–\(group.shares(of: options.batchSize)[0].count) images" : "") + "\n")
+                + (group.size > 1 ? ", \(group.size) ranks of \(options.batchSize / group.size)–\((options.batchSize + group.size - 1) / group.size) images per step" : "") + "\n")
         }
         let bar = ProgressBar("training", total: trainer.options.steps, enabled: group.isRoot)
         let deadline = maxMinutes.map { Date().addingTimeInterval($0 * 60) }

@@ -145,12 +145,8 @@ final class MPITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/x/latest"))
     }
 
-    /// kill -9 of one rank stops the job with an error; the last checkpoint stays loadable and the
-    /// run resumes from it.
-    func testKilledRankStopsTheJobAndLeavesTheCheckpoint() throws {
-        let out = folder + "/k"
-        var arguments = train(out, steps: 100_000)
-        arguments[arguments.firstIndex(of: "--checkpoint-every")! + 1] = "1"
+    /// Starts `mpirun` with `arguments` in the background; output collected through a pipe.
+    func startJob(_ arguments: [String]) throws -> (Process, Pipe) {
         let job = Process()
         job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
         job.arguments = Array(mpirun(2, arguments).dropFirst())
@@ -159,11 +155,72 @@ final class MPITests: XCTestCase {
         let pipe = Pipe()
         (job.standardOutput, job.standardError) = (pipe, pipe)
         try job.run()
-        // Wait for a few checkpoints, then kill rank 1 (the youngest haze process).
+        return (job, pipe)
+    }
+
+    /// Waits until the run has `count` checkpoints (or a minute has passed).
+    func waitForCheckpoints(_ run: String, _ count: Int) {
         let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline, ((try? FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints"))?.count ?? 0) < 3 {
+        while Date() < deadline, ((try? FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints"))?.count ?? 0) < count {
             Thread.sleep(forTimeInterval: 0.05)
         }
+    }
+
+    /// SIGTERM to mpirun (it forwards the signal, as it does Ctrl-C) stops every rank after the same
+    /// step, with one checkpoint of that step, and the run resumes from it.
+    func testSignalToMpirunStopsEveryRankWithOneCheckpoint() throws {
+        let out = folder + "/t"
+        var arguments = train(out, steps: 100_000)
+        arguments[arguments.firstIndex(of: "--checkpoint-every")! + 1] = "100000"
+        let (job, pipe) = try startJob(arguments)
+        // The first checkpoint is written at the step the signal stops.
+        Thread.sleep(forTimeInterval: 3)
+        job.terminate()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        job.waitUntilExit()
+        let stopped = try XCTUnwrap(output.range(of: #"stopped at step (\d+)"#, options: .regularExpression).map { output[$0] }, output)
+        let step = try XCTUnwrap(Int(stopped.split(separator: " ").last!))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints"), [String(format: "step-%07d", step)])
+        XCTAssertEqual(output.components(separatedBy: "stopped at step").count, 2, "rank 0 alone reports: \(output)")
+        let resumed = try run(mpirun(2, train(out, steps: step + 2, resume: true)))
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertTrue(resumed.output.contains("resuming \(out) at step \(step)"), resumed.output)
+    }
+
+    /// BatchNorm models (the seed article's variant): each rank normalises by its own slice's
+    /// statistics, and the running statistics are rank 0's — PyTorch DDP's defaults without
+    /// SyncBatchNorm. So, unlike GroupNorm, 2 ranks train a different (valid) model than 1 rank:
+    /// the running statistics after 3 steps differ from the 1-rank run's, and stay finite.
+    func testBatchNormStatisticsArePerRank() throws {
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.unetFixtures + "/attn/config.json")))
+        var object = try XCTUnwrap(config as? [String: Any])
+        object["norm_type"] = "batch"
+        let path = folder + "/bn.json"
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
+        func arguments(_ out: String) -> [String] {
+            var a = train(out, steps: 3)
+            a[a.firstIndex(of: Self.unetFixtures + "/attn/config.json")!] = path
+            return a
+        }
+        let one = try run([haze] + arguments(folder + "/bn1")), two = try run(mpirun(2, arguments(folder + "/bn2")))
+        XCTAssertEqual(one.status, 0, one.output)
+        XCTAssertEqual(two.status, 0, two.output)
+        let (a, b) = (try weights(folder + "/bn1", step: 3), try weights(folder + "/bn2", step: 3))
+        let means = a.keys.filter { $0.hasSuffix("running_mean") }
+        XCTAssertFalse(means.isEmpty, "the model has BatchNorm layers")
+        XCTAssertTrue(means.contains { a[$0]!.scalars != b[$0]!.scalars }, "2 ranks' running statistics come from slices of the batch")
+        for key in b.keys { XCTAssertTrue(b[key]!.scalars.allSatisfy(\.isFinite), key) }
+    }
+
+    /// kill -9 of one rank stops the job with an error; the last checkpoint stays loadable and the
+    /// run resumes from it.
+    func testKilledRankStopsTheJobAndLeavesTheCheckpoint() throws {
+        let out = folder + "/k"
+        var arguments = train(out, steps: 100_000)
+        arguments[arguments.firstIndex(of: "--checkpoint-every")! + 1] = "1"
+        let (job, pipe) = try startJob(arguments)
+        // Wait for a few checkpoints, then kill rank 1 (the youngest haze process).
+        waitForCheckpoints(out, 3)
         let pids = try run(["/usr/bin/pgrep", "-n", "-f", "\(haze) train --data \(folder!)"]).output
         let victim = try XCTUnwrap(Int32(pids.trimmingCharacters(in: .whitespacesAndNewlines)), "no rank found: \(pids)")
         kill(victim, SIGKILL)
