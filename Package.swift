@@ -49,7 +49,7 @@ let package = Package(
         .executableTarget(
             name: "haze-bench",
             dependencies: [
-                "HazeTensor", "HazeIO", "HazeNN",
+                "HazeTensor", "HazeIO", "HazeNN", "HazeData", "HazeTraining", "HazeDistributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -53,17 +53,22 @@ public final class Trainer {
     /// The processes training together (one, unless started by mpirun).
     public let group: ProcessGroup
     let reducer: GradientReducer
+    /// Seconds the steps so far waited for gradient sums still in flight after their backward
+    /// pass (the communication not hidden behind it; 0 for one process).
+    public var exposedCommunicationSeconds: Double { reducer.exposedSeconds }
 
     /// A new run in `run` (created), or the continuation of a checkpoint (`resume`).
+    /// `gradientBucketBytes`: the size at which a bucket of gradients starts its allreduce
+    /// (`GradientReducer`; `Int.max`: one bucket after the backward pass, no overlap).
     public init(run: String, model: UNet2DModel, options: TrainingOptions, dataset: ImageDataset,
                 resume: (parameters: ParameterSet, ema: ParameterSet?, optimizer: AdamOptimizer, state: TrainerState)? = nil,
-                tensorboard: Bool = true, group: ProcessGroup = ProcessGroup()) throws {
+                tensorboard: Bool = true, group: ProcessGroup = ProcessGroup(), gradientBucketBytes: Int = 4 << 20) throws {
         guard options.batchSize >= group.size else {
             throw Failure(description: "--batch-size \(options.batchSize) is smaller than the \(group.size) ranks: every rank needs at least one item")
         }
         if group.isRoot { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
         (self.run, self.model, self.options, self.group) = (run, model, options, group)
-        reducer = GradientReducer(group: group)
+        reducer = GradientReducer(group: group, bucketBytes: gradientBucketBytes)
         let items = group.share(of: options.batchSize)
         let shape = dataset.imageShape
         guard shape[0] == model.config.inChannels, model.config.sampleSize.map({ $0 == [shape[1], shape[2]] }) ?? true else {

@@ -27,7 +27,7 @@ struct Sample: ParsableCommand {
     var steps: Int?
     @Option(help: "DDIM's η: 0 deterministic … 1 DDPM-like.")
     var eta: Float = 0
-    @Option(help: "Random seed (x_T and per-step noise).")
+    @Option(help: "Random seed: image k's x_T and step noise come from its own stream of it, whatever --batch-size or the MPI ranks.")
     var seed: UInt64 = 0
     @Option(help: "Number of images.")
     var count: Int?
