@@ -131,6 +131,33 @@ final class MPITests: XCTestCase {
                        try Data(contentsOf: URL(fileURLWithPath: folder + "/one.safetensors.png")))
     }
 
+    /// `haze evaluate` with the sampling split over 2 ranks gives the FID and KID of one process
+    /// (same images: whole batches per rank, 1 thread each).
+    func testEvaluateOnTwoRanksMatchesOneRank() throws {
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist"), "needs dataset-fashion-mnist")
+        let assets = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("assets/fmnist-classifier.safetensors").path
+        let model = folder + "/fm"
+        let trained = try run([haze, "train", "--data", "fashion-mnist", "--out", model, "--preset", "fmnist-tiny", "--steps", "1",
+                               "--batch-size", "4", "--sample-every", "0", "--no-tensorboard"])
+        XCTAssertEqual(trained.status, 0, trained.output)
+        func evaluate(_ json: String) -> [String] {
+            ["evaluate", "--model", model, "--steps", "3", "--count", "40", "--batch-size", "8", "--threads", "1",
+             "--classifier", assets, "--json", folder + "/" + json]
+        }
+        let single = try run([haze] + evaluate("one.json")), double = try run(mpirun(2, evaluate("two.json")))
+        XCTAssertEqual(single.status, 0, single.output)
+        XCTAssertEqual(double.status, 0, double.output)
+        func metrics(_ name: String) throws -> [String: Double] {
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/" + name))) as? [String: Any]
+            return try XCTUnwrap(object).compactMapValues { $0 as? Double }
+        }
+        let (a, b) = (try metrics("one.json"), try metrics("two.json"))
+        XCTAssertEqual(a["fid"], b["fid"])
+        XCTAssertEqual(a["kid_mean"], b["kid_mean"])
+        XCTAssertNotNil(a["fid"])
+    }
+
     /// Ranks given different data (here: a different folder on "each host") stop at start with a
     /// message naming the data, before anything is written.
     func testRanksThatDisagreeStopAtStart() throws {
