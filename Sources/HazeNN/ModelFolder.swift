@@ -39,7 +39,7 @@ public struct ModelFolder {
 
     /// Checks tensor shapes (by modern name) against the model's specs; lists every missing,
     /// unexpected and wrongly shaped tensor.
-    public static func checkShapes(_ shapes: [String: [Int]], for model: UNet2DModel, file: String) throws {
+    public static func checkShapes(_ shapes: [String: [Int]], for model: any Module, file: String) throws {
         let specs = model.parameterSpecs
         let expected = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0.shape) })
         let missing = specs.map(\.name).filter { shapes[$0] == nil }.sorted()
@@ -54,7 +54,7 @@ public struct ModelFolder {
     }
 
     /// Checks `tensors` against the model's specs and returns them under their modern names.
-    public static func validated(_ tensors: [String: Tensor], for model: UNet2DModel, file: String) throws -> ParameterSet {
+    public static func validated(_ tensors: [String: Tensor], for model: any Module, file: String) throws -> ParameterSet {
         var renamed: ParameterSet = [:]
         for (name, t) in tensors { renamed[modernName(name)] = t }
         try checkShapes(renamed.mapValues(\.shape), for: model, file: file)

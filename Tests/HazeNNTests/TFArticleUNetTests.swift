@@ -1,0 +1,83 @@
+import Foundation
+import XCTest
+import HazeIO
+import HazeTensor
+@testable import HazeNN
+
+/// The TensorFlow notebook's U-Net against TensorFlow itself: fixtures written by
+/// scripts/make_tf_article_fixtures.py from the notebook's Keras model (16×16×3, the notebook's
+/// layout at smaller widths, seeded random weights saved and converted the notebook's way).
+final class TFArticleUNetTests: XCTestCase {
+    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/tf_article").path
+
+    func load() throws -> (TFArticleUNet, ParameterSet, SafeTensors) {
+        let configPath = Self.folder + "/model/config.json"
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+        let model = try TFArticleUNet(config: try TFArticleUNetConfig(json: json, file: configPath))
+        let weightsPath = Self.folder + "/model/" + ModelFolder.weightsFile
+        let parameters = try ModelFolder.validated(try SafeTensors.read(contentsOf: weightsPath).tensors, for: model, file: weightsPath)
+        return (model, parameters, try SafeTensors.read(contentsOf: Self.folder + "/io.safetensors"))
+    }
+
+    /// max |a − b| / max |b|.
+    func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
+        XCTAssertEqual(a.shape, b.shape)
+        return zip(a.scalars, b.scalars).map { abs($0 - $1) }.max()! / b.scalars.map(abs).max()!
+    }
+
+    func testParameterCounts() throws {
+        XCTAssertEqual(try TFArticleUNet(config: TFArticleUNetConfig()).parameterCount, 6_179_331, "the notebook's 64×64×3 network")
+        let (model, parameters, io) = try load()
+        XCTAssertEqual(model.parameterCount, Int(io.metadata["params_fixture"]!)!)
+        XCTAssertEqual(parameters.count, model.parameterSpecs.count)
+        // A fresh network predicts zero, as the notebook's (zero-initialised final conv).
+        let fresh = model.initialParameters(seed: 1)
+        XCTAssertTrue(model(try io.tensor("x"), timesteps: [3, 987], parameters: fresh).scalars.allSatisfy { $0 == 0 })
+    }
+
+    /// TensorFlow's float32 frequencies of SinusoidalPosEmb(32), bit for bit (spec §2.2).
+    func testTimeEmbeddingFrequencies() throws {
+        let bits: [UInt32] = [0x3f800000, 0x3f0a8a16, 0x3e95f255, 0x3e224b07, 0x3dafa7f8, 0x3d3e1e97, 0x3ccdc617, 0x3c5eb78d,
+                              0x3bf10e28, 0x3b8273a7, 0x3b0d316b, 0x3a98d199, 0x3a2566da, 0x39b30552, 0x3941c2dc, 0x38d1b716]
+        XCTAssertEqual(try TFArticleUNet(config: TFArticleUNetConfig()).frequencies.map(\.bitPattern), bits)
+        let (model, parameters, io) = try load()
+        XCTAssertLessThanOrEqual(relativeError(model.timeEmbedding(try io.tensor("t").scalars, parameters), try io.tensor("temb")), 1e-5)
+    }
+
+    /// The linear attention alone (down.0.attn: 16 channels, 256 positions, so P = 128 ≠ N and the
+    /// raw NHWC reshape matters), then the whole network.
+    func testMatchesTensorFlow() throws {
+        let (model, parameters, io) = try load()
+        let attention = model.down[0].attention
+        XCTAssertLessThanOrEqual(relativeError(attention(try io.tensor("attn_in"), parameters), try io.tensor("attn_out")), 1e-5)
+        let out = model(try io.tensor("x"), timesteps: try io.tensor("t").scalars, parameters: parameters)
+        XCTAssertLessThanOrEqual(relativeError(out, try io.tensor("out")), 1e-4)
+    }
+
+    /// Gradients by central differences on a tiny network (2 levels, 1 block each, 8×8), at a few
+    /// weights of every kind of layer.
+    func testGradientsByFiniteDifferences() throws {
+        var c = TFArticleUNetConfig()
+        (c.imageSize, c.inChannels, c.outChannels, c.initChannels, c.channels, c.midChannels, c.finalChannels, c.layersPerBlock)
+            = (8, 2, 2, 8, [8, 16], 16, 8, 1)
+        (c.attentionHeads, c.attentionHeadDim) = (2, 4)
+        let model = try TFArticleUNet(config: c)
+        var generator = RandomGenerator(seed: 3)
+        var parameters = model.initialParameters(seed: 2)
+        parameters["final_conv.weight"] = generator.normal([2, 8, 1, 1], std: 0.5)
+        let x = generator.normal([2, 2, 8, 8]), r = generator.normal([2, 2, 8, 8])
+        func loss(_ p: ParameterSet) -> Tensor { (model(x, timesteps: [7, 400], parameters: p) * r).sum() }
+        let (_, gradients) = valueWithGradient(at: parameters) { loss($0) }
+        for name in ["time_mlp.0.weight", "init_conv.weight", "down.0.res.0.time_proj.bias", "down.0.res.0.conv1.weight",
+                     "down.1.res.0.shortcut.weight", "down.1.attn.to_qkv.weight", "up.0.attn.to_out.1.weight",
+                     "mid.0.norm2.weight", "final_conv.bias"] {
+            for index in Set([0, min(5, parameters[name]!.count - 1)]).sorted() {
+                var plus = parameters, minus = parameters
+                plus[name]!.withMutableScalars { $0[index] += 1e-2 }
+                minus[name]!.withMutableScalars { $0[index] -= 1e-2 }
+                let numeric = (loss(plus).scalar - loss(minus).scalar) / 2e-2
+                XCTAssertEqual(gradients[name]!.scalars[index], numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "\(name)[\(index)]")
+            }
+        }
+    }
+}
