@@ -74,12 +74,44 @@ public struct ModelFolder {
         return (model, try validated(file.tensors, for: model, file: weightsPath))
     }
 
-    /// Writes a diffusers folder (created if needed): config.json and F32 weights, each atomically.
-    public static func save(_ model: UNet2DModel, parameters: ParameterSet, to folder: String) throws {
+    /// Loads the model a folder holds, of the class its config.json names (`_class_name`:
+    /// TFArticleUNet, otherwise diffusers' UNet2DModel), and its weights.
+    public static func loadModel(_ folder: String) throws -> (model: any DenoisingModel, parameters: ParameterSet) {
+        let model = try model(configuredIn: folder)
+        guard model is UNet2DModel else {
+            let weightsPath = folder + "/" + weightsFile
+            return (model, try validated(try SafeTensors.read(contentsOf: weightsPath).tensors, for: model, file: weightsPath))
+        }
+        let (unet, parameters) = try load(folder)
+        return (unet, parameters)
+    }
+
+    /// The model that a folder's config.json describes (no weights read).
+    public static func model(configuredIn folder: String) throws -> any DenoisingModel {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ConfigError(file: folder, field: nil, problem: "is not a model folder (expected \(configFile) and \(weightsFile) inside)")
+        }
+        return try model(configFile: folder + "/" + configFile)
+    }
+
+    /// The model a config.json describes: TFArticleUNet when its `_class_name` says so, otherwise
+    /// diffusers' UNet2DModel.
+    public static func model(configFile configPath: String) throws -> any DenoisingModel {
+        if let data = FileManager.default.contents(atPath: configPath),
+           let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+           json["_class_name"] as? String == TFArticleUNetConfig.className {
+            return try TFArticleUNet(config: try TFArticleUNetConfig(json: json, file: configPath))
+        }
+        return try UNet2DModel(config: try UNet2DModelConfig(contentsOf: configPath))
+    }
+
+    /// Writes a model folder (created if needed): config.json and F32 weights, each atomically.
+    public static func save(_ model: any DenoisingModel, parameters: ParameterSet, to folder: String) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let names = Set(model.parameterSpecs.map(\.name))
         let weights = parameters.filter { names.contains($0.key) }
         try SafeTensors(tensors: weights, metadata: ["format": "pt"]).write(to: folder + "/" + weightsFile)
-        try AtomicFile.write(model.config.jsonData(), to: folder + "/" + configFile)
+        try AtomicFile.write(model.configData(), to: folder + "/" + configFile)
     }
 }

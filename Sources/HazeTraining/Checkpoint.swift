@@ -33,7 +33,7 @@ public enum Checkpoint {
 
     static func name(step: Int) -> String { String(format: "step-%07d", step) }
 
-    public static func write(run: String, step: Int, model: UNet2DModel, parameters: ParameterSet, ema: ParameterSet?,
+    public static func write(run: String, step: Int, model: any DenoisingModel, parameters: ParameterSet, ema: ParameterSet?,
                              optimizer: AdamOptimizer, state: TrainerState, keep: Int) throws {
         let fm = FileManager.default
         let folder = "\(run)/checkpoints"
@@ -72,10 +72,10 @@ public enum Checkpoint {
     }
 
     /// Loads a checkpoint for resuming.
-    public static func read(_ path: String) throws -> (model: UNet2DModel, parameters: ParameterSet, ema: ParameterSet?,
+    public static func read(_ path: String) throws -> (model: any DenoisingModel, parameters: ParameterSet, ema: ParameterSet?,
                                                        optimizer: AdamOptimizer, state: TrainerState) {
-        let (model, parameters) = try ModelFolder.load(path + "/model")
-        let ema = FileManager.default.fileExists(atPath: path + "/ema") ? try ModelFolder.load(path + "/ema").parameters : nil
+        let (model, parameters) = try ModelFolder.loadModel(path + "/model")
+        let ema = FileManager.default.fileExists(atPath: path + "/ema") ? try ModelFolder.loadModel(path + "/ema").parameters : nil
         let optimizerPath = path + "/optimizer.safetensors"
         let optimizer = try AdamOptimizer(state: try SafeTensors.read(contentsOf: optimizerPath), file: optimizerPath)
         let statePath = path + "/trainer_state.json"

@@ -8,10 +8,22 @@ public enum ModelPreset: String, CaseIterable, Sendable {
     case fmnistSmall = "fmnist-small"
     /// A larger Fashion-MNIST U-Net: channels 64/128/256, attention at 14×14 and 7×7.
     case fmnistLarge = "fmnist-large"
-    /// The U-Net of the TensorFlow article Haze started from: GroupNorm, linear attention
-    /// (4 heads × 32) in every block, channels 32/64/128/256 for 32×32 images.
+    /// The TensorFlow notebook's own U-Net (`TFArticleUNet`, layer for layer: 6,179,331
+    /// parameters at 64×64×3), at the data's channels and size.
     case tfArticle = "tf-article"
+    /// A diffusers UNet2DModel in the notebook's spirit (GroupNorm, linear attention with 4 heads ×
+    /// 32 in every block, channels 32/64/128/256): what `tf-article` was before the exact port.
+    case tfArticleDiffusers = "tf-article-diffusers"
 
+    /// The preset's network for images of `channels` × `size` × `size`.
+    public func model(channels: Int = 1, size: Int = 28) throws -> any DenoisingModel {
+        guard self == .tfArticle else { return try UNet2DModel(config: config(channels: channels, size: size)) }
+        var c = TFArticleUNetConfig()
+        (c.inChannels, c.outChannels, c.imageSize) = (channels, channels, size)
+        return try TFArticleUNet(config: c)
+    }
+
+    /// The UNet2DModel config of a diffusers-style preset (`tf-article` is not one).
     public func config(channels: Int = 1, size: Int = 28) -> UNet2DModelConfig {
         var c = UNet2DModelConfig()
         c.sampleSize = [size, size]; c.inChannels = channels; c.outChannels = channels
@@ -29,7 +41,7 @@ public enum ModelPreset: String, CaseIterable, Sendable {
             c.blockOutChannels = [64, 128, 256]; c.layersPerBlock = 2; c.normNumGroups = 32
             c.downBlockTypes = ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
             c.upBlockTypes = ["AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
-        case .tfArticle:
+        case .tfArticle, .tfArticleDiffusers:
             c.blockOutChannels = [32, 64, 128, 256]; c.layersPerBlock = 2; c.normNumGroups = 8
             c.downBlockTypes = Array(repeating: "AttnDownBlock2D", count: 4)
             c.upBlockTypes = Array(repeating: "AttnUpBlock2D", count: 4)

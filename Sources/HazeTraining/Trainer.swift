@@ -36,7 +36,7 @@ public final class Trainer {
     }
 
     public let run: String
-    public let model: UNet2DModel
+    public let model: any DenoisingModel
     public private(set) var parameters: ParameterSet
     public private(set) var ema: ExponentialMovingAverage?
     public private(set) var optimizer: AdamOptimizer
@@ -60,7 +60,7 @@ public final class Trainer {
     /// A new run in `run` (created), or the continuation of a checkpoint (`resume`).
     /// `gradientBucketBytes`: the size at which a bucket of gradients starts its allreduce
     /// (`GradientReducer`; `Int.max`: one bucket after the backward pass, no overlap).
-    public init(run: String, model: UNet2DModel, options: TrainingOptions, dataset: ImageDataset,
+    public init(run: String, model: any DenoisingModel, options: TrainingOptions, dataset: ImageDataset,
                 resume: (parameters: ParameterSet, ema: ParameterSet?, optimizer: AdamOptimizer, state: TrainerState)? = nil,
                 tensorboard: Bool = true, group: ProcessGroup = ProcessGroup(), gradientBucketBytes: Int = 4 << 20) throws {
         guard options.batchSize >= group.size else {
@@ -71,13 +71,13 @@ public final class Trainer {
         reducer = GradientReducer(group: group, bucketBytes: gradientBucketBytes)
         let items = group.share(of: options.batchSize)
         let shape = dataset.imageShape
-        guard shape[0] == model.config.inChannels, model.config.sampleSize.map({ $0 == [shape[1], shape[2]] }) ?? true else {
-            throw Failure(description: "the data has images \(shape) but the model takes \(model.config.inChannels) channels of \(model.config.sampleSize ?? [])")
+        guard shape[0] == model.inChannels, model.sampleSize.map({ $0 == [shape[1], shape[2]] }) ?? true else {
+            throw Failure(description: "the data has images \(shape) but the model takes \(model.inChannels) channels of \(model.sampleSize ?? [])")
         }
         if options.classConditional {
             guard let classes = dataset.classCount else { throw Failure(description: "class-conditional training needs labeled data") }
-            guard model.config.numClassEmbeds == classes + 1 else {
-                throw Failure(description: "the model has \(model.config.numClassEmbeds.map(String.init) ?? "no") class embeddings; class-conditional training on \(classes) classes needs \(classes + 1) (the last is the null class)")
+            guard model.classTableSize == classes + 1 else {
+                throw Failure(description: "the model has \(model.classTableSize.map(String.init) ?? "no") class embeddings; class-conditional training on \(classes) classes needs \(classes + 1) (the last is the null class)")
             }
         }
         schedule = options.schedulerConfig.noiseSchedule
@@ -199,7 +199,7 @@ public final class Trainer {
         }
         var labels: Tensor? = nil
         if options.classConditional, let given = batch.labels {
-            let nullClass = model.config.numClassEmbeds! - 1
+            let nullClass = model.classTableSize! - 1
             labels = Tensor(zip(given, drop).map { Float($1 < options.labelDropout ? nullClass : $0) })
         }
         let weights = options.minSNRGamma.map { gamma in

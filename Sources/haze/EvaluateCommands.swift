@@ -153,9 +153,9 @@ struct Evaluate: ParsableCommand {
     /// is drawn from its own noise stream (`ImageNoise`) by the rank whose share holds it.
     func sampleFeatures(_ network: FeatureNetwork, group: ProcessGroup) throws -> Tensor? {
         let folder = try ModelLocation.resolve(model!)
-        let (unet, parameters) = try ModelFolder.load(folder)
-        guard let size = unet.config.sampleSize else { throw CLIError("\(folder): the model config has no sample_size") }
-        let shape = [unet.config.inChannels] + size
+        let (unet, parameters) = try ModelFolder.loadModel(folder)
+        guard let size = unet.sampleSize else { throw CLIError("\(folder): the model config has no sample_size") }
+        let shape = [unet.inChannels] + size
         if network.inputSize != nil && shape != [1, 28, 28] {
             throw CLIError("\(folder): classifier features need a 28×28 grayscale model, this one makes \(shape) images (use --features inception)")
         }
@@ -173,7 +173,7 @@ struct Evaluate: ParsableCommand {
         var done = 0, parts: [Tensor] = []
         for start in stride(from: mine.lowerBound, to: mine.upperBound, by: batchSize) {
             let n = min(batchSize, mine.upperBound - start)
-            let labels = unet.config.numClassEmbeds.map { classes in (0..<n).map { (start + $0) % max(classes - 1, 1) } }
+            let labels = unet.classTableSize.map { classes in (0..<n).map { (start + $0) % max(classes - 1, 1) } }
             var generator = ImageNoise(seed: seed, firstImage: start)
             let x = try loop.run(shape: [n] + shape, steps: steps, classLabels: labels, generator: &generator,
                                  progress: { _, _ in done += 1; bar.update(done) })

@@ -29,36 +29,27 @@ struct Inspect: ParsableCommand {
     }
 
     func inspectFolder() throws {
-        let config = try UNet2DModelConfig(contentsOf: path + "/" + ModelFolder.configFile)
-        let model = try UNet2DModel(config: config)
+        let model = try ModelFolder.model(configuredIn: path)
         let weights = path + "/" + ModelFolder.weightsFile
         let (entries, _) = try SafeTensors.entries(contentsOf: weights)
         try ModelFolder.checkShapes(Dictionary(uniqueKeysWithValues: entries.map { (ModelFolder.modernName($0.name), $0.shape) }),
                                     for: model, file: weights)
-        print("UNet2DModel: in \(config.inChannels) → out \(config.outChannels) channels, sample size \(config.sampleSize.map { "\($0[0])×\($0[1])" } ?? "unspecified")")
-        print("  blocks \(config.blockOutChannels), \(config.layersPerBlock) layers per block, \(config.normNumGroups) groups, eps \(config.normEps)")
-        print("  down \(config.downBlockTypes.joined(separator: ", "))")
-        print("  up   \(config.upBlockTypes.joined(separator: ", "))")
-        print("  attention head dim \(config.attentionHeadDim.map(String.init) ?? "channels"), time embedding \(config.timeEmbedDimension), " +
-              "scale shift \(config.resnetTimeScaleShift.rawValue), norm \(config.normType.rawValue), attention \(config.attentionType.rawValue)")
-        if config.isClassConditional {
-            print("  class-conditional: " + (config.classEmbedType?.rawValue ?? "\(config.numClassEmbeds!) classes (embedding table)"))
-        }
+        print(model.summary)
         // Parameter count per block (down_blocks.N, mid_block, up_blocks.N, or the top-level layer).
         var perBlock: [(String, Int)] = []
         for entry in entries {
             let parts = entry.name.split(separator: ".")
-            let block = parts[0].hasSuffix("_blocks") ? "\(parts[0]).\(parts[1])" : String(parts[0])
+            let block = parts[0].hasSuffix("_blocks") || ["down", "up", "mid"].contains(parts[0]) ? "\(parts[0]).\(parts[1])" : String(parts[0])
             let count = entry.shape.reduce(1, *)
             if let i = perBlock.firstIndex(where: { $0.0 == block }) { perBlock[i].1 += count } else { perBlock.append((block, count)) }
         }
-        let order = ["conv_in", "time_embedding", "class_embedding"]
+        let order = ["conv_in", "init_conv", "time_embedding", "time_mlp", "class_embedding"]
         perBlock.sort { a, b in
             func rank(_ s: String) -> (Int, String) {
                 if let i = order.firstIndex(of: s) { return (i, s) }
-                if s.hasPrefix("down_blocks") { return (3, s) }
-                if s == "mid_block" { return (4, s) }
-                if s.hasPrefix("up_blocks") { return (5, s) }
+                if s.hasPrefix("down_blocks") || s.hasPrefix("down.") { return (3, s) }
+                if s == "mid_block" || s.hasPrefix("mid.") { return (4, s) }
+                if s.hasPrefix("up_blocks") || s.hasPrefix("up.") { return (5, s) }
                 return (6, s)
             }
             return rank(a.0) < rank(b.0)

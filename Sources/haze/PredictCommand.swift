@@ -14,7 +14,7 @@ struct Predict: ParsableCommand {
           haze predict --model ~/ddpm-cifar10-32 --input x.safetensors --timesteps 10,500 --output y.safetensors
         """)
 
-    @Option(help: "A diffusers UNet2DModel folder (config.json + diffusion_pytorch_model.safetensors).")
+    @Option(help: "A model folder (config.json + diffusion_pytorch_model.safetensors): diffusers' UNet2DModel or a converted TensorFlow-notebook TFArticleUNet.")
     var model: String
     @Option(help: "A safetensors file with one tensor of shape [B, C, H, W].")
     var input: String
@@ -28,28 +28,28 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try compute.apply()
-        let (unet, parameters) = try ModelFolder.load(model)
+        let (unet, parameters) = try ModelFolder.loadModel(model)
         let file = try SafeTensors.read(contentsOf: input)
         guard file.tensors.count == 1, let x = file.tensors.values.first else {
             throw CLIError("\(input): expected exactly one tensor, found \(file.tensors.count) (\(file.tensors.keys.sorted().joined(separator: ", ")))")
         }
-        try checkInput(x, for: unet.config)
+        try checkInput(x, for: unet)
         let t = try parseNumbers(timesteps, option: "--timesteps")
         guard t.count == x.shape[0] || t.count == 1 else {
             throw ValidationError("--timesteps has \(t.count) values for a batch of \(x.shape[0]) (give one per item, or one for all)")
         }
-        let labels = try classLabelTensor(classLabels, batch: x.shape[0], config: unet.config)
+        let labels = try classLabelTensor(classLabels, batch: x.shape[0], model: unet)
         let y = unet(x, timesteps: t, classLabels: labels, parameters: parameters)
         try SafeTensors(tensors: ["sample": y]).write(to: output)
         print("wrote \(output): sample \(y.shape)")
     }
 
-    func checkInput(_ x: Tensor, for config: UNet2DModelConfig) throws {
+    func checkInput(_ x: Tensor, for model: any DenoisingModel) throws {
         guard x.rank == 4 else { throw CLIError("\(input): the tensor has shape \(x.shape); expected [B, C, H, W]") }
-        guard x.shape[1] == config.inChannels else {
-            throw CLIError("\(input): the tensor has \(x.shape[1]) channels; the model takes \(config.inChannels)")
+        guard x.shape[1] == model.inChannels else {
+            throw CLIError("\(input): the tensor has \(x.shape[1]) channels; the model takes \(model.inChannels)")
         }
-        let factor = 1 << (config.blockOutChannels.count - 1)
+        let factor = model.sizeMultiple
         guard x.shape[2] % factor == 0, x.shape[3] % factor == 0, x.shape[2] > 0, x.shape[3] > 0 else {
             throw CLIError("\(input): height and width \(x.shape[2])×\(x.shape[3]) must be multiples of \(factor) for this model")
         }
@@ -58,15 +58,15 @@ struct Predict: ParsableCommand {
 
 /// Validates `--class-labels` against the model and returns them as a [B] tensor (nil for an
 /// unconditional model).
-func classLabelTensor(_ text: String?, batch: Int, config: UNet2DModelConfig) throws -> Tensor? {
-    guard config.isClassConditional else {
+func classLabelTensor(_ text: String?, batch: Int, model: any DenoisingModel) throws -> Tensor? {
+    guard model.isClassConditional else {
         if text != nil { throw ValidationError("--class-labels given, but this model is not class-conditional") }
         return nil
     }
     guard let text else { throw ValidationError("this model is class-conditional: give --class-labels (one per batch item)") }
     let labels = try parseNumbers(text, option: "--class-labels")
     guard labels.count == batch else { throw ValidationError("--class-labels has \(labels.count) values for a batch of \(batch)") }
-    if let classes = config.numClassEmbeds, config.classEmbedType == nil {
+    if let classes = model.classTableSize {
         for l in labels where l != l.rounded() || l < 0 || Int(l) >= classes {
             throw ValidationError("class label \(l) is out of range: this model has classes 0…\(classes - 1)")
         }

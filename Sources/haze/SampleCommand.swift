@@ -71,8 +71,7 @@ struct Sample: ParsableCommand {
     /// and writes the files.
     func sample(_ group: ProcessGroup) throws {
         let folder = try ModelLocation.resolve(model)
-        let (unet, parameters) = try ModelFolder.load(folder)
-        let config = unet.config
+        let (unet, parameters) = try ModelFolder.loadModel(folder)
         let schedulerKind = try scheduler.map { name -> SchedulerConfig.Kind in
             guard let kind = SchedulerConfig.Kind.named(name) else {
                 throw ValidationError("unknown --scheduler \(name) (ddpm, ddim, dpm++2m, euler, euler-a)")
@@ -100,15 +99,15 @@ struct Sample: ParsableCommand {
             noise = x
         }
         let total = count ?? noise?.shape[0] ?? 16
-        let side = try imageSize(config)
-        let shape = [total, config.inChannels, side[0], side[1]]
+        let side = try imageSize(unet)
+        let shape = [total, unet.inChannels, side[0], side[1]]
         if let noise, noise.shape != shape {
             throw CLIError("\(initialNoise!): x_T has shape \(noise.shape); this model and --count need \(shape)")
         }
-        let labels = try labelList(count: total, config: config)
+        let labels = try labelList(count: total, model: unet)
         var guidance: Guidance? = nil
         if let guidanceScale {
-            guard let classes = config.numClassEmbeds, config.classEmbedType == nil else {
+            guard let classes = unet.classTableSize else {
                 throw CLIError("--guidance-scale needs a class-conditional model with a class embedding table; this model is not one")
             }
             guidance = Guidance(scale: guidanceScale, nullClass: classes - 1)
@@ -154,7 +153,7 @@ struct Sample: ParsableCommand {
         if let gif, !frames.isEmpty {
             // Hold the final frame for a second.
             try GIF.write(frames: frames + Array(repeating: frames.last!, count: 10), width: frameSize.width, height: frameSize.height,
-                          channels: config.inChannels, delayCentiseconds: 8, loop: true, to: gif)
+                          channels: unet.inChannels, delayCentiseconds: 8, loop: true, to: gif)
             print("wrote \(gif): \(frames.count) frames")
         }
         if let out {
@@ -163,23 +162,23 @@ struct Sample: ParsableCommand {
         }
     }
 
-    func imageSize(_ config: UNet2DModelConfig) throws -> [Int] {
+    func imageSize(_ model: any DenoisingModel) throws -> [Int] {
         if let size { return [size, size] }
-        guard let s = config.sampleSize else { throw CLIError("the model config has no sample_size: give --size") }
+        guard let s = model.sampleSize else { throw CLIError("the model config has no sample_size: give --size") }
         return s
     }
 
     /// The class label of each image, checked against the model.
-    func labelList(count: Int, config: UNet2DModelConfig) throws -> [Int]? {
+    func labelList(count: Int, model: any DenoisingModel) throws -> [Int]? {
         let given: [Int]? = try classLabel.map { [Int](repeating: $0, count: count) }
             ?? classLabels.map { text in try parseNumbers(text, option: "--class-labels").map { Int($0) } }
-        guard config.isClassConditional else {
+        guard model.isClassConditional else {
             if given != nil { throw CLIError("class labels given, but this model is not class-conditional") }
             return nil
         }
         guard let labels = given else { throw CLIError("this model is class-conditional: give --class-label N or --class-labels a,b,…") }
         guard labels.count == count else { throw CLIError("--class-labels has \(labels.count) labels for \(count) images") }
-        if let classes = config.numClassEmbeds {
+        if let classes = model.classTableSize {
             for l in labels where l < 0 || l >= classes {
                 throw CLIError("class label \(l) is out of range: this model has classes 0…\(classes - 1)")
             }

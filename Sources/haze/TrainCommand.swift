@@ -31,9 +31,9 @@ struct Train: ParsableCommand {
     var out: String?
     @Option(help: "Continue the run in this folder from its latest checkpoint (with its settings).")
     var resume: String?
-    @Option(help: "Model preset: \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "Model preset: fmnist-tiny, fmnist-small (default), fmnist-large, tf-article (the TensorFlow notebook's own U-Net, layer for layer), tf-article-diffusers (a diffusers UNet2DModel with linear attention in the notebook's spirit).")
     var preset: String?
-    @Option(help: "A diffusers UNet2DModel config.json instead of a preset.")
+    @Option(help: "A model config.json instead of a preset: diffusers' UNet2DModel, or _class_name TFArticleUNet.")
     var modelConfig: String?
     @Option(help: "Total optimizer steps (also when resuming).")
     var steps: Int?
@@ -97,7 +97,7 @@ struct Train: ParsableCommand {
             if let steps { options.steps = steps }
             let dataset = try openDataset(options.data, imageSize: options.imageSize, labeled: options.labelsFromFolders,
                                           skipCorrupt: options.skipCorruptImages)
-            try group.requireAgreement(on: try agreementParts(options: options, model: saved.model.config, dataset: dataset,
+            try group.requireAgreement(on: try agreementParts(options: options, model: saved.model, dataset: dataset,
                                                               checkpoint: path))
             trainer = try Trainer(run: resume, model: saved.model, options: options, dataset: dataset,
                                   resume: (saved.parameters, saved.ema, saved.optimizer, saved.state), tensorboard: !noTensorboard,
@@ -124,20 +124,25 @@ struct Train: ParsableCommand {
             options.classConditional = classConditional; options.labelDropout = labelDropout; options.horizontalFlip = flip
             options.seed = seed; options.checkpointEvery = checkpointEvery; options.keepCheckpoints = keepCheckpoints
             options.sampleEvery = sampleEvery; options.logEvery = logEvery
-            var config: UNet2DModelConfig
+            var model: any DenoisingModel
+            let named = ModelPreset(rawValue: preset ?? "fmnist-small")!
             if let modelConfig {
-                config = try UNet2DModelConfig(contentsOf: modelConfig)
+                model = try ModelFolder.model(configFile: modelConfig)
             } else {
-                config = ModelPreset(rawValue: preset ?? "fmnist-small")!.config(channels: dataset.imageShape[0], size: dataset.imageShape[1])
+                model = try named.model(channels: dataset.imageShape[0], size: dataset.imageShape[1])
             }
-            if classConditional && modelConfig == nil { config.numClassEmbeds = (dataset.classCount ?? 0) + 1 }
-            let model = try UNet2DModel(config: config)
+            if classConditional && modelConfig == nil {
+                guard named != .tfArticle else { throw CLIError("the tf-article network takes no class labels: train it without --class-conditional") }
+                var config = named.config(channels: dataset.imageShape[0], size: dataset.imageShape[1])
+                config.numClassEmbeds = (dataset.classCount ?? 0) + 1
+                model = try UNet2DModel(config: config)
+            }
             // Every rank looks before any rank writes.
             let taken = group.any(FileManager.default.fileExists(atPath: out! + "/latest"))
             guard !taken else {
                 throw CLIError("\(out!) already holds a run: use --resume \(out!) to continue it, or another --out")
             }
-            try group.requireAgreement(on: try agreementParts(options: options, model: config, dataset: dataset, checkpoint: nil))
+            try group.requireAgreement(on: try agreementParts(options: options, model: model, dataset: dataset, checkpoint: nil))
             trainer = try Trainer(run: out!, model: model, options: options, dataset: dataset, tensorboard: !noTensorboard,
                                   group: group)
             say("training \(model.parameterCount) parameters on \(dataset.count) images \(dataset.imageShape)"
@@ -163,7 +168,7 @@ struct Train: ParsableCommand {
     /// What every rank must agree on (`ProcessGroup.requireAgreement`): the options, the model,
     /// the checkpoint resumed from, and the data — its size, shape, labels and a digest of the
     /// first, middle and last images (different files on two hosts are caught here).
-    func agreementParts(options: TrainingOptions, model: UNet2DModelConfig, dataset: ImageDataset,
+    func agreementParts(options: TrainingOptions, model: any DenoisingModel, dataset: ImageDataset,
                         checkpoint: String?) throws -> [(name: String, value: String)] {
         let size = dataset.imageShape.reduce(1, *)
         var pixels = [Float](repeating: 0, count: size)
@@ -176,7 +181,7 @@ struct Train: ParsableCommand {
         // One part per option, so that the message names the option that differs.
         let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(options)) as? [String: Any] ?? [:]
         let optionParts = encoded.keys.sorted().map { (name: "option \($0)", value: "\(encoded[$0]!)") }
-        return optionParts + [("the model", String(decoding: model.jsonData(), as: UTF8.self)),
+        return optionParts + [("the model", String(decoding: model.configData(), as: UTF8.self)),
                               ("the checkpoint", checkpoint ?? "(new run)"),
                               ("the data", "\(dataset.count) images \(dataset.imageShape), \(dataset.classCount.map(String.init) ?? "no") classes, "
                                   + images.joined(separator: ", "))]
@@ -188,8 +193,8 @@ struct Train: ParsableCommand {
         if config.kind == .ddpm { config.kind = .ddim }
         let scheduler = makeScheduler(config)
         let model = trainer.model
-        let shape = [16, model.config.inChannels] + (model.config.sampleSize ?? [28, 28])
-        let labels = model.config.numClassEmbeds.map { classes in (0..<16).map { $0 % max(classes - 1, 1) } }
+        let shape = [16, model.inChannels] + (model.sampleSize ?? [28, 28])
+        let labels = model.classTableSize.map { classes in (0..<16).map { $0 % max(classes - 1, 1) } }
         var generator = RandomGenerator(seed: 1234)
         let images = try SamplingLoop(scheduler: scheduler) { x, t, l in
             model(x, timesteps: t, classLabels: l, parameters: weights)

@@ -69,6 +69,23 @@ final class CLITests: XCTestCase {
         XCTAssertLessThanOrEqual(error, 1e-4)
     }
 
+    /// A folder converted from the TensorFlow notebook (TFArticleUNet): `inspect` names the class
+    /// and counts its parameters, `predict` reproduces TensorFlow's output.
+    func testNotebookModelFolder() throws {
+        let model = Self.unetFixtures + "/../tf_article/model"
+        let io = try SafeTensors.read(contentsOf: Self.unetFixtures + "/../tf_article/io.safetensors")
+        let inspected = try haze(["inspect", model])
+        XCTAssertEqual(inspected.status, 0, inspected.err)
+        XCTAssertTrue(inspected.out.hasPrefix("TFArticleUNet"), inspected.out)
+        XCTAssertTrue(inspected.out.contains("parameters: \(io.metadata["params_fixture"]!) (208 tensors"), inspected.out)
+        let input = try writeInput(io.tensors["x"]!), output = folder + "/y.safetensors"
+        let t = io.tensors["t"]!.scalars.map { String(Int($0)) }.joined(separator: ",")
+        let run = try haze(["predict", "--model", model, "--input", input, "--timesteps", t, "--output", output])
+        XCTAssertEqual(run.status, 0, run.err)
+        let (y, expected) = (try SafeTensors.read(contentsOf: output).tensor("sample"), io.tensors["out"]!)
+        XCTAssertLessThanOrEqual(zip(y.scalars, expected.scalars).map { abs($0 - $1) }.max()! / expected.scalars.map(abs).max()!, 1e-4)
+    }
+
     func testPredictRejectsBadInput() throws {
         let conditional = Self.unetFixtures + "/class_cond", plain = Self.unetFixtures + "/attn"
         let good = Tensor.normal([2, 1, 8, 8], seed: 1)
