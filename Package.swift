@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "HazeNNTests", dependencies: ["HazeNN", "HazeIO", "HazeTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "HazeDiffusionTests", dependencies: ["HazeDiffusion", "HazeNN", "HazeIO", "HazeTensor"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "HazeTrainingTests", dependencies: ["HazeTraining", "HazeData", "HazeNN", "HazeIO", "HazeTensor"],
+        .testTarget(name: "HazeTrainingTests", dependencies: ["HazeTraining", "HazeData", "HazeDiffusion", "HazeNN", "HazeIO", "HazeTensor"],
                     exclude: ["Fixtures"]),
         // Runs the built `haze` executable on tiny inputs.
         .testTarget(name: "HazeCLITests", dependencies: ["haze", "HazeIO", "HazeTensor"]),

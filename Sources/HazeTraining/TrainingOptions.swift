@@ -46,11 +46,26 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     /// The scheduler config written next to each checkpoint (DDPM with this run's betas).
     public var schedulerConfig: SchedulerConfig {
+        if betaSchedule == "notebook" { return Self.notebookSchedule(trainTimesteps: trainTimesteps, objective: objective) }
         var c = SchedulerConfig(kind: continuousTime ? .continuousDDIM : .ddpm)
         c.numTrainTimesteps = trainTimesteps
         c.betaSchedule = betaSchedule
         if betaSchedule == "scaled_linear" { (c.betaStart, c.betaEnd) = (0.00085, 0.012) }
         c.predictionType = objective
+        return c
+    }
+
+    /// The TensorFlow notebook's schedule and sampler as diffusers' DDIM: ᾱ shifted by one
+    /// (ᾱ₀ = 1, ᾱ_t = ∏_{s<t} (1 − β_s) for β = linspace(1e-4, 0.02, T)), expressed as trained
+    /// betas [0, β₀, …, β_{T−2}]; with `--steps 199`, "leading" spacing and steps_offset 5 call the
+    /// network at t = 995, 990, …, 5, and no clipping — the notebook's 200-step loop
+    /// (Documentation/tf-article-network.md, §6 and §12).
+    public static func notebookSchedule(trainTimesteps: Int = 1000, objective: PredictionType = .epsilon) -> SchedulerConfig {
+        var c = SchedulerConfig(kind: .ddim)
+        c.numTrainTimesteps = trainTimesteps
+        let betas = (0..<(trainTimesteps - 1)).map { Float(1e-4 + (0.02 - 1e-4) * Double($0) / Double(trainTimesteps - 1)) }
+        c.trainedBetas = [0] + betas
+        (c.timestepSpacing, c.stepsOffset, c.clipSample, c.setAlphaToOne, c.predictionType) = (.leading, 5, false, true, objective)
         return c
     }
 }

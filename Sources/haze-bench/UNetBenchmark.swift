@@ -40,6 +40,10 @@ struct UNetBench: ParsableCommand {
     enum Mode: String, ExpressibleByArgument { case train, infer }
 
     @Option(help: "fmnist-s or cifar-ddpm.") var config: Workload = .fmnistS
+    @Option(help: "tf-article: the TensorFlow notebook's U-Net at 64×64×3 instead of --config (timed against scripts/bench_tf_article.py).")
+    var preset: String?
+    @Option(help: "Time the network of this config.json (a diffusers UNet2DModel or a TFArticleUNet) instead of --config.")
+    var modelConfig: String?
     @Option(help: "train or infer.") var mode: Mode = .train
     @Option(help: "Batch size.") var batch = 64
     @Option(help: "Worker threads.") var threads = 2
@@ -50,11 +54,20 @@ struct UNetBench: ParsableCommand {
         retainFreedMemory()
         Parallel.threadCount = threads
         ConvolutionAlgorithm.current = conv.algorithm
-        let model = try UNet2DModel(config: config.config)
+        let model: any DenoisingModel
+        let workload: String
+        if let modelConfig {
+            (model, workload) = (try ModelFolder.model(configFile: modelConfig), modelConfig)
+        } else if let preset {
+            guard preset == "tf-article" else { throw ValidationError("--preset: only tf-article (the notebook's network at 64×64×3)") }
+            (model, workload) = (try TFArticleUNet(config: TFArticleUNetConfig()), preset)
+        } else {
+            (model, workload) = (try UNet2DModel(config: config.config), config.rawValue)
+        }
         var parameters = model.initialParameters(seed: 0)
-        let size = config.config.sampleSize!
+        guard let size = model.sampleSize else { throw ValidationError("the model config has no sample size") }
         var generator = RandomGenerator(seed: 1234)
-        let x0 = generator.uniform([batch, model.config.inChannels, size[0], size[1]], low: -1, high: 1)
+        let x0 = generator.uniform([batch, model.inChannels, size[0], size[1]], low: -1, high: 1)
         // ᾱ_t for the linear schedule β_t = linspace(1e-4, 0.02, 1000) (Ho et al. 2020).
         var alphasCumprod: [Float] = []
         var product: Float = 1
@@ -86,7 +99,7 @@ struct UNetBench: ParsableCommand {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let result: [String: Any] = [
-            "workload": config.rawValue, "mode": mode.rawValue, "batch": batch, "threads": threads,
+            "workload": workload, "mode": mode.rawValue, "batch": batch, "threads": threads,
             "median_ms": timing.medianMs, "min_ms": timing.minMs, "gflop_per_call": flops / 1e9,
             "gflops": flops / timing.medianMs / 1e6, "peak_rss_mb": Double(usage.ru_maxrss) / 1024,
             "params": model.parameterCount, "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,

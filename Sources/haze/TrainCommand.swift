@@ -49,7 +49,10 @@ struct Train: ParsableCommand {
     @Option(help: "EMA decay of the weights (0: no EMA).") var emaDecay: Float = 0.9999
     @Option(help: "epsilon, v_prediction or sample.") var objective = "epsilon"
     @Option(help: "Min-SNR-γ loss weighting (e.g. 5; default uniform).") var minSnrGamma: Double?
-    @Option(help: "linear, scaled_linear, squaredcos_cap_v2 or sigmoid.") var betaSchedule = "linear"
+    @Option(help: "linear, scaled_linear, squaredcos_cap_v2, sigmoid, or notebook (the TensorFlow notebook's ᾱ, shifted by one; sample with --scheduler ddim --steps 199).")
+    var betaSchedule = "linear"
+    @Flag(help: "The TensorFlow notebook's training run: its tf-article network (unless --model-config), its schedule (--beta-schedule notebook), Adam lr 1e-4 (ε 1e-7, no weight decay), batch 32, no EMA, no clipping, no warm-up. Overrides those options.")
+    var notebookRecipe = false
     @Option(help: "Training timesteps T.") var trainTimesteps = 1000
     @Flag(help: "Continuous-time cosine schedule (diffusion time in [0, 1], as the Keras DDIM example) instead of β_t.")
     var continuousSchedule = false
@@ -77,6 +80,10 @@ struct Train: ParsableCommand {
         if batchSize < 1 || gradAccumulation < 1 || checkpointEvery < 1 || logEvery < 1 { throw ValidationError("sizes and intervals must be at least 1") }
         if PredictionType(rawValue: objective) == nil { throw ValidationError("--objective must be epsilon, v_prediction or sample") }
         if LearningRateSchedule.Shape(rawValue: lrSchedule) == nil { throw ValidationError("--lr-schedule must be constant or cosine") }
+        if !["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "notebook"].contains(betaSchedule) {
+            throw ValidationError("--beta-schedule must be linear, scaled_linear, squaredcos_cap_v2, sigmoid or notebook, not \(betaSchedule)")
+        }
+        if notebookRecipe && (classConditional || continuousSchedule) { throw ValidationError("--notebook-recipe trains the notebook's unconditional discrete-time model") }
     }
 
     func run() throws {
@@ -122,10 +129,15 @@ struct Train: ParsableCommand {
             options.minSNRGamma = minSnrGamma; options.betaSchedule = betaSchedule; options.trainTimesteps = trainTimesteps
             options.continuousTime = continuousSchedule
             options.classConditional = classConditional; options.labelDropout = labelDropout; options.horizontalFlip = flip
+            if notebookRecipe {
+                (options.betaSchedule, options.learningRate, options.epsilon, options.weightDecay) = ("notebook", 1e-4, 1e-7, 0)
+                (options.batchSize, options.emaDecay, options.gradientClip, options.warmupSteps) = (32, nil, nil, 0)
+                (options.learningRateShape, options.gradientAccumulation, options.minSNRGamma, options.objective) = (.constant, 1, nil, .epsilon)
+            }
             options.seed = seed; options.checkpointEvery = checkpointEvery; options.keepCheckpoints = keepCheckpoints
             options.sampleEvery = sampleEvery; options.logEvery = logEvery
             var model: any DenoisingModel
-            let named = ModelPreset(rawValue: preset ?? "fmnist-small")!
+            let named = ModelPreset(rawValue: preset ?? (notebookRecipe ? "tf-article" : "fmnist-small"))!
             if let modelConfig {
                 model = try ModelFolder.model(configFile: modelConfig)
             } else {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import HazeData
+import HazeDiffusion
 import HazeIO
 import HazeNN
 import HazeTensor
@@ -204,5 +205,29 @@ final class DataTests: XCTestCase {
         let c = DataLoader(dataset: data, batchSize: 24, seed: 9, flip: false)
         XCTAssertEqual(Set(c.next().labels!.enumerated().map { $0.offset }).count, 24)
         XCTAssertNotEqual(DataLoader(dataset: data, batchSize: 7, seed: 4, flip: true).next().images, batches[0].images)
+    }
+}
+
+/// `--notebook-recipe`'s schedule is the TensorFlow notebook's (ᾱ shifted by one, 199 DDIM calls
+/// at t = 995 … 5), the same as the scheduler_config.json the checkpoint converter writes.
+final class NotebookScheduleTests: XCTestCase {
+    func testNotebookScheduleMatchesTheConvertedFolder() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("HazeNNTests/Fixtures/tf_article/model/scheduler_config.json").path
+        let converted = try SchedulerConfig(contentsOf: path), ours = TrainingOptions.notebookSchedule()
+        XCTAssertEqual(ours.kind, converted.kind)
+        XCTAssertEqual(ours.trainedBetas, converted.trainedBetas)
+        XCTAssertEqual(ours.stepsOffset, converted.stepsOffset)
+        XCTAssertEqual(ours.clipSample, converted.clipSample)
+        let abar = ours.noiseSchedule.alphasCumprod
+        XCTAssertEqual(abar[0], 1)
+        var product = 1.0
+        for t in 1..<1000 {
+            product *= 1 - (1e-4 + (0.02 - 1e-4) * Double(t - 1) / 999)
+            XCTAssertEqual(Double(abar[t]), product, accuracy: 1e-5 * product, "ᾱ[\(t)]")
+        }
+        let scheduler = makeScheduler(ours)
+        try scheduler.setTimesteps(199)
+        XCTAssertEqual(scheduler.timesteps, stride(from: 995, through: 5, by: -5).map(Float.init))
     }
 }
