@@ -76,7 +76,8 @@ extension TFArticleUNet: DenoisingModel {
         let c = config
         return ["TFArticleUNet (the TensorFlow notebook's U-Net): in \(c.inChannels) → out \(c.outChannels) channels, image size \(c.imageSize)×\(c.imageSize)",
                 "  stem \(c.initChannels), levels \(c.channels), middle \(c.midChannels), final \(c.finalChannels), \(c.layersPerBlock) residual blocks per level",
-                "  GroupNorm \(c.normGroups) groups eps \(c.normEpsilon), linear attention \(c.attentionHeads) heads × \(c.attentionHeadDim), time embedding \(c.timeEmbedDim)"]
+                "  " + (c.normType == .group ? "GroupNorm \(c.normGroups) groups" : "BatchNorm") + " eps \(c.normEpsilon), "
+                    + (c.attention ? "linear attention \(c.attentionHeads) heads × \(c.attentionHeadDim)" : "no attention") + ", time embedding \(c.timeEmbedDim)"]
             .joined(separator: "\n")
     }
 }

@@ -30,6 +30,11 @@ public struct TFArticleUNetConfig: Equatable, Sendable {
     public var attentionHeads = 4, attentionHeadDim = 32
     public var normGroups = 8
     public var normEpsilon: Float = 1e-5
+    /// GroupNorm (the notebook's code) or BatchNorm with running statistics for sampling (the
+    /// article text's simpler variant; ε as `norm_eps`).
+    public var normType: NormKind = .group
+    /// The linear attention after every level (false in the article text's simpler variant).
+    public var attention = true
     public var attentionNormEpsilon: Float = 1e-3
 
     public static let className = "TFArticleUNet"
@@ -61,6 +66,16 @@ public struct TFArticleUNetConfig: Equatable, Sendable {
         (attentionHeads, attentionHeadDim, normGroups) = (try int("attention_heads", attentionHeads), try int("attention_head_dim", attentionHeadDim), try int("norm_num_groups", normGroups))
         normEpsilon = Float(try float("norm_eps", Double(normEpsilon)))
         attentionNormEpsilon = Float(try float("attention_norm_eps", Double(attentionNormEpsilon)))
+        if let value = json["norm_type"] {
+            guard let text = value as? String, let kind = NormKind(rawValue: text) else {
+                throw ConfigError(file: file, field: "norm_type", problem: "must be group or batch, not \(value)")
+            }
+            normType = kind
+        }
+        if let value = json["attention"] {
+            guard let flag = value as? Bool else { throw ConfigError(file: file, field: "attention", problem: "must be true or false, not \(value)") }
+            attention = flag
+        }
         try validate(file: file)
     }
 
@@ -82,7 +97,8 @@ public struct TFArticleUNetConfig: Equatable, Sendable {
          "init_channels": initChannels, "channels": channels, "mid_channels": midChannels, "final_channels": finalChannels,
          "layers_per_block": layersPerBlock, "time_embed_dim": timeEmbedDim, "max_positions": maxPositions,
          "attention_heads": attentionHeads, "attention_head_dim": attentionHeadDim, "norm_num_groups": normGroups,
-         "norm_eps": Double("\(normEpsilon)")!, "attention_norm_eps": Double("\(attentionNormEpsilon)")!]
+         "norm_eps": Double("\(normEpsilon)")!, "attention_norm_eps": Double("\(attentionNormEpsilon)")!,
+         "norm_type": normType.rawValue, "attention": attention]
     }
 }
 
@@ -101,8 +117,8 @@ struct TFArticleResBlock: Module {
         timeProjection = Linear(key(prefix, "time_proj"), c.timeEmbedDim, 2 * width)
         conv1 = Conv2d(key(prefix, "conv1"), inChannels, width, kernelSize: 3, padding: Padding2D(1))
         conv2 = Conv2d(key(prefix, "conv2"), width, width, kernelSize: 3, padding: Padding2D(1))
-        norm1 = Norm(key(prefix, "norm1"), groups: c.normGroups, channels: width, epsilon: c.normEpsilon)
-        norm2 = Norm(key(prefix, "norm2"), groups: c.normGroups, channels: width, epsilon: c.normEpsilon)
+        norm1 = Norm(key(prefix, "norm1"), kind: c.normType, groups: c.normGroups, channels: width, epsilon: c.normEpsilon)
+        norm2 = Norm(key(prefix, "norm2"), kind: c.normType, groups: c.normGroups, channels: width, epsilon: c.normEpsilon)
         shortcut = inChannels == width ? nil : Conv2d(key(prefix, "shortcut"), inChannels, width, kernelSize: 1)
     }
 
@@ -173,9 +189,9 @@ public struct TFArticleUNet: Module {
     public let config: TFArticleUNetConfig
     let timeMLP: [Linear]
     let initConv: Conv2d
-    let down: [(res: [TFArticleResBlock], attention: TFArticleLinearAttention)]
+    let down: [(res: [TFArticleResBlock], attention: TFArticleLinearAttention?)]
     let mid: [TFArticleResBlock]
-    let up: [(res: [TFArticleResBlock], attention: TFArticleLinearAttention)]
+    let up: [(res: [TFArticleResBlock], attention: TFArticleLinearAttention?)]
     let finalRes: TFArticleResBlock
     let finalConv: Conv2d
 
@@ -186,25 +202,25 @@ public struct TFArticleUNet: Module {
         initConv = Conv2d("init_conv", c.inChannels, c.initChannels, kernelSize: 1)
         var width = c.initChannels
         var skips: [Int] = []
-        var down: [(res: [TFArticleResBlock], attention: TFArticleLinearAttention)] = []
+        var down: [(res: [TFArticleResBlock], attention: TFArticleLinearAttention?)] = []
         for (d, f) in c.channels.enumerated() {
             let res = (0..<c.layersPerBlock).map { j -> TFArticleResBlock in
                 defer { width = f; skips.append(f) }
                 return TFArticleResBlock("down.\(d).res.\(j)", width, f, config: c)
             }
-            down.append((res, TFArticleLinearAttention("down.\(d).attn", channels: f, config: c)))
+            down.append((res, c.attention ? TFArticleLinearAttention("down.\(d).attn", channels: f, config: c) : nil))
         }
         mid = (0..<c.layersPerBlock).map { j in
             defer { width = c.midChannels }
             return TFArticleResBlock("mid.\(j)", width, c.midChannels, config: c)
         }
-        var up: [(res: [TFArticleResBlock], attention: TFArticleLinearAttention)] = []
+        var up: [(res: [TFArticleResBlock], attention: TFArticleLinearAttention?)] = []
         for (u, f) in c.channels.reversed().enumerated() {
             let res = (0..<c.layersPerBlock).map { j -> TFArticleResBlock in
                 defer { width = f }
                 return TFArticleResBlock("up.\(u).res.\(j)", width + skips.removeLast(), f, config: c)
             }
-            up.append((res, TFArticleLinearAttention("up.\(u).attn", channels: f, config: c)))
+            up.append((res, c.attention ? TFArticleLinearAttention("up.\(u).attn", channels: f, config: c) : nil))
         }
         (self.down, self.up) = (down, up)
         finalRes = TFArticleResBlock("final_res", width, c.finalChannels, config: c)
@@ -213,9 +229,9 @@ public struct TFArticleUNet: Module {
 
     public var parameterSpecs: [ParameterSpec] {
         var specs = timeMLP.flatMap(\.parameterSpecs) + initConv.parameterSpecs
-        for level in down { specs += level.res.flatMap(\.parameterSpecs) + level.attention.parameterSpecs }
+        for level in down { specs += level.res.flatMap(\.parameterSpecs) + (level.attention?.parameterSpecs ?? []) }
         specs += mid.flatMap(\.parameterSpecs)
-        for level in up { specs += level.res.flatMap(\.parameterSpecs) + level.attention.parameterSpecs }
+        for level in up { specs += level.res.flatMap(\.parameterSpecs) + (level.attention?.parameterSpecs ?? []) }
         // The notebook's final conv starts at zero (kernel_initializer="zeros"): the fresh network predicts ε̂ = 0.
         return specs + finalRes.parameterSpecs + [ParameterSpec("final_conv.weight", [config.outChannels, config.finalChannels, 1, 1], .zeros),
                                                   ParameterSpec("final_conv.bias", [config.outChannels], .zeros)]
@@ -250,13 +266,13 @@ public struct TFArticleUNet: Module {
                 h = block(h, e, p, context)
                 skips.append(h)
             }
-            h = level.attention(h, p).averagePooled2x2()
+            h = (level.attention.map { $0(h, p) } ?? h).averagePooled2x2()
         }
         for block in mid { h = block(h, e, p, context) }
         for level in up {
             h = h.upsampledNearest2x()
             for block in level.res { h = block(Tensor.concatenate([h, skips.removeLast()], alongAxis: 1), e, p, context) }
-            h = level.attention(h, p)
+            h = level.attention.map { $0(h, p) } ?? h
         }
         return finalConv(finalRes(h, e, p, context), p)
     }

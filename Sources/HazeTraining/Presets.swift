@@ -11,15 +11,19 @@ public enum ModelPreset: String, CaseIterable, Sendable {
     /// The TensorFlow notebook's own U-Net (`TFArticleUNet`, layer for layer: 6,179,331
     /// parameters at 64×64×3), at the data's channels and size.
     case tfArticle = "tf-article"
+    /// The article text's simpler variant of the notebook's network: BatchNorm (running
+    /// statistics for sampling) instead of GroupNorm, no attention.
+    case tfArticleSimple = "tf-article-simple"
     /// A diffusers UNet2DModel in the notebook's spirit (GroupNorm, linear attention with 4 heads ×
     /// 32 in every block, channels 32/64/128/256): what `tf-article` was before the exact port.
     case tfArticleDiffusers = "tf-article-diffusers"
 
     /// The preset's network for images of `channels` × `size` × `size`.
     public func model(channels: Int = 1, size: Int = 28) throws -> any DenoisingModel {
-        guard self == .tfArticle else { return try UNet2DModel(config: config(channels: channels, size: size)) }
+        guard self == .tfArticle || self == .tfArticleSimple else { return try UNet2DModel(config: config(channels: channels, size: size)) }
         var c = TFArticleUNetConfig()
         (c.inChannels, c.outChannels, c.imageSize) = (channels, channels, size)
+        if self == .tfArticleSimple { (c.normType, c.attention, c.normEpsilon) = (.batch, false, 1e-3) }
         return try TFArticleUNet(config: c)
     }
 
@@ -41,7 +45,7 @@ public enum ModelPreset: String, CaseIterable, Sendable {
             c.blockOutChannels = [64, 128, 256]; c.layersPerBlock = 2; c.normNumGroups = 32
             c.downBlockTypes = ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
             c.upBlockTypes = ["AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
-        case .tfArticle, .tfArticleDiffusers:
+        case .tfArticle, .tfArticleSimple, .tfArticleDiffusers:
             c.blockOutChannels = [32, 64, 128, 256]; c.layersPerBlock = 2; c.normNumGroups = 8
             c.downBlockTypes = Array(repeating: "AttnDownBlock2D", count: 4)
             c.upBlockTypes = Array(repeating: "AttnUpBlock2D", count: 4)

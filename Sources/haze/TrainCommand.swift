@@ -31,7 +31,7 @@ struct Train: ParsableCommand {
     var out: String?
     @Option(help: "Continue the run in this folder from its latest checkpoint (with its settings).")
     var resume: String?
-    @Option(help: "Model preset: fmnist-tiny, fmnist-small (default), fmnist-large, tf-article (the TensorFlow notebook's own U-Net, layer for layer), tf-article-diffusers (a diffusers UNet2DModel with linear attention in the notebook's spirit).")
+    @Option(help: "Model preset: fmnist-tiny, fmnist-small (default), fmnist-large, tf-article (the TensorFlow notebook's own U-Net, layer for layer), tf-article-simple (the article text's variant of it: BatchNorm, no attention), tf-article-diffusers (a diffusers UNet2DModel with linear attention in the notebook's spirit).")
     var preset: String?
     @Option(help: "A model config.json instead of a preset: diffusers' UNet2DModel, or _class_name TFArticleUNet.")
     var modelConfig: String?
@@ -144,7 +144,9 @@ struct Train: ParsableCommand {
                 model = try named.model(channels: dataset.imageShape[0], size: dataset.imageShape[1])
             }
             if classConditional && modelConfig == nil {
-                guard named != .tfArticle else { throw CLIError("the tf-article network takes no class labels: train it without --class-conditional") }
+                guard named != .tfArticle && named != .tfArticleSimple else {
+                    throw CLIError("the \(named.rawValue) network takes no class labels: train it without --class-conditional")
+                }
                 var config = named.config(channels: dataset.imageShape[0], size: dataset.imageShape[1])
                 config.numClassEmbeds = (dataset.classCount ?? 0) + 1
                 model = try UNet2DModel(config: config)

@@ -35,6 +35,29 @@ final class TFArticleUNetTests: XCTestCase {
         XCTAssertTrue(model(try io.tensor("x"), timesteps: [3, 987], parameters: fresh).scalars.allSatisfy { $0 == 0 })
     }
 
+    /// The article text's variant (tf-article-simple): BatchNorm with running statistics, no
+    /// attention; a training-mode forward updates the statistics, an inference one uses them.
+    func testBatchNormVariant() throws {
+        var c = TFArticleUNetConfig()
+        (c.imageSize, c.normType, c.attention) = (16, .batch, false)
+        let model = try TFArticleUNet(config: c)
+        XCTAssertFalse(model.parameterSpecs.contains { $0.name.contains(".attn.") })
+        XCTAssertEqual(model.parameterCount, 6_179_331 - attentionParameters(c), "BatchNorm has as many affine parameters as GroupNorm")
+        let buffers = model.parameterSpecs.filter(\.isBuffer).map(\.name)
+        XCTAssertTrue(buffers.contains("down.0.res.0.norm1.running_mean"))
+        var generator = RandomGenerator(seed: 4)
+        let parameters = model.initialParameters(seed: 1), x = generator.normal([2, 3, 16, 16], std: 2)
+        let context = ForwardContext(training: true, buffers: parameters.filter { buffers.contains($0.key) })
+        _ = model(x, timesteps: [1, 500], parameters: parameters, context: context)
+        XCTAssertNotEqual(context.buffers["down.0.res.0.norm1.running_mean"]!, parameters["down.0.res.0.norm1.running_mean"]!)
+    }
+
+    /// Parameters of the six linear attentions of the default widths (to_qkv, to_out conv, LayerNorm).
+    func attentionParameters(_ c: TFArticleUNetConfig) -> Int {
+        let p = c.attentionHeads * c.attentionHeadDim
+        return 2 * c.channels.map { 3 * p * $0 + p * $0 + $0 + 2 * $0 }.reduce(0, +)
+    }
+
     /// TensorFlow's float32 frequencies of SinusoidalPosEmb(32), bit for bit (spec §2.2).
     func testTimeEmbeddingFrequencies() throws {
         let bits: [UInt32] = [0x3f800000, 0x3f0a8a16, 0x3e95f255, 0x3e224b07, 0x3dafa7f8, 0x3d3e1e97, 0x3ccdc617, 0x3c5eb78d,
@@ -48,7 +71,7 @@ final class TFArticleUNetTests: XCTestCase {
     /// raw NHWC reshape matters), then the whole network.
     func testMatchesTensorFlow() throws {
         let (model, parameters, io) = try load()
-        let attention = model.down[0].attention
+        let attention = try XCTUnwrap(model.down[0].attention)
         XCTAssertLessThanOrEqual(relativeError(attention(try io.tensor("attn_in"), parameters), try io.tensor("attn_out")), 1e-5)
         let out = model(try io.tensor("x"), timesteps: try io.tensor("t").scalars, parameters: parameters)
         XCTAssertLessThanOrEqual(relativeError(out, try io.tensor("out")), 1e-4)
