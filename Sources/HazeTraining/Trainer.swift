@@ -118,16 +118,18 @@ public final class Trainer {
     }
 
     /// The stream of item `item` of micro-batch `micro` in step `s`: step s's key, with 2³² blocks
-    /// of the counter to each item, so an item draws the same numbers on whatever rank computes it.
+    /// of the counter to each item (after the first 2³², which the step's own stream uses for
+    /// dropout), so an item draws the same numbers on whatever rank computes it.
     func generator(forStep s: Int, micro: Int, item: Int) -> RandomGenerator {
         let stream = generator(forStep: s)
-        return RandomGenerator(seed: stream.seed, offset: UInt64(micro * options.batchSize + item) << 32)
+        return RandomGenerator(seed: stream.seed, offset: UInt64(micro * options.batchSize + item + 1) << 32)
     }
 
     /// One optimizer step (with gradient accumulation) on this rank's share of the global batch,
     /// gradients summed over the ranks. Returns the mean loss over the global batch.
     func trainStep() throws -> Float {
-        let context = ForwardContext(training: true, buffers: parameters.filter { !trainableSet.contains($0.key) },
+        let names = trainableSet
+        let context = ForwardContext(training: true, buffers: parameters.filter { !names.contains($0.key) },
                                      generator: generator(forStep: step))
         let items = group.share(of: options.batchSize)
         var total: [String: Tensor] = [:]
@@ -165,7 +167,7 @@ public final class Trainer {
         optimizer.learningRate = learningRates.rate(at: step)
         optimizer.update(&parameters, gradients: total)
         for (name, value) in shareBuffers(context.buffers) { parameters[name] = value }  // BatchNorm running statistics
-        ema?.update(with: parameters.filter { trainableSet.contains($0.key) })
+        ema?.update(with: parameters.filter { names.contains($0.key) })
         step += 1
         return loss
     }
@@ -207,8 +209,8 @@ public final class Trainer {
                 options.objective.minSNRWeight(snr: Double(a * a) / Double(b * b), gamma: gamma)
             })
         }
-        let buffers = context.buffers
-        let (loss, gradients) = valueWithGradient(at: parameters.filter { trainableSet.contains($0.key) },
+        let (buffers, names) = (context.buffers, trainableSet)
+        let (loss, gradients) = valueWithGradient(at: parameters.filter { names.contains($0.key) },
                                                   onGradientReady: onGradientReady) { p in
             let prediction = model(xt, timesteps: modelTimesteps, classLabels: labels,
                                    parameters: p.merging(buffers) { a, _ in a }, context: context)
