@@ -139,3 +139,21 @@ final class CPUFeaturesTests: XCTestCase {
         XCTAssertTrue(cpu.kernelDescription.hasPrefix(cpu.avx512 ? "AVX-512 kernels" : "portable kernels"))
     }
 }
+
+/// Permutations that transpose matrices (the tiled copy) against the element-by-element definition.
+final class PermutationTests: XCTestCase {
+    func testTransposingPermutations() {
+        let x = Tensor.normal([3, 70, 45], seed: 9)
+        for axes in [[0, 2, 1], [2, 1, 0], [1, 2, 0], [2, 0, 1]] {
+            let y = x.permuted(axes)
+            let shape = axes.map { x.shape[$0] }
+            XCTAssertEqual(y.shape, shape)
+            var expected = [Float](repeating: 0, count: x.count)
+            for i in 0..<3 { for j in 0..<70 { for k in 0..<45 {
+                let index = [i, j, k], out = axes.map { index[$0] }
+                expected[(out[0] * shape[1] + out[1]) * shape[2] + out[2]] = x.scalars[(i * 70 + j) * 45 + k]
+            } } }
+            XCTAssertEqual(y.scalars, expected, "\(axes)")
+        }
+    }
+}
