@@ -3,9 +3,9 @@
 
 Source: github.com/Yukino1010/Diffusion_Model, diffusion.ipynb (blob 901c74d1, commit 233570e6); the
 network is specified in Documentation/tf-article-network.md. The model-building code (cells 5-7) is
-copied from scripts/make_tf_article_fixtures.py (the notebook's code, tfa GroupNormalization replaced by
-keras GroupNormalization), not imported: that script pins TF to 1 thread, turns on op determinism and
-turns oneDNN off at import, none of which belong in a benchmark. Here TF runs with its defaults
+scripts/tf_article_keras.py (the notebook's code, tfa GroupNormalization replaced by keras
+GroupNormalization), shared with make_tf_article_fixtures.py; unlike that script, this one does not pin
+TF to 1 thread, turn on op determinism or turn oneDNN off, none of which belong in a benchmark. TF runs with its defaults
 (TF_ENABLE_ONEDNN_OPTS as the environment sets it) at the notebook's 64x64x3 size and default widths
 (6,179,331 parameters, asserted).
 
@@ -66,143 +66,17 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 NOTEBOOK_PARAMS = 6179331
 
-# ---------------------------------------------------------------------------
-# The notebook's network (cells 5-7), copied from scripts/make_tf_article_fixtures.py.
-# ---------------------------------------------------------------------------
+# The notebook's schedule, DDIM step and network (cells 4, 5-7, 9): scripts/tf_article_keras.py.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tf_article_keras import *  # noqa: E402,F401,F403
 
-from tensorflow.keras.layers import Conv2D, Dense, UpSampling2D, Add, \
-    AveragePooling2D, Concatenate, Input, Activation, LayerNormalization, GroupNormalization
-from tensorflow.keras import Model, Sequential
 
-N_BLOCK = 2
-
-class LinearAttention(tf.keras.layers.Layer):
-    def __init__(self, dim, heads=4, dim_head=32):
-        super(LinearAttention, self).__init__()
-        self.scale = dim_head ** -0.5
-        self.heads = heads
-        self.dim_head = dim_head
-        self.hidden_dim = dim_head * heads
-
-        self.to_qkv = Conv2D(filters=self.hidden_dim * 3, kernel_size=1, strides=1, use_bias=False)
-
-        self.to_out = Sequential([
-            Conv2D(filters=dim, kernel_size=1, strides=1),
-            LayerNormalization()
-        ])
-
-    def call(self, x, training=True):
-        residual = x
-        b, h, w, c = x.shape
-
-        qkv = self.to_qkv(x)
-        q, k, v = tf.split(qkv, num_or_size_splits=3, axis=-1)
-
-        q = tf.reshape(q, [-1, self.heads, self.dim_head, h*w])
-        k = tf.reshape(k, [-1, self.heads, self.dim_head, h*w])
-        v = tf.reshape(v, [-1, self.heads, self.dim_head, h*w])
-
-        q = tf.nn.softmax(q, axis=-2)
-        k = tf.nn.softmax(k, axis=-1)
-        q = q * self.scale
-        context = tf.einsum('b h d n, b h e n -> b h d e', k, v)
-
-        out = tf.einsum('b h d e, b h d n -> b h e n', context, q)
-        out = tf.reshape(out, [-1, h, w, self.hidden_dim])
-        out = self.to_out(out, training=training)
-
-        return out + residual
-
-def resBlock(inp, filter, t):
-    if inp.shape[-1] == filter:
-        residual = inp
-    else:
-        residual = Conv2D(filter,  1, 1, padding='same')(inp)
-
-    x = Conv2D(filter, 3, 1, padding='same')(inp)
-    x = GroupNormalization(8, epsilon=1e-05)(x)   # notebook: tfa.layers.GroupNormalization(8, epsilon=1e-05)
-
-    t = Dense(filter*2)(t)
-    gamma, beta = tf.split(t, num_or_size_splits=2, axis=-1)
-    x = x * (gamma + 1) + beta
-    x = Activation('swish')(x)
-
-    x = Conv2D(filter, 3, 1, padding='same')(x)
-    x = GroupNormalization(8, epsilon=1e-05)(x)
-    x = Activation('swish')(x)
-    out = Add()([x, residual])
-    return out
-
-def downBlock(x, skips, filter, n_block, t):
-    for _ in range(n_block):
-        x = resBlock(x, filter, t)
-        skips.append(x)
-
-    x = LinearAttention(filter)(x)
-    out = AveragePooling2D()(x)
-    return out
-
-def upBlock(x, skips, filter, n_block, t):
-    x = UpSampling2D()(x)
-    for _ in range(n_block):
-        x = Concatenate()([x, skips.pop()])
-        x = resBlock(x, filter, t)
-
-    x = LinearAttention(filter)(x)
-    return x
-
-class SinusoidalPosEmb(tf.keras.layers.Layer):
-    def __init__(self, dim=32, max_positions=10000):
-        super(SinusoidalPosEmb, self).__init__()
-        self.dim = dim
-        self.max_positions = max_positions
-        self.dense1 = Dense(self.dim, activation='swish')
-        self.dense2 = Dense(self.dim, activation='swish')
-
-    def call(self, x, training=True):
-        x = tf.cast(x, tf.float32)
-        half_dim = self.dim // 2
-        emb = math.log(self.max_positions) / (half_dim - 1)
-        emb = tf.exp(tf.range(half_dim, dtype=tf.float32) * -emb)
-        emb = x * emb[None, :]
-
-        emb = tf.concat([tf.sin(emb), tf.cos(emb)], axis=-1)
-        emb = tf.reshape(emb, [-1, 1, 1, self.dim])
-        emb = self.dense1(emb)
-        emb = self.dense2(emb)
-        return emb
-
-def U_NET(img_size, init_filter=32, filters=(64, 128, 128), mid_filter=256, final_filter=32):
-    noisy_img = Input(img_size)
-    time = Input((1,))
-
-    e = SinusoidalPosEmb()(time)
-    x = Conv2D(init_filter, 1, 1, padding='same')(noisy_img)
-    skips = []
-
-    for f in filters:                      # notebook: downBlock(x, skips, 64/128/128, N_BLOCK, e)
-        x = downBlock(x, skips, f, N_BLOCK, e)
-
-    for _ in range(N_BLOCK):
-        x = resBlock(x, mid_filter, e)
-
-    for f in reversed(filters):            # notebook: upBlock(x, skips, 128/128/64, N_BLOCK, e)
-        x = upBlock(x, skips, f, N_BLOCK, e)
-    x = resBlock(x, final_filter, e)
-
-    out = Conv2D(3, 1, 1, padding='same', kernel_initializer="zeros")(x)
-    return Model([noisy_img, time], out)
 
 # ---------------------------------------------------------------------------
 # Cells 4, 8, 9, 10: schedule, add_noise, optimizer/loss, ddim + generation loop, train_step (verbatim but
 # for the model/optimizer passed in and the plotting left out).
 # ---------------------------------------------------------------------------
 
-timesteps = 1000
-beta = np.linspace(0.0001, 0.02, timesteps)
-alpha = 1 - beta
-alpha_bar = np.cumprod(alpha, 0)
-alpha_bar = np.concatenate((np.array([1.]), alpha_bar[:-1]), axis=0)
 sqrt_alpha_bar = np.sqrt(alpha_bar)
 one_minus_sqrt_alpha_bar = np.sqrt(1-alpha_bar)
 
@@ -215,27 +89,14 @@ def add_noise(x_0, t):
     return noisy_img, noise
 
 
-def ddim(x_t, pred_noise, t, step_size):
-    alpha_t_bar = np.reshape(np.take(alpha_bar, t), [-1, 1, 1, 1])
-    alpha_t_minus_one = np.reshape(np.take(alpha_bar, t-step_size), [-1, 1, 1, 1])
+def make_train_step(u_net, optimizer, loss_fn, noising=None):
+    """Cell 10's train_step, verbatim but for `noising` (add_noise unless given)."""
+    noising = noising or add_noise
 
-    pred = (x_t - ((1 - alpha_t_bar) ** 0.5) * pred_noise) / (alpha_t_bar ** 0.5)
-    pred = (alpha_t_minus_one ** 0.5) * pred
-
-    pred = pred + ((1 - alpha_t_minus_one) ** 0.5) * pred_noise
-    return pred
-
-
-inference_timesteps = 200
-inference_range = range(0, timesteps, timesteps // inference_timesteps)
-inf_step = timesteps // inference_timesteps
-
-
-def make_train_step(u_net, optimizer, loss_fn):
-    def train_step(inp_img):                                   # cell 10, verbatim
+    def train_step(inp_img):
         t_size = inp_img.shape[0]
         t = tf.random.uniform(shape=[t_size,], minval=0, maxval=timesteps, dtype=tf.int32)
-        noisy_img, noise = add_noise(inp_img, t)
+        noisy_img, noise = noising(inp_img, t)
 
         with tf.GradientTape() as tape:
             pre_noise = u_net([noisy_img, t])
@@ -262,20 +123,8 @@ def add_noise_tf(x_0, t):
 
 
 def make_train_step_function(u_net, optimizer, loss_fn):
-    @tf.function
-    def train_step(inp_img):
-        t_size = inp_img.shape[0]
-        t = tf.random.uniform(shape=[t_size,], minval=0, maxval=timesteps, dtype=tf.int32)
-        noisy_img, noise = add_noise_tf(inp_img, t)
-
-        with tf.GradientTape() as tape:
-            pre_noise = u_net([noisy_img, t])
-            loss = loss_fn(pre_noise, noise)
-
-        gradients = tape.gradient(loss, u_net.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, u_net.trainable_variables))
-        return loss
-    return train_step
+    """The same step as a tf.function (add_noise in TF ops: np.take/np.random cannot run in a graph)."""
+    return tf.function(make_train_step(u_net, optimizer, loss_fn, noising=add_noise_tf))
 
 
 def generation_loop(u_net, max_calls=None):
