@@ -16,7 +16,7 @@ import HazeTensor
 /// from the backward pass.
 ///
 /// Every rank runs the same graph, so the gradients arrive in the same order and the buckets pair
-/// up across ranks. One process: `add` stores, `finish` returns the gradients as they are.
+/// up across ranks. One process: `add` keeps the tensors, `finish` returns them as they are.
 public final class GradientReducer {
     struct Bucket {
         var names: [String] = []
@@ -32,6 +32,8 @@ public final class GradientReducer {
     public let bucketBytes: Int
     private var open = Bucket()
     private var started: [Bucket] = []
+    /// One process: the gradients as they came (nothing to sum, nothing copied).
+    private var local: [String: Tensor] = [:]
     /// Seconds spent in `finish` waiting for buckets that were still in flight (communication
     /// not hidden behind the backward pass), and buckets sent, over the reducer's life.
     public private(set) var exposedSeconds = 0.0
@@ -47,10 +49,14 @@ public final class GradientReducer {
 
     /// Takes one parameter's final gradient (called once per parameter per step).
     public func add(_ name: String, _ gradient: Tensor) {
+        guard communicates else {
+            local[name] = gradient
+            return
+        }
         open.names.append(name)
         open.shapes.append(gradient.shape)
         open.values.append(contentsOf: gradient.scalars)
-        if communicates && open.values.count * 4 >= bucketBytes { startOpenBucket() }
+        if open.values.count * 4 >= bucketBytes { startOpenBucket() }
         poll()
     }
 
@@ -58,18 +64,14 @@ public final class GradientReducer {
         guard !open.names.isEmpty else { return }
         var bucket = open
         open = Bucket()
-        if communicates {
-            let storage = UnsafeMutableBufferPointer<Float>.allocate(capacity: bucket.values.count)
-            _ = storage.initialize(from: bucket.values)
-            bucket.values = []
-            var request: UnsafeMutableRawPointer? = nil
-            let code = haze_mpi_iallreduce_sum_float(storage.baseAddress, storage.count, &request)
-            precondition(code == 0, "MPI_Iallreduce failed with error \(code)")
-            (bucket.storage, bucket.request) = (storage, request)
-            bucketsSent += 1
-        } else {
-            bucket.done = true
-        }
+        let storage = UnsafeMutableBufferPointer<Float>.allocate(capacity: bucket.values.count)
+        _ = storage.initialize(from: bucket.values)
+        bucket.values = []
+        var request: UnsafeMutableRawPointer? = nil
+        let code = haze_mpi_iallreduce_sum_float(storage.baseAddress, storage.count, &request)
+        precondition(code == 0, "MPI_Iallreduce failed with error \(code)")
+        (bucket.storage, bucket.request) = (storage, request)
+        bucketsSent += 1
         started.append(bucket)
     }
 
@@ -85,6 +87,10 @@ public final class GradientReducer {
     /// Starts the last bucket, waits for every bucket, and returns the summed gradients by name.
     /// Resets the reducer for the next step.
     public func finish() -> [String: Tensor] {
+        guard communicates else {
+            defer { local = [:] }
+            return local
+        }
         startOpenBucket()
         let start = Date()
         for i in started.indices where !started[i].done {
@@ -95,8 +101,8 @@ public final class GradientReducer {
         var sums: [String: Tensor] = [:]
         for bucket in started {
             var offset = 0
-            let values = bucket.storage.map { Array($0) } ?? bucket.values
-            bucket.storage?.deallocate()
+            let values = Array(bucket.storage!)
+            bucket.storage!.deallocate()
             for (name, shape) in zip(bucket.names, bucket.shapes) {
                 let count = shape.reduce(1, *)
                 sums[name] = Tensor(shape: shape, scalars: Array(values[offset..<(offset + count)]))
