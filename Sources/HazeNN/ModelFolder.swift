@@ -61,29 +61,21 @@ public struct ModelFolder {
         return renamed
     }
 
-    /// Loads the model and its weights from a diffusers folder.
+    /// Loads a diffusers UNet2DModel and its weights from a folder (see `loadModel` for any class).
     public static func load(_ folder: String) throws -> (model: UNet2DModel, parameters: ParameterSet) {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ConfigError(file: folder, field: nil, problem: "is not a model folder (expected \(configFile) and \(weightsFile) inside)")
+        let (model, parameters) = try loadModel(folder)
+        guard let unet = model as? UNet2DModel else {
+            throw ConfigError(file: folder + "/" + configFile, field: "_class_name", problem: "holds a \(type(of: model)), not a UNet2DModel")
         }
-        let config = try UNet2DModelConfig(contentsOf: folder + "/" + configFile)
-        let model = try UNet2DModel(config: config)
-        let weightsPath = folder + "/" + weightsFile
-        let file = try SafeTensors.read(contentsOf: weightsPath)
-        return (model, try validated(file.tensors, for: model, file: weightsPath))
+        return (unet, parameters)
     }
 
     /// Loads the model a folder holds, of the class its config.json names (`_class_name`:
     /// TFArticleUNet, otherwise diffusers' UNet2DModel), and its weights.
     public static func loadModel(_ folder: String) throws -> (model: any DenoisingModel, parameters: ParameterSet) {
         let model = try model(configuredIn: folder)
-        guard model is UNet2DModel else {
-            let weightsPath = folder + "/" + weightsFile
-            return (model, try validated(try SafeTensors.read(contentsOf: weightsPath).tensors, for: model, file: weightsPath))
-        }
-        let (unet, parameters) = try load(folder)
-        return (unet, parameters)
+        let weightsPath = folder + "/" + weightsFile
+        return (model, try validated(try SafeTensors.read(contentsOf: weightsPath).tensors, for: model, file: weightsPath))
     }
 
     /// The model that a folder's config.json describes (no weights read).

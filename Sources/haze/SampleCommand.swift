@@ -10,15 +10,17 @@ import HazeTraining
 /// `haze sample`: images from a trained model with any scheduler.
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Sample images from a model folder (diffusers UNet2DModel or a Haze run) with DDPM, DDIM, DPM-Solver++ or Euler.",
+        abstract: "Sample images from a model folder (diffusers UNet2DModel, the TensorFlow notebook's TFArticleUNet, or a Haze run) with DDPM, DDIM, DPM-Solver++ or Euler.",
         discussion: """
         The scheduler comes from the folder's scheduler_config.json (else DDPM with the linear schedule of Ho et al.); \
         --scheduler picks another class but keeps the betas. Examples:
           haze sample --model runs/fm1 --scheduler ddim --steps 50 --count 64 --out grid.png
           haze sample --model runs/fm1 --class-label 3 --guidance-scale 3 --out boots.png
+          haze sample --model faces-model --scheduler ddim --steps 199 --out faces.png   # a converted notebook checkpoint
+        Under mpirun the images are split over the ranks (rank 0 writes the files).
         """)
 
-    @Option(help: "A diffusers model folder, or a Haze training run (its EMA weights when present).")
+    @Option(help: "A model folder (diffusers UNet2DModel, or TFArticleUNet from scripts/convert_notebook_checkpoint.py), or a Haze training run (its EMA weights when present).")
     var model: String
     @Option(name: [.long, .customLong("sampler")],
             help: "ddpm, ddim, dpm++2m, euler or euler-a (default: the folder's scheduler_config.json); --sampler is the same.")

@@ -13,11 +13,7 @@ final class TFArticleSamplingTests: XCTestCase {
     func testDDIMReproducesTheNotebooksLoop() throws {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("HazeNNTests/Fixtures/tf_article").path
-        let configPath = folder + "/model/config.json"
-        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
-        let model = try TFArticleUNet(config: try TFArticleUNetConfig(json: json, file: configPath))
-        let weights = folder + "/model/" + ModelFolder.weightsFile
-        let parameters = try ModelFolder.validated(try SafeTensors.read(contentsOf: weights).tensors, for: model, file: weights)
+        let (model, parameters) = try ModelFolder.loadModel(folder + "/model")
         let io = try SafeTensors.read(contentsOf: folder + "/io.safetensors")
 
         let scheduler = makeScheduler(try SchedulerConfig(contentsOf: folder + "/model/scheduler_config.json"))

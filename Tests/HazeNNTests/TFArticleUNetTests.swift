@@ -11,12 +11,9 @@ final class TFArticleUNetTests: XCTestCase {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/tf_article").path
 
     func load() throws -> (TFArticleUNet, ParameterSet, SafeTensors) {
-        let configPath = Self.folder + "/model/config.json"
-        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
-        let model = try TFArticleUNet(config: try TFArticleUNetConfig(json: json, file: configPath))
-        let weightsPath = Self.folder + "/model/" + ModelFolder.weightsFile
-        let parameters = try ModelFolder.validated(try SafeTensors.read(contentsOf: weightsPath).tensors, for: model, file: weightsPath)
-        return (model, parameters, try SafeTensors.read(contentsOf: Self.folder + "/io.safetensors"))
+        let (model, parameters) = try ModelFolder.loadModel(Self.folder + "/model")
+        return (try XCTUnwrap(model as? TFArticleUNet, "the folder's _class_name picks TFArticleUNet"), parameters,
+                try SafeTensors.read(contentsOf: Self.folder + "/io.safetensors"))
     }
 
     /// max |a − b| / max |b|.
