@@ -35,9 +35,8 @@ public final class GradientReducer {
     /// One process: the gradients as they came (nothing to sum, nothing copied).
     private var local: [String: Tensor] = [:]
     /// Seconds spent in `finish` waiting for buckets that were still in flight (communication
-    /// not hidden behind the backward pass), and buckets sent, over the reducer's life.
+    /// not hidden behind the backward pass), over the reducer's life.
     public private(set) var exposedSeconds = 0.0
-    public private(set) var bucketsSent = 0
 
     /// `bucketBytes`: about 4 MB (fmnist-s's 16 MB of gradients go in 4 buckets; DDP's default
     /// of 25 MB would leave one bucket, started only when the backward pass ends).
@@ -71,7 +70,6 @@ public final class GradientReducer {
         let code = haze_mpi_iallreduce_sum_float(storage.baseAddress, storage.count, &request)
         precondition(code == 0, "MPI_Iallreduce failed with error \(code)")
         (bucket.storage, bucket.request) = (storage, request)
-        bucketsSent += 1
         started.append(bucket)
     }
 

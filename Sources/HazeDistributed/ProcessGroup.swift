@@ -166,7 +166,7 @@ public final class ProcessGroup: @unchecked Sendable {
     /// fingerprint is made of, so that the message can say which one differs.
     public func requireAgreement(on parts: [(name: String, value: String)]) throws {
         guard size > 1 else { return }
-        let digests = parts.map { Self.digest($0.value) }
+        let digests = parts.map { Self.digest(Array($0.value.utf8)) }
         let all = allgather(digests.flatMap { d in (0..<8).map { UInt8(truncatingIfNeeded: d >> (8 * $0)) } })
         let mine = all[rank]
         var differing: [String] = []
@@ -180,8 +180,8 @@ public final class ProcessGroup: @unchecked Sendable {
         }
     }
 
-    /// FNV-1a, 64 bits.
-    static func digest(_ text: String) -> UInt64 {
-        text.utf8.reduce(0xCBF2_9CE4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
+    /// FNV-1a, 64 bits, of some bytes (a fingerprint for `requireAgreement`).
+    public static func digest(_ bytes: [UInt8]) -> UInt64 {
+        bytes.reduce(0xCBF2_9CE4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
     }
 }

@@ -189,7 +189,7 @@ struct Train: ParsableCommand {
         var images: [String] = []
         for index in Set([0, dataset.count / 2, dataset.count - 1]).sorted() {
             pixels.withUnsafeMutableBufferPointer { dataset.image(index, into: $0.baseAddress!) }
-            let digest = pixels.reduce(0xCBF2_9CE4_8422_2325 as UInt64) { ($0 ^ UInt64($1.bitPattern)) &* 0x100_0000_01B3 }
+            let digest = ProcessGroup.digest(pixels.withUnsafeBytes { Array($0) })
             images.append("image \(index) \(String(digest, radix: 16)) label \(dataset.label(index).map(String.init) ?? "-")")
         }
         // One part per option, so that the message names the option that differs.
