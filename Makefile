@@ -73,6 +73,7 @@ fixtures:
 	$(PY) scripts/make_sampling_fixtures.py
 	$(PY) scripts/make_image_fixtures.py
 	$(PY) scripts/make_metric_fixtures.py
+	$(PY) scripts/make_trainer_lockstep_fixtures.py
 	$(PY) -c "import pytorch_fid" 2>/dev/null || $(PY) -m pip install pytorch-fid
 	$(PY) scripts/make_inception_fixtures.py
 

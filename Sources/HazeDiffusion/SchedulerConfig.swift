@@ -200,6 +200,23 @@ extension SchedulerConfig {
     }
 }
 
+/// Stored (in a trainer state) as the text of its scheduler_config.json.
+extension SchedulerConfig: Codable {
+    public func encode(to encoder: Encoder) throws {
+        let data = try JSONSerialization.data(withJSONObject: jsonObject(), options: [.sortedKeys, .withoutEscapingSlashes])
+        var container = encoder.singleValueContainer()
+        try container.encode(String(decoding: data, as: UTF8.self))
+    }
+
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let json = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a scheduler config object"))
+        }
+        try self.init(json: json, file: "(stored scheduler config)")
+    }
+}
+
 /// A problem in a config file: the file, the field and what is wrong.
 public struct ConfigFileError: Error, CustomStringConvertible {
     public let file: String

@@ -1,7 +1,10 @@
 import Foundation
 
 /// The learning rate at each step: linear warmup from 0 over `warmupSteps`, then constant, or a
-/// cosine decay to 0 at `totalSteps` (Loshchilov & Hutter 2017, without restarts).
+/// cosine decay to 0 at `totalSteps` (Loshchilov & Hutter 2017, without restarts). Exactly
+/// diffusers' `get_scheduler("constant_with_warmup"|"cosine", num_warmup_steps:, num_training_steps:)`
+/// under PyTorch's LambdaLR (its plain "constant" ignores the warm-up): update k (0-based) uses peak · k / warmup during warm-up, so the first
+/// update of a warm-up has rate 0 (it moves Adam's moments, not the weights).
 public struct LearningRateSchedule: Codable, Equatable, Sendable {
     public enum Shape: String, Codable, Sendable { case constant, cosine }
     public var peak: Float
@@ -15,7 +18,7 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
 
     /// The rate for the update that ends step `step` (0-based).
     public func rate(at step: Int) -> Float {
-        if step < warmupSteps { return peak * Float(step + 1) / Float(warmupSteps) }
+        if step < warmupSteps { return peak * Float(step) / Float(warmupSteps) }
         switch shape {
         case .constant: return peak
         case .cosine:

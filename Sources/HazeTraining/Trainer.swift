@@ -33,7 +33,31 @@ public final class Trainer {
         public let step: Int
         public let loss: Float
         public let learningRate: Float
+        /// The global L2 norm of the step's gradient before clipping.
+        public let gradientNorm: Float
     }
+
+    /// The inputs of one micro-batch: clean images, their labels after dropout, and per item the
+    /// signal and noise rates of q(x_t | x₀), the network's timestep and the noise ε.
+    struct MicroBatch {
+        var images: Tensor
+        var labels: [Int]?
+        var signal: [Float], noiseRate: [Float], modelTimesteps: [Float]
+        var noise: [Float]
+    }
+
+    /// A micro-batch recorded elsewhere (a test seam, not a user option): the lockstep test feeds
+    /// the batches, timesteps, noise and label-dropout coins that PyTorch's run recorded in place
+    /// of the data loader and the per-item random streams.
+    struct RecordedMicroBatch {
+        var images: Tensor
+        var labels: [Int]?
+        var timesteps: [Int]
+        var noise: Tensor
+        var dropCoins: [Float]
+    }
+    /// Set by tests: the recorded micro-batch `micro` of step `step` (0-based).
+    var recordedInputs: ((_ step: Int, _ micro: Int) -> RecordedMicroBatch)?
 
     public let run: String
     public let model: any DenoisingModel
@@ -57,16 +81,16 @@ public final class Trainer {
     /// pass (the communication not hidden behind it; 0 for one process).
     public var exposedCommunicationSeconds: Double { reducer.exposedSeconds }
 
-    /// A new run in `run` (created), or the continuation of a checkpoint (`resume`).
-    /// `gradientBucketBytes`: the size at which a bucket of gradients starts its allreduce
+    /// A new run in `run` (created), or the continuation of a checkpoint (`resume`). A new run
+    /// starts from `initialParameters` when given (fine-tuning: the EMA starts from them too),
+    /// else from the model's seeded initialisation. `gradientBucketBytes`: the size at which a bucket of gradients starts its allreduce
     /// (`GradientReducer`; `Int.max`: one bucket after the backward pass, no overlap).
     public init(run: String, model: any DenoisingModel, options: TrainingOptions, dataset: ImageDataset,
                 resume: (parameters: ParameterSet, ema: ParameterSet?, optimizer: AdamOptimizer, state: TrainerState)? = nil,
-                tensorboard: Bool = true, group: ProcessGroup = ProcessGroup(), gradientBucketBytes: Int = 4 << 20) throws {
+                initialParameters: ParameterSet? = nil, tensorboard: Bool = true, group: ProcessGroup = ProcessGroup(), gradientBucketBytes: Int = 4 << 20) throws {
         guard options.batchSize >= group.size else {
             throw Failure(description: "--batch-size \(options.batchSize) is smaller than the \(group.size) ranks: every rank needs at least one item")
         }
-        if group.isRoot { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
         (self.run, self.model, self.options, self.group) = (run, model, options, group)
         reducer = GradientReducer(group: group, bucketBytes: gradientBucketBytes)
         let items = group.share(of: options.batchSize)
@@ -74,12 +98,18 @@ public final class Trainer {
         guard shape[0] == model.inChannels, model.sampleSize.map({ $0 == [shape[1], shape[2]] }) ?? true else {
             throw Failure(description: "the data has images \(shape) but the model takes \(model.inChannels) channels of \(model.sampleSize ?? [])")
         }
+        if model.isClassConditional && !options.classConditional {
+            throw Failure(description: "the model is class-conditional: train it with class labels (--class-conditional and labeled data)")
+        }
         if options.classConditional {
             guard let classes = dataset.classCount else { throw Failure(description: "class-conditional training needs labeled data") }
             guard model.classTableSize == classes + 1 else {
                 throw Failure(description: "the model has \(model.classTableSize.map(String.init) ?? "no") class embeddings; class-conditional training on \(classes) classes needs \(classes + 1) (the last is the null class)")
             }
         }
+        if let initialParameters { try ModelFolder.checkShapes(initialParameters.mapValues(\.shape), for: model, file: "the initial weights") }
+        // Nothing is written before the checks above.
+        if group.isRoot { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
         schedule = options.schedulerConfig.noiseSchedule
         let trainable = Set(model.parameterSpecs.filter { !$0.isBuffer }.map(\.name))
         trainableNames = trainable.sorted()
@@ -89,18 +119,18 @@ public final class Trainer {
             optimizer = resume.optimizer
             step = resume.state.step
             let start = (resume.ema ?? resume.parameters).filter { trainable.contains($0.key) }
-            ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0, updates: resume.state.emaUpdates) }
+            ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0, power: options.emaWarmupPower, updates: resume.state.emaUpdates) }
             loader = DataLoader(dataset: dataset, batchSize: options.batchSize, seed: options.seed, flip: options.horizontalFlip,
                                 start: .init(epoch: resume.state.data.epoch, index: resume.state.data.index), items: items)
             lastCheckpointStep = step
             if group.isRoot { try log.truncate(from: step + 1) }
         } else {
-            parameters = model.initialParameters(seed: options.seed)
+            parameters = initialParameters ?? model.initialParameters(seed: options.seed)
             optimizer = AdamOptimizer(.adamW, learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
                                       epsilon: options.epsilon, weightDecay: options.weightDecay)
             step = 0
             let start = parameters.filter { trainable.contains($0.key) }
-            ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0) }
+            ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0, power: options.emaWarmupPower) }
             loader = DataLoader(dataset: dataset, batchSize: options.batchSize, seed: options.seed, flip: options.horizontalFlip,
                                 items: items)
         }
@@ -126,8 +156,9 @@ public final class Trainer {
     }
 
     /// One optimizer step (with gradient accumulation) on this rank's share of the global batch,
-    /// gradients summed over the ranks. Returns the mean loss over the global batch.
-    func trainStep() throws -> Float {
+    /// gradients summed over the ranks. Returns the mean loss over the global batch and the global
+    /// L2 norm of the gradient before clipping.
+    func trainStep() throws -> (loss: Float, gradientNorm: Float) {
         let names = trainableSet
         let context = ForwardContext(training: true, buffers: parameters.filter { !names.contains($0.key) },
                                      generator: generator(forStep: step))
@@ -135,9 +166,9 @@ public final class Trainer {
         var total: [String: Tensor] = [:]
         var lossSum: Float = 0
         for micro in 0..<options.gradientAccumulation {
-            let batch = loader.next()
+            let inputs = recordedInputs.map { recorded($0(step, micro)) } ?? drawInputs(loader.next(), micro: micro, items: items)
             let last = micro == options.gradientAccumulation - 1
-            let (loss, gradients) = microBatchLoss(batch, micro: micro, items: items, context: context) { name, g in
+            let (loss, gradients) = microBatchLoss(inputs, context: context) { name, g in
                 // The last micro-batch hands each finished gradient to the reducer at once.
                 if last { self.reducer.add(name, total[name].map { $0 + g } ?? g) }
             }
@@ -154,44 +185,65 @@ public final class Trainer {
         if options.gradientAccumulation > 1 {
             total = total.mapValues { $0 * (1 / Float(options.gradientAccumulation)) }
         }
-        if let clip = options.gradientClip {
-            // Global L2 norm over all gradients (PyTorch's clip_grad_norm_).
-            let norm = total.keys.sorted().reduce(0.0) { acc, name in
-                acc + total[name]!.scalars.reduce(0.0) { $0 + Double($1) * Double($1) }
-            }.squareRoot()
-            if norm > Double(clip) {
-                let scale = Float(Double(clip) / (norm + 1e-6))
-                total = total.mapValues { $0 * scale }
-            }
+        // Global L2 norm over all gradients; clipping as PyTorch's clip_grad_norm_ (which scales
+        // by max_norm / (norm + 1e-6) only when that is below 1).
+        let norm = total.keys.sorted().reduce(0.0) { acc, name in
+            acc + total[name]!.scalars.reduce(0.0) { $0 + Double($1) * Double($1) }
+        }.squareRoot()
+        if let clip = options.gradientClip, norm + 1e-6 > Double(clip) {
+            let scale = Float(Double(clip) / (norm + 1e-6))
+            total = total.mapValues { $0 * scale }
         }
         optimizer.learningRate = learningRates.rate(at: step)
         optimizer.update(&parameters, gradients: total)
         for (name, value) in shareBuffers(context.buffers) { parameters[name] = value }  // BatchNorm running statistics
         ema?.update(with: parameters.filter { names.contains($0.key) })
         step += 1
-        return loss
+        return (loss, Float(norm))
+    }
+
+    /// Micro-batch `micro` of this step from the loader's batch, with this rank's items' draws, each
+    /// from its own stream: signal and noise rates and the network's timestep — discrete
+    /// t ~ U{0…T−1} with √ᾱ_t, √(1−ᾱ_t) (Ho et al. 2020, Algorithm 1), or continuous t ~ U[0, 1) —
+    /// then the noise ε ~ N(0, I) and the label-dropout coin.
+    func drawInputs(_ batch: DataLoader.Batch, micro: Int, items: Range<Int>) -> MicroBatch {
+        let imageShape = Array(batch.images.shape.dropFirst())
+        var inputs = MicroBatch(images: batch.images, labels: nil, signal: [], noiseRate: [], modelTimesteps: [], noise: [])
+        var drop: [Float] = []
+        for item in items {
+            var generator = generator(forStep: step, micro: micro, item: item)
+            let (s, r, t) = rates(count: 1, generator: &generator)
+            inputs.signal += s; inputs.noiseRate += r; inputs.modelTimesteps += t
+            inputs.noise += generator.normal(imageShape).scalars
+            drop += generator.uniform([1]).scalars
+        }
+        inputs.labels = droppedLabels(batch.labels, coins: drop)
+        return inputs
+    }
+
+    /// A recorded micro-batch (discrete timesteps) as the trainer's inputs.
+    func recorded(_ r: RecordedMicroBatch) -> MicroBatch {
+        let a = r.timesteps.map { schedule.alphasCumprod[$0] }
+        return MicroBatch(images: r.images, labels: droppedLabels(r.labels, coins: r.dropCoins), signal: a.map { $0.squareRoot() },
+                          noiseRate: a.map { (1 - $0).squareRoot() }, modelTimesteps: r.timesteps.map(Float.init), noise: r.noise.scalars)
+    }
+
+    /// Class labels for class-conditional training, each replaced by the null class (the last
+    /// embedding) where its coin falls below the dropout probability (classifier-free guidance).
+    func droppedLabels(_ labels: [Int]?, coins: [Float]) -> [Int]? {
+        guard options.classConditional, let labels else { return nil }
+        let nullClass = model.classTableSize! - 1
+        return zip(labels, coins).map { $1 < options.labelDropout ? nullClass : $0 }
     }
 
     /// The loss of this rank's items of one micro-batch, summed and divided by the global batch,
     /// and its gradients (each also handed to `onGradientReady` as soon as it is final).
-    func microBatchLoss(_ batch: DataLoader.Batch, micro: Int, items: Range<Int>, context: ForwardContext,
+    func microBatchLoss(_ inputs: MicroBatch, context: ForwardContext,
                         onGradientReady: @escaping (String, Tensor) -> Void) -> (Float, [String: Tensor]) {
-        let x0 = batch.images
+        let x0 = inputs.images
         let n = x0.shape[0]
-        let imageShape = Array(x0.shape.dropFirst())
-        // Per item, from its own stream: signal and noise rates and the network's timestep —
-        // discrete t ~ U{0…T−1} with √ᾱ_t, √(1−ᾱ_t) (Ho et al. 2020, Algorithm 1), or continuous
-        // t ~ U[0, 1) — then the noise ε ~ N(0, I) and the label-dropout coin.
-        var signal: [Float] = [], noiseRate: [Float] = [], modelTimesteps: [Float] = [], noise: [Float] = [], drop: [Float] = []
-        for item in items {
-            var generator = generator(forStep: step, micro: micro, item: item)
-            let (s, r, t) = rates(count: 1, generator: &generator)
-            signal += s; noiseRate += r; modelTimesteps += t
-            noise += generator.normal(imageShape).scalars
-            drop += generator.uniform([1]).scalars
-        }
-        let epsilon = Tensor(shape: x0.shape, scalars: noise)
-        let (s, r) = (Tensor(shape: [n, 1, 1, 1], scalars: signal), Tensor(shape: [n, 1, 1, 1], scalars: noiseRate))
+        let epsilon = Tensor(shape: x0.shape, scalars: inputs.noise)
+        let (s, r) = (Tensor(shape: [n, 1, 1, 1], scalars: inputs.signal), Tensor(shape: [n, 1, 1, 1], scalars: inputs.noiseRate))
         let xt = s * x0 + r * epsilon
         let target: Tensor
         switch options.objective {
@@ -199,17 +251,13 @@ public final class Trainer {
         case .vPrediction: target = s * epsilon - r * x0
         case .sample: target = x0
         }
-        var labels: Tensor? = nil
-        if options.classConditional, let given = batch.labels {
-            let nullClass = model.classTableSize! - 1
-            labels = Tensor(zip(given, drop).map { Float($1 < options.labelDropout ? nullClass : $0) })
-        }
+        let labels = inputs.labels.map { Tensor($0.map(Float.init)) }
         let weights = options.minSNRGamma.map { gamma in
-            Tensor(shape: [n], scalars: zip(signal, noiseRate).map { a, b in
+            Tensor(shape: [n], scalars: zip(inputs.signal, inputs.noiseRate).map { a, b in
                 options.objective.minSNRWeight(snr: Double(a * a) / Double(b * b), gamma: gamma)
             })
         }
-        let (buffers, names) = (context.buffers, trainableSet)
+        let (buffers, names, modelTimesteps) = (context.buffers, trainableSet, inputs.modelTimesteps)
         let (loss, gradients) = valueWithGradient(at: parameters.filter { names.contains($0.key) },
                                                   onGradientReady: onGradientReady) { p in
             let prediction = model(xt, timesteps: modelTimesteps, classLabels: labels,
@@ -275,14 +323,14 @@ public final class Trainer {
         var intervalLoss: Float = 0, intervalSteps = 0
         var intervalStart = Date()
         while step < options.steps {
-            let loss = try trainStep()
+            let (loss, gradientNorm) = try trainStep()
             intervalLoss += loss; intervalSteps += 1
             let rate = learningRates.rate(at: step - 1)
-            onStep(Report(step: step, loss: loss, learningRate: rate))
+            onStep(Report(step: step, loss: loss, learningRate: rate, gradientNorm: gradientNorm))
             if group.isRoot && (step % options.logEvery == 0 || step == options.steps) {
                 let elapsed = Date().timeIntervalSince(intervalStart)
                 let mean = intervalLoss / Float(intervalSteps)
-                try log.append(step: step, values: ["loss": mean, "lr": rate,
+                try log.append(step: step, values: ["loss": mean, "lr": rate, "grad_norm": gradientNorm,
                                                      "images_per_second": Double(intervalSteps * options.batchSize * options.gradientAccumulation) / max(elapsed, 1e-9)])
                 tensorboard?.scalar("loss", mean, step: step)
                 tensorboard?.scalar("lr", rate, step: step)

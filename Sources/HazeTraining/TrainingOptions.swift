@@ -24,6 +24,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var gradientClip: Float? = 1
     /// EMA of the weights (nil: none), with diffusers' warmup.
     public var emaDecay: Float? = 0.9999
+    /// The power of the EMA's warm-up, d = 1 − (1 + n)^(−power) (nil, as in runs made before this
+    /// option: 2/3, EMAModel's default; `haze train` gives 3/4, diffusers' training scripts' value).
+    public var emaPower: Float? = nil
+    var emaWarmupPower: Float { emaPower ?? 2 / 3 }
     public var objective: PredictionType = .epsilon
     /// γ of min-SNR-γ loss weighting (nil: uniform).
     public var minSNRGamma: Double? = nil
@@ -41,11 +45,24 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var keepCheckpoints = 3
     public var sampleEvery = 500
     public var logEvery = 10
+    /// Where a fine-tuning run's weights came from (nil: a fresh initialisation).
+    public var initializedFrom: InitialWeights? = nil
+    /// The scheduler config of the model being fine-tuned, which replaces the one that
+    /// `betaSchedule`, `trainTimesteps` and `objective` describe (nil: a new model's).
+    public var inheritedScheduler: SchedulerConfig? = nil
+
+    /// The model folder a run started from, and the SHA-256 of its weights file.
+    public struct InitialWeights: Codable, Equatable, Sendable {
+        public var path: String
+        public var weightsSHA256: String
+        public init(path: String, weightsSHA256: String) { (self.path, self.weightsSHA256) = (path, weightsSHA256) }
+    }
 
     public init(data: String, steps: Int) { (self.data, self.steps) = (data, steps) }
 
     /// The scheduler config written next to each checkpoint (DDPM with this run's betas).
     public var schedulerConfig: SchedulerConfig {
+        if let inheritedScheduler { return inheritedScheduler }
         if betaSchedule == "notebook" { return Self.notebookSchedule(trainTimesteps: trainTimesteps, objective: objective) }
         var c = SchedulerConfig(kind: continuousTime ? .continuousDDIM : .ddpm)
         c.numTrainTimesteps = trainTimesteps

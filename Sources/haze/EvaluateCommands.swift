@@ -54,7 +54,7 @@ struct Evaluate: ParsableCommand {
         (<weights>.<reference>.test.stats.safetensors), so they are computed once.
         """)
 
-    @Option(help: "A model folder or Haze run to sample from.") var model: String?
+    @Option(help: "A model folder, saved diffusers pipeline or Haze run to sample from.") var model: String?
     @Option(help: "Score these images instead of sampling: a folder of PNG/JPEG images, or DATASET:train / DATASET:test (fashion-mnist or an IDX folder; the first --count images).")
     var samples: String?
     @Option(name: [.long, .customLong("sampler")], help: "Scheduler (ddpm, ddim, dpm++2m, euler, euler-a); --sampler is the same.")
@@ -152,7 +152,8 @@ struct Evaluate: ParsableCommand {
     /// Features of this job's `count` samples, gathered on rank 0 (nil on the other ranks): image k
     /// is drawn from its own noise stream (`ImageNoise`) by the rank whose share holds it.
     func sampleFeatures(_ network: FeatureNetwork, group: ProcessGroup) throws -> Tensor? {
-        let folder = try ModelLocation.resolve(model!)
+        let location = try ModelLocation.resolve(model!)
+        let folder = location.folder
         let (unet, parameters) = try ModelFolder.loadModel(folder)
         guard let size = unet.sampleSize else { throw CLIError("\(folder): the model config has no sample_size") }
         let shape = [unet.inChannels] + size
@@ -161,8 +162,7 @@ struct Evaluate: ParsableCommand {
         }
         if shape[0] != 1 && shape[0] != 3 { throw CLIError("\(folder): the model makes \(shape[0])-channel images; features need 1 or 3") }
         guard let kind = SchedulerConfig.Kind.named(scheduler) else { throw ValidationError("unknown --scheduler \(scheduler)") }
-        let path = folder + "/scheduler_config.json"
-        let config = FileManager.default.fileExists(atPath: path) ? try SchedulerConfig(contentsOf: path, kind: kind) : SchedulerConfig(kind: kind)
+        let config = try location.schedulerConfig.map { try SchedulerConfig(contentsOf: $0, kind: kind) } ?? SchedulerConfig(kind: kind)
         let sampler = makeScheduler(config)
         (sampler as? DDIMScheduler)?.eta = eta
         let loop = SamplingLoop(scheduler: sampler) { x, t, l in unet(x, timesteps: t, classLabels: l, parameters: parameters) }

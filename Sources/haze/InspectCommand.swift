@@ -2,13 +2,14 @@ import ArgumentParser
 import Foundation
 import HazeIO
 import HazeNN
+import HazeTraining
 
 /// `haze inspect`: what is in a model folder or a safetensors file.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model folder's config and parameter counts per block, or a safetensors file's tensors.")
 
-    @Argument(help: "A diffusers model folder or a .safetensors file.")
+    @Argument(help: "A model folder, a saved diffusers pipeline (model_index.json, unet/), a Haze run, or a .safetensors file.")
     var path: String
 
     @Flag(help: "List every tensor (name, dtype, shape).")
@@ -29,8 +30,10 @@ struct Inspect: ParsableCommand {
     }
 
     func inspectFolder() throws {
-        let model = try ModelFolder.model(configuredIn: path)
-        let weights = path + "/" + ModelFolder.weightsFile
+        let location = try ModelLocation.resolve(path)
+        if location.folder != path { print("model: \(location.folder)") }
+        let model = try ModelFolder.model(configuredIn: location.folder)
+        let weights = location.weightsFile
         let (entries, _) = try SafeTensors.entries(contentsOf: weights)
         try ModelFolder.checkShapes(Dictionary(uniqueKeysWithValues: entries.map { (ModelFolder.modernName($0.name), $0.shape) }),
                                     for: model, file: weights)

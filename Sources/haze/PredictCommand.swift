@@ -3,6 +3,7 @@ import Foundation
 import HazeIO
 import HazeNN
 import HazeTensor
+import HazeTraining
 
 /// `haze predict`: one forward pass of a U-Net on a tensor from a file.
 struct Predict: ParsableCommand {
@@ -14,7 +15,7 @@ struct Predict: ParsableCommand {
           haze predict --model ~/ddpm-cifar10-32 --input x.safetensors --timesteps 10,500 --output y.safetensors
         """)
 
-    @Option(help: "A model folder (config.json + diffusion_pytorch_model.safetensors): diffusers' UNet2DModel or a converted TensorFlow-notebook TFArticleUNet.")
+    @Option(help: "A model folder (config.json + diffusion_pytorch_model.safetensors: diffusers' UNet2DModel or a converted TensorFlow-notebook TFArticleUNet), a saved diffusers pipeline (model_index.json, unet/), or a Haze run.")
     var model: String
     @Option(help: "A safetensors file with one tensor of shape [B, C, H, W].")
     var input: String
@@ -28,7 +29,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try compute.apply()
-        let (unet, parameters) = try ModelFolder.loadModel(model)
+        let (unet, parameters) = try ModelFolder.loadModel(try ModelLocation.resolve(model).folder)
         let file = try SafeTensors.read(contentsOf: input)
         guard file.tensors.count == 1, let x = file.tensors.values.first else {
             throw CLIError("\(input): expected exactly one tensor, found \(file.tensors.count) (\(file.tensors.keys.sorted().joined(separator: ", ")))")

@@ -20,7 +20,7 @@ struct Sample: ParsableCommand {
         Under mpirun the images are split over the ranks (rank 0 writes the files).
         """)
 
-    @Option(help: "A model folder (diffusers UNet2DModel, or TFArticleUNet from scripts/convert_notebook_checkpoint.py), or a Haze training run (its EMA weights when present).")
+    @Option(help: "A model folder (diffusers UNet2DModel, or TFArticleUNet from scripts/convert_notebook_checkpoint.py), a saved diffusers pipeline (model_index.json, unet/, scheduler/), or a Haze training run (its EMA weights when present).")
     var model: String
     @Option(name: [.long, .customLong("sampler")],
             help: "ddpm, ddim, dpm++2m, euler or euler-a (default: the folder's scheduler_config.json); --sampler is the same.")
@@ -72,7 +72,8 @@ struct Sample: ParsableCommand {
     /// Samples this rank's share of the images (all of them without mpirun); rank 0 gathers them
     /// and writes the files.
     func sample(_ group: ProcessGroup) throws {
-        let folder = try ModelLocation.resolve(model)
+        let location = try ModelLocation.resolve(model)
+        let folder = location.folder
         let (unet, parameters) = try ModelFolder.loadModel(folder)
         let schedulerKind = try scheduler.map { name -> SchedulerConfig.Kind in
             guard let kind = SchedulerConfig.Kind.named(name) else {
@@ -80,10 +81,8 @@ struct Sample: ParsableCommand {
             }
             return kind
         }
-        let schedulerPath = folder + "/scheduler_config.json"
-        let schedulerConfig = FileManager.default.fileExists(atPath: schedulerPath)
-            ? try SchedulerConfig(contentsOf: schedulerPath, kind: schedulerKind)
-            : SchedulerConfig(kind: schedulerKind ?? .ddpm)
+        let schedulerConfig = try location.schedulerConfig.map { try SchedulerConfig(contentsOf: $0, kind: schedulerKind) }
+            ?? SchedulerConfig(kind: schedulerKind ?? .ddpm)
         let sampler = makeScheduler(schedulerConfig)
         (sampler as? DDIMScheduler)?.eta = eta
         let stepCount = steps ?? (schedulerConfig.kind == .ddpm ? schedulerConfig.numTrainTimesteps : 50)
@@ -186,19 +185,5 @@ struct Sample: ParsableCommand {
             }
         }
         return labels
-    }
-}
-
-/// Where a model's diffusers folder is: the folder itself, or a Haze run's latest checkpoint
-/// (its EMA weights when it has them), or a checkpoint folder.
-enum ModelLocation {
-    static func resolve(_ path: String) throws -> String {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: path + "/" + ModelFolder.configFile) { return path }
-        let checkpoint = fm.fileExists(atPath: path + "/latest") ? try Checkpoint.latest(run: path) : path
-        for inner in ["ema", "model"] where fm.fileExists(atPath: "\(checkpoint)/\(inner)/\(ModelFolder.configFile)") {
-            return "\(checkpoint)/\(inner)"
-        }
-        throw CLIError("\(path): not a model folder (no config.json) nor a Haze run or checkpoint (no latest, ema/ or model/)")
     }
 }

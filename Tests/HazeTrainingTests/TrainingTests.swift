@@ -104,8 +104,9 @@ final class TrainingTests: XCTestCase {
 
     func testScheduleAndEMA() {
         let lr = LearningRateSchedule(peak: 1, warmupSteps: 4, shape: .cosine, totalSteps: 14)
-        XCTAssertEqual(lr.rate(at: 0), 0.25)
-        XCTAssertEqual(lr.rate(at: 3), 1)
+        XCTAssertEqual(lr.rate(at: 0), 0, "diffusers' warm-up: the first update has rate 0")
+        XCTAssertEqual(lr.rate(at: 3), 0.75)
+        XCTAssertEqual(lr.rate(at: 4), 1)
         XCTAssertEqual(lr.rate(at: 9), 0.5, accuracy: 1e-6)
         XCTAssertEqual(lr.rate(at: 14), 0, accuracy: 1e-6)
         var ema = ExponentialMovingAverage(["w": Tensor([0])], maxDecay: 0.9)
