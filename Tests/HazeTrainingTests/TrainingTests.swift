@@ -81,6 +81,25 @@ final class TrainingTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/a/checkpoints/step-0000006/model/scheduler_config.json"))
     }
 
+    /// Fine-tuning: the run and its EMA start from the given weights; weights of another
+    /// architecture are refused before the run folder exists.
+    func testFineTuningStartsFromTheGivenWeights() throws {
+        let model = try tinyModel()
+        var o = options(steps: 1)
+        o.classConditional = false
+        let given = model.initialParameters(seed: 99)
+        let trainer = try Trainer(run: folder + "/ft", model: model, options: o, dataset: SyntheticDataset(), initialParameters: given,
+                                  tensorboard: false)
+        XCTAssertEqual(trainer.parameters, given)
+        XCTAssertEqual(trainer.emaParameters, given)
+        XCTAssertNotEqual(given, model.initialParameters(seed: o.seed))
+        let other = try tinyModel(classes: 4).initialParameters(seed: 1)
+        XCTAssertThrowsError(try Trainer(run: folder + "/bad", model: model, options: o, dataset: SyntheticDataset(), initialParameters: other)) {
+            XCTAssertTrue("\($0)".contains("unexpected (1): class_embedding.weight"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/bad"))
+    }
+
     func testNaNLossStopsAndKeepsLastCheckpoint() throws {
         var o = options(steps: 4)
         o.checkpointEvery = 1
