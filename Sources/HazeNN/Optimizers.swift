@@ -7,9 +7,12 @@ import HazeTensor
 ///   Adam:   g ← g + λ θ                             (L2 penalty in the gradient)
 ///   m ← β₁ m + (1 − β₁) g;   v ← β₂ v + (1 − β₂) g²
 ///   θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+/// and Keras' Adam (`adamKeras`, as the TensorFlow notebook trains), which adds ε to √v before
+/// the bias correction — the paper's ε̂ of its section 2 — with an L2 penalty like Adam:
+///   θ ← θ − lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / (√v + ε)
 /// The state (step, m, v) saves to and restores from a safetensors file exactly.
 public struct AdamOptimizer {
-    public enum Variant: String, Sendable { case adam, adamW = "adamw" }
+    public enum Variant: String, Codable, CaseIterable, Sendable { case adam, adamW = "adamw", adamKeras = "adam-keras" }
 
     public var variant: Variant
     public var learningRate: Float
@@ -34,7 +37,9 @@ public struct AdamOptimizer {
         let (b1, b2, lr, eps, wd) = (beta1, beta2, learningRate, epsilon, weightDecay)
         let correction1 = 1 - Float(Foundation.pow(Double(b1), Double(step)))
         let correction2Root = Float((1 - Foundation.pow(Double(b2), Double(step))).squareRoot())
-        let stepSize = lr / correction1
+        let keras = variant == .adamKeras
+        // Keras: ε on √v, both bias corrections folded into the step size.
+        let stepSize = keras ? lr * correction2Root / correction1 : lr / correction1
         let decoupled = variant == .adamW
         for name in gradients.keys.sorted() {
             guard var theta = parameters[name], let g = gradients[name] else { continue }
@@ -51,7 +56,8 @@ public struct AdamOptimizer {
                             if decoupled { pt[i] *= 1 - lr * wd } else { gi += wd * pt[i] }
                             pm[i] = b1 * pm[i] + (1 - b1) * gi
                             pv[i] = b2 * pv[i] + (1 - b2) * gi * gi
-                            pt[i] -= stepSize * pm[i] / (pv[i].squareRoot() / correction2Root + eps)
+                            let root = keras ? pv[i].squareRoot() : pv[i].squareRoot() / correction2Root
+                            pt[i] -= stepSize * pm[i] / (root + eps)
                         }
                     }
                 }

@@ -126,7 +126,7 @@ public final class Trainer {
             if group.isRoot { try log.truncate(from: step + 1) }
         } else {
             parameters = initialParameters ?? model.initialParameters(seed: options.seed)
-            optimizer = AdamOptimizer(.adamW, learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
+            optimizer = AdamOptimizer(options.optimizer ?? .adamW, learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
                                       epsilon: options.epsilon, weightDecay: options.weightDecay)
             step = 0
             let start = parameters.filter { trainable.contains($0.key) }

@@ -1,4 +1,5 @@
 import HazeDiffusion
+import HazeNN
 
 /// Everything that defines a training run besides the model config. Stored in every
 /// checkpoint's trainer_state.json, so `--resume` continues with the same settings.
@@ -14,6 +15,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var batchSize = 64
     public var gradientAccumulation = 1
     public var learningRate: Float = 2e-4
+    /// The optimizer (nil, as in runs made before this option: AdamW).
+    public var optimizer: AdamOptimizer.Variant? = nil
     public var beta1: Float = 0.9
     public var beta2: Float = 0.999
     public var weightDecay: Float = 0.01

@@ -45,10 +45,12 @@ struct Train: ParsableCommand {
     @Option(help: "Total optimizer steps (also when resuming).")
     var steps: Int?
     @Option(help: "Images per step.") var batchSize = 64
-    @Option(help: "Peak learning rate (AdamW).") var lr: Float = 2e-4
-    @Option(help: "AdamW β₁,β₂.") var betas = "0.9,0.999"
-    @Option(help: "AdamW decoupled weight decay.") var weightDecay: Float = 0.01
-    @Option(help: "AdamW ε.") var adamEpsilon: Float = 1e-8
+    @Option(help: "adamw (PyTorch's, decoupled weight decay), adam (PyTorch's, L2 weight decay) or adam-keras (Keras' Adam: ε added to √v before the bias correction, as the TensorFlow notebook trains).")
+    var optimizer = "adamw"
+    @Option(help: "Peak learning rate.") var lr: Float = 2e-4
+    @Option(help: "Adam β₁,β₂.") var betas = "0.9,0.999"
+    @Option(help: "Weight decay (decoupled for adamw, an L2 penalty otherwise).") var weightDecay: Float = 0.01
+    @Option(help: "Adam ε.") var adamEpsilon: Float = 1e-8
     @Option(help: "Linear warmup steps.") var warmup = 0
     @Option(help: "constant or cosine decay after warmup.") var lrSchedule = "constant"
     @Option(help: "Clip gradients to this global norm (0: off).") var gradClip: Float = 1
@@ -60,7 +62,7 @@ struct Train: ParsableCommand {
     @Option(help: "Min-SNR-γ loss weighting (e.g. 5; default uniform).") var minSnrGamma: Double?
     @Option(help: "linear (default), scaled_linear, squaredcos_cap_v2, sigmoid, or notebook (the TensorFlow notebook's ᾱ, shifted by one; sample with --scheduler ddim --steps 199). With --init-from: the model's.")
     var betaSchedule: String?
-    @Flag(help: "The TensorFlow notebook's training run: its tf-article network (unless --model-config), its schedule (--beta-schedule notebook), Adam lr 1e-4 (ε 1e-7, no weight decay), batch 32, no EMA, no clipping, no warm-up. Overrides those options.")
+    @Flag(help: "The TensorFlow notebook's training run: its tf-article network (unless --model-config), its schedule (--beta-schedule notebook), Keras' Adam (--optimizer adam-keras) lr 1e-4 (ε 1e-7, no weight decay), batch 32, no EMA, no clipping, no warm-up. Overrides those options.")
     var notebookRecipe = false
     @Option(help: "Training timesteps T (default 1000; with --init-from, the model's).") var trainTimesteps: Int?
     @Flag(help: "Continuous-time cosine schedule (diffusion time in [0, 1], as the Keras DDIM example) instead of β_t.")
@@ -98,6 +100,9 @@ struct Train: ParsableCommand {
         if resume == nil && steps == nil { throw ValidationError("give --steps (the total number of optimizer steps)") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
         if batchSize < 1 || gradAccumulation < 1 || checkpointEvery < 1 || logEvery < 1 { throw ValidationError("sizes and intervals must be at least 1") }
+        if AdamOptimizer.Variant(rawValue: optimizer) == nil {
+            throw ValidationError("--optimizer must be \(AdamOptimizer.Variant.allCases.map(\.rawValue).joined(separator: ", ")), not \(optimizer)")
+        }
         if let objective, PredictionType(rawValue: objective) == nil { throw ValidationError("--objective must be epsilon, v_prediction or sample") }
         if LearningRateSchedule.Shape(rawValue: lrSchedule) == nil { throw ValidationError("--lr-schedule must be constant or cosine") }
         if let betaSchedule, !["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "notebook"].contains(betaSchedule) {
@@ -210,6 +215,7 @@ struct Train: ParsableCommand {
         let b = try parseNumbers(betas, option: "--betas")
         guard b.count == 2 else { throw ValidationError("--betas expects two numbers, e.g. 0.9,0.999") }
         options.batchSize = batchSize; options.gradientAccumulation = gradAccumulation
+        options.optimizer = AdamOptimizer.Variant(rawValue: optimizer)!
         options.learningRate = lr; (options.beta1, options.beta2) = (b[0], b[1])
         options.weightDecay = weightDecay; options.epsilon = adamEpsilon; options.warmupSteps = warmup
         options.learningRateShape = LearningRateSchedule.Shape(rawValue: lrSchedule)!
@@ -222,6 +228,7 @@ struct Train: ParsableCommand {
         options.classConditional = classConditional; options.labelDropout = labelDropout; options.horizontalFlip = flip
         if notebookRecipe {
             (options.betaSchedule, options.learningRate, options.epsilon, options.weightDecay) = ("notebook", 1e-4, 1e-7, 0)
+            options.optimizer = .adamKeras
             (options.batchSize, options.emaDecay, options.gradientClip, options.warmupSteps) = (32, nil, nil, 0)
             (options.learningRateShape, options.gradientAccumulation, options.minSNRGamma, options.objective) = (.constant, 1, nil, .epsilon)
         }

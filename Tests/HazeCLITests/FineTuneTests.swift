@@ -116,4 +116,21 @@ extension CLITests {
             .write(toFile: edited + "/config.json", atomically: true, encoding: .utf8)
         try expectFailure(["--init-from", edited], "the weights do not match the model in config.json")
     }
+
+    /// `--notebook-recipe` is the notebook's run: its network, schedule and Keras' Adam.
+    func testNotebookRecipeSettings() throws {
+        let images = try writeImages(count: 4, side: 8)
+        let run = folder + "/nb"
+        let trained = try haze(["train", "--notebook-recipe", "--data", images, "--out", run, "--steps", "1", "--sample-every", "0", "--no-tensorboard"])
+        XCTAssertEqual(trained.status, 0, trained.err)
+        let options = try XCTUnwrap(try trainerState(run)["options"] as? [String: Any])
+        XCTAssertEqual(options["optimizer"] as? String, "adam-keras")
+        XCTAssertEqual(options["batchSize"] as? Int, 32)
+        XCTAssertEqual((options["epsilon"] as? NSNumber)?.floatValue, 1e-7)
+        XCTAssertEqual((options["weightDecay"] as? NSNumber)?.floatValue, 0)
+        XCTAssertNil(options["emaDecay"] as? NSNumber)
+        XCTAssertNil(options["gradientClip"] as? NSNumber)
+        let optimizer = try String(contentsOfFile: run + "/checkpoints/step-0000001/optimizer.safetensors", encoding: .isoLatin1)
+        XCTAssertTrue(optimizer.contains("\"optimizer\":\"adam-keras\""), "the resumed run keeps Keras' Adam")
+    }
 }

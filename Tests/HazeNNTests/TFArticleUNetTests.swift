@@ -22,6 +22,30 @@ final class TFArticleUNetTests: XCTestCase {
         return zip(a.scalars, b.scalars).map { abs($0 - $1) }.max()! / b.scalars.map(abs).max()!
     }
 
+    /// Keras' Adam (ε added to √v before the bias correction) against tf.keras.optimizers.Adam,
+    /// 6 steps with gradients from 1e-9 to 1 (scripts/make_keras_adam_fixture.py); PyTorch's Adam
+    /// moves the small-gradient values differently, so the fixture tells the two apart.
+    func testKerasAdamMatchesTensorFlow() throws {
+        let file = try SafeTensors.read(contentsOf: URL(fileURLWithPath: Self.folder).deletingLastPathComponent().appendingPathComponent("keras_adam.safetensors").path)
+        let (initial, gradients, final) = (file.tensors["initial"]!, file.tensors["gradients"]!, file.tensors["final"]!)
+        func run(_ variant: AdamOptimizer.Variant) -> Tensor {
+            var optimizer = AdamOptimizer(variant, learningRate: Float(file.metadata["learning_rate"]!)!, beta1: Float(file.metadata["beta_1"]!)!,
+                                          beta2: Float(file.metadata["beta_2"]!)!, epsilon: Float(file.metadata["epsilon"]!)!, weightDecay: 0)
+            var parameters: ParameterSet = ["w": initial]
+            let n = initial.count
+            for step in 0..<Int(file.metadata["steps"]!)! {
+                optimizer.update(&parameters, gradients: ["w": Tensor(shape: [n], scalars: Array(gradients.scalars[(step * n)..<((step + 1) * n)]))])
+            }
+            return parameters["w"]!
+        }
+        func worstMove(_ w: Tensor) -> Float {
+            // Error relative to how far TensorFlow moved each value.
+            zip(zip(w.scalars, final.scalars), initial.scalars).map { pair, start in abs(pair.0 - pair.1) / max(abs(pair.1 - start), 1e-7) }.max()!
+        }
+        XCTAssertLessThanOrEqual(worstMove(run(.adamKeras)), 1e-3)
+        XCTAssertGreaterThan(worstMove(run(.adam)), 0.1, "PyTorch's ε placement moves tiny-gradient values differently")
+    }
+
     func testParameterCounts() throws {
         XCTAssertEqual(try TFArticleUNet(config: TFArticleUNetConfig()).parameterCount, 6_179_331, "the notebook's 64×64×3 network")
         let (model, parameters, io) = try load()
