@@ -27,6 +27,7 @@ Usage:
   python3 scripts/convert_notebook_checkpoint.py results/models_weight/ckpt-5 OUT_DIR [--image-size 64]
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -105,15 +106,29 @@ def resolve_prefix(path):
 
 
 def read_checkpoint(prefix):
-    """{key: numpy array} for every variable in the checkpoint."""
+    """{key: numpy array} for every variable in the checkpoint. A file that cannot be read is named: the
+    .index file (the variable names and shapes) or the data file (the values)."""
     import tensorflow as tf
+
+    def why(e):  # tf.errors.* (DataLossError for a corrupt file, ...), IndexError for a truncated data file
+        text = str(e).strip()
+        return f"{type(e).__name__}: {text.splitlines()[0] if text else repr(e)}"
+
     try:
         reader = tf.train.load_checkpoint(prefix)
         shapes = reader.get_variable_to_shape_map()
-        return {k: reader.get_tensor(k) for k in shapes}
-    except Exception as e:  # tf.errors.* (DataLossError for a corrupt file, ...)
-        raise ConversionError(f"{prefix}.index / {prefix}.data-*: cannot be read as a TensorFlow checkpoint "
-                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else e})")
+    except Exception as e:
+        raise ConversionError(f"{prefix}.index: cannot be read as a TensorFlow checkpoint index ({why(e)})")
+    values = {}
+    for key in shapes:
+        try:
+            values[key] = reader.get_tensor(key)
+        except Exception as e:
+            data = glob.glob(glob.escape(prefix) + ".data-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]")
+            data = " / ".join(sorted(data)) or f"{prefix}.data-*"
+            raise ConversionError(f"{data}: cannot be read (truncated, corrupt, or not the data file of {prefix}.index): "
+                                  f"{why(e)}, reading {key}")
+    return values
 
 
 # ---------------------------------------------------------------------------
@@ -385,8 +400,9 @@ class Parser:
         word = "".join(k for k, _ in tokens)
         m = re.match(r"^(R+)A", word)
         if not m:
-            self.fail(None, f"layer sequence {word!r} (R = residual block, A = attention) does not start with "
-                            f"down blocks")
+            what = ("has no LinearAttention (each of the notebook's down and up blocks ends with one)" if "A" not in word
+                    else "does not start with down blocks")
+            self.fail(None, f"layer sequence {word!r} (R = residual block, A = attention) {what}")
         n_block = len(m.group(1))
         levels = word.count("A") // 2
         expected = ("R" * n_block + "A") * levels + "R" * n_block + ("R" * n_block + "A") * levels + "R"

@@ -29,9 +29,9 @@ Then each model's raw and EMA weights are scored with
 a Markdown table (FID per seed, mean ± sample std, mean training loss of the last 200 and 500
 steps) is printed and written to WORK/report.md.
 
-Cost: a 2000-step training run takes about 15-20 minutes on 2 cores (either side), an
-evaluation (2,000 samples, DDIM-50) a few minutes; the default 3 seeds x 2 sides is about
-2 hours of training plus 12 evaluations, so run it in the background:
+Cost: a 2000-step training run takes about 15-20 minutes on 2 free cores (either side; more
+when the cores are shared), an evaluation (2,000 samples, DDIM-50) a few minutes; the default
+3 seeds x 2 sides is about 2 hours of training plus 12 evaluations, so run it in the background:
 
     cd /work/main
     nohup $HOME/haze-ref-venv/bin/python scripts/quality_compare.py > ~/haze-quality.log 2>&1 &
@@ -396,7 +396,8 @@ def run_haze(cmd, log_path, what):
 
 def haze_train_command(haze, run, seed, steps, threads):
     return [haze, "train", "--data", "fashion-mnist", "--preset", "fmnist-small", "--out", run,
-            "--steps", str(steps), "--batch-size", str(RECIPE["batch"]), "--lr", repr(RECIPE["lr"]),
+            "--steps", str(steps), "--batch-size", str(RECIPE["batch"]), "--optimizer", "adamw",
+            "--lr", repr(RECIPE["lr"]),
             "--warmup", str(RECIPE["warmup"]), "--grad-clip", repr(RECIPE["grad_clip"]),
             "--ema-decay", repr(RECIPE["ema_decay"]), "--ema-power", repr(RECIPE["ema_power"]),
             "--weight-decay", repr(RECIPE["weight_decay"]), "--seed", str(seed),
@@ -485,7 +486,7 @@ def report(work, settings):
                 else:
                     cells.append("*not evaluated*")
             L.append(f"| {side} | {label} | " + " | ".join(cells) + f" | {mean_std(values, 2)} |")
-        for last in (200, 500):
+        for last in sorted({min(200, steps), min(500, steps)}):
             cells, values = [], []
             for s in seeds:
                 losses = step_losses(work, side, s)
@@ -495,7 +496,7 @@ def report(work, settings):
                 else:
                     cells.append(f"{value:.5f}")
                     values.append(value)
-            span = f"last {min(last, steps)} steps" if last <= steps else f"all {steps} steps"
+            span = f"last {last} steps" if last < steps else f"all {steps} steps"
             L.append(f"| {side} | loss, {span} | " + " | ".join(cells) + f" | {mean_std(values, 5)} |")
         incomplete = [s for s in seeds if progress[s] < steps
                       or not all(os.path.exists(eval_path(work, side, s, w)) for w in ("raw", "ema"))]
@@ -521,10 +522,11 @@ def parse_list(text, kind=str):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="See the top of the file for details.")
-    ap.add_argument("--work-dir", default=os.path.expanduser("~/haze-quality"))
+    ap.add_argument("--work-dir", default=os.path.expanduser("~/haze-quality"),
+                    help="where everything is written (default ~/haze-quality)")
     ap.add_argument("--seeds", help="comma-separated training seeds (default 0,1,2)")
     ap.add_argument("--sides", help="torch,haze (default both)")
     ap.add_argument("--steps", type=int, help="training steps per run (default 2000)")

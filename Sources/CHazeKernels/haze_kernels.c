@@ -138,6 +138,29 @@ void haze_transpose(const float *x, float *y, long rows, long cols) {
         for (long j = 0; j < cols; j++) y[j * rows + i] = x[i * cols + j];
 }
 
+// y[j·ldy + i] = x[i·ldx + j] in 16 × 16 tiles: each tile's 16 source rows and 16 destination rows
+// stay in L1, where the element-by-element loop of a large transpose touches a new cache line (and
+// often a new page) with every element.
+MULTIVERSION void haze_transpose_tiled(const float *x, long ldx, float *y, long ldy, long rows, long cols) {
+    enum { T = 16 };
+    for (long i0 = 0; i0 < rows; i0 += T) {
+        const long ie = i0 + T < rows ? i0 + T : rows;
+        for (long j0 = 0; j0 < cols; j0 += T) {
+            const long je = j0 + T < cols ? j0 + T : cols;
+            if (ie - i0 == T && je - j0 == T) {
+                float tile[T][T];
+                for (long i = 0; i < T; i++)
+                    for (long j = 0; j < T; j++) tile[j][i] = x[(i0 + i) * ldx + j0 + j];
+                for (long j = 0; j < T; j++)
+                    for (long i = 0; i < T; i++) y[(j0 + j) * ldy + i0 + i] = tile[j][i];
+            } else {
+                for (long i = i0; i < ie; i++)
+                    for (long j = j0; j < je; j++) y[j * ldy + i] = x[i * ldx + j];
+            }
+        }
+    }
+}
+
 // Group normalisation over groups [first, first + count) of x: [N·G, C/G, S] (see the header).
 MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float *gamma, const float *beta,
                                           long first, long count, long groups, long per_group, long spatial,

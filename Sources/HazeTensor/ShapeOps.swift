@@ -1,3 +1,5 @@
+import CHazeKernels
+
 /// Ops that move data without arithmetic: reshape, permute/transpose, concatenation, slicing
 /// and splitting along an axis. Each pullback is the inverse movement of the gradient.
 
@@ -41,10 +43,15 @@ extension Tensor {
     }
 
     /// A contiguous tensor of `shape` whose element at multi-index i is this tensor's element at
-    /// offset Σ i[a]·strides[a] (a strided view materialised). Parallel over output rows.
+    /// offset Σ i[a]·strides[a] (a strided view materialised). Parallel over output rows; a view that
+    /// is a batch of matrix transposes (a permutation such as NCHW ↔ NHWC) goes by tiles.
     func gathered(shape outShape: [Int], strides: [Int]) -> Tensor {
         let (cshape, cstrides) = coalesce(outShape, [contiguousStrides(outShape), strides])
         let inner = cshape.last!, innerStride = cstrides[1].last!
+        if cshape.count >= 2, inner >= 16, cshape[cshape.count - 2] >= 16, cstrides[1][cshape.count - 2] == 1,
+           innerStride == cshape[cshape.count - 2] {
+            return transposedMatrices(cshape, inputStrides: cstrides[1], outShape: outShape)
+        }
         let outRows = rowOffsets(cshape, cstrides[0]), inRows = rowOffsets(cshape, cstrides[1])
         return Tensor(shape: outShape) { o, _ in
             withScalars { p in
@@ -52,6 +59,29 @@ extension Tensor {
                     for row in rows {
                         let dst = o + outRows[row], src = p + inRows[row]
                         for j in 0..<inner { dst[j] = src[j * innerStride] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The gather of `gathered` when each of its output matrices [R, C] (the last two axes of the
+    /// coalesced `shape`) is the transpose of an input matrix [C, R]: tiles of 16 rows of the
+    /// output per task, over every matrix.
+    func transposedMatrices(_ shape: [Int], inputStrides: [Int], outShape: [Int]) -> Tensor {
+        let (rows, columns) = (shape[shape.count - 2], shape[shape.count - 1])
+        let outer = Array(shape.dropLast(2)), strides = Array(inputStrides.dropLast(2))
+        let offsets = outer.isEmpty ? [0] : rowOffsets(outer + [1], strides + [1])
+        let blocks = (rows + 15) / 16
+        return Tensor(shape: outShape) { o, _ in
+            withScalars { p in
+                Parallel.forEach(offsets.count * blocks, cost: 16 * columns) { range in
+                    for task in range {
+                        let (matrix, block) = task.quotientAndRemainder(dividingBy: blocks)
+                        let first = block * 16, count = min(16, rows - first)
+                        // Output rows [first, first + count) are input columns of matrix `matrix`.
+                        haze_transpose_tiled(p + offsets[matrix] + first, rows, o + matrix * rows * columns + first * columns, columns,
+                                             columns, count)
                     }
                 }
             }

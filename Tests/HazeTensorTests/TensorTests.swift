@@ -156,4 +156,28 @@ final class PermutationTests: XCTestCase {
             XCTAssertEqual(y.scalars, expected, "\(axes)")
         }
     }
+
+    /// Permutations that are batches of matrix transposes (NCHW ↔ NHWC, [B, P, N] ↔ [B, N, P]) go
+    /// by tiles: element for element the definition, on sides that are and are not multiples of
+    /// the tile.
+    func testTiledTransposesMatchTheDefinition() {
+        for (shape, axes) in [([3, 17, 33], [0, 2, 1]), ([2, 5, 16, 20], [0, 2, 3, 1]), ([2, 40, 3, 18], [0, 3, 1, 2]),
+                              ([64, 48], [1, 0]), ([2, 3, 31, 16], [0, 1, 3, 2]), ([16, 16], [1, 0])] {
+            let x = Tensor.normal(shape, seed: 4)
+            let y = x.permuted(axes)
+            let inStrides = (0..<shape.count).map { shape[($0 + 1)...].reduce(1, *) }
+            let outShape = axes.map { shape[$0] }
+            var expected = [Float](repeating: 0, count: x.count)
+            for flat in 0..<x.count {
+                var rest = flat, source = 0
+                for axis in (0..<outShape.count).reversed() {
+                    source += (rest % outShape[axis]) * inStrides[axes[axis]]
+                    rest /= outShape[axis]
+                }
+                expected[flat] = x.scalars[source]
+            }
+            XCTAssertEqual(y.shape, outShape)
+            XCTAssertEqual(y.scalars, expected, "\(shape) \(axes)")
+        }
+    }
 }

@@ -25,6 +25,8 @@ float haze_sum(const float *x, long n);
 void haze_small_matmul(const float *a, const float *b, float *c, long m, long n, long k, float alpha);
 /// y[cols, rows] = x[rows, cols]ᵀ
 void haze_transpose(const float *x, float *y, long rows, long cols);
+/// y[j·ldy + i] = x[i·ldx + j] for i < rows, j < cols, in cache-sized tiles (large transposes).
+void haze_transpose_tiled(const float *x, long ldx, float *y, long ldy, long rows, long cols);
 /// One attention head, o [L, DV] = softmax(α q kᵀ) v for q [L, D], k [S, D], v [S, DV]
 /// (haze_attention.c), or with `channels_first` the same for the transposes q [D, L], k [D, S],
 /// v [DV, S] → o [DV, L]. With pt non-NULL also writes the probabilities transposed, pt [S, L].
