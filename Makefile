@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev l
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test test-portable bench demo fixtures clean
+.PHONY: deps build test test-portable bench demo fixtures test-scripts clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -76,6 +76,13 @@ fixtures:
 	$(PY) scripts/make_trainer_lockstep_fixtures.py
 	$(PY) -c "import pytorch_fid" 2>/dev/null || $(PY) -m pip install pytorch-fid
 	$(PY) scripts/make_inception_fixtures.py
+
+## test-scripts: test the Python scripts users run (convert_notebook_checkpoint.py: good Keras 2/3 checkpoints,
+## clear errors and nothing written on bad input; about 1-2 minutes). Needs a Python with tensorflow-cpu,
+## tf-keras, numpy and safetensors; not part of `make test` (CI has no Python)
+TF_PY ?= /root/tf-venv/bin/python
+test-scripts:
+	TF_USE_LEGACY_KERAS=1 $(TF_PY) scripts/test_convert_notebook_checkpoint.py
 
 clean:
 	rm -rf .build

@@ -23,6 +23,10 @@ OUT_DIR receives, atomically (written into OUT_DIR.tmp-XXXX, then renamed):
   scheduler_config.json                DDIMScheduler reproducing the notebook's schedule
 The layouts, names and fields are specified in Documentation/tf-article-network.md.
 
+Bad input (a prefix that does not exist, a missing or unreadable .index or data file, a checkpoint without
+the u_net root or of another network) stops with exit status 1 and one "error: FILE: ..." line naming the
+file and what is wrong; OUT_DIR is then left as it was. Tested by scripts/test_convert_notebook_checkpoint.py.
+
 Usage:
   python3 scripts/convert_notebook_checkpoint.py results/models_weight/ckpt-5 OUT_DIR [--image-size 64]
 """
@@ -126,8 +130,8 @@ def read_checkpoint(prefix):
         except Exception as e:
             data = glob.glob(glob.escape(prefix) + ".data-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]")
             data = " / ".join(sorted(data)) or f"{prefix}.data-*"
-            raise ConversionError(f"{data}: cannot be read (truncated, corrupt, or not the data file of {prefix}.index): "
-                                  f"{why(e)}, reading {key}")
+            raise ConversionError(f"{data}: cannot be read (truncated, corrupt, or not the data file of "
+                                  f"{prefix}.index): {why(e)}, reading {key}")
     return values
 
 
@@ -400,8 +404,8 @@ class Parser:
         word = "".join(k for k, _ in tokens)
         m = re.match(r"^(R+)A", word)
         if not m:
-            what = ("has no LinearAttention (each of the notebook's down and up blocks ends with one)" if "A" not in word
-                    else "does not start with down blocks")
+            what = ("does not start with down blocks" if "A" in word
+                    else "has no LinearAttention (each of the notebook's down and up blocks ends with one)")
             self.fail(None, f"layer sequence {word!r} (R = residual block, A = attention) {what}")
         n_block = len(m.group(1))
         levels = word.count("A") // 2
@@ -648,6 +652,13 @@ def main(argv=None):
         ap.error("OUT_DIR is required (or pass --dry-run)")
     if args.attention_heads < 1:
         ap.error("--attention-heads must be positive")
+    try:  # the paths first: a wrong one is reported without the seconds TensorFlow takes to load
+        if not args.dry_run and os.path.exists(args.out_dir) and not args.force:
+            raise ConversionError(f"{os.path.abspath(args.out_dir)}: already exists (pass --force to replace it)")
+        resolve_prefix(args.ckpt)
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import numpy  # noqa: F401
@@ -657,8 +668,6 @@ def main(argv=None):
         print(f"error: {e}. {REQUIREMENTS}", file=sys.stderr)
         return 2
     try:
-        if not args.dry_run and os.path.exists(args.out_dir) and not args.force:
-            raise ConversionError(f"{os.path.abspath(args.out_dir)}: already exists (pass --force to replace it)")
         _, _, mapping, _ = convert(args.ckpt, None if args.dry_run else args.out_dir, args.image_size,
                                    args.attention_heads, args.root, args.force)
         if args.dry_run:

@@ -247,9 +247,13 @@ class ConvertNotebookCheckpointTests(unittest.TestCase):
 
     @staticmethod
     def snapshot(parent):
-        return sorted([(os.path.relpath(os.path.join(d, n), parent), "dir") for d, dirs, _ in os.walk(parent) for n in dirs]
-                      + [(os.path.relpath(os.path.join(d, n), parent), os.path.getsize(os.path.join(d, n)))
-                         for d, _, files in os.walk(parent) for n in files])
+        """Every path under PARENT, with the size of each file."""
+        entries = []
+        for d, dirs, files in os.walk(parent):
+            entries += [(os.path.relpath(os.path.join(d, n), parent), "dir") for n in dirs]
+            entries += [(os.path.relpath(os.path.join(d, n), parent), os.path.getsize(os.path.join(d, n)))
+                        for n in files]
+        return sorted(entries)
 
     def assert_fails(self, prefix, *needles, extra=()):
         """Runs the converter on PREFIX into an absent OUT_DIR, then into an existing empty OUT_DIR with

@@ -14,9 +14,6 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
-// Largest decoded image accepted, in bytes (guards against absurd header dimensions).
-#define HAZE_JPEG_MAX_BYTES ((size_t)1 << 30)
-
 struct haze_error_manager {
     struct jpeg_error_mgr base;  // first, so a j_common_ptr's err can be cast to this
     jmp_buf jump;
@@ -42,7 +39,7 @@ static void copy_message(char *error, int error_size, const char *message) {
     error[error_size - 1] = '\0';
 }
 
-int haze_decode_jpeg(const unsigned char *data, unsigned long size, unsigned char **pixels,
+int haze_decode_jpeg(const unsigned char *data, unsigned long size, long max_pixels, unsigned char **pixels,
                      int *width, int *height, int *channels, char *error, int error_size) {
     struct jpeg_decompress_struct info;
     struct haze_error_manager manager;
@@ -86,10 +83,11 @@ int haze_decode_jpeg(const unsigned char *data, unsigned long size, unsigned cha
     // allocates memory in proportion to it.
     jpeg_calc_output_dimensions(&info);
     size_t stride = (size_t)info.output_width * (size_t)info.output_components;
-    if (stride * info.output_height > HAZE_JPEG_MAX_BYTES) {
+    if ((long)info.output_width * (long)info.output_height > max_pixels) {  // before any pixel is decoded
+        *width = (int)info.output_width;
+        *height = (int)info.output_height;
         jpeg_destroy_decompress(&info);
-        copy_message(error, error_size, "image is too large to decode");
-        return 2;
+        return 3;
     }
     jpeg_start_decompress(&info);
     buffer = malloc(stride * info.output_height);

@@ -16,7 +16,12 @@ public struct ImageFolderDataset: ImageDataset {
     /// Files that could not be decoded (when skipping them), with the reason.
     public let skipped: [ImageError]
 
-    /// - size: side of the square images (default: the first image's shorter side).
+    /// The largest side taken from the images themselves when no size is given: a folder of large
+    /// photos (or one hostile image) asks for `size` rather than a model at thousands of pixels.
+    public static let largestInferredSize = 256
+
+    /// - size: side of the square images (default: the smallest image side, at most
+    ///   `largestInferredSize`). With a size, each image is resized as soon as it is decoded.
     /// - channels: 1 or 3 (default: 3 if any image is in colour).
     /// - skipCorrupt: skip (and report in `skipped`) images that fail to decode, instead of failing.
     public init(folder: String, size: Int? = nil, channels: Int? = nil, labeled: Bool = false, skipCorrupt: Bool = false) throws {
@@ -29,16 +34,25 @@ public struct ImageFolderDataset: ImageDataset {
         guard !files.isEmpty else { throw ImageError(file: folder, problem: "contains no PNG or JPEG images") }
         var decoded: [(image: DecodedImage, path: String)] = []
         var skipped: [ImageError] = []
+        var smallest: (side: Int, file: String)? = nil
         for file in files {
             do {
-                decoded.append((try ImageDecoder.decode(contentsOf: folder + "/" + file), file))
+                var image = try ImageDecoder.decode(contentsOf: folder + "/" + file)
+                if min(image.width, image.height) < smallest?.side ?? .max { smallest = (min(image.width, image.height), file) }
+                // Resized at once when the size is known (gray → RGB later commutes with resizing).
+                if let size { image = (channels.map { image.converted(toChannels: $0) } ?? image).resizedCenterCropped(to: size) }
+                decoded.append((image, file))
             } catch let error as ImageError where skipCorrupt {
                 skipped.append(error)
             }
         }
-        guard !decoded.isEmpty else { throw ImageError(file: folder, problem: "none of its \(files.count) images could be decoded") }
+        guard !decoded.isEmpty, let smallest else { throw ImageError(file: folder, problem: "none of its \(files.count) images could be decoded") }
+        if size == nil && smallest.side > Self.largestInferredSize {
+            throw ImageError(file: folder, problem: "its smallest image side is \(smallest.side) pixels (\(smallest.file)); give the training size "
+                             + "with --image-size (at most \(Self.largestInferredSize) is taken from the images themselves)")
+        }
         let c = channels ?? (decoded.contains { $0.image.channels == 3 } ? 3 : 1)
-        let s = size ?? decoded.map { min($0.image.width, $0.image.height) }.min()!
+        let s = size ?? smallest.side
         let names = labeled ? Array(Set(decoded.map { String($0.path.split(separator: "/").first!) })).sorted() : []
         classNames = names
         if labeled && decoded.contains(where: { !$0.path.contains("/") }) {
@@ -47,7 +61,8 @@ public struct ImageFolderDataset: ImageDataset {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(decoded.count * c * s * s)
         for (image, _) in decoded {
-            let square = image.converted(toChannels: c).resizedCenterCropped(to: s)
+            let converted = image.converted(toChannels: c)
+            let square = converted.width == s && converted.height == s ? converted : converted.resizedCenterCropped(to: s)
             // Interleaved HWC → planar CHW.
             for ch in 0..<c { for p in 0..<(s * s) { bytes.append(square.pixels[p * c + ch]) } }
         }

@@ -50,9 +50,19 @@ public struct ImageError: Error, CustomStringConvertible, Equatable {
 ///
 /// Damaged, truncated or unrecognised files throw an `ImageError` naming the file; decoding
 /// never crashes or exits the process.
+///
+/// Decompression bombs (a small file that declares huge dimensions) are refused from the header,
+/// before any pixel is decoded: at most `maximumPixels` pixels per image.
 public enum ImageDecoder {
-    /// Largest decoded image accepted, in bytes (guards against absurd header dimensions).
-    public static let maximumBytes = 1 << 30
+    /// Largest image accepted, in pixels: 64 Mpixel (8192 × 8192), PIL's order of magnitude
+    /// (its bomb warning starts at 89 Mpixel); `HAZE_MAX_IMAGE_PIXELS` sets another limit.
+    nonisolated(unsafe) public static var maximumPixels: Int =
+        ProcessInfo.processInfo.environment["HAZE_MAX_IMAGE_PIXELS"].flatMap { Int($0) }.map { max($0, 1) } ?? 1 << 26
+
+    static func tooLarge(_ kind: String, _ width: Int, _ height: Int, file: String) -> ImageError {
+        ImageError(file: file, problem: "\(kind) of \(width)×\(height) pixels is over the limit of \(maximumPixels) pixels "
+                       + "(a decompression bomb, or a very large image: resize it, or raise the limit with HAZE_MAX_IMAGE_PIXELS)")
+    }
 
     /// Decodes the PNG or JPEG file at `path`.
     public static func decode(contentsOf path: String) throws -> DecodedImage {
@@ -93,11 +103,11 @@ public enum ImageDecoder {
         let hasAlpha = image.format & png_uint_32(PNG_FORMAT_FLAG_ALPHA) != 0
         let channels = hasColor ? 3 : 1
         let stored = channels + (hasAlpha ? 1 : 0)  // bytes per pixel read from libpng
-        let (size, overflow) = (width * height).multipliedReportingOverflow(by: stored)
-        guard !overflow, width.multipliedReportingOverflow(by: height).overflow == false, size <= maximumBytes else {
+        guard width * height <= maximumPixels else {  // both < 2³¹: no overflow
             png_image_free(&image)
-            throw ImageError(file: file, problem: "PNG of \(width)×\(height) pixels is too large to decode")
+            throw tooLarge("PNG", width, height, file: file)
         }
+        let size = width * height * stored
         image.format = png_uint_32(hasColor ? PNG_FORMAT_FLAG_COLOR : 0) | png_uint_32(hasAlpha ? PNG_FORMAT_FLAG_ALPHA : 0)
         image.flags |= png_uint_32(PNG_IMAGE_FLAG_16BIT_sRGB)
 
@@ -136,10 +146,11 @@ public enum ImageDecoder {
         var (width, height, channels): (Int32, Int32, Int32) = (0, 0, 0)
         var message = [CChar](repeating: 0, count: 256)
         let status = bytes.withUnsafeBufferPointer { input in
-            haze_decode_jpeg(input.baseAddress, UInt(input.count), &pixels, &width, &height, &channels,
+            haze_decode_jpeg(input.baseAddress, UInt(input.count), maximumPixels, &pixels, &width, &height, &channels,
                              &message, Int32(message.count))
         }
         defer { free(pixels) }
+        if status == 3 { throw tooLarge("JPEG", Int(width), Int(height), file: file) }
         guard status == 0, let pixels else {
             var text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if text.isEmpty { text = "unknown error" }

@@ -13,6 +13,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var emaUpdates: Int
     /// Random numbers of step s come from a generator keyed by (seed, s): this records it.
     public var randomStream: String
+    /// `dataFingerprint` of the training data (nil in checkpoints made before it was recorded).
+    public var dataFingerprint: String? = nil
 
     public struct DataPositionState: Codable, Equatable, Sendable {
         public var epoch: Int
@@ -40,7 +42,25 @@ public enum Checkpoint {
         try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let final = "\(folder)/\(name(step: step))", temporary = "\(folder)/.tmp-\(name(step: step))"
         try? fm.removeItem(atPath: temporary)
-        try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        do {
+            try writeContents(of: temporary, model: model, parameters: parameters, ema: ema, optimizer: optimizer, state: state)
+        } catch {
+            // A full disk, say: nothing half-written stays, and `latest` still names the previous one.
+            try? fm.removeItem(atPath: temporary)
+            throw Error(path: final, problem: "checkpoint not written (\(error)); the previous checkpoint is intact")
+        }
+        try? fm.removeItem(atPath: final)
+        try fm.moveItem(atPath: temporary, toPath: final)
+        try AtomicFile.write(Data("checkpoints/\(name(step: step))\n".utf8), to: "\(run)/latest")
+        // Keep the last `keep` checkpoints.
+        let all = (try fm.contentsOfDirectory(atPath: folder)).filter { $0.hasPrefix("step-") }.sorted()
+        for old in all.dropLast(max(keep, 1)) { try? fm.removeItem(atPath: "\(folder)/\(old)") }
+    }
+
+    /// The files of a checkpoint, each written atomically, into a new folder.
+    static func writeContents(of temporary: String, model: any DenoisingModel, parameters: ParameterSet, ema: ParameterSet?,
+                              optimizer: AdamOptimizer, state: TrainerState) throws {
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
         try ModelFolder.save(model, parameters: parameters, to: temporary + "/model")
         try state.options.schedulerConfig.write(to: temporary + "/model/scheduler_config.json")
         if let ema {
@@ -51,24 +71,24 @@ public enum Checkpoint {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(state), to: temporary + "/trainer_state.json")
-        try? fm.removeItem(atPath: final)
-        try fm.moveItem(atPath: temporary, toPath: final)
-        try AtomicFile.write(Data("checkpoints/\(name(step: step))\n".utf8), to: "\(run)/latest")
-        // Keep the last `keep` checkpoints.
-        let all = (try fm.contentsOfDirectory(atPath: folder)).filter { $0.hasPrefix("step-") }.sorted()
-        for old in all.dropLast(max(keep, 1)) { try? fm.removeItem(atPath: "\(folder)/\(old)") }
     }
 
-    /// The latest checkpoint folder of a run.
+    /// The latest checkpoint folder of a run: the one `RUN/latest` names, or, if a crash left that
+    /// one missing (between replacing a checkpoint of the same step and naming it), the newest
+    /// complete one.
     public static func latest(run: String) throws -> String {
         guard let text = try? String(contentsOfFile: "\(run)/latest", encoding: .utf8) else {
             throw Error(path: run, problem: "no checkpoint to resume from (no 'latest' file)")
         }
         let path = "\(run)/" + text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard FileManager.default.fileExists(atPath: path + "/trainer_state.json") else {
-            throw Error(path: path, problem: "checkpoint named by \(run)/latest is missing or incomplete")
+        let fm = FileManager.default
+        if fm.fileExists(atPath: path + "/trainer_state.json") { return path }
+        let complete = ((try? fm.contentsOfDirectory(atPath: run + "/checkpoints")) ?? [])
+            .filter { $0.hasPrefix("step-") && fm.fileExists(atPath: "\(run)/checkpoints/\($0)/trainer_state.json") }.sorted()
+        guard let newest = complete.last else {
+            throw Error(path: path, problem: "checkpoint named by \(run)/latest is missing or incomplete, and no other checkpoint is complete")
         }
-        return path
+        return "\(run)/checkpoints/\(newest)"
     }
 
     /// Loads a checkpoint for resuming.

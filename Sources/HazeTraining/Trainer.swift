@@ -76,6 +76,10 @@ public final class Trainer {
     var lastCheckpointStep: Int?
     /// The processes training together (one, unless started by mpirun).
     public let group: ProcessGroup
+    /// Rank 0's claim on the run folder.
+    let lock: RunLock?
+    /// `dataFingerprint` of the training data, recorded in every checkpoint.
+    let fingerprint: String
     let reducer: GradientReducer
     /// Seconds the steps so far waited for gradient sums still in flight after their backward
     /// pass (the communication not hidden behind it; 0 for one process).
@@ -83,11 +87,13 @@ public final class Trainer {
 
     /// A new run in `run` (created), or the continuation of a checkpoint (`resume`). A new run
     /// starts from `initialParameters` when given (fine-tuning: the EMA starts from them too),
-    /// else from the model's seeded initialisation. `gradientBucketBytes`: the size at which a bucket of gradients starts its allreduce
+    /// else from the model's seeded initialisation. A resumed run must see the data its checkpoint
+    /// was trained on unless `acceptChangedData`. Nothing is written before the checks pass, and
+    /// rank 0 holds the run folder's lock (`RunLock`) from then on. `gradientBucketBytes`: the size at which a bucket of gradients starts its allreduce
     /// (`GradientReducer`; `Int.max`: one bucket after the backward pass, no overlap).
     public init(run: String, model: any DenoisingModel, options: TrainingOptions, dataset: ImageDataset,
                 resume: (parameters: ParameterSet, ema: ParameterSet?, optimizer: AdamOptimizer, state: TrainerState)? = nil,
-                initialParameters: ParameterSet? = nil, tensorboard: Bool = true, group: ProcessGroup = ProcessGroup(), gradientBucketBytes: Int = 4 << 20) throws {
+                initialParameters: ParameterSet? = nil, acceptChangedData: Bool = false, tensorboard: Bool = true, group: ProcessGroup = ProcessGroup(), gradientBucketBytes: Int = 4 << 20) throws {
         guard options.batchSize >= group.size else {
             throw Failure(description: "--batch-size \(options.batchSize) is smaller than the \(group.size) ranks: every rank needs at least one item")
         }
@@ -108,8 +114,22 @@ public final class Trainer {
             }
         }
         if let initialParameters { try ModelFolder.checkShapes(initialParameters.mapValues(\.shape), for: model, file: "the initial weights") }
+        fingerprint = dataFingerprint(dataset)
+        if let saved = resume?.state.dataFingerprint, saved != fingerprint, !acceptChangedData {
+            throw Failure(description: "\(options.data): the data changed since the checkpoint (then: \(saved); now: \(fingerprint)). "
+                          + "Resume with the data the run was trained on, or accept the change with --accept-changed-data")
+        }
         // Nothing is written before the checks above.
-        if group.isRoot { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
+        if group.isRoot {
+            do {
+                try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+            } catch {
+                throw Failure(description: "\(run): cannot create the run folder (\((error as NSError).localizedDescription))")
+            }
+            lock = try RunLock(run: run)
+        } else {
+            lock = nil
+        }
         schedule = options.schedulerConfig.noiseSchedule
         let trainable = Set(model.parameterSpecs.filter { !$0.isBuffer }.map(\.name))
         trainableNames = trainable.sorted()
@@ -308,7 +328,8 @@ public final class Trainer {
         lastCheckpointStep = step
         guard group.isRoot else { return }
         let state = TrainerState(step: step, data: .init(epoch: loaderPosition.epoch, index: loaderPosition.index), options: options,
-                                 emaUpdates: ema?.updates ?? 0, randomStream: "philox4x32-10 keyed by (seed \(options.seed), step)")
+                                 emaUpdates: ema?.updates ?? 0, randomStream: "philox4x32-10 keyed by (seed \(options.seed), step)",
+                                 dataFingerprint: fingerprint)
         try Checkpoint.write(run: run, step: step, model: model, parameters: parameters, ema: emaParameters,
                              optimizer: optimizer, state: state, keep: options.keepCheckpoints)
         try log.writeLossCurve()

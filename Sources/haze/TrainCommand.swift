@@ -77,6 +77,8 @@ struct Train: ParsableCommand {
     @Option(help: "Log every N steps.") var logEvery = 10
     @Flag(help: "Do not write TensorBoard event files.") var noTensorboard = false
     @Option(help: "Stop (with a checkpoint) after this many minutes of training.") var maxMinutes: Double?
+    @Flag(help: "With --resume: continue although the data differs from what the checkpoint was trained on.")
+    var acceptChangedData = false
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -132,8 +134,8 @@ struct Train: ParsableCommand {
             try group.requireAgreement(on: try agreementParts(options: options, model: saved.model, dataset: dataset,
                                                               checkpoint: path))
             trainer = try Trainer(run: resume, model: saved.model, options: options, dataset: dataset,
-                                  resume: (saved.parameters, saved.ema, saved.optimizer, saved.state), tensorboard: !noTensorboard,
-                                  group: group)
+                                  resume: (saved.parameters, saved.ema, saved.optimizer, saved.state), acceptChangedData: acceptChangedData,
+                                  tensorboard: !noTensorboard, group: group)
             say("resuming \(resume) at step \(saved.state.step) of \(options.steps)\n")
         } else {
             // A model to fine-tune comes first: it fixes the image size of an image folder.
@@ -248,25 +250,15 @@ struct Train: ParsableCommand {
     }
 
     /// What every rank must agree on (`ProcessGroup.requireAgreement`): the options, the model,
-    /// the checkpoint resumed from, and the data — its size, shape, labels and a digest of the
-    /// first, middle and last images (different files on two hosts are caught here).
+    /// the checkpoint resumed from, and the data (`dataFingerprint`: different files on two hosts
+    /// are caught here).
     func agreementParts(options: TrainingOptions, model: any DenoisingModel, dataset: ImageDataset,
                         checkpoint: String?) throws -> [(name: String, value: String)] {
-        let size = dataset.imageShape.reduce(1, *)
-        var pixels = [Float](repeating: 0, count: size)
-        var images: [String] = []
-        for index in Set([0, dataset.count / 2, dataset.count - 1]).sorted() {
-            pixels.withUnsafeMutableBufferPointer { dataset.image(index, into: $0.baseAddress!) }
-            let digest = ProcessGroup.digest(pixels.withUnsafeBytes { Array($0) })
-            images.append("image \(index) \(String(digest, radix: 16)) label \(dataset.label(index).map(String.init) ?? "-")")
-        }
         // One part per option, so that the message names the option that differs.
         let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(options)) as? [String: Any] ?? [:]
         let optionParts = encoded.keys.sorted().map { (name: "option \($0)", value: "\(encoded[$0]!)") }
         return optionParts + [("the model", String(decoding: model.configData(), as: UTF8.self)),
-                              ("the checkpoint", checkpoint ?? "(new run)"),
-                              ("the data", "\(dataset.count) images \(dataset.imageShape), \(dataset.classCount.map(String.init) ?? "no") classes, "
-                                  + images.joined(separator: ", "))]
+                              ("the checkpoint", checkpoint ?? "(new run)"), ("the data", dataFingerprint(dataset))]
     }
 
     /// A 4×4 grid of DDIM samples (25 steps, fixed seed) from the given weights.

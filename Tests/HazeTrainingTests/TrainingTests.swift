@@ -53,8 +53,10 @@ final class TrainingTests: XCTestCase {
         let straight = try Trainer(run: folder + "/a", model: model, options: options(steps: 6), dataset: SyntheticDataset(), tensorboard: false)
         try straight.train(onStep: { _ in })
 
-        let first = try Trainer(run: folder + "/b", model: model, options: options(steps: 3), dataset: SyntheticDataset(), tensorboard: false)
-        try first.train(onStep: { _ in })
+        do {  // the first trainer ends (and lets go of the run folder) before the second starts
+            let first = try Trainer(run: folder + "/b", model: model, options: options(steps: 3), dataset: SyntheticDataset(), tensorboard: false)
+            try first.train(onStep: { _ in })
+        }
         let saved = try Checkpoint.read(try Checkpoint.latest(run: folder + "/b"))
         XCTAssertEqual(saved.state.step, 3)
         var resumedOptions = saved.state.options

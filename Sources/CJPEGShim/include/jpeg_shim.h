@@ -9,8 +9,9 @@
 /// width·height·channels bytes in `*pixels` (the caller frees it with `free`). On failure
 /// leaves `*pixels` NULL, writes a NUL-terminated message into `error[0..<error_size]` and
 /// returns 1 when libjpeg failed (damaged data, or a variant libjpeg cannot decode; the
-/// message is libjpeg's) or 2 when Haze refuses a valid image (CMYK, too large).
-int haze_decode_jpeg(const unsigned char *data, unsigned long size, unsigned char **pixels,
+/// message is libjpeg's), 2 when Haze refuses a valid image (CMYK), or 3 when the header
+/// declares more than `max_pixels` pixels (refused before decoding; `*width`, `*height` set).
+int haze_decode_jpeg(const unsigned char *data, unsigned long size, long max_pixels, unsigned char **pixels,
                      int *width, int *height, int *channels, char *error, int error_size);
 
 #endif
