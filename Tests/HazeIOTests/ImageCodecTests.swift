@@ -101,6 +101,38 @@ final class ImageCodecTests: XCTestCase {
         expectError(folder + "/missing.png", containing: "cannot be read")
     }
 
+    /// Decompression bombs: small files whose headers declare 30000 × 30000 (PNG, the IHDR
+    /// rewritten with a valid CRC) or 60000 × 60000 (JPEG, the frame header) pixels are refused
+    /// from the header, and an image just under the limit decodes.
+    func testDecompressionBombsAreRefusedFromTheHeader() throws {
+        func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+            var crc: UInt32 = 0xFFFF_FFFF
+            for b in bytes {
+                crc ^= UInt32(b)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+            }
+            return ~crc
+        }
+        var png = [UInt8](PNG.encode(width: 16, height: 16, channels: 1, pixels: bytes(256, seed: 3)))
+        // IHDR: length (4) at 8, "IHDR" at 12, width at 16, height at 20, CRC over type + data at 29.
+        for offset in [16, 20] { png.replaceSubrange(offset..<(offset + 4), with: [0, 0, 0x75, 0x30]) }  // 30000
+        let crc = crc32(png[12..<29])
+        png.replaceSubrange(29..<33, with: (0..<4).map { UInt8(truncatingIfNeeded: crc >> (24 - 8 * $0)) })
+        expectError(try write(Data(png), "bomb.png"), containing: "PNG of 30000×30000 pixels is over the limit of 67108864 pixels")
+
+        var jpeg = [UInt8](try Data(contentsOf: URL(fileURLWithPath: fixtures + "/rgb.jpg")))
+        let sof = try XCTUnwrap((0..<(jpeg.count - 1)).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 })
+        jpeg.replaceSubrange((sof + 5)..<(sof + 9), with: [0xEA, 0x60, 0xEA, 0x60])  // height, width 60000
+        expectError(try write(Data(jpeg), "bomb.jpg"), containing: "JPEG of 60000×60000 pixels is over the limit")
+
+        let limit = ImageDecoder.maximumPixels
+        defer { ImageDecoder.maximumPixels = limit }
+        ImageDecoder.maximumPixels = 255
+        expectError(try write(PNG.encode(width: 16, height: 16, channels: 1, pixels: bytes(256, seed: 3)), "over.png"), containing: "over the limit of 255")
+        ImageDecoder.maximumPixels = 256
+        XCTAssertEqual(try ImageDecoder.decode(contentsOf: try write(PNG.encode(width: 16, height: 16, channels: 1, pixels: bytes(256, seed: 3)), "at.png")).width, 16)
+    }
+
     // MARK: Channels, resizing, tensors
 
     func testGrayConversion() {

@@ -144,6 +144,56 @@ final class TrainingTests: XCTestCase {
         let crc: UInt32 = 0xE306_9283
         XCTAssertEqual(TensorBoardWriter.maskedCRC(Data("123456789".utf8)), ((crc >> 15) | (crc << 17)) &+ 0xA282_EAD8)
     }
+
+    /// One trainer per run folder: a second is refused while the first holds it, and the folder is
+    /// free again once the first is gone. Leftovers of interrupted writes are removed on start.
+    func testRunFolderLockAndLeftovers() throws {
+        var o = options(steps: 2)
+        o.classConditional = false
+        let run = folder + "/locked"
+        var first: Trainer? = try Trainer(run: run, model: try tinyModel(), options: o, dataset: SyntheticDataset(), tensorboard: false)
+        try first!.train(onStep: { _ in })
+        XCTAssertThrowsError(try Trainer(run: run, model: try tinyModel(), options: o, dataset: SyntheticDataset(), tensorboard: false)) {
+            XCTAssertTrue("\($0)".contains("is being trained by another process (pid \(getpid()))"), "\($0)")
+        }
+        first = nil
+        XCTAssertNil(first)
+        // What a kill -9 in the middle of writes leaves behind.
+        let leftovers = [run + "/.metrics.jsonl.tmp-99999", run + "/checkpoints/.tmp-step-0000003", run + "/samples/.step-0000003.png.tmp-99999"]
+        try FileManager.default.createDirectory(atPath: run + "/samples", withIntermediateDirectories: true)
+        for path in leftovers { XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("half".utf8))) }
+        let saved = try Checkpoint.read(try Checkpoint.latest(run: run))
+        var more = saved.state.options
+        more.steps = 3
+        let second = try Trainer(run: run, model: saved.model, options: more, dataset: SyntheticDataset(),
+                                 resume: (saved.parameters, saved.ema, saved.optimizer, saved.state), tensorboard: false)
+        for path in leftovers { XCTAssertFalse(FileManager.default.fileExists(atPath: path), path) }
+        try second.train(onStep: { _ in })
+        XCTAssertEqual(second.step, 3)
+    }
+
+    /// A resume on data other than the checkpoint's is refused unless accepted; a run folder that
+    /// cannot be created is an error before training.
+    func testChangedDataAndUnwritableRunFolder() throws {
+        var o = options(steps: 1)
+        o.classConditional = false
+        let run = folder + "/data"
+        do { try Trainer(run: run, model: try tinyModel(), options: o, dataset: SyntheticDataset(), tensorboard: false).train(onStep: { _ in }) }
+        let saved = try Checkpoint.read(try Checkpoint.latest(run: run))
+        XCTAssertNotNil(saved.state.dataFingerprint)
+        func resume(_ data: SyntheticDataset, accept: Bool = false) throws -> Trainer {
+            try Trainer(run: run, model: saved.model, options: saved.state.options, dataset: data,
+                        resume: (saved.parameters, saved.ema, saved.optimizer, saved.state), acceptChangedData: accept, tensorboard: false)
+        }
+        XCTAssertThrowsError(try resume(SyntheticDataset(count: 25))) {
+            XCTAssertTrue("\($0)".contains("the data changed since the checkpoint") && "\($0)".contains("--accept-changed-data"), "\($0)")
+        }
+        XCTAssertNoThrow(try resume(SyntheticDataset(count: 25), accept: true))
+        XCTAssertNoThrow(try resume(SyntheticDataset()))
+        XCTAssertThrowsError(try Trainer(run: "/proc/haze-run", model: try tinyModel(), options: o, dataset: SyntheticDataset())) {
+            XCTAssertTrue("\($0)".hasPrefix("/proc/haze-run: cannot create the run folder"), "\($0)")
+        }
+    }
 }
 
 final class DataTests: XCTestCase {
@@ -214,6 +264,15 @@ final class DataTests: XCTestCase {
         let empty = folder + "/empty"
         try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
         XCTAssertThrowsError(try ImageFolderDataset(folder: empty)) { XCTAssertTrue("\($0)".contains("contains no PNG or JPEG images")) }
+
+        // Large images: the size is asked for, not taken from them; given, each is resized as decoded.
+        let large = folder + "/large"
+        try FileManager.default.createDirectory(atPath: large, withIntermediateDirectories: true)
+        try PNG.encode(width: 300, height: 280, channels: 3, pixels: [UInt8](repeating: 7, count: 300 * 280 * 3)).write(to: URL(fileURLWithPath: large + "/big.png"))
+        XCTAssertThrowsError(try ImageFolderDataset(folder: large)) {
+            XCTAssertTrue("\($0)".contains("smallest image side is 280 pixels (big.png); give the training size with --image-size"), "\($0)")
+        }
+        XCTAssertEqual(try ImageFolderDataset(folder: large, size: 32).imageShape, [3, 32, 32])
     }
 
     func testLoaderIsSeededAndResumable() {

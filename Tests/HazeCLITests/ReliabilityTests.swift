@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+import HazeIO
+import HazeTensor
+
+/// Faults a long training run meets: a second `haze train` on the same run, a killed process, a
+/// full disk. Each gets a message naming the path and loses nothing already saved.
+extension CLITests {
+    /// A tiny UNet2DModel config (8×8 gray) for whole training commands.
+    func writeTinyModelConfig() throws -> String {
+        let path = folder + "/tiny.json"
+        try Data("""
+            {"_class_name": "UNet2DModel", "sample_size": 8, "in_channels": 1, "out_channels": 1, "block_out_channels": [8, 16],
+             "layers_per_block": 1, "norm_num_groups": 4, "down_block_types": ["DownBlock2D", "DownBlock2D"],
+             "up_block_types": ["UpBlock2D", "UpBlock2D"]}
+            """.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func writeGrayImages(count: Int) throws -> String {
+        let images = folder + "/gray"
+        try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
+        for (i, pixels) in PNG.pixels(Tensor.uniform([count, 1, 8, 8], low: -1, high: 1, seed: 4)).enumerated() {
+            try PNG.encode(width: 8, height: 8, channels: 1, pixels: pixels).write(to: URL(fileURLWithPath: images + "/\(i).png"))
+        }
+        return images
+    }
+
+    /// `haze` started in the background.
+    func startHaze(_ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.hazeExecutable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// While one `haze train` trains a run, a second on the same folder is refused before it writes;
+    /// after the first is killed with SIGKILL, its lock is gone and the run resumes.
+    func testOneTrainerPerRunAndNoStaleLock() throws {
+        if ProcessInfo.processInfo.environment["HAZE_TEST_LAUNCHER"] != nil { throw XCTSkip("timing-based; run natively") }
+        let run = folder + "/run"
+        let first = try startHaze(["train", "--data", try writeGrayImages(count: 8), "--model-config", try writeTinyModelConfig(),
+                                   "--out", run, "--steps", "100000", "--batch-size", "4", "--checkpoint-every", "1",
+                                   "--sample-every", "0", "--no-tensorboard", "--threads", "1"])
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: run + "/latest") && Date() < deadline { usleep(50_000) }
+        let second = try haze(["train", "--resume", run, "--steps", "100000", "--no-tensorboard"])
+        XCTAssertNotEqual(second.status, 0)
+        XCTAssertTrue(second.err.contains("\(run): is being trained by another process (pid \(first.processIdentifier))"), second.err)
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let resumed = try haze(["train", "--resume", run, "--steps", "1", "--no-tensorboard"])  // at or past step 1: only re-checkpoints
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+    }
+
+    /// A full disk during a checkpoint (a 1 MB tmpfs; needs root): the error names the checkpoint
+    /// and the cause, the previous checkpoint stays the latest and complete, nothing temporary is
+    /// left, and once there is space again the run resumes.
+    func testFullDiskDuringACheckpoint() throws {
+        if ProcessInfo.processInfo.environment["HAZE_TEST_LAUNCHER"] != nil { throw XCTSkip("mounts a file system; run natively") }
+        let disk = folder + "/disk"
+        try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
+        func mount(_ options: String) -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/mount")
+            p.arguments = ["-t", "tmpfs", "-o", options, "tmpfs", disk]
+            p.standardError = FileHandle.nullDevice
+            guard (try? p.run()) != nil else { return -1 }
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+        guard getuid() == 0, mount("size=1m") == 0 else { throw XCTSkip("mounting a tmpfs needs root") }
+        defer {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/umount")
+            p.arguments = [disk]
+            try? p.run()
+            p.waitUntilExit()
+        }
+        let run = disk + "/run"
+        let training = try haze(["train", "--data", try writeGrayImages(count: 8), "--model-config", try writeTinyModelConfig(),
+                                 "--out", run, "--steps", "1000", "--batch-size", "4", "--checkpoint-every", "1", "--keep-checkpoints", "1000",
+                                 "--sample-every", "0", "--no-tensorboard", "--threads", "1"])
+        XCTAssertNotEqual(training.status, 0)
+        XCTAssertTrue(training.err.contains("No space left on device"), training.err)
+        XCTAssertTrue(training.err.contains("\(run)/checkpoints/step-") && training.err.contains("the previous checkpoint is intact"), training.err)
+        let latest = try String(contentsOfFile: run + "/latest", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        for file in ["model/diffusion_pytorch_model.safetensors", "ema/diffusion_pytorch_model.safetensors", "optimizer.safetensors", "trainer_state.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(run)/\(latest)/\(file)"), "\(latest)/\(file)")
+        }
+        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints")) ?? []).filter { $0.hasPrefix(".") }
+        XCTAssertEqual(leftovers, [], "nothing temporary left")
+        let saved = Int(latest.split(separator: "-").last!)!
+        XCTAssertEqual(mount("remount,size=64m"), 0)
+        let resumed = try haze(["train", "--resume", run, "--steps", "\(saved + 2)", "--no-tensorboard", "--threads", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertTrue(resumed.err.contains("resuming \(run) at step \(saved)"), resumed.err)
+    }
+}
