@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev l
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test test-portable bench demo fixtures test-scripts clean
+.PHONY: deps build test test-portable bench demo fixtures test-scripts soak clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -83,6 +83,14 @@ fixtures:
 TF_PY ?= /root/tf-venv/bin/python
 test-scripts:
 	TF_USE_LEGACY_KERAS=1 $(TF_PY) scripts/test_convert_notebook_checkpoint.py
+
+## soak: crash consistency under kill -9 (issue 15): 100+ SIGKILLs of `haze train` at random moments (start-up,
+## steps, checkpoint writes), each run resumed to the end and checked bit for bit against an uninterrupted run
+## (scripts/kill_soak.py, standard library Python; about a minute, one core). Needs .build/release/haze;
+## not part of `make test`. SOAK_FLAGS: e.g. --smoke, --kills 300, --seed 7, --keep
+SOAK_FLAGS ?=
+soak:
+	python3 scripts/kill_soak.py $(SOAK_FLAGS)
 
 clean:
 	rm -rf .build

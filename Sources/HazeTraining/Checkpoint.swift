@@ -74,19 +74,17 @@ public enum Checkpoint {
     }
 
     /// The latest checkpoint folder of a run: the one `RUN/latest` names, or, if a crash left that
-    /// one missing (between replacing a checkpoint of the same step and naming it), the newest
-    /// complete one.
+    /// one missing or `latest` unwritten (between moving a checkpoint into place and naming it),
+    /// the newest complete one.
     public static func latest(run: String) throws -> String {
-        guard let text = try? String(contentsOfFile: "\(run)/latest", encoding: .utf8) else {
-            throw Error(path: run, problem: "no checkpoint to resume from (no 'latest' file)")
-        }
-        let path = "\(run)/" + text.trimmingCharacters(in: .whitespacesAndNewlines)
         let fm = FileManager.default
-        if fm.fileExists(atPath: path + "/trainer_state.json") { return path }
+        let named = (try? String(contentsOfFile: "\(run)/latest", encoding: .utf8)).map { "\(run)/" + $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        if let named, fm.fileExists(atPath: named + "/trainer_state.json") { return named }
         let complete = ((try? fm.contentsOfDirectory(atPath: run + "/checkpoints")) ?? [])
             .filter { $0.hasPrefix("step-") && fm.fileExists(atPath: "\(run)/checkpoints/\($0)/trainer_state.json") }.sorted()
         guard let newest = complete.last else {
-            throw Error(path: path, problem: "checkpoint named by \(run)/latest is missing or incomplete, and no other checkpoint is complete")
+            throw Error(path: named ?? run, problem: named == nil ? "no checkpoint to resume from (no 'latest' file)"
+                                                                  : "checkpoint named by \(run)/latest is missing or incomplete, and no other checkpoint is complete")
         }
         return "\(run)/checkpoints/\(newest)"
     }

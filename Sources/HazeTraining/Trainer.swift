@@ -151,6 +151,8 @@ public final class Trainer {
             step = 0
             let start = parameters.filter { trainable.contains($0.key) }
             ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0, power: options.emaWarmupPower) }
+            // A folder without a checkpoint may hold the log of a run killed before its first one.
+            if group.isRoot { try log.truncate(from: 1) }
             loader = DataLoader(dataset: dataset, batchSize: options.batchSize, seed: options.seed, flip: options.horizontalFlip,
                                 items: items)
         }

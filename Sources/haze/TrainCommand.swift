@@ -182,7 +182,7 @@ struct Train: ParsableCommand {
                 }
             }
             // Every rank looks before any rank writes.
-            let taken = group.any(FileManager.default.fileExists(atPath: out! + "/latest"))
+            let taken = group.any((try? Checkpoint.latest(run: out!)) != nil)
             guard !taken else {
                 throw CLIError("\(out!) already holds a run: use --resume \(out!) to continue it, or another --out")
             }
