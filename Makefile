@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev l
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test test-portable bench demo fixtures test-scripts soak clean
+.PHONY: deps build test test-portable bench demo fixtures test-scripts soak test-asan test-tsan clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -89,8 +89,16 @@ test-scripts:
 ## (scripts/kill_soak.py, standard library Python; about a minute, one core). Needs .build/release/haze;
 ## not part of `make test`. SOAK_FLAGS: e.g. --smoke, --kills 300, --seed 7, --keep
 SOAK_FLAGS ?=
-soak:
+soak: deps
+	$(SWIFT) build -c release --product haze
 	python3 scripts/kill_soak.py $(SOAK_FLAGS)
+
+## test-asan, test-tsan: the whole test suite under AddressSanitizer or ThreadSanitizer (release builds
+## with -enable-testing in .build-asan / .build-tsan; the CLI tests run the sanitized `haze`). Not part of
+## `make test`: each takes several times as long.
+test-asan test-tsan: test-%: deps
+	$(SWIFT) build --build-tests $(TEST_FLAGS) --sanitize=$(if $(filter asan,$*),address,thread) --scratch-path .build-$*
+	$(SWIFT) test --skip-build $(TEST_FLAGS) --sanitize=$(if $(filter asan,$*),address,thread) --scratch-path .build-$*
 
 clean:
 	rm -rf .build
