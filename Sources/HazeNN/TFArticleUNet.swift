@@ -141,8 +141,8 @@ struct TFArticleResBlock: Module {
 /// features and scaled by d^(−½), k softmaxed over positions; context = K Vᵀ, out = contextᵀ Q per
 /// head; then a 1×1 conv, LayerNorm over channels (ε 1e-3) and the residual. TensorFlow reshapes
 /// the NHWC [B, H, W, P] tensors *as memory* to [B, heads, d, N], so each head's [d, N] block is a
-/// slice of the position-major [N, P] matrix, not a group of channels: here the [B, P, N] planes
-/// are transposed to [B, N, P] and reshaped (and the reverse on the way out).
+/// slice of the position-major [N, P] matrix, not a group of channels (`literalCore` spells that
+/// out; `Tensor.reshapedLinearAttention` computes it head by head without whole-tensor permutes).
 struct TFArticleLinearAttention: Module {
     let prefix: String
     let channels, heads, headDim: Int
@@ -165,8 +165,20 @@ struct TFArticleLinearAttention: Module {
 
     /// x: [B, C, H, W] → [B, C, H, W]
     func callAsFunction(_ x: Tensor, _ p: ParameterSet) -> Tensor {
-        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3]), n = h * w
         let qkv = Tensor.conv2d(x, weight: p.value(key(prefix, "to_qkv.weight")), bias: nil)
+        let y = (x.shape[2] * x.shape[3]) % heads == 0
+            ? Tensor.reshapedLinearAttention(qkv, heads: heads, headDimension: headDim) : literalCore(qkv)
+        let projected = Tensor.conv2d(y, weight: p.value(key(prefix, "to_out.0.weight")), bias: p.value(key(prefix, "to_out.0.bias")))
+        let normalised = Tensor.channelLayerNorm(projected, weight: p.value(key(prefix, "to_out.1.weight")),
+                                                 bias: p.value(key(prefix, "to_out.1.bias")), epsilon: epsilon)
+        return normalised + x
+    }
+
+    /// The attention between the two convolutions as the notebook writes it, reshapes and all:
+    /// qkv [B, 3P, H, W] → [B, P, H, W]. `Tensor.reshapedLinearAttention` computes the same in one
+    /// op (tested against this); this path serves position counts that do not split into the heads.
+    func literalCore(_ qkv: Tensor) -> Tensor {
+        let (b, h, w) = (qkv.shape[0], qkv.shape[2], qkv.shape[3]), n = h * w
         // [B, P, N] → NHWC [B, N, P] → TensorFlow's raw reshape to [B·heads, d, N].
         let parts = qkv.chunked(3, alongAxis: 1).map {
             $0.reshaped(to: [b, hidden, n]).permuted([0, 2, 1]).reshaped(to: [b * heads, headDim, n])
@@ -176,11 +188,7 @@ struct TFArticleLinearAttention: Module {
         let context = Tensor.batchedMatmul(k, parts[2], transposeA: false, transposeB: true)   // [B·heads, d, e] = K Vᵀ
         let out = Tensor.batchedMatmul(context, q, transposeA: true, transposeB: false)          // [B·heads, e, N] = contextᵀ Q
         // Back: the memory of [B, heads, d, N] read as NHWC [B, N, P], then NCHW [B, P, H, W].
-        let y = out.reshaped(to: [b, n, hidden]).permuted([0, 2, 1]).reshaped(to: [b, hidden, h, w])
-        let projected = Tensor.conv2d(y, weight: p.value(key(prefix, "to_out.0.weight")), bias: p.value(key(prefix, "to_out.0.bias")))
-        let normalised = Tensor.layerNorm(projected.permuted([0, 2, 3, 1]), weight: p.value(key(prefix, "to_out.1.weight")),
-                                          bias: p.value(key(prefix, "to_out.1.bias")), epsilon: epsilon).permuted([0, 3, 1, 2])
-        return normalised + x
+        return out.reshaped(to: [b, n, hidden]).permuted([0, 2, 1]).reshaped(to: [b, hidden, h, w])
     }
 }
 

@@ -85,6 +85,64 @@ extension Tensor {
         return y
     }
 
+    /// Layer normalisation over the channels (axis 1) of x: [B, C, *] with per-channel γ, β —
+    /// Keras' LayerNormalization of the same tensor held NHWC — equal to moving the channels last,
+    /// `layerNorm` and back, without the two permutes (haze_channel_norm.c):
+    ///   y = γ (x − μ)/√(σ² + ε) + β,  μ, σ² over the C values of each position.
+    /// Work in items of (image, 512 positions), so the sums of ∂γ, ∂β are the same whatever the
+    /// thread count. Saved for backward: μ and 1/√(σ² + ε) per position.
+    public static func channelLayerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float = 1e-5) -> Tensor {
+        let (b, c) = (x.shape[0], x.shape[1]), s = x.count / Swift.max(b * c, 1)
+        precondition(x.rank >= 2 && weight.shape == [c] && bias.shape == [c], "channelLayerNorm: x \(x.shape), γ \(weight.shape), β \(bias.shape)")
+        let block = 512, blocks = (s + block - 1) / block, items = b * blocks
+        func forEachItem(cost: Int, _ body: @escaping (_ image: Int, _ first: Int, _ count: Int, _ item: Int) -> Void) {
+            Parallel.forEach(items, cost: cost * c * block) { range in
+                for item in range {
+                    let (image, index) = item.quotientAndRemainder(dividingBy: blocks)
+                    body(image, index * block, Swift.min(block, s - index * block), item)
+                }
+            }
+        }
+        var mean = [Float](repeating: 0, count: b * s), rstd = mean
+        let y = Tensor(shape: x.shape) { out, _ in
+            x.withScalars { px in weight.withScalars { pg in bias.withScalars { pb in
+                mean.withUnsafeMutableBufferPointer { m in rstd.withUnsafeMutableBufferPointer { r in
+                    let (m, r) = (m.baseAddress!, r.baseAddress!)
+                    forEachItem(cost: 6) { image, first, count, _ in
+                        haze_channel_norm_forward(px + image * c * s, out + image * c * s, pg, pb, c, s, first, count, epsilon,
+                                                  m + image * s, r + image * s)
+                    }
+                } }
+            } } }
+        }
+        let (savedMean, savedRstd) = (mean, rstd)
+        return Tensor.record(y, [x, weight, bias]) { g in
+            var partials = [Float](repeating: 0, count: items * 2 * c)  // ∂γ, ∂β of each item
+            let dx = Tensor(shape: x.shape) { out, _ in
+                x.withScalars { px in g.withScalars { pd in weight.withScalars { pg in
+                    savedMean.withUnsafeBufferPointer { m in savedRstd.withUnsafeBufferPointer { r in
+                        partials.withUnsafeMutableBufferPointer { part in
+                            let (m, r, part) = (m.baseAddress!, r.baseAddress!, part.baseAddress!)
+                            forEachItem(cost: 10) { image, first, count, item in
+                                Scratch.withBuffer(2 * block) { scratch in
+                                    haze_channel_norm_backward(px + image * c * s, pd + image * c * s, pg, m + image * s, r + image * s,
+                                                               out + image * c * s, part + item * 2 * c, part + item * 2 * c + c,
+                                                               c, s, first, count, scratch)
+                                }
+                            }
+                        }
+                    } }
+                } } }
+            }
+            // The items' sums in item order.
+            var dGamma = [Float](repeating: 0, count: c), dBeta = dGamma
+            for item in 0..<items {
+                for ch in 0..<c { dGamma[ch] += partials[item * 2 * c + ch]; dBeta[ch] += partials[item * 2 * c + c + ch] }
+            }
+            return [dx, Tensor(shape: [c], scalars: dGamma), Tensor(shape: [c], scalars: dBeta)]
+        }
+    }
+
     /// Batch normalisation of x: [N, C, *] with per-channel statistics over N·Π(*) values.
     /// Training: normalises with the batch statistics and updates the running averages,
     /// r ← (1 − momentum)·r + momentum·s, with the unbiased variance (PyTorch's rule).

@@ -124,4 +124,26 @@ final class TFArticleUNetTests: XCTestCase {
             }
         }
     }
+
+    /// The fused attention core equals the notebook's literal reshapes, permutes, softmaxes and
+    /// products, forward and backward (random cotangent), on shapes with 1–4 heads, one and
+    /// several 16-wide tiles, and a batch.
+    func testFusedAttentionMatchesTheLiteralComposition() throws {
+        var c = TFArticleUNetConfig()
+        for (heads, d, side, batch) in [(4, 32, 16, 2), (2, 4, 8, 3), (1, 8, 4, 1), (4, 8, 6, 2), (3, 5, 6, 1)] {
+            (c.attentionHeads, c.attentionHeadDim) = (heads, d)
+            let attention = TFArticleLinearAttention("a", channels: 8, config: c)
+            var generator = RandomGenerator(seed: UInt64(heads * 100 + d))
+            let qkv = generator.normal([batch, 3 * heads * d, side, side]), r = generator.normal([batch, heads * d, side, side])
+            let (fused, fusedGradient) = valueWithGradient(at: [qkv]) { t in (Tensor.reshapedLinearAttention(t[0], heads: heads, headDimension: d) * r).sum() }
+            let (literal, literalGradient) = valueWithGradient(at: [qkv]) { t in (attention.literalCore(t[0]) * r).sum() }
+            let y = Tensor.reshapedLinearAttention(qkv, heads: heads, headDimension: d), expected = attention.literalCore(qkv)
+            let scale = expected.scalars.map(abs).max()!
+            XCTAssertLessThanOrEqual(zip(y.scalars, expected.scalars).map { abs($0 - $1) }.max()!, 1e-5 * scale, "y, \(heads) heads of \(d)")
+            XCTAssertEqual(fused.scalar, literal.scalar, accuracy: 1e-4 * abs(literal.scalar) + 1e-4)
+            let g = fusedGradient[0], e = literalGradient[0]
+            let gradientScale = e.scalars.map(abs).max()!
+            XCTAssertLessThanOrEqual(zip(g.scalars, e.scalars).map { abs($0 - $1) }.max()!, 1e-4 * gradientScale, "∂qkv, \(heads) heads of \(d)")
+        }
+    }
 }

@@ -135,6 +135,19 @@ final class GradientTests: XCTestCase {
         checkGradients([normal([3, 4, 5], 32), normal([5], 33), normal([5], 34)]) {
             Tensor.layerNorm($0[0], weight: $0[1], bias: $0[2])
         }
+        // Layer norm over the channels of NCHW: finite differences, and the same as channels last.
+        let planes = normal([2, 5, 3, 4], 36), gamma = normal([5], 37), beta = normal([5], 38)
+        checkGradients([planes, gamma, beta]) { Tensor.channelLayerNorm($0[0], weight: $0[1], bias: $0[2], epsilon: 1e-3) }
+        let wide = normal([2, 12, 30, 40], 39), r = normal([2, 12, 30, 40], 40)  // 1200 positions: items of 512
+        let gamma12 = normal([12], 41), beta12 = normal([12], 42)
+        let (channels, channelGrads) = valueWithGradient(at: [wide, gamma12, beta12]) {
+            (Tensor.channelLayerNorm($0[0], weight: $0[1], bias: $0[2], epsilon: 1e-3) * r).sum()
+        }
+        let (last, lastGrads) = valueWithGradient(at: [wide, gamma12, beta12]) {
+            (Tensor.layerNorm($0[0].permuted([0, 2, 3, 1]), weight: $0[1], bias: $0[2], epsilon: 1e-3).permuted([0, 3, 1, 2]) * r).sum()
+        }
+        XCTAssertEqual(channels.scalars[0], last.scalars[0], accuracy: 1e-3)
+        for (a, e) in zip(channelGrads, lastGrads) { assertClose(a, e, tolerance: 1e-4) }
         for training in [true, false] {
             checkGradients([x, w, b]) {
                 var mean = Tensor.normal([6], seed: 35), variance = Tensor.uniform([6], low: 0.5, high: 2, seed: 36)

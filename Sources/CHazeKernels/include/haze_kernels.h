@@ -27,6 +27,26 @@ void haze_small_matmul(const float *a, const float *b, float *c, long m, long n,
 void haze_transpose(const float *x, float *y, long rows, long cols);
 /// y[j·ldy + i] = x[i·ldx + j] for i < rows, j < cols, in cache-sized tiles (large transposes).
 void haze_transpose_tiled(const float *x, long ldx, float *y, long ldy, long rows, long cols);
+
+/// The TensorFlow notebook's linear attention between its two 1×1 convolutions, per head
+/// (haze_linear_attention.c): qkv [B, 3P, N] (NCHW planes of q, k, v; P = heads·d channels, N
+/// positions, N a multiple of heads) → y [B, P, N], for heads `first ..< first + count` counted
+/// over (image, head). The backward writes ∂qkv for those heads from ∂y, recomputing the forward.
+/// `work`: haze_linear_attention_work_size(N, d, backward) floats per calling thread.
+long haze_linear_attention_work_size(long n, long d, int backward);
+
+/// Layer norm over the channels of one image's NCHW planes x [C, S], positions [first, first +
+/// count) (haze_channel_norm.c). Forward: y, and per position mean and 1/std (S floats each).
+/// Backward: ∂x for those positions, and ∂γ, ∂β [C] accumulated (+=); scratch: 2·count floats.
+void haze_channel_norm_forward(const float *x, float *y, const float *gamma, const float *beta, long c, long s,
+                               long first, long count, float eps, float *mean, float *rstd);
+void haze_channel_norm_backward(const float *x, const float *g, const float *gamma, const float *mean,
+                                const float *rstd, float *dx, float *dgamma, float *dbeta, long c, long s,
+                                long first, long count, float *scratch);
+void haze_linear_attention_forward(const float *qkv, float *y, long p, long n, long heads, long d, float alpha,
+                                   long first, long count, float *work);
+void haze_linear_attention_backward(const float *qkv, const float *dy, float *dqkv, long p, long n, long heads,
+                                    long d, float alpha, long first, long count, float *work);
 /// One attention head, o [L, DV] = softmax(α q kᵀ) v for q [L, D], k [S, D], v [S, DV]
 /// (haze_attention.c), or with `channels_first` the same for the transposes q [D, L], k [D, S],
 /// v [DV, S] → o [DV, L]. With pt non-NULL also writes the probabilities transposed, pt [S, L].

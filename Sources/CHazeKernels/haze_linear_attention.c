@@ -1,0 +1,167 @@
+// The TensorFlow notebook's linear attention (TFArticleLinearAttention), its core fused per head:
+// from the NCHW output of the q/k/v convolution to the NCHW input of the output convolution,
+// with no whole-tensor permutes. See include/haze_kernels.h for the layout.
+//
+// TensorFlow holds q, k, v as NHWC [N, P] per image and reshapes that memory to [heads, d, N]:
+// head h's [d, N] matrix is the NHWC rows of positions [h·N/heads, (h+1)·N/heads), all P channels.
+// So each head gathers its q̃, k̃, ṽ by transposing a [P, N/heads] block of the NCHW planes (which
+// gives exactly that NHWC memory), and scatters its output [d, N] back the same way. Per head:
+//   q = softmax over i (each column j) of q̃ [d, N],  k = softmax over j (each row i) of k̃
+//   c = α · k vᵀ [d, d] (α = d^(−½), applied to c instead of q),  o = cᵀ q [d, N]
+// and the backward, with the forward recomputed from qkv:
+//   ∂q = c ∂o,  ∂(k vᵀ) = α · q ∂oᵀ,  ∂k = ∂(k vᵀ) v,  ∂v = ∂(k vᵀ)ᵀ k
+//   ∂k̃ = k ⊙ (∂k − Σ_j ∂k ⊙ k),  ∂q̃ = q ⊙ (∂q − Σ_i ∂q ⊙ q)
+// Every head writes only its own positions of y (or ∂qkv), so heads run in parallel.
+
+#include "haze_kernels.h"
+#include "haze_multiversion.h"
+#include "haze_exp.h"
+#include <math.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))  // into the multiversioned kernels
+
+// Columns per block of the d × d products: two [d, JB] blocks stay in L1/L2 while all d² pairs use them.
+enum { JB = 256 };
+
+INLINE float exp_approx(float x) {
+    x = fminf(fmaxf(x, -87.3f), 88.7f);
+    const float n = rintf(x * 1.44269504088896341f);
+    const float p = HAZE_EXP_POLYNOMIAL(HAZE_EXP_REDUCED(x, n));
+    const int bits = ((int)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// Softmax of each column of m [d, n] (over the d rows); colmax, colsum: n floats of scratch.
+INLINE void softmax_columns(float *m, long d, long n, float *colmax, float *colsum) {
+    memcpy(colmax, m, (size_t)n * sizeof(float));
+    for (long i = 1; i < d; i++)
+        for (long j = 0; j < n; j++) colmax[j] = fmaxf(colmax[j], m[i * n + j]);
+    memset(colsum, 0, (size_t)n * sizeof(float));
+    for (long i = 0; i < d; i++)
+        for (long j = 0; j < n; j++) {
+            const float e = exp_approx(m[i * n + j] - colmax[j]);
+            m[i * n + j] = e;
+            colsum[j] += e;
+        }
+    for (long j = 0; j < n; j++) colsum[j] = 1.0f / colsum[j];
+    for (long i = 0; i < d; i++)
+        for (long j = 0; j < n; j++) m[i * n + j] *= colsum[j];
+}
+
+// Softmax of each row of m [d, n].
+INLINE void softmax_rows(float *m, long d, long n) {
+    for (long i = 0; i < d; i++) {
+        float *row = m + i * n;
+        float mx = row[0];
+        for (long j = 1; j < n; j++) mx = fmaxf(mx, row[j]);
+        float sum = 0;
+        {
+#pragma clang fp reassociate(on)
+            for (long j = 0; j < n; j++) {
+                row[j] = exp_approx(row[j] - mx);
+                sum += row[j];
+            }
+        }
+        const float inv = 1.0f / sum;
+        for (long j = 0; j < n; j++) row[j] *= inv;
+    }
+}
+
+// Σ_j a[j] b[j].
+INLINE float dot(const float *a, const float *b, long n) {
+#pragma clang fp reassociate(on)
+    float s = 0;
+    for (long j = 0; j < n; j++) s += a[j] * b[j];
+    return s;
+}
+
+// out [r, n] = Σ_s coef[s·cs + r·rs] · m[s] (rows of m [d, n]), for r < d: a [d, d] matrix (given
+// by strides) times m, by blocks of JB columns.
+INLINE void combine_rows(const float *coef, long rs, long cs, const float *m, float *out, long d, long n) {
+    for (long j0 = 0; j0 < n; j0 += JB) {
+        const long len = n - j0 < JB ? n - j0 : JB;
+        for (long r = 0; r < d; r++) {
+            float *dst = out + r * n + j0;
+            for (long j = 0; j < len; j++) dst[j] = 0;
+            for (long s = 0; s < d; s++) {
+                const float a = coef[s * cs + r * rs];
+                const float *src = m + s * n + j0;
+                for (long j = 0; j < len; j++) dst[j] += a * src[j];
+            }
+        }
+    }
+}
+
+// c[i·d + e] = α Σ_j a[i][j] b[e][j] for a, b [d, n], by blocks of JB columns.
+INLINE void row_products(const float *a, const float *b, float *c, long d, long n, float alpha) {
+    for (long x = 0; x < d * d; x++) c[x] = 0;
+    for (long j0 = 0; j0 < n; j0 += JB) {
+        const long len = n - j0 < JB ? n - j0 : JB;
+        for (long i = 0; i < d; i++)
+            for (long e = 0; e < d; e++) c[i * d + e] += dot(a + i * n + j0, b + e * n + j0, len);
+    }
+    for (long x = 0; x < d * d; x++) c[x] *= alpha;
+}
+
+// The head's q, k, v (softmaxed) and α·k vᵀ from qkv. work: 3·d·n + 2·n floats after c [d·d].
+INLINE void head_forward(const float *qkv, long p, long n, long heads, long d, float alpha, long b, long h,
+                         float *q, float *k, float *v, float *c, float *scratch) {
+    const long chunk = n / heads;
+    const float *image = qkv + b * 3 * p * n + h * chunk;
+    haze_transpose_tiled(image, n, q, p, p, chunk);
+    haze_transpose_tiled(image + p * n, n, k, p, p, chunk);
+    haze_transpose_tiled(image + 2 * p * n, n, v, p, p, chunk);
+    softmax_columns(q, d, n, scratch, scratch + n);
+    softmax_rows(k, d, n);
+    row_products(k, v, c, d, n, alpha);
+}
+
+long haze_linear_attention_work_size(long n, long d, int backward) {
+    return d * d * 2 + (backward ? 7 : 4) * d * n + 2 * n;
+}
+
+MULTIVERSION void haze_linear_attention_forward(const float *qkv, float *y, long p, long n, long heads, long d, float alpha,
+                                                long first, long count, float *work) {
+    float *c = work, *q = c + 2 * d * d, *k = q + d * n, *v = k + d * n, *o = v + d * n, *scratch = o + d * n;
+    const long chunk = n / heads;
+    for (long task = first; task < first + count; task++) {
+        const long b = task / heads, h = task % heads;
+        head_forward(qkv, p, n, heads, d, alpha, b, h, q, k, v, c, scratch);
+        combine_rows(c, 1, d, q, o, d, n);  // o[e] = Σ_i c[i][e] q[i]
+        haze_transpose_tiled(o, p, y + b * p * n + h * chunk, n, chunk, p);
+    }
+}
+
+MULTIVERSION void haze_linear_attention_backward(const float *qkv, const float *dy, float *dqkv, long p, long n, long heads,
+                                                 long d, float alpha, long first, long count, float *work) {
+    float *c = work, *dc = c + d * d, *q = dc + d * d, *k = q + d * n, *v = k + d * n, *dout = v + d * n;
+    float *dq = dout + d * n, *dk = dq + d * n, *dv = dk + d * n, *scratch = dv + d * n;
+    const long chunk = n / heads;
+    for (long task = first; task < first + count; task++) {
+        const long b = task / heads, h = task % heads;
+        head_forward(qkv, p, n, heads, d, alpha, b, h, q, k, v, c, scratch);
+        haze_transpose_tiled(dy + b * p * n + h * chunk, n, dout, p, p, chunk);
+        combine_rows(c, d, 1, dout, dq, d, n);  // ∂q[i] = Σ_e c[i][e] ∂o[e]
+        row_products(q, dout, dc, d, n, alpha);  // ∂(k vᵀ)
+        combine_rows(dc, d, 1, v, dk, d, n);  // ∂k[i] = Σ_e ∂c[i][e] v[e]
+        combine_rows(dc, 1, d, k, dv, d, n);  // ∂v[e] = Σ_i ∂c[i][e] k[i]
+        // Through the softmaxes: rows of k, columns of q.
+        for (long i = 0; i < d; i++) {
+            const float s = dot(dk + i * n, k + i * n, n);
+            for (long j = 0; j < n; j++) dk[i * n + j] = k[i * n + j] * (dk[i * n + j] - s);
+        }
+        float *colsum = scratch;
+        memset(colsum, 0, (size_t)n * sizeof(float));
+        for (long i = 0; i < d; i++)
+            for (long j = 0; j < n; j++) colsum[j] += dq[i * n + j] * q[i * n + j];
+        for (long i = 0; i < d; i++)
+            for (long j = 0; j < n; j++) dq[i * n + j] = q[i * n + j] * (dq[i * n + j] - colsum[j]);
+        float *image = dqkv + b * 3 * p * n + h * chunk;
+        haze_transpose_tiled(dq, p, image, n, chunk, p);
+        haze_transpose_tiled(dk, p, image + p * n, n, chunk, p);
+        haze_transpose_tiled(dv, p, image + 2 * p * n, n, chunk, p);
+    }
+}
