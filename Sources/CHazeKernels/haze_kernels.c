@@ -12,16 +12,6 @@
 #include "haze_exp.h"
 #include "haze_im2col_avx512.h"
 
-static inline float exp_approx(float x) {
-    x = fminf(fmaxf(x, -87.3f), 88.7f);
-    const float n = rintf(x * 1.44269504088896341f);
-    const float p = HAZE_EXP_POLYNOMIAL(HAZE_EXP_REDUCED(x, n));
-    const int bits = ((int)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
 MULTIVERSION void haze_exp(const float *x, float *y, long n) {
     for (long i = 0; i < n; i++) y[i] = exp_approx(x[i]);
 }

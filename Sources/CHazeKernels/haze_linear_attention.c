@@ -24,16 +24,6 @@
 // Columns per block of the d × d products: two [d, JB] blocks stay in L1/L2 while all d² pairs use them.
 enum { JB = 256 };
 
-INLINE float exp_approx(float x) {
-    x = fminf(fmaxf(x, -87.3f), 88.7f);
-    const float n = rintf(x * 1.44269504088896341f);
-    const float p = HAZE_EXP_POLYNOMIAL(HAZE_EXP_REDUCED(x, n));
-    const int bits = ((int)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
 // Softmax of each column of m [d, n] (over the d rows); colmax, colsum: n floats of scratch.
 INLINE void softmax_columns(float *m, long d, long n, float *colmax, float *colsum) {
     memcpy(colmax, m, (size_t)n * sizeof(float));

@@ -89,11 +89,13 @@ public final class Trainer {
     /// starts from `initialParameters` when given (fine-tuning: the EMA starts from them too),
     /// else from the model's seeded initialisation. A resumed run must see the data its checkpoint
     /// was trained on unless `acceptChangedData`. Nothing is written before the checks pass, and
-    /// rank 0 holds the run folder's lock (`RunLock`) from then on. `gradientBucketBytes`: the size at which a bucket of gradients starts its allreduce
-    /// (`GradientReducer`; `Int.max`: one bucket after the backward pass, no overlap).
+    /// rank 0 holds the run folder's lock (`RunLock`) from then on. `gradientBucketBytes`: the size
+    /// at which a bucket of gradients starts its allreduce (`GradientReducer`; `Int.max`: one bucket
+    /// after the backward pass, no overlap).
     public init(run: String, model: any DenoisingModel, options: TrainingOptions, dataset: ImageDataset,
                 resume: (parameters: ParameterSet, ema: ParameterSet?, optimizer: AdamOptimizer, state: TrainerState)? = nil,
-                initialParameters: ParameterSet? = nil, acceptChangedData: Bool = false, tensorboard: Bool = true, group: ProcessGroup = ProcessGroup(), gradientBucketBytes: Int = 4 << 20) throws {
+                initialParameters: ParameterSet? = nil, acceptChangedData: Bool = false, tensorboard: Bool = true,
+                group: ProcessGroup = ProcessGroup(), gradientBucketBytes: Int = 4 << 20) throws {
         guard options.batchSize >= group.size else {
             throw Failure(description: "--batch-size \(options.batchSize) is smaller than the \(group.size) ranks: every rank needs at least one item")
         }
@@ -139,15 +141,17 @@ public final class Trainer {
             optimizer = resume.optimizer
             step = resume.state.step
             let start = (resume.ema ?? resume.parameters).filter { trainable.contains($0.key) }
-            ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0, power: options.emaWarmupPower, updates: resume.state.emaUpdates) }
+            ema = options.emaDecay.map {
+                ExponentialMovingAverage(start, maxDecay: $0, power: options.emaWarmupPower, updates: resume.state.emaUpdates)
+            }
             loader = DataLoader(dataset: dataset, batchSize: options.batchSize, seed: options.seed, flip: options.horizontalFlip,
                                 start: .init(epoch: resume.state.data.epoch, index: resume.state.data.index), items: items)
             lastCheckpointStep = step
             if group.isRoot { try log.truncate(from: step + 1) }
         } else {
             parameters = initialParameters ?? model.initialParameters(seed: options.seed)
-            optimizer = AdamOptimizer(options.optimizer ?? .adamW, learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
-                                      epsilon: options.epsilon, weightDecay: options.weightDecay)
+            optimizer = AdamOptimizer(options.optimizer ?? .adamW, learningRate: options.learningRate, beta1: options.beta1,
+                                      beta2: options.beta2, epsilon: options.epsilon, weightDecay: options.weightDecay)
             step = 0
             let start = parameters.filter { trainable.contains($0.key) }
             ema = options.emaDecay.map { ExponentialMovingAverage(start, maxDecay: $0, power: options.emaWarmupPower) }
