@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev l
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test test-portable bench demo fixtures test-scripts soak test-asan test-tsan clean
+.PHONY: deps build test test-portable bench demo fixtures test-scripts soak test-asan test-tsan fuzz clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -99,6 +99,55 @@ soak: deps
 test-asan test-tsan: test-%: deps
 	$(SWIFT) build --build-tests $(TEST_FLAGS) --sanitize=$(if $(filter asan,$*),address,thread) --scratch-path .build-$*
 	$(SWIFT) test --skip-build $(TEST_FLAGS) --sanitize=$(if $(filter asan,$*),address,thread) --scratch-path .build-$*
+
+## fuzz: libFuzzer with AddressSanitizer on every kind of file Haze reads from a user (Sources/haze-fuzz:
+## safetensors, unet-config, scheduler-config, trainer-state, optimizer, idx, png, jpeg, sample-input), each for
+## FUZZ_SECONDS (default 60) or FUZZ_RUNS inputs, from a scratch copy of its seeds (Fuzz/corpus, not grown).
+## Fails on any crash, sanitizer report, leak, hang (10 s) or allocation over FUZZ_MALLOC_MB. Release build in
+## .build-fuzz; findings and logs in .build-fuzz/run/HARNESS/. FUZZ_TARGETS: a subset of the harnesses.
+## FUZZ_MALLOC_MB: no input of at most -max_len bytes may make Haze allocate more at once. The largest legitimate
+## allocation is an image at the decoder's 64-Mpixel limit, 256 MB of RGBA from libpng (192 MB of RGB from
+## libjpeg); every other loader allocates in proportion to its input (at most about 1000 times for gzip), or
+## within its own limits (100000 timesteps, 65536 channels). 512 MB leaves twice the largest.
+## FUZZ_IMAGE_PIXELS: the pixel limit (HAZE_MAX_IMAGE_PIXELS) while fuzzing PNG and JPEG, 1 Mpixel: mutated JPEG
+## headers declare huge images that libjpeg then decodes in full (about 400 inputs/s at 64 Mpixel, 4000 at 1);
+## the code under test is the same. Empty: the default limit.
+## Leaks: LeakSanitizer is on, with Fuzz/lsan.supp (one leak of swift-foundation, not Haze's).
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
+FUZZ_TARGETS ?= safetensors unet-config scheduler-config trainer-state optimizer idx png jpeg sample-input
+FUZZ_MALLOC_MB ?= 512
+FUZZ_IMAGE_PIXELS ?= 1048576
+fuzz: deps
+	$(SWIFT) build -c release --scratch-path .build-fuzz --product haze-fuzz --sanitize=fuzzer --sanitize=address \
+	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DHAZE_FUZZ
+	@# (swiftc keeps only its last -sanitize= option: the -Xswiftc one gives Swift code both coverage and ASan.)
+	@run=.build-fuzz/run; shm=/dev/shm/haze-fuzz-make-$$$$; failed=""; rm -rf $$run; \
+	printf '%-17s %12s %9s %7s  %s\n' harness executions exec/s time result; \
+	for h in $(FUZZ_TARGETS); do \
+	  dict=-dict=Fuzz/json.dict; len=65536; pixels=; \
+	  case $$h in \
+	    safetensors|optimizer|sample-input) dict=-dict=Fuzz/safetensors.dict;; \
+	    idx) dict=;; \
+	    png|jpeg) dict=; len=262144; pixels=$(FUZZ_IMAGE_PIXELS);; \
+	  esac; \
+	  [ -d Fuzz/corpus/$$h ] || { echo "no seeds in Fuzz/corpus/$$h"; exit 1; }; \
+	  mkdir -p $$run/$$h/corpus $$run/$$h/findings && cp Fuzz/corpus/$$h/* $$run/$$h/corpus/; \
+	  start=$$(date +%s); \
+	  env SWIFT_BACKTRACE=enable=no HAZE_FUZZ_TARGET=$$h HAZE_FUZZ_SCRATCH=$$shm \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/lsan.supp $${pixels:+HAZE_MAX_IMAGE_PIXELS=$$pixels} \
+	    .build-fuzz/release/haze-fuzz $$dict -max_len=$$len -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=$(FUZZ_MALLOC_MB) \
+	    $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS)) -print_final_stats=1 \
+	    -artifact_prefix=$$run/$$h/findings/ $$run/$$h/corpus > $$run/$$h/log.txt 2>&1; \
+	  status=$$?; seconds=$$(( $$(date +%s) - start )); \
+	  execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$run/$$h/log.txt); \
+	  rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $$run/$$h/log.txt); \
+	  result=ok; [ $$status -eq 0 ] || { failed="$$failed $$h"; \
+	    result="FAILED (exit $$status): $$(grep -m1 -E 'ERROR|deadly' $$run/$$h/log.txt); see $$run/$$h/findings, log.txt"; }; \
+	  printf '%-17s %12s %9s %6ss  %s\n' $$h "$${execs:-?}" "$${rate:-?}" $$seconds "$$result"; \
+	done; \
+	rm -rf $$shm; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in$$failed"; exit 1; fi
 
 clean:
 	rm -rf .build

@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "HazeDistributed", targets: ["HazeDistributed"]),
         .executable(name: "haze", targets: ["haze"]),
         .executable(name: "haze-bench", targets: ["haze-bench"]),
+        .executable(name: "haze-fuzz", targets: ["haze-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -52,6 +53,12 @@ let package = Package(
                 "HazeTensor", "HazeIO", "HazeNN", "HazeData", "HazeTraining", "HazeDistributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // libFuzzer harnesses for every file Haze reads from a user (`make fuzz`, built with
+        // -DHAZE_FUZZ and --sanitize=fuzzer,address); a plain build is a stub that says so.
+        .executableTarget(
+            name: "haze-fuzz",
+            dependencies: ["HazeTensor", "HazeIO", "HazeNN", "HazeData", "HazeDiffusion", "HazeTraining", "CZlib"]
         ),
         .testTarget(name: "HazeTensorTests", dependencies: ["HazeTensor", "HazeIO"],
                     exclude: ["Fixtures"]),

@@ -20,14 +20,18 @@ public struct IDXFile {
         guard FileManager.default.fileExists(atPath: path) else { throw fail("no such file") }
         guard let file = gzopen(path, "rb") else { throw fail("cannot be opened") }
         defer { gzclose(file) }
+        // In chunks, the buffer growing with the data actually read: a header may declare up to
+        // 4 GB, and a damaged file must not make Haze allocate that before it finds the data missing.
         func read(_ count: Int) throws -> [UInt8] {
-            var buffer = [UInt8](repeating: 0, count: count)
-            var filled = 0
-            while filled < count {
-                let n = buffer.withUnsafeMutableBytes { gzread(file, $0.baseAddress! + filled, UInt32(min(count - filled, 1 << 30))) }
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(min(count, 1 << 26))  // Fashion-MNIST's 47 MB in one allocation
+            var chunk = [UInt8](repeating: 0, count: min(count, 1 << 20))
+            while buffer.count < count {
+                let wanted = min(count - buffer.count, chunk.count)
+                let n = chunk.withUnsafeMutableBytes { gzread(file, $0.baseAddress!, UInt32(wanted)) }
                 if n < 0 { throw fail("corrupt compressed data") }
-                if n == 0 { throw fail("truncated: expected \(count) bytes, found \(filled)") }
-                filled += Int(n)
+                if n == 0 { throw fail("truncated: expected \(count) bytes, found \(buffer.count)") }
+                buffer.append(contentsOf: chunk.prefix(Int(n)))
             }
             return buffer
         }
@@ -38,8 +42,12 @@ public struct IDXFile {
         guard (1...4).contains(rank) else { throw fail("IDX rank \(rank) is not 1…4") }
         let header = try read(4 * rank)
         shape = (0..<rank).map { i in header[(4 * i)..<(4 * i + 4)].reduce(0) { $0 << 8 | Int($1) } }
-        let count = shape.reduce(1, *)
-        guard count > 0, count < 1 << 32 else { throw fail("IDX shape \(shape) is empty or too large") }
+        // Four extents of up to 2³² − 1 overflow an Int: multiply with a check.
+        let (count, overflow) = shape.reduce((1, false)) { acc, n in
+            let (p, o) = acc.0.multipliedReportingOverflow(by: n)
+            return (p, acc.1 || o)
+        }
+        guard !overflow, count > 0, count < 1 << 32 else { throw fail("IDX shape \(shape) is empty or too large") }
         bytes = try read(count)
     }
 }

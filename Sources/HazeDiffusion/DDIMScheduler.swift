@@ -22,9 +22,11 @@ public final class DDIMScheduler: Scheduler {
         guard count >= 1, count <= config.numTrainTimesteps else {
             throw SamplingError("\(count) inference steps: DDIM allows 1…\(config.numTrainTimesteps) (the training timesteps)")
         }
+        let steps = spacedTimesteps(config.timestepSpacing, trainingSteps: config.numTrainTimesteps, count: count,
+                                    offset: config.stepsOffset)
+        try checkTimesteps(steps, config: config, count: count)
         inferenceSteps = count
-        timesteps = spacedTimesteps(config.timestepSpacing, trainingSteps: config.numTrainTimesteps, count: count,
-                                    offset: config.stepsOffset).map(Float.init)
+        timesteps = steps.map(Float.init)
     }
 
     public func needsNoise(stepIndex index: Int) -> Bool { eta > 0 }

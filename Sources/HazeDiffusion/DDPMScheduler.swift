@@ -18,8 +18,10 @@ public final class DDPMScheduler: Scheduler {
         guard count >= 1, count <= config.numTrainTimesteps else {
             throw SamplingError("\(count) inference steps: DDPM allows 1…\(config.numTrainTimesteps) (the training timesteps)")
         }
-        timesteps = spacedTimesteps(config.timestepSpacing, trainingSteps: config.numTrainTimesteps, count: count,
-                                    offset: config.stepsOffset).map(Float.init)
+        let steps = spacedTimesteps(config.timestepSpacing, trainingSteps: config.numTrainTimesteps, count: count,
+                                    offset: config.stepsOffset)
+        try checkTimesteps(steps, config: config, count: count)
+        timesteps = steps.map(Float.init)
     }
 
     public func needsNoise(stepIndex index: Int) -> Bool { timesteps[index] > 0 }

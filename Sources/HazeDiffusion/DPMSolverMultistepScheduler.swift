@@ -51,7 +51,8 @@ public final class DPMSolverMultistepScheduler: Scheduler {
             }
             sigmas = sigmas.map { Double(Float($0)) }
         } else {
-            sigmas = steps.map { train[Int($0)] }
+            // np.interp, as diffusers: steps_offset may push "leading" steps past T − 1, which take σ_{T−1}.
+            sigmas = steps.map { train[min(max(Int($0), 0), t - 1)] }
         }
         sigmas.append(0)
         timesteps = steps.map(Float.init)

@@ -65,6 +65,16 @@ func spacedTimesteps(_ spacing: SchedulerConfig.Spacing, trainingSteps t: Int, c
     }
 }
 
+/// Checks that a run's timesteps are training timesteps (0…T−1): "leading" spacing plus
+/// `steps_offset` passes T − 1 when the steps are many (T = 1000, offset 5, 1000 steps: 1004).
+func checkTimesteps<S: Sequence>(_ steps: S, config: SchedulerConfig, count: Int) throws where S.Element: BinaryInteger {
+    let t = config.numTrainTimesteps
+    if let bad = steps.first(where: { $0 < 0 || $0 >= t }) {
+        throw SamplingError("\(count) inference steps with \(config.timestepSpacing.rawValue) spacing and steps_offset \(config.stepsOffset) "
+                            + "reach timestep \(bad), outside the \(t) training timesteps (0…\(t - 1)): use fewer steps")
+    }
+}
+
 /// numpy.linspace in Double: start + i·step, the last element exactly `end`.
 func linspace64(_ start: Double, _ end: Double, _ count: Int) -> [Double] {
     guard count > 1 else { return count == 1 ? [start] : [] }

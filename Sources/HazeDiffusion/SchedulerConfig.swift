@@ -22,6 +22,10 @@ public struct SchedulerConfig: Equatable, Sendable {
 
     public enum Spacing: String, Sendable { case leading, trailing, linspace }
 
+    /// The most training timesteps Haze accepts: a hundred times the usual 1000 (a schedule is
+    /// arrays of this length, so a damaged file must not ask for billions).
+    public static let maximumTrainTimesteps = 100_000
+
     public var kind: Kind
     public var numTrainTimesteps = 1000
     public var betaStart = 0.0001
@@ -98,6 +102,11 @@ extension SchedulerConfig {
             guard let n = v as? NSNumber else { throw fail(field, "expected a number, found \(v)") }
             return n.doubleValue
         }
+        func integer(_ field: String) throws -> Int? {
+            guard let x = try number(field) else { return nil }
+            guard x == x.rounded(), abs(x) < 0x1p53 else { throw fail(field, "expected an integer, found \(x)") }
+            return Int(x)
+        }
         func flag(_ field: String) throws -> Bool? {
             guard let v = value(field) else { return nil }
             guard let b = v as? Bool else { throw fail(field, "expected true or false, found \(v)") }
@@ -111,8 +120,10 @@ extension SchedulerConfig {
             }
             return s
         }
-        numTrainTimesteps = try number("num_train_timesteps").map(Int.init) ?? numTrainTimesteps
-        guard numTrainTimesteps > 1 else { throw fail("num_train_timesteps", "must be at least 2") }
+        numTrainTimesteps = try integer("num_train_timesteps") ?? numTrainTimesteps
+        guard (2...Self.maximumTrainTimesteps).contains(numTrainTimesteps) else {
+            throw fail("num_train_timesteps", "value \(numTrainTimesteps) is not in 2…\(Self.maximumTrainTimesteps)")
+        }
         betaStart = try number("beta_start") ?? betaStart
         betaEnd = try number("beta_end") ?? betaEnd
         betaSchedule = try text("beta_schedule", allowed: ["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"]) ?? betaSchedule
@@ -125,11 +136,17 @@ extension SchedulerConfig {
         rescaleBetasZeroSNR = try flag("rescale_betas_zero_snr") ?? false
         predictionType = try text("prediction_type", allowed: PredictionType.allCases.map(\.rawValue)).flatMap(PredictionType.init(rawValue:)) ?? .epsilon
         timestepSpacing = try text("timestep_spacing", allowed: ["leading", "trailing", "linspace"]).flatMap(Spacing.init(rawValue:)) ?? timestepSpacing
-        stepsOffset = try number("steps_offset").map(Int.init) ?? 0
+        stepsOffset = try integer("steps_offset") ?? 0
+        guard (0..<numTrainTimesteps).contains(stepsOffset) else {
+            throw fail("steps_offset", "value \(stepsOffset) is not a timestep (0…\(numTrainTimesteps - 1))")
+        }
         clipSample = try flag("clip_sample") ?? (kind == .ddpm || kind == .ddim)
         clipSampleRange = try number("clip_sample_range").map(Float.init) ?? 1
         thresholding = try flag("thresholding") ?? false
         dynamicThresholdingRatio = try number("dynamic_thresholding_ratio").map(Float.init) ?? 0.995
+        guard (0...1).contains(dynamicThresholdingRatio) else {
+            throw fail("dynamic_thresholding_ratio", "value \(dynamicThresholdingRatio) is not a quantile between 0 and 1")
+        }
         sampleMaxValue = try number("sample_max_value").map(Float.init) ?? 1
         setAlphaToOne = try flag("set_alpha_to_one") ?? true
         lowerOrderFinal = try flag("lower_order_final") ?? true
@@ -138,7 +155,7 @@ extension SchedulerConfig {
         case .ddpm:
             varianceType = try text("variance_type", allowed: ["fixed_small", "fixed_large"]) ?? "fixed_small"
         case .dpmSolverMultistep:
-            solverOrder = try number("solver_order").map(Int.init) ?? 2
+            solverOrder = try integer("solver_order") ?? 2
             guard solverOrder == 1 || solverOrder == 2 else { throw fail("solver_order", "value \(solverOrder) is not supported by Haze (1 or 2)") }
             _ = try text("algorithm_type", allowed: ["dpmsolver++"])
             _ = try text("solver_type", allowed: ["midpoint"])

@@ -46,6 +46,8 @@ public struct AdamOptimizer {
             precondition(theta.shape == g.shape, "gradient of \(name) has shape \(g.shape), parameter \(theta.shape)")
             var m = firstMoments[name] ?? Tensor.zeros(theta.shape)
             var v = secondMoments[name] ?? Tensor.zeros(theta.shape)
+            precondition(m.shape == theta.shape && v.shape == theta.shape,
+                         "optimizer moments of \(name) have shapes \(m.shape), \(v.shape); the parameter \(theta.shape)")
             let n = theta.count
             theta.withMutableScalars { pt in m.withMutableScalars { pm in v.withMutableScalars { pv in
                 g.scalars.withUnsafeBufferPointer { gb in
@@ -88,12 +90,30 @@ public struct AdamOptimizer {
         guard let v = meta["optimizer"].flatMap(Variant.init(rawValue:)), let step = meta["step"].flatMap(Int.init) else {
             throw SafeTensorsError(file: file, problem: "not an optimizer state (missing 'optimizer' or 'step' metadata)")
         }
+        // Whole numbers of a Double, so that the bias corrections β^step stay exact and step + 1 cannot overflow.
+        guard (0...(1 << 53)).contains(step) else { throw SafeTensorsError(file: file, problem: "step \(step) is not in 0…2^53") }
         self.init(v, learningRate: try number("lr"), beta1: try number("beta1"), beta2: try number("beta2"),
                   epsilon: try number("eps"), weightDecay: try number("weight_decay"))
         self.step = step
         for (name, t) in state.tensors {
             if name.hasPrefix("exp_avg_sq.") { secondMoments[String(name.dropFirst(11))] = t }
             else if name.hasPrefix("exp_avg.") { firstMoments[String(name.dropFirst(8))] = t }
+        }
+        // `update` reads both moments of a parameter element by element: they come in pairs of one shape.
+        for name in Set(firstMoments.keys).union(secondMoments.keys).sorted() where firstMoments[name]?.shape != secondMoments[name]?.shape {
+            func shape(_ t: Tensor?) -> String { t.map { "\($0.shape)" } ?? "missing" }
+            throw SafeTensorsError(file: file, tensor: "exp_avg.\(name)",
+                                   problem: "first moment \(shape(firstMoments[name])) and second moment (exp_avg_sq) \(shape(secondMoments[name])) do not match")
+        }
+    }
+
+    /// Checks the moments against the parameters they belong to (name → shape), as a resumed run
+    /// must before its first update: a moment of a parameter the model does not have, or of
+    /// another shape, is an error naming the file and the tensor.
+    public func checkMoments(against shapes: [String: [Int]], file: String) throws {
+        for (name, m) in firstMoments.sorted(by: { $0.key < $1.key }) where shapes[name] != m.shape {
+            throw SafeTensorsError(file: file, tensor: "exp_avg.\(name)", problem: shapes[name].map { "shape \(m.shape), but the parameter has shape \($0)" }
+                                       ?? "the model has no parameter \(name)")
         }
     }
 }

@@ -50,7 +50,10 @@ public struct TFArticleUNetConfig: Equatable, Sendable {
         }
         func float(_ field: String, _ current: Double) throws -> Double {
             guard let value = json[field] else { return current }
-            guard let x = (value as? NSNumber)?.doubleValue, x > 0 else { throw ConfigError(file: file, field: field, problem: "must be a positive number, not \(value)") }
+            // Finite as a Float too: config.json is written back from Float fields.
+            guard let x = (value as? NSNumber)?.doubleValue, x > 0, Float(x).isFinite else {
+                throw ConfigError(file: file, field: field, problem: "must be a positive number below 3.4e38, not \(value)")
+            }
             return x
         }
         imageSize = try int("image_size", imageSize)
@@ -79,7 +82,24 @@ public struct TFArticleUNetConfig: Equatable, Sendable {
         try validate(file: file)
     }
 
+    /// Limits far beyond the notebook's network (3 levels, 2 blocks per level, 256 channels), so
+    /// that a damaged config.json cannot make Haze build millions of layers or overflow its
+    /// parameter arithmetic: levels, blocks per level, every width and count.
+    public static let maximumLevels = 16, maximumLayersPerBlock = 64, maximumWidth = 1 << 16
+
     public func validate(file: String) throws {
+        guard (1...Self.maximumLevels).contains(channels.count) else {
+            throw ConfigError(file: file, field: "channels", problem: "has \(channels.count) entries; Haze supports 1…\(Self.maximumLevels) levels")
+        }
+        let limits = [("image_size", imageSize, Self.maximumWidth), ("in_channels", inChannels, Self.maximumWidth),
+                      ("out_channels", outChannels, Self.maximumWidth), ("init_channels", initChannels, Self.maximumWidth),
+                      ("mid_channels", midChannels, Self.maximumWidth), ("final_channels", finalChannels, Self.maximumWidth),
+                      ("layers_per_block", layersPerBlock, Self.maximumLayersPerBlock), ("time_embed_dim", timeEmbedDim, 4 * Self.maximumWidth),
+                      ("attention_heads", attentionHeads, Self.maximumWidth), ("attention_head_dim", attentionHeadDim, Self.maximumWidth),
+                      ("norm_num_groups", normGroups, Self.maximumWidth)] + channels.map { ("channels", $0, Self.maximumWidth) }
+        for (field, value, limit) in limits where !(1...limit).contains(value) {
+            throw ConfigError(file: file, field: field, problem: "value \(value) is not in 1…\(limit)")
+        }
         for (field, width) in [("mid_channels", midChannels), ("final_channels", finalChannels)] + channels.map({ ("channels", $0) })
             where width % normGroups != 0 {
             throw ConfigError(file: file, field: field, problem: "\(width) is not divisible by norm_num_groups \(normGroups)")

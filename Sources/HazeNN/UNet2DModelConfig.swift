@@ -54,6 +54,12 @@ extension UNet2DModelConfig {
     /// Fields diffusers writes that do not change the network, accepted and ignored.
     static let ignoredFields: Set<String> = ["num_train_timesteps", "time_embedding_type", "downsample_type", "upsample_type", "act_fn"]
 
+    /// Limits far beyond any published UNet2DModel (at most 6 blocks, 3 layers per block and 1280
+    /// channels), so that a damaged config.json cannot make Haze build millions of layers or
+    /// overflow its parameter arithmetic: blocks, layers per block, channel widths (in, out and
+    /// block widths, sample size; the time embedding up to 4 times that), class-table rows.
+    public static let maximumBlocks = 16, maximumLayersPerBlock = 64, maximumWidth = 1 << 16, maximumClasses = 1 << 20
+
     /// Whether a JSONSerialization value is a JSON boolean (NSNumber bridges to Bool too).
     static func isBoolean(_ v: Any) -> Bool { type(of: v) == Bool.self || type(of: v) == type(of: NSNumber(value: true)) }
 
@@ -86,6 +92,8 @@ extension UNet2DModelConfig {
         func float(_ field: String) throws -> Float? {
             guard let v = present(field) else { return nil }
             guard let n = v as? NSNumber, !Self.isBoolean(v) else { throw fail(field, "expected a number, found \(v)") }
+            // 1e308 is a JSON number but an infinite Float, which config.json could not be written back with.
+            guard n.floatValue.isFinite else { throw fail(field, "value \(v) is beyond the range of a 32-bit float") }
             return n.floatValue
         }
         func bool(_ field: String) throws -> Bool? {
@@ -105,7 +113,9 @@ extension UNet2DModelConfig {
         }
         func ints(_ field: String) throws -> [Int]? {
             guard let v = present(field) else { return nil }
-            guard let s = v as? [NSNumber] else { throw fail(field, "expected a list of integers, found \(v)") }
+            guard let s = v as? [NSNumber], s.allSatisfy({ !Self.isBoolean($0) && Double($0.intValue) == $0.doubleValue }) else {
+                throw fail(field, "expected a list of integers, found \(v)")
+            }
             return s.map(\.intValue)
         }
         func require(_ field: String, _ value: String?, in allowed: [String]) throws {
@@ -115,8 +125,8 @@ extension UNet2DModelConfig {
         }
 
         if let v = present("sample_size") {
-            if let n = v as? NSNumber { sampleSize = [n.intValue, n.intValue] }
-            else if let list = v as? [NSNumber], list.count == 2 { sampleSize = list.map(\.intValue) }
+            if v is NSNumber, let n = try int("sample_size") { sampleSize = [n, n] }
+            else if let list = try? ints("sample_size"), list.count == 2 { sampleSize = list }
             else { throw fail("sample_size", "expected an integer or [height, width], found \(v)") }
         }
         inChannels = try int("in_channels") ?? inChannels
@@ -164,19 +174,46 @@ extension UNet2DModelConfig {
     /// Checks that the numbers fit together (the checks diffusers makes, and group divisibility).
     public func validate(file: String = "config") throws {
         func fail(_ field: String, _ problem: String) -> ConfigError { ConfigError(file: file, field: field, problem: problem) }
-        guard !blockOutChannels.isEmpty, blockOutChannels.allSatisfy({ $0 > 0 }) else { throw fail("block_out_channels", "must be a non-empty list of positive integers") }
+        func check(_ field: String, _ value: Int?, _ limit: Int) throws {
+            if let value, !(1...limit).contains(value) { throw fail(field, "value \(value) is not in 1…\(limit)") }
+        }
+        guard (1...Self.maximumBlocks).contains(blockOutChannels.count) else {
+            throw fail("block_out_channels", "has \(blockOutChannels.count) entries; Haze supports 1…\(Self.maximumBlocks) blocks")
+        }
+        for c in blockOutChannels { try check("block_out_channels", c, Self.maximumWidth) }
         guard downBlockTypes.count == blockOutChannels.count else {
             throw fail("down_block_types", "has \(downBlockTypes.count) entries but block_out_channels has \(blockOutChannels.count)")
         }
         guard upBlockTypes.count == downBlockTypes.count else {
             throw fail("up_block_types", "has \(upBlockTypes.count) entries but down_block_types has \(downBlockTypes.count)")
         }
+        guard normNumGroups > 0 else { throw fail("norm_num_groups", "must be positive, found \(normNumGroups)") }
         for c in blockOutChannels where c % normNumGroups != 0 {
             throw fail("norm_num_groups", "\(normNumGroups) does not divide block_out_channels entry \(c)")
         }
-        if let h = attentionHeadDim, h <= 0 { throw fail("attention_head_dim", "must be positive, found \(h)") }
-        guard inChannels > 0, outChannels > 0, layersPerBlock > 0 else { throw fail("in_channels", "channel and layer counts must be positive") }
+        try check("in_channels", inChannels, Self.maximumWidth)
+        try check("out_channels", outChannels, Self.maximumWidth)
+        try check("layers_per_block", layersPerBlock, Self.maximumLayersPerBlock)
+        try check("time_embedding_dim", timeEmbeddingDim, 4 * Self.maximumWidth)
+        try check("num_class_embeds", numClassEmbeds, Self.maximumClasses)
+        for side in sampleSize ?? [] { try check("sample_size", side, Self.maximumWidth) }
         if downsamplePadding != 0 && downsamplePadding != 1 { throw fail("downsample_padding", "value \(downsamplePadding) is not supported by Haze (0 or 1)") }
+        if let h = attentionHeadDim, h <= 0 { throw fail("attention_head_dim", "must be positive, found \(h)") }
+        // The attention layers' groups and heads must fit their widths (the forward pass needs
+        // whole groups and at least one head, as diffusers' modules do).
+        let last = blockOutChannels[blockOutChannels.count - 1]
+        let midAttention = midBlockType != nil && addAttention && attentionType != .none
+        if let g = attnNormNumGroups, midAttention {
+            guard g > 0, last % g == 0 else { throw fail("attn_norm_num_groups", "\(g) does not divide the middle block's \(last) channels") }
+        }
+        if let h = attentionHeadDim, attentionType == .softmax {
+            var widths: [Int] = midAttention ? [last] : []
+            for (type, c) in zip(downBlockTypes, blockOutChannels) where type == "AttnDownBlock2D" { widths.append(c) }
+            for (type, c) in zip(upBlockTypes, blockOutChannels.reversed()) where type == "AttnUpBlock2D" { widths.append(c) }
+            for c in widths where h > c {
+                throw fail("attention_head_dim", "\(h) is larger than the \(c) channels of an attention block (no whole head)")
+            }
+        }
     }
 
     /// A Float as the Double with the same shortest decimal form (1e-5, not 9.99999974737875e-06).

@@ -22,6 +22,50 @@ public struct TrainerState: Codable, Equatable, Sendable {
     }
 }
 
+extension TrainerState {
+    private enum CodingKeys: String, CodingKey { case step, data, options, emaUpdates, randomStream, dataFingerprint }
+
+    /// Decodes and validates: a resumed run relies on these values (counts, positions, the noise
+    /// schedule's size), so a damaged trainer_state.json is a `DecodingError` naming the field
+    /// and the problem, never a crash or a huge allocation later.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        step = try c.decode(Int.self, forKey: .step)
+        data = try c.decode(DataPositionState.self, forKey: .data)
+        options = try c.decode(TrainingOptions.self, forKey: .options)
+        emaUpdates = try c.decode(Int.self, forKey: .emaUpdates)
+        randomStream = try c.decode(String.self, forKey: .randomStream)
+        dataFingerprint = try c.decodeIfPresent(String.self, forKey: .dataFingerprint)
+        let problems: [(path: String, problem: String?)] = [
+            ("step", step >= 0 ? nil : "\(step) is negative"),
+            ("emaUpdates", emaUpdates >= 0 ? nil : "\(emaUpdates) is negative"),
+            ("data", data.epoch >= 0 && data.index >= 0 ? nil : "position (epoch \(data.epoch), index \(data.index)) is negative"),
+        ] + options.problems.map { ("options.\($0.field)", $0.problem) }
+        if let bad = problems.first(where: { $0.problem != nil }) {
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "\(bad.path): \(bad.problem!)"))
+        }
+    }
+}
+
+extension TrainingOptions {
+    /// Values a run cannot proceed with, by field (what `haze train` refuses on its command line,
+    /// and a noise schedule Haze can build).
+    var problems: [(field: String, problem: String)] {
+        var found: [(String, String)] = []
+        for (field, value) in [("steps", steps), ("batchSize", batchSize), ("gradientAccumulation", gradientAccumulation),
+                               ("checkpointEvery", checkpointEvery), ("logEvery", logEvery), ("imageSize", imageSize ?? 1)] where value < 1 {
+            found.append((field, "\(value) is not at least 1"))
+        }
+        if !(2...SchedulerConfig.maximumTrainTimesteps).contains(trainTimesteps) {
+            found.append(("trainTimesteps", "\(trainTimesteps) is not in 2…\(SchedulerConfig.maximumTrainTimesteps)"))
+        }
+        if !Self.betaSchedules.contains(betaSchedule) {
+            found.append(("betaSchedule", "\"\(betaSchedule)\" is not one of \(Self.betaSchedules.joined(separator: ", "))"))
+        }
+        return found
+    }
+}
+
 /// A checkpoint folder: `model/` and `ema/` (diffusers folders with scheduler_config.json),
 /// `optimizer.safetensors` and `trainer_state.json`. Written into a temporary folder (each
 /// file fsynced) that is renamed into place, then `RUN/latest` names it: a crash leaves the
@@ -96,6 +140,7 @@ public enum Checkpoint {
         let ema = FileManager.default.fileExists(atPath: path + "/ema") ? try ModelFolder.loadModel(path + "/ema").parameters : nil
         let optimizerPath = path + "/optimizer.safetensors"
         let optimizer = try AdamOptimizer(state: try SafeTensors.read(contentsOf: optimizerPath), file: optimizerPath)
+        try optimizer.checkMoments(against: parameters.mapValues(\.shape), file: optimizerPath)
         let statePath = path + "/trainer_state.json"
         let state: TrainerState
         do {

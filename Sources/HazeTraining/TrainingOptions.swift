@@ -35,6 +35,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// γ of min-SNR-γ loss weighting (nil: uniform).
     public var minSNRGamma: Double? = nil
     public var betaSchedule = "linear"
+    /// The values of `betaSchedule`: diffusers' schedules and the TensorFlow notebook's.
+    public static let betaSchedules = ["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "notebook"]
     /// Train on the continuous cosine schedule (diffusion time in [0, 1]) instead of β_t.
     public var continuousTime = false
     public var trainTimesteps = 1000

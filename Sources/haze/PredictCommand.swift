@@ -46,7 +46,7 @@ struct Predict: ParsableCommand {
     }
 
     func checkInput(_ x: Tensor, for model: any DenoisingModel) throws {
-        guard x.rank == 4 else { throw CLIError("\(input): the tensor has shape \(x.shape); expected [B, C, H, W]") }
+        guard x.rank == 4, x.shape[0] > 0 else { throw CLIError("\(input): the tensor has shape \(x.shape); expected [B, C, H, W] with B ≥ 1") }
         guard x.shape[1] == model.inChannels else {
             throw CLIError("\(input): the tensor has \(x.shape[1]) channels; the model takes \(model.inChannels)")
         }

@@ -97,6 +97,10 @@ struct Sample: ParsableCommand {
             guard file.tensors.count == 1, let x = file.tensors.values.first else {
                 throw CLIError("\(initialNoise): expected exactly one tensor, found \(file.tensors.count)")
             }
+            // Its batch size is the image count when --count is not given.
+            guard x.rank == 4, x.shape[0] > 0 else {
+                throw CLIError("\(initialNoise): x_T has shape \(x.shape); expected [B, C, H, W] with at least one image")
+            }
             noise = x
         }
         let total = count ?? noise?.shape[0] ?? 16

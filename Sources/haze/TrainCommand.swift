@@ -107,8 +107,11 @@ struct Train: ParsableCommand {
         }
         if let objective, PredictionType(rawValue: objective) == nil { throw ValidationError("--objective must be epsilon, v_prediction or sample") }
         if LearningRateSchedule.Shape(rawValue: lrSchedule) == nil { throw ValidationError("--lr-schedule must be constant or cosine") }
-        if let betaSchedule, !["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "notebook"].contains(betaSchedule) {
+        if let betaSchedule, !TrainingOptions.betaSchedules.contains(betaSchedule) {
             throw ValidationError("--beta-schedule must be linear, scaled_linear, squaredcos_cap_v2, sigmoid or notebook, not \(betaSchedule)")
+        }
+        if let trainTimesteps, !(2...SchedulerConfig.maximumTrainTimesteps).contains(trainTimesteps) {
+            throw ValidationError("--train-timesteps must be 2…\(SchedulerConfig.maximumTrainTimesteps), not \(trainTimesteps)")
         }
         if notebookRecipe && (classConditional || continuousSchedule) { throw ValidationError("--notebook-recipe trains the notebook's unconditional discrete-time model") }
     }

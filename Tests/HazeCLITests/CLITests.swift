@@ -107,6 +107,28 @@ final class CLITests: XCTestCase {
         try expectFailure(["--model", folder + "/missing", "--input", input, "--timesteps", "1"], "is not a model folder")
     }
 
+    /// A tensor file without a batch of images, found while writing the fuzz harness sample-input
+    /// (Sources/haze-fuzz): a scalar x_T crashed `haze sample` (its batch size gives the image count,
+    /// read before the shape was checked); an empty batch now gets an error from both commands.
+    /// The scalar file is kept in HazeIOTests/Fixtures/fuzz. Also `--train-timesteps` out of range.
+    func testTensorFilesWithoutImagesAreRefused() throws {
+        let model = Self.unetFixtures + "/attn"
+        let scalar = Self.unetFixtures + "/../../../HazeIOTests/Fixtures/fuzz/sample_input_scalar.safetensors"
+        let sampled = try haze(["sample", "--model", model, "--steps", "2", "--initial-noise", scalar, "--save-tensor", folder + "/s.safetensors"])
+        XCTAssertNotEqual(sampled.status, 0)
+        XCTAssertTrue(sampled.err.contains("sample_input_scalar.safetensors: x_T has shape []; expected [B, C, H, W] with at least one image"), sampled.err)
+        let empty = try writeInput(Tensor.zeros([0, 1, 8, 8]))
+        let emptySample = try haze(["sample", "--model", model, "--steps", "2", "--initial-noise", empty, "--save-tensor", folder + "/s.safetensors"])
+        XCTAssertNotEqual(emptySample.status, 0)
+        XCTAssertTrue(emptySample.err.contains("x_T has shape [0, 1, 8, 8]; expected [B, C, H, W] with at least one image"), emptySample.err)
+        let predicted = try haze(["predict", "--model", model, "--input", empty, "--timesteps", "1", "--output", folder + "/y.safetensors"])
+        XCTAssertNotEqual(predicted.status, 0)
+        XCTAssertTrue(predicted.err.contains("the tensor has shape [0, 1, 8, 8]; expected [B, C, H, W] with B ≥ 1"), predicted.err)
+        let trained = try haze(["train", "--data", folder, "--out", folder + "/run", "--steps", "1", "--train-timesteps", "0"])
+        XCTAssertNotEqual(trained.status, 0)
+        XCTAssertTrue(trained.err.contains("--train-timesteps must be 2…100000, not 0"), trained.err)
+    }
+
     func testInspect() throws {
         let run = try haze(["inspect", Self.unetFixtures + "/cifar_like"])
         XCTAssertEqual(run.status, 0, run.err)
