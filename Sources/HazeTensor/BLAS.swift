@@ -147,29 +147,31 @@ func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k:
     sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-/// `gemm` split over Haze's threads: by blocks of rows of C, or of columns when C is short.
+/// `gemm` split over Haze's threads: in `Parallel.minimumItems` blocks of rows of C, or of
+/// columns when C is short. The blocks are fixed by the shape, not by the thread count (BLAS may
+/// round a block's product differently from the whole), so every thread count gives the same bits.
 func parallelGemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
                   alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil,
                   b: UnsafePointer<Float>, ldb: Int? = nil,
                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil) {
     let lda = lda ?? (transposeA ? m : k), ldb = ldb ?? (transposeB ? k : n), ldc = ldc ?? n
-    let threads = Parallel.threadCount
-    if threads == 1 || m * n * k < 1 << 18 {
+    let parts = Parallel.minimumItems
+    if m * n * k < 1 << 18 {
         gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
              a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-    } else if m >= 16 * threads || m >= n {
-        Parallel.forEach(threads, cost: 1 << 20) { parts in
-            for part in parts {
-                let i0 = part * m / threads, i1 = (part + 1) * m / threads
+    } else if m >= 16 * parts || m >= n {
+        Parallel.forEach(parts, cost: 1 << 20) { range in
+            for part in range {
+                let i0 = part * m / parts, i1 = (part + 1) * m / parts
                 gemm(transposeA: transposeA, transposeB: transposeB, m: i1 - i0, n: n, k: k, alpha: alpha,
                      a: a + (transposeA ? i0 : i0 * lda), lda: lda, b: b, ldb: ldb,
                      beta: beta, c: c + i0 * ldc, ldc: ldc)
             }
         }
     } else {
-        Parallel.forEach(threads, cost: 1 << 20) { parts in
-            for part in parts {
-                let j0 = part * n / threads, j1 = (part + 1) * n / threads
+        Parallel.forEach(parts, cost: 1 << 20) { range in
+            for part in range {
+                let j0 = part * n / parts, j1 = (part + 1) * n / parts
                 gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: j1 - j0, k: k, alpha: alpha,
                      a: a, lda: lda, b: b + (transposeB ? j0 * ldb : j0), ldb: ldb,
                      beta: beta, c: c + j0, ldc: ldc)
@@ -192,19 +194,20 @@ extension Tensor {
 }
 
 /// op(A) · op(B) in Double for row-major A ([M, K], or [K, M] when `transposeA`) and B ([K, N],
-/// or [N, K] when `transposeB`) → [M, N]; split over Haze's threads by rows of the result.
+/// or [N, K] when `transposeB`) → [M, N]; split over Haze's threads by rows of the result, in
+/// blocks fixed by the shape (the same bits with any thread count).
 /// For statistics that need double precision (FID covariances, KID kernels).
 public func doubleMatrixProduct(_ a: [Double], _ b: [Double], m: Int, n: Int, k: Int,
                                 transposeA: Bool = false, transposeB: Bool = false) -> [Double] {
     precondition(a.count == m * k && b.count == k * n, "doubleMatrixProduct: \(a.count) and \(b.count) values for \(m)×\(k)·\(k)×\(n)")
     var c = [Double](repeating: 0, count: m * n)
     guard m > 0, n > 0, k > 0 else { return c }
-    let threads = m * n * k < 1 << 18 ? 1 : Parallel.threadCount
+    let parts = m * n * k < 1 << 18 ? 1 : Parallel.minimumItems
     a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
         let (pa, pb, pc) = (pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
-        Parallel.forEach(threads, cost: 1 << 20) { parts in
-            for part in parts {
-                let i0 = part * m / threads, i1 = (part + 1) * m / threads
+        Parallel.forEach(parts, cost: 1 << 20) { range in
+            for part in range {
+                let i0 = part * m / parts, i1 = (part + 1) * m / parts
                 guard i1 > i0 else { continue }
                 dgemm(transposeA, transposeB, i1 - i0, n, k, pa + (transposeA ? i0 : i0 * k), transposeA ? m : k,
                       pb, transposeB ? k : n, pc + i0 * n, n)

@@ -35,13 +35,13 @@ struct ConvGeometry {
     /// Output pixels per image.
     var p: Int { ho * wo }
     /// Images per work item: one when an image alone makes a wide GEMM (its output and
-    /// gradient are then used in place, NCHW), else about 2048 columns' worth, with at least
-    /// one item per thread.
+    /// gradient are then used in place, NCHW), else 512…2048 columns' worth, in
+    /// `Parallel.minimumItems` items where that fits. Fixed by the shape alone, so the GEMM
+    /// shapes and the order in which ∂W and ∂b are summed do not depend on the thread count.
     var chunk: Int {
         if p >= 512 { return 1 }
-        let threads = Parallel.threadCount
-        let items = (Swift.max(threads, (n * p + 2047) / 2048) + threads - 1) / threads * threads
-        return Swift.max(1, (n + items - 1) / items)
+        let even = (n + Parallel.minimumItems - 1) / Parallel.minimumItems
+        return Swift.min((2048 + p - 1) / p, Swift.max((512 + p - 1) / p, even))
     }
     var chunkCount: Int { (n + chunk - 1) / chunk }
     /// 1×1, stride 1, no padding: an image's column matrix is its own [C, P] planes, so with one
@@ -62,6 +62,7 @@ struct ConvGeometry {
     /// y = w ⊛ x + bias by `haze_conv_direct`, in items of enough images for ≥ 256 output pixels.
     func convolveDirectly(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: [Float]?,
                           into y: UnsafeMutablePointer<Float>) {
+        // Each image's output is computed alike in any item, so the split may follow the threads.
         let threads = Parallel.threadCount
         let perItem = Swift.min(Swift.max(1, 256 / p), Swift.max(1, (n + threads - 1) / threads))
         let items = (n + perItem - 1) / perItem

@@ -34,8 +34,9 @@ extension Tensor {
         } else {
             out = Tensor(shape: batchShape + [m, n]) { c, _ in
                 a.withScalars { pa in b.withScalars { pb in
-                    // Whole products per worker when there are enough, else each product split.
-                    let split = batch < Parallel.threadCount
+                    // Whole products per worker when there are enough, else each product split
+                    // (decided by the shape: a split product may round differently).
+                    let split = batch < Parallel.minimumItems
                     func product(_ i: Int) {
                         let (a, b, c) = (pa + i * m * k, pb + (sharedB ? 0 : i * k * n), c + i * m * n)
                         if split {

@@ -10,6 +10,13 @@ public enum Parallel {
     /// Number of worker threads (defaults to the number of active cores).
     nonisolated(unsafe) public static var threadCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
+    /// The number of work items a kernel aims for when it splits a computation whose result
+    /// depends on the split (GEMM shapes, partial sums). Such splits are fixed by the shapes and
+    /// this constant, never by `threadCount`, so every thread count gives the same bits: a run
+    /// resumed on a machine with another core count continues bit for bit. Up to this many
+    /// threads share such work evenly.
+    public static let minimumItems = 8
+
     /// Calls `body` on disjoint subranges covering `0..<count`, in parallel when the work is
     /// large enough. `cost` is an estimate of the work per index (in simple operations): loops
     /// under about 32k operations run on the calling thread.

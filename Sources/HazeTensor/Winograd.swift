@@ -8,13 +8,14 @@ import CHazeKernels
 /// gradient (the adjoint of the transforms). The transforms are C kernels
 /// (CHazeKernels/haze_winograd.c). On AVX-512 CPUs, images of at most 8×8 use F(4×4, 3×3)
 /// instead (haze_winograd43.c: 36 products over 4×4 output tiles, 16 images per vector, 44 %
-/// fewer multiplications than F(2×2, 3×3) on 7×7 and 8×8) when every thread gets an item of 16
+/// fewer multiplications than F(2×2, 3×3) on 7×7 and 8×8) when there are more than 16
 /// images.
 ///
 /// Threading as im2col: work items of whole images, one per worker at a time (about
 /// `tilesPerItem` tiles each), each with its own transform buffers and single-threaded SGEMMs.
-/// Every output value is computed by one worker in a fixed order: for a given thread count the
-/// results do not depend on thread timing (bit-for-bit reproducible training).
+/// Every output value is computed by one worker in a fixed order, and the items are fixed by the
+/// shapes: the results depend neither on thread timing nor on the thread count (bit-for-bit
+/// reproducible training on any machine with the same kernels).
 public enum ConvolutionAlgorithm: Sendable {
     /// Winograd where it applies (3×3, stride 1, padding 1: F(2×2, 3×3), or F(4×4, 3×3) on small
     /// images with AVX-512), the direct kernel for the forward of strided convolutions on AVX-512
@@ -40,11 +41,11 @@ enum Winograd {
         ConvolutionAlgorithm.current == .automatic && geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.padding == Padding2D(1)
     }
 
-    /// Whether `convolve` uses F(4×4, 3×3) on these images: at most 8×8, an AVX-512 CPU, and at
-    /// least one item of 16 images per thread. (Tests switch `largeTiles` off to compare.)
+    /// Whether `convolve` uses F(4×4, 3×3) on these images: at most 8×8, an AVX-512 CPU, and
+    /// more than 16 images (at least two items of 16). Not a function of the thread count: the
+    /// two algorithms round differently. (Tests switch `largeTiles` off to compare.)
     static func usesLargeTiles(n: Int, h: Int, w: Int) -> Bool {
-        largeTiles && h <= 8 && w <= 8 && haze_winograd43_available() != 0 && PackedMatrices.available
-            && (n + 15) / 16 >= Parallel.threadCount
+        largeTiles && h <= 8 && w <= 8 && haze_winograd43_available() != 0 && PackedMatrices.available && n > 16
     }
     nonisolated(unsafe) static var largeTiles = true
 
@@ -84,16 +85,18 @@ enum Winograd {
         })
     }
 
-    /// The work split of a Winograd pass over n images of h × w: `chunk` images per item.
+    /// The work split of a Winograd pass over n images of h × w: `chunk` images per item, at
+    /// most `tilesPerItem` tiles and at least 64, in `Parallel.minimumItems` items where that
+    /// fits (fixed by the shape: the GEMM shapes decide the rounding).
     struct Plan {
         let tilesH: Int, tilesW: Int, chunk: Int, items: Int
         var perImage: Int { tilesH * tilesW }
 
         init(n: Int, h: Int, w: Int, c: Int, o: Int) {
             (tilesH, tilesW) = ((h + 1) / 2, (w + 1) / 2)
-            let threads = Parallel.threadCount
-            let chunk = Swift.max(1, tilesPerItem(c: c, o: o) / (tilesH * tilesW))
-            self.chunk = Swift.min(chunk, Swift.max(1, (n + threads - 1) / threads))
+            let perImage = tilesH * tilesW, even = (n + Parallel.minimumItems - 1) / Parallel.minimumItems
+            let most = Swift.max(1, tilesPerItem(c: c, o: o) / perImage), fewest = (64 + perImage - 1) / perImage
+            chunk = Swift.min(most, Swift.max(fewest, even))
             items = (n + self.chunk - 1) / self.chunk
         }
 
@@ -165,10 +168,10 @@ enum Winograd {
 
     /// The gradients of y = conv(x, w) + b with respect to w [O, C, 3, 3] and b [O], for the
     /// output gradient g [N, O, H, W]: per item ∂U[ξ] += M̄[ξ] V[ξ]ᵀ (haze_winograd.c, or
-    /// haze_winograd43.c where `convolve` uses F(4×4, 3×3)). The items are split into one fixed
-    /// range per thread, each accumulating into its own slot (GEMM β = 1); the slots are added in
-    /// order while ∂w = Gᵀ ∂U G is formed, so for a given thread count the result does not depend
-    /// on timing.
+    /// haze_winograd43.c where `convolve` uses F(4×4, 3×3)). The items are split into a fixed
+    /// number of consecutive groups, each accumulating into its own slot (GEMM β = 1); the slots
+    /// are added in order while ∂w = Gᵀ ∂U G is formed, so the result depends neither on timing
+    /// nor on the thread count.
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
                                n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
         if usesLargeTiles(n: n, h: h, w: w) {
@@ -191,9 +194,22 @@ enum Winograd {
                               finish: haze_winograd_weights_gradient)
     }
 
+    /// The number of slots (groups of items) of a weight gradient: a power of two, at most
+    /// `Parallel.minimumItems` and the number of items; more than two only while the slots,
+    /// summed at the end, stay within 8 MB.
+    static func slotGroups(items: Int, slotSize: Int) -> Int {
+        var groups = 1
+        while 2 * groups <= Swift.min(items, Parallel.minimumItems) && (groups < 2 || 2 * groups * slotSize * 4 <= 8 << 20) {
+            groups *= 2
+        }
+        return groups
+    }
+
     /// `weightGradient` for either tile size: `images(item)` gives an item's images, `tiles(count)`
     /// the columns T of that many images' transforms, `transform` fills V [positions, C, T] and
     /// M̄ [positions, O, T] (blocks vBlock, mBlock apart), and `finish` turns the slots into ∂w.
+    /// The items form `slotGroups` consecutive groups, each accumulating into its own slot; the
+    /// groups are fixed by the shape, so the sums do not depend on the thread count.
     private static func weightGradient(
         _ g: UnsafePointer<Float>, items: Int, positions: Int, tiles: (Int) -> Int, c: Int, h: Int, w: Int, o: Int,
         images: (Int) -> (first: Int, count: Int),
@@ -203,16 +219,16 @@ enum Winograd {
     ) -> (weight: [Float], bias: [Float]) {
         let size = positions * o * c
         var partialB = [Float](repeating: 0, count: items * o)
-        var used = [Bool](repeating: false, count: items)  // items that start a range: their slots
+        let groups = slotGroups(items: items, slotSize: size)
         let largest = (0..<items).map { tiles(images($0).count) }.max() ?? 0
-        let dw = Scratch.withBuffer(items * size) { partial in
-            partialB.withUnsafeMutableBufferPointer { pb in used.withUnsafeMutableBufferPointer { used in
-                Parallel.forEach(items, cost: 1 << 20, chunksPerThread: 1) { range in
-                    let slot = partial + range.lowerBound * size
-                    used[range.lowerBound] = true
+        let dw = Scratch.withBuffer(groups * size) { partial in
+            partialB.withUnsafeMutableBufferPointer { pb in
+                Parallel.forEach(groups, cost: 1 << 20, chunksPerThread: 1) { range in
                     Scratch.withBuffer(positions * haze_winograd_block(c, largest)) { v in
                     Scratch.withBuffer(positions * haze_winograd_block(o, largest)) { mbar in
-                        for item in range {
+                        for group in range {
+                        let slot = partial + group * size, first = group * items / groups
+                        for item in first..<(group + 1) * items / groups {
                             let (b0, count) = images(item), t = tiles(count)
                             let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
                             for oc in 0..<o {
@@ -223,13 +239,14 @@ enum Winograd {
                             transform(b0, count, v, mbar, vBlock, mBlock)
                             for xi in 0..<positions {
                                 gemm(transposeB: true, m: o, n: c, k: t, a: mbar + xi * mBlock, b: v + xi * vBlock,
-                                     beta: item == range.lowerBound ? 0 : 1, c: slot + xi * o * c)
+                                     beta: item == first ? 0 : 1, c: slot + xi * o * c)
                             }
+                        }
                         }
                     } }
                 }
-            } }
-            let slots: [UnsafeMutablePointer<Float>?] = used.indices.filter { used[$0] }.map { partial + $0 * size }
+            }
+            let slots: [UnsafeMutablePointer<Float>?] = (0..<groups).map { partial + $0 * size }
             return [Float](unsafeUninitializedCapacity: 9 * o * c) { buffer, initialized in
                 slots.withUnsafeBufferPointer { s in
                     Parallel.forEach(o, cost: 20 * positions * c) { rows in

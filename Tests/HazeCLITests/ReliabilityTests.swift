@@ -17,11 +17,11 @@ extension CLITests {
         return path
     }
 
-    func writeGrayImages(count: Int) throws -> String {
-        let images = folder + "/gray"
+    func writeGrayImages(count: Int, size: Int = 8) throws -> String {
+        let images = folder + "/gray\(size)"
         try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
-        for (i, pixels) in PNG.pixels(Tensor.uniform([count, 1, 8, 8], low: -1, high: 1, seed: 4)).enumerated() {
-            try PNG.encode(width: 8, height: 8, channels: 1, pixels: pixels).write(to: URL(fileURLWithPath: images + "/\(i).png"))
+        for (i, pixels) in PNG.pixels(Tensor.uniform([count, 1, size, size], low: -1, high: 1, seed: 4)).enumerated() {
+            try PNG.encode(width: size, height: size, channels: 1, pixels: pixels).write(to: URL(fileURLWithPath: images + "/\(i).png"))
         }
         return images
     }
@@ -54,6 +54,30 @@ extension CLITests {
         first.waitUntilExit()
         let resumed = try haze(["train", "--resume", run, "--steps", "1", "--no-tensorboard"])  // at or past step 1: only re-checkpoints
         XCTAssertEqual(resumed.status, 0, resumed.err)
+    }
+
+    /// A run trained with --threads 1 and resumed with --threads 3 ends with the same bits as one
+    /// trained straight through with --threads 2 (28×28 images, so the kernels split their work).
+    func testResumeWithAnotherThreadCountIsBitExact() throws {
+        let config = folder + "/small.json"
+        try Data("""
+            {"_class_name": "UNet2DModel", "sample_size": 28, "in_channels": 1, "out_channels": 1, "block_out_channels": [32, 64, 64],
+             "layers_per_block": 1, "norm_num_groups": 8, "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+             "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]}
+            """.utf8).write(to: URL(fileURLWithPath: config))
+        let common = ["--data", try writeGrayImages(count: 40, size: 28), "--batch-size", "20", "--checkpoint-every", "2",
+                      "--sample-every", "0", "--no-tensorboard"]
+        let straight = try haze(["train", "--model-config", config, "--out", folder + "/straight", "--steps", "4", "--threads", "2"] + common)
+        XCTAssertEqual(straight.status, 0, straight.err)
+        let first = try haze(["train", "--model-config", config, "--out", folder + "/resumed", "--steps", "2", "--threads", "1"] + common)
+        XCTAssertEqual(first.status, 0, first.err)
+        let second = try haze(["train", "--resume", folder + "/resumed", "--steps", "4", "--threads", "3", "--no-tensorboard"])
+        XCTAssertEqual(second.status, 0, second.err)
+        for file in ["model/diffusion_pytorch_model.safetensors", "ema/diffusion_pytorch_model.safetensors", "optimizer.safetensors"] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: folder + "/straight/checkpoints/step-0000004/" + file))
+            let b = try Data(contentsOf: URL(fileURLWithPath: folder + "/resumed/checkpoints/step-0000004/" + file))
+            XCTAssertTrue(a == b, "\(file) differs")
+        }
     }
 
     /// A full disk during a checkpoint (a 1 MB tmpfs; needs root): the error names the checkpoint

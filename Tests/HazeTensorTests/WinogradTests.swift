@@ -104,9 +104,9 @@ final class WinogradTests: XCTestCase {
     /// rounding error is larger (`largeTileGrowth`).
     func testLargeTilesMatchIm2col() throws {
         try XCTSkipIf(haze_winograd43_available() == 0 || !PackedMatrices.available, "F(4×4, 3×3) needs AVX-512")
-        let (original, threads) = (ConvolutionAlgorithm.current, Parallel.threadCount)
-        defer { (ConvolutionAlgorithm.current, Parallel.threadCount) = (original, threads) }
-        Parallel.threadCount = 2  // ≥ 32 images: an item of 16 per thread
+        let original = ConvolutionAlgorithm.current
+        defer { ConvolutionAlgorithm.current = original }
+        XCTAssertFalse(Winograd.usesLargeTiles(n: 16, h: 7, w: 7), "one item of 16 images: F(2×2)")
         for (i, s) in [(n: 32, c: 128, h: 7, w: 7, o: 96), (n: 37, c: 9, h: 8, w: 8, o: 20), (n: 40, c: 16, h: 4, w: 4, o: 8),
                        (n: 33, c: 5, h: 5, w: 3, o: 70), (n: 32, c: 3, h: 1, w: 1, o: 2)].enumerated() {
             XCTAssertTrue(Winograd.usesLargeTiles(n: s.n, h: s.h, w: s.w), "case \(i)")
