@@ -117,11 +117,13 @@ enum Winograd {
         case .smallTiles(let values): u = values
         }
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
-        // Images of at most 64 tiles (16×16) with at most 256 input channels (one 256-deep panel):
-        // packed weights and haze_gemm_packed (7×7/128 forward 3.10 → 2.88 ms, 14×14/64 2.95 →
-        // 2.67 ms, 7×7/256 7.37 → 6.73 ms, min of five alternating runs); elsewhere OpenBLAS is as
-        // fast or faster (28×28/64: 8.45 → 9.65 ms).
-        let packed = PackedMatrices.available && plan.perImage <= 64 && c <= 256
+        // Packed weights and haze_gemm_packed for images of at most 64 tiles (16×16) or a
+        // multiple of 16 tiles (32×32, 64×64), with at most 256 input channels (one 256-deep
+        // panel): 7×7/128 forward 3.10 → 2.88 ms, 14×14/64 2.95 → 2.67 ms, 7×7/256 7.37 → 6.73 ms;
+        // batch 16 at 64×64/32 6.4 → 3.7 ms, 64×64/96→32 16.0 → 11.0 ms, 32×32/64 3.4 → 2.9 ms,
+        // 32×32/128 12.2 → 10.9 ms. Elsewhere OpenBLAS is as fast or faster (28×28/64, 196
+        // tiles: 9.2 → 10.3 ms). (`haze-bench kernels`, min of alternating runs.)
+        let packed = PackedMatrices.available && (plan.perImage <= 64 || plan.perImage % 16 == 0) && c <= 256
             ? u.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, count: 16, rows: o, columns: c) } : nil
         u.withUnsafeBufferPointer { pu in
             Parallel.forEach(plan.items, cost: 1 << 20) { range in

@@ -17,7 +17,8 @@ struct KernelCase {
 /// attention with 16 heads of width 8 over 7×7 = 49 tokens), at batch 64.
 func fmnistKernelCases(batch n: Int) -> [KernelCase] {
     var cases: [KernelCase] = []
-    func conv(_ c: Int, _ o: Int, _ hw: Int, k: Int = 3, stride: Int = 1) {
+    func conv(_ c: Int, _ o: Int, _ hw: Int, k: Int = 3, stride: Int = 1, images: Int? = nil) {
+        let n = images ?? n
         let x = Tensor.normal([n, c, hw, hw], seed: 1), w = Tensor.normal([o, c, k, k], std: 0.05, seed: 2)
         let b = Tensor.zeros([o])
         let out = (hw + 2 * (k / 2) - k) / stride + 1
@@ -35,6 +36,12 @@ func fmnistKernelCases(batch n: Int) -> [KernelCase] {
     conv(128, 128, 7)
     conv(256, 128, 7)
     conv(96, 32, 28, k: 1)
+    // The 64×64 scale of the TensorFlow article's network and faces-64, a quarter of the batch.
+    conv(32, 32, 64, images: n / 4)
+    conv(96, 32, 64, images: n / 4)
+    conv(64, 64, 32, images: n / 4)
+    conv(128, 128, 32, images: n / 4)
+    conv(128, 128, 16, images: n / 4)
     for (c, hw) in [(32, 28), (128, 7)] {
         let x = Tensor.normal([n, c, hw, hw], seed: 3)
         cases.append(KernelCase(name: "group norm [\(n),\(c),\(hw),\(hw)] g8", forwardFlops: 0,

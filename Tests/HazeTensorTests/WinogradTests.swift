@@ -52,7 +52,9 @@ final class WinogradTests: XCTestCase {
                                      (n: 20, c: 128, h: 7, w: 7, o: 96), (n: 3, c: 8, h: 8, w: 8, o: 8),
                                      (n: 4, c: 9, h: 4, w: 5, o: 3),
                                      // A plane over 16 wide and of odd height (two row registers with AVX-512).
-                                     (n: 2, c: 8, h: 9, w: 21, o: 5)].enumerated() {
+                                     (n: 2, c: 8, h: 9, w: 21, o: 5),
+                                     // 256 and 1024 tiles per image (32×32, 64×64): the packed products.
+                                     (n: 2, c: 12, h: 32, w: 32, o: 20), (n: 1, c: 6, h: 64, w: 64, o: 7)].enumerated() {
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(10 + i))
             let w = Tensor.normal([s.o, s.c, 3, 3], seed: UInt64(20 + i)) * 0.3
             let b = Tensor.normal([s.o], seed: UInt64(30 + i))
