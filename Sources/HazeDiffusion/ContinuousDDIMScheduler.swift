@@ -35,6 +35,12 @@ public final class ContinuousDDIMScheduler: Scheduler {
 
     public func needsNoise(stepIndex index: Int) -> Bool { false }
 
+    /// s(t) x₀ + n(t) ε at the step's diffusion time.
+    public func addNoise(_ x0: Tensor, noise: Tensor, stepIndex index: Int) -> Tensor {
+        let rates = continuous.rates(times[index])
+        return x0 * Float(rates.signal) + noise * Float(rates.noise)
+    }
+
     public func step(modelOutput: Tensor, stepIndex i: Int, sample x: Tensor, noise: Tensor?) -> SchedulerStep {
         let now = continuous.rates(times[i]), next = continuous.rates(times[i + 1])
         // 1. x̂₀ and ε̂ from the prediction.

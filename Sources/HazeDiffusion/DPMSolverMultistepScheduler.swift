@@ -2,7 +2,8 @@ import Foundation
 import HazeTensor
 
 /// DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), multistep, data prediction, as
-/// diffusers' DPMSolverMultistepScheduler (midpoint, final σ = 0, optional Karras σ).
+/// diffusers' DPMSolverMultistepScheduler (midpoint, final σ = 0, Karras or exponential σ), and
+/// its SDE variant (`sde-dpmsolver++`, §5 of the paper), which adds fresh noise at every step.
 public final class DPMSolverMultistepScheduler: Scheduler {
     public let config: SchedulerConfig
     public let schedule: NoiseSchedule
@@ -18,13 +19,21 @@ public final class DPMSolverMultistepScheduler: Scheduler {
         schedule = config.noiseSchedule
     }
 
-    /// Training σ of the VE form: √((1 − ᾱ)/ᾱ), in Float32 as diffusers.
-    var trainingSigmas: [Float] { schedule.alphasCumprod.map { ((1 - $0) / $0).squareRoot() } }
-
     public func setTimesteps(_ count: Int) throws {
+        let run = try Self.multistepRun(config: config, schedule: schedule, count: count, sampler: "DPM-Solver++",
+                                        roundsKarrasSteps: config.betaSchedule != "squaredcos_cap_v2")
+        (timesteps, sigmas, previousX0) = (run.timesteps, run.sigmas + [0], nil)
+    }
+
+    /// The timesteps and σ of an N-step run of the multistep solvers (diffusers' DPM-Solver and
+    /// UniPC): N of N + 1 evenly spaced timesteps, σ the training σ there; or Karras / exponential
+    /// σ between the training σ_max and σ_min, each timestep the training t of its σ, rounded for
+    /// Karras σ when `roundsKarrasSteps`, else truncated (diffusers' int64).
+    static func multistepRun(config: SchedulerConfig, schedule: NoiseSchedule, count: Int, sampler: String,
+                             roundsKarrasSteps: Bool) throws -> (timesteps: [Float], sigmas: [Double]) {
         let t = config.numTrainTimesteps
         guard count >= 1, count <= t else {
-            throw SamplingError("\(count) inference steps: DPM-Solver++ allows 1…\(t) (the training timesteps)")
+            throw SamplingError("\(count) inference steps: \(sampler) allows 1…\(t) (the training timesteps)")
         }
         var steps: [Double]
         switch config.timestepSpacing {
@@ -36,40 +45,38 @@ public final class DPMSolverMultistepScheduler: Scheduler {
         case .trailing:
             steps = spacedTimesteps(.trailing, trainingSteps: t, count: count, offset: 0).map(Double.init)
         }
-        let train = trainingSigmas.map(Double.init)
-        if config.useKarrasSigmas {
-            // Karras et al. 2022, eq. 5 with ρ = 7, between the training σ_min and σ_max.
-            let (lo, hi) = (pow(train[0], 1 / 7.0), pow(train[t - 1], 1 / 7.0))
-            sigmas = linspace64(0, 1, count).map { pow(hi + $0 * (lo - hi), 7) }
-            let logSigmas = train.map { Double(Float(Foundation.log($0))) }
-            steps = sigmas.map { sigma in
-                // The (fractional) training timestep of σ, by interpolation in log σ.
-                let l = Foundation.log(sigma)
-                let low = min(max((logSigmas.lastIndex { $0 <= l } ?? 0), 0), t - 2)
-                let w = min(max((logSigmas[low] - l) / (logSigmas[low] - logSigmas[low + 1]), 0), 1)
-                return ((1 - w) * Double(low) + w * Double(low + 1)).rounded(.toNearestOrEven)
-            }
+        let train = schedule.trainingSigmas.map(Double.init)
+        var sigmas: [Double]
+        if config.sigmaSpacing != .schedule {
+            sigmas = config.sigmaSpacing.sigmas(from: train[t - 1], to: train[0], count: count)
+            let rounds = config.sigmaSpacing == .karras && roundsKarrasSteps
+            steps = sigmas.map { schedule.timestep(ofSigma: $0).rounded(rounds ? .toNearestOrEven : .towardZero) }
             sigmas = sigmas.map { Double(Float($0)) }
         } else {
             // np.interp, as diffusers: steps_offset may push "leading" steps past T − 1, which take σ_{T−1}.
             sigmas = steps.map { train[min(max(Int($0), 0), t - 1)] }
         }
-        sigmas.append(0)
-        timesteps = steps.map(Float.init)
-        previousX0 = nil
+        return (steps.map(Float.init), sigmas)
     }
 
-    public func needsNoise(stepIndex index: Int) -> Bool { false }
+    /// α(σ) x₀ + σ_t ε at the step's σ.
+    public func addNoise(_ x0: Tensor, noise: Tensor, stepIndex index: Int) -> Tensor {
+        let s = Self.terms(sigmas[index])
+        return x0 * Float(s.alpha) + noise * Float(s.sigma)
+    }
+
+    /// The SDE variant draws noise at every step (also the last, where it is multiplied by 0).
+    public func needsNoise(stepIndex index: Int) -> Bool { config.stochastic }
 
     /// α(σ) = 1/√(σ² + 1), σ_t = σ α, λ = log α − log σ_t (half log-SNR).
-    private func terms(_ sigma: Double) -> (alpha: Double, sigma: Double, lambda: Double) {
+    static func terms(_ sigma: Double) -> (alpha: Double, sigma: Double, lambda: Double) {
         let alpha = 1 / (sigma * sigma + 1).squareRoot()
         return (alpha, sigma * alpha, Foundation.log(alpha) - Foundation.log(sigma * alpha))
     }
 
     /// Step i from σ_s = sigmas[i] to σ_t = sigmas[i+1]: D₀ = x̂₀ now, D₁ from the previous x̂₀.
     public func step(modelOutput: Tensor, stepIndex i: Int, sample x: Tensor, noise: Tensor?) -> SchedulerStep {
-        let s0 = terms(sigmas[i])
+        let s0 = Self.terms(sigmas[i])
         // 1. Data prediction x̂₀ (DPM-Solver++ uses x₀ rather than ε).
         let x0: Tensor
         switch config.predictionType {
@@ -80,17 +87,30 @@ public final class DPMSolverMultistepScheduler: Scheduler {
         defer { previousX0 = x0 }
         // 2. The final step reaches σ = 0, where the update is x̂₀ itself (h = ∞).
         guard sigmas[i + 1] > 0 else { return SchedulerStep(prevSample: x0, predOriginal: x0) }
-        let target = terms(sigmas[i + 1])
+        let target = Self.terms(sigmas[i + 1])
         let h = target.lambda - s0.lambda
-        let decay = target.alpha * (Foundation.exp(-h) - 1)
-        let ratio = Float(target.sigma / s0.sigma)
         let firstOrder = config.solverOrder == 1 || previousX0 == nil
             || (i == timesteps.count - 1 && config.lowerOrderFinal && timesteps.count < 15)
+        if config.stochastic {
+            // SDE-DPM-Solver++: x_t = (σ_t/σ_s) e^{−h} x + α_t (1 − e^{−2h}) (D₀ + D₁/2) + σ_t √(1 − e^{−2h}) z,
+            // D₁ = (D₀ − x̂₀_prev)/r₀ (second order, midpoint) or 0 (first order).
+            guard let noise else { preconditionFailure("SDE-DPM-Solver++ needs noise") }
+            let weight = target.alpha * (1 - Foundation.exp(-2 * h))
+            var next = x * Float(target.sigma / s0.sigma * Foundation.exp(-h)) + x0 * Float(weight)
+                + noise * Float(target.sigma * (1 - Foundation.exp(-2 * h)).squareRoot())
+            if !firstOrder {
+                let r0 = (s0.lambda - Self.terms(sigmas[i - 1]).lambda) / h
+                next = next + (x0 - previousX0!) * Float(0.5 * weight / r0)
+            }
+            return SchedulerStep(prevSample: next, predOriginal: x0)
+        }
+        let decay = target.alpha * (Foundation.exp(-h) - 1)
+        let ratio = Float(target.sigma / s0.sigma)
         // 3. First order (eq. 8 of DPM-Solver++): x_t = (σ_t/σ_s) x − α_t (e^{−h} − 1) D₀.
         if firstOrder { return SchedulerStep(prevSample: x * ratio - x0 * Float(decay), predOriginal: x0) }
         // 4. Second order, midpoint (Algorithm 2): r₀ = h₀/h, D₁ = (D₀ − x̂₀_prev)/r₀,
         //    x_t = (σ_t/σ_s) x − α_t (e^{−h} − 1) (D₀ + D₁/2).
-        let s1 = terms(sigmas[i - 1])
+        let s1 = Self.terms(sigmas[i - 1])
         let r0 = (s0.lambda - s1.lambda) / h
         let d1 = (x0 - previousX0!) * Float(1 / r0)
         return SchedulerStep(prevSample: x * ratio - x0 * Float(decay) - d1 * Float(0.5 * decay), predOriginal: x0)

@@ -23,20 +23,29 @@ public final class EulerScheduler: Scheduler {
     }
 
     public func setTimesteps(_ count: Int) throws {
+        let run = try Self.sigmaRun(config: config, schedule: schedule, count: count, sampler: "Euler")
+        (timesteps, sigmas) = (run.timesteps, run.sigmas + [0])
+    }
+
+    /// The timesteps and σ of an N-step run in σ space, as diffusers' Euler and Heun schedulers
+    /// make them: timesteps by the config's spacing, σ(t) by linear interpolation of the training
+    /// σ (np.interp); respaced by Karras or exponential spacing between the first and last of
+    /// those σ, with each timestep then the (fractional) t of its σ. Both in Float32.
+    static func sigmaRun(config: SchedulerConfig, schedule: NoiseSchedule, count: Int,
+                         sampler: String) throws -> (timesteps: [Float], sigmas: [Double]) {
         let t = config.numTrainTimesteps
         guard count >= 1, count <= t else {
-            throw SamplingError("\(count) inference steps: Euler allows 1…\(t) (the training timesteps)")
+            throw SamplingError("\(count) inference steps: \(sampler) allows 1…\(t) (the training timesteps)")
         }
-        let steps: [Double] = config.timestepSpacing == .linspace
+        var steps: [Double] = config.timestepSpacing == .linspace
             ? linspace64(0, Double(t - 1), count).reversed().map { Double(Float($0)) }
             : spacedTimesteps(config.timestepSpacing, trainingSteps: t, count: count, offset: config.stepsOffset).map(Double.init)
-        // σ(t) by linear interpolation of the training σ (diffusers' np.interp).
-        let train = schedule.alphasCumprod.map { Double(((1 - $0) / $0).squareRoot()) }
-        sigmas = steps.map { s in
-            let low = min(max(Int(s.rounded(.down)), 0), t - 1), high = min(low + 1, t - 1)
-            return Double(Float(train[low] + (s - Double(low)) * (train[high] - train[low])))
-        } + [0]
-        timesteps = steps.map(Float.init)
+        var sigmas = schedule.sigmas(atTimesteps: steps)
+        if config.sigmaSpacing != .schedule {
+            sigmas = config.sigmaSpacing.sigmas(from: sigmas[0], to: sigmas[count - 1], count: count)
+            steps = sigmas.map { schedule.timestep(ofSigma: $0) }
+        }
+        return (steps.map(Float.init), sigmas.map { Double(Float($0)) })
     }
 
     public func scaleModelInput(_ sample: Tensor, stepIndex index: Int) -> Tensor {
@@ -44,6 +53,9 @@ public final class EulerScheduler: Scheduler {
     }
 
     public func needsNoise(stepIndex index: Int) -> Bool { ancestral }
+
+    /// x₀ + σ ε: x lives at scale σ.
+    public func addNoise(_ x0: Tensor, noise: Tensor, stepIndex index: Int) -> Tensor { x0 + noise * Float(sigmas[index]) }
 
     public func step(modelOutput: Tensor, stepIndex i: Int, sample x: Tensor, noise: Tensor?) -> SchedulerStep {
         let (sigma, next) = (sigmas[i], sigmas[i + 1])

@@ -28,10 +28,14 @@ public struct SamplingLoop {
     ///   to draw it from `generator` with `shape` (a `RandomGenerator`, or `ImageNoise` for noise
     ///   that belongs to each image whatever the batching).
     /// - classLabels: B labels for a class-conditional model; `guidance` enables CFG.
-    /// - progress: called after each step with (step, steps).
+    /// - initialImage: image-to-image (SDEdit, Meng et al. 2022): x₀ [B, C, H, W] in [−1, 1], noised
+    ///   to the step that `strength` selects and denoised from there. As diffusers' img2img
+    ///   pipelines: the first N − ⌊N·strength⌋ of the N steps are skipped (`order` calls each), and
+    ///   the unit noise (`initialNoise` or drawn) is added by the scheduler's `addNoise`.
+    /// - progress: called after each model call with (call, calls).
     /// - trajectory: called after each step with (step, x_{t−1}, predicted x₀) for animations.
     public func run<Noise: NoiseSource>(shape: [Int], steps: Int, initialNoise: Tensor? = nil, classLabels: [Int]? = nil,
-                    guidance: Guidance? = nil, generator: inout Noise,
+                    guidance: Guidance? = nil, initialImage: Tensor? = nil, strength: Double = 1, generator: inout Noise,
                     progress: ((Int, Int) -> Void)? = nil,
                     trajectory: ((Int, Tensor, Tensor?) -> Void)? = nil) throws -> Tensor {
         if let initialNoise, initialNoise.shape != shape {
@@ -42,9 +46,17 @@ public struct SamplingLoop {
         }
         if guidance != nil && classLabels == nil { throw SamplingError("guidance needs class labels") }
         try scheduler.setTimesteps(steps)
-        var x = (initialNoise ?? generator.normal(shape)) * scheduler.initNoiseSigma
+        let first = try Self.firstStep(steps: steps, strength: strength, order: scheduler.order)
+        var x: Tensor
+        if let initialImage {
+            guard initialImage.shape == shape else { throw SamplingError("the initial image has shape \(initialImage.shape), expected \(shape)") }
+            x = scheduler.addNoise(initialImage, noise: initialNoise ?? generator.normal(shape), stepIndex: first)
+        } else {
+            x = (initialNoise ?? generator.normal(shape)) * scheduler.initNoiseSigma
+        }
         let labels = classLabels.map { Tensor($0.map(Float.init)) }
-        for (i, t) in scheduler.timesteps.enumerated() {
+        let calls = scheduler.timesteps.count
+        for (i, t) in scheduler.timesteps.enumerated() where i >= (initialImage == nil ? 0 : first) {
             let input = scheduler.scaleModelInput(x, stepIndex: i)
             let output: Tensor
             if let guidance, guidance.scale != 1, let classLabels {
@@ -60,8 +72,19 @@ public struct SamplingLoop {
             let result = scheduler.step(modelOutput: output, stepIndex: i, sample: x, noise: noise)
             x = result.prevSample
             trajectory?(i, x, result.predOriginal)
-            progress?(i + 1, steps)
+            progress?(i + 1, calls)
         }
         return x
+    }
+
+    /// The index of the first model call of image-to-image sampling at `strength` ∈ (0, 1]:
+    /// (N − ⌊N·strength⌋)·order (diffusers' `get_timesteps`).
+    public static func firstStep(steps: Int, strength: Double, order: Int) throws -> Int {
+        guard strength > 0 && strength <= 1 else { throw SamplingError("--strength \(strength) is outside (0, 1]") }
+        let kept = min(Int(Double(steps) * strength), steps)
+        guard kept > 0 else {
+            throw SamplingError("--strength \(strength) of \(steps) steps keeps no step (⌊\(steps)·\(strength)⌋ = 0): raise --strength or --steps")
+        }
+        return (steps - kept) * order
     }
 }

@@ -26,10 +26,20 @@ public protocol Scheduler: AnyObject {
     func needsNoise(stepIndex index: Int) -> Bool
     /// Step `index` (timestep `timesteps[index]`) of the reverse process.
     func step(modelOutput: Tensor, stepIndex index: Int, sample: Tensor, noise: Tensor?) -> SchedulerStep
+    /// Network calls per inference step (diffusers' `order`: 2 for Heun, else 1).
+    var order: Int { get }
+    /// x₀ noised to the level of step `index`: the sample that image-to-image sampling (SDEdit)
+    /// starts the reverse process from. √ᾱ_t x₀ + √(1 − ᾱ_t) ε here (diffusers' `add_noise`).
+    func addNoise(_ x0: Tensor, noise: Tensor, stepIndex index: Int) -> Tensor
 }
 
 extension Scheduler {
     public func scaleModelInput(_ sample: Tensor, stepIndex index: Int) -> Tensor { sample }
+    public var order: Int { 1 }
+    public func addNoise(_ x0: Tensor, noise: Tensor, stepIndex index: Int) -> Tensor {
+        let a = Double(schedule.alphasCumprod[min(max(Int(timesteps[index]), 0), schedule.alphasCumprod.count - 1)])
+        return x0 * Float(a.squareRoot()) + noise * Float((1 - a).squareRoot())
+    }
 }
 
 /// Errors in sampling settings (steps, shapes, labels), named for the user.
@@ -45,6 +55,8 @@ public func makeScheduler(_ config: SchedulerConfig) -> Scheduler {
     case .ddim: DDIMScheduler(config)
     case .dpmSolverMultistep: DPMSolverMultistepScheduler(config)
     case .euler, .eulerAncestral: EulerScheduler(config)
+    case .heun: HeunScheduler(config)
+    case .uniPC: UniPCScheduler(config)
     case .continuousDDIM: ContinuousDDIMScheduler(config)
     }
 }

@@ -9,13 +9,17 @@ public struct SchedulerConfig: Equatable, Sendable {
     public enum Kind: String, CaseIterable, Sendable {
         case ddpm = "DDPMScheduler", ddim = "DDIMScheduler", dpmSolverMultistep = "DPMSolverMultistepScheduler"
         case euler = "EulerDiscreteScheduler", eulerAncestral = "EulerAncestralDiscreteScheduler"
+        case heun = "HeunDiscreteScheduler", uniPC = "UniPCMultistepScheduler"
         /// Haze's own: DDIM on the continuous cosine schedule.
         case continuousDDIM = "HazeContinuousDDIMScheduler"
 
         /// The short names of the CLI (`--scheduler ddim`).
+        static let shortNames = ["ddpm", "ddim", "dpm++2m", "dpm++2m-sde", "unipc", "euler", "euler-a", "heun", "continuous-ddim"]
+
+        /// The class of a short name of the CLI, or of a diffusers class name.
         public static func named(_ name: String) -> Kind? {
-            ["ddpm": .ddpm, "ddim": .ddim, "dpm++2m": .dpmSolverMultistep, "euler": .euler, "euler-a": .eulerAncestral,
-             "continuous-ddim": .continuousDDIM][name]
+            ["ddpm": .ddpm, "ddim": .ddim, "dpm++2m": .dpmSolverMultistep, "dpm++2m-sde": .dpmSolverMultistep,
+             "unipc": .uniPC, "euler": .euler, "euler-a": .eulerAncestral, "heun": .heun, "continuous-ddim": .continuousDDIM][name]
                 ?? Kind(rawValue: name)
         }
     }
@@ -47,7 +51,13 @@ public struct SchedulerConfig: Equatable, Sendable {
     // DPM-Solver
     public var solverOrder = 2
     public var lowerOrderFinal = true
-    public var useKarrasSigmas = false
+    /// DPM-Solver++ (ODE) or its SDE variant (`sde-dpmsolver++`, Lu et al. 2022 §5: fresh noise
+    /// every step).
+    public var stochastic = false
+    /// UniPC's B(h): "bh2" (e^{−h} − 1, diffusers' default) or "bh1" (−h).
+    public var uniPCSolverType = "bh2"
+    // Euler, Heun, DPM-Solver
+    public var sigmaSpacing = SigmaSpacing.schedule
     // Continuous cosine schedule
     public var minSignalRate = 0.02
     public var maxSignalRate = 0.95
@@ -57,6 +67,31 @@ public struct SchedulerConfig: Equatable, Sendable {
         self.kind = kind
         timestepSpacing = (kind == .ddpm || kind == .ddim) ? .leading : .linspace
         clipSample = kind == .ddpm || kind == .ddim
+        if kind == .heun { (betaStart, betaEnd) = (0.00085, 0.012) }  // HeunDiscreteScheduler's defaults
+    }
+
+    /// Whether the scheduler works in σ and can respace them (`SigmaSpacing`).
+    public var usesSigmas: Bool { [.euler, .heun, .dpmSolverMultistep, .uniPC].contains(kind) }
+
+    /// The scheduler of a sampling command: the model folder's `scheduler_config.json` (else
+    /// DDPM with Ho et al.'s linear schedule), its class replaced by `scheduler` (a short name of
+    /// `--scheduler`; `dpm++2m-sde` is DPM-Solver++ with noise) and its σ spacing by `sigmas`.
+    public static func forSampling(file: String?, scheduler: String?, sigmas: SigmaSpacing?) throws -> SchedulerConfig {
+        let kind = try scheduler.map { name -> Kind in
+            guard let kind = Kind.named(name) else {
+                throw SamplingError("unknown --scheduler \(name) (\(Kind.shortNames.joined(separator: ", ")))")
+            }
+            return kind
+        }
+        var config = try file.map { try SchedulerConfig(contentsOf: $0, kind: kind) } ?? SchedulerConfig(kind: kind ?? .ddpm)
+        if let scheduler, kind == .dpmSolverMultistep { config.stochastic = scheduler == "dpm++2m-sde" }
+        if let sigmas {
+            guard config.usesSigmas || sigmas == .schedule else {
+                throw SamplingError("--sigmas \(sigmas.rawValue) needs a scheduler that works in σ (euler, heun, dpm++2m, dpm++2m-sde, unipc), not \(config.kind.rawValue)")
+            }
+            config.sigmaSpacing = sigmas
+        }
+        return config
     }
 
     /// The noise schedule these fields describe.
@@ -89,8 +124,14 @@ extension SchedulerConfig {
     }
 
     /// Parses a config dictionary. Unknown classes and unsupported values are errors naming them.
-    public init(json: [String: Any], file: String, kind override: Kind? = nil) throws {
+    /// Keys listed in `_use_default_values` (the fields diffusers filled with its class's defaults)
+    /// are skipped, as diffusers' `extract_init_dict` does: with `--scheduler` another class then
+    /// gets its own defaults for them (a DDPM config's "leading" spacing becomes DPM-Solver's
+    /// "linspace").
+    public init(json original: [String: Any], file: String, kind override: Kind? = nil) throws {
         func fail(_ field: String, _ problem: String) -> ConfigFileError { ConfigFileError(file: file, field: field, problem: problem) }
+        let defaulted = Set(original["_use_default_values"] as? [String] ?? [])
+        let json = original.filter { !defaulted.contains($0.key) }
         let className = json["_class_name"] as? String
         guard let kind = override ?? className.flatMap(Kind.init(rawValue:)) ?? (className == nil ? .ddpm : nil) else {
             throw fail("_class_name", "scheduler \"\(className!)\" is not supported by Haze (supported: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -150,22 +191,34 @@ extension SchedulerConfig {
         sampleMaxValue = try number("sample_max_value").map(Float.init) ?? 1
         setAlphaToOne = try flag("set_alpha_to_one") ?? true
         lowerOrderFinal = try flag("lower_order_final") ?? true
-        useKarrasSigmas = try flag("use_karras_sigmas") ?? false
+        let karras = try flag("use_karras_sigmas") ?? false, exponential = try flag("use_exponential_sigmas") ?? false
+        if karras && exponential { throw fail("use_exponential_sigmas", "only one of use_karras_sigmas and use_exponential_sigmas can be true") }
+        sigmaSpacing = karras ? .karras : exponential ? .exponential : .schedule
         switch kind {
         case .ddpm:
             varianceType = try text("variance_type", allowed: ["fixed_small", "fixed_large"]) ?? "fixed_small"
         case .dpmSolverMultistep:
             solverOrder = try integer("solver_order") ?? 2
             guard solverOrder == 1 || solverOrder == 2 else { throw fail("solver_order", "value \(solverOrder) is not supported by Haze (1 or 2)") }
-            _ = try text("algorithm_type", allowed: ["dpmsolver++"])
+            stochastic = try text("algorithm_type", allowed: ["dpmsolver++", "sde-dpmsolver++"]) == "sde-dpmsolver++"
             _ = try text("solver_type", allowed: ["midpoint"])
             _ = try text("final_sigmas_type", allowed: ["zero"])
             if try flag("euler_at_final") == true { throw fail("euler_at_final", "value true is not supported by Haze") }
+        case .uniPC:
+            solverOrder = try integer("solver_order") ?? 2
+            guard (1...3).contains(solverOrder) else { throw fail("solver_order", "value \(solverOrder) is not supported by Haze (1, 2 or 3)") }
+            uniPCSolverType = try text("solver_type", allowed: ["bh1", "bh2"]) ?? "bh2"
+            _ = try text("final_sigmas_type", allowed: ["zero"])
+            if try flag("predict_x0") == false { throw fail("predict_x0", "value false is not supported by Haze") }
+            if let disabled = value("disable_corrector") as? [Any], !disabled.isEmpty {
+                throw fail("disable_corrector", "a non-empty list is not supported by Haze")
+            }
+            if value("solver_p") != nil { throw fail("solver_p", "is not supported by Haze") }
         case .euler, .eulerAncestral:
             _ = try text("interpolation_type", allowed: ["linear"])
+            _ = try text("final_sigmas_type", allowed: ["zero"])
             if let churn = try number("s_churn"), churn != 0 { throw fail("s_churn", "value \(churn) is not supported by Haze (0)") }
-            if kind == .euler, try flag("use_karras_sigmas") == true { throw fail("use_karras_sigmas", "value true is not supported by Haze for Euler") }
-        case .ddim:
+        case .ddim, .heun:
             break
         case .continuousDDIM:
             minSignalRate = try number("min_signal_rate") ?? minSignalRate
@@ -174,7 +227,7 @@ extension SchedulerConfig {
                 throw fail("min_signal_rate", "signal rates must satisfy 0 < min < max < 1")
             }
         }
-        for option in ["use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas", "use_lu_lambdas", "use_dynamic_shifting"]
+        for option in ["use_beta_sigmas", "use_flow_sigmas", "use_lu_lambdas", "use_dynamic_shifting"]
         where try flag(option) == true {
             throw fail(option, "value true is not supported by Haze")
         }
@@ -194,18 +247,26 @@ extension SchedulerConfig {
             "steps_offset": stepsOffset, "rescale_betas_zero_snr": rescaleBetasZeroSNR,
         ]
         switch kind {
-        case .ddpm, .ddim:
+        case .ddpm, .ddim, .heun:
             o["clip_sample"] = clipSample; o["clip_sample_range"] = decimal(clipSampleRange)
             o["thresholding"] = thresholding; o["dynamic_thresholding_ratio"] = decimal(dynamicThresholdingRatio)
             o["sample_max_value"] = decimal(sampleMaxValue)
-            if kind == .ddpm { o["variance_type"] = varianceType } else { o["set_alpha_to_one"] = setAlphaToOne }
+            if kind == .ddpm { o["variance_type"] = varianceType } else if kind == .ddim { o["set_alpha_to_one"] = setAlphaToOne }
         case .dpmSolverMultistep:
-            o["solver_order"] = solverOrder; o["algorithm_type"] = "dpmsolver++"; o["solver_type"] = "midpoint"
-            o["lower_order_final"] = lowerOrderFinal; o["use_karras_sigmas"] = useKarrasSigmas; o["final_sigmas_type"] = "zero"
+            o["solver_order"] = solverOrder; o["algorithm_type"] = stochastic ? "sde-dpmsolver++" : "dpmsolver++"
+            o["solver_type"] = "midpoint"; o["lower_order_final"] = lowerOrderFinal; o["final_sigmas_type"] = "zero"
         case .euler, .eulerAncestral:
             o["interpolation_type"] = "linear"
+        case .uniPC:
+            o["solver_order"] = solverOrder; o["solver_type"] = uniPCSolverType; o["predict_x0"] = true
+            o["lower_order_final"] = lowerOrderFinal; o["disable_corrector"] = [Int](); o["final_sigmas_type"] = "zero"
+            o["thresholding"] = thresholding; o["dynamic_thresholding_ratio"] = decimal(dynamicThresholdingRatio)
+            o["sample_max_value"] = decimal(sampleMaxValue)
         case .continuousDDIM:
             o["min_signal_rate"] = minSignalRate; o["max_signal_rate"] = maxSignalRate
+        }
+        if usesSigmas {
+            o["use_karras_sigmas"] = sigmaSpacing == .karras; o["use_exponential_sigmas"] = sigmaSpacing == .exponential
         }
         return o
     }

@@ -57,8 +57,10 @@ struct Evaluate: ParsableCommand {
     @Option(help: "A model folder, saved diffusers pipeline or Haze run to sample from.") var model: String?
     @Option(help: "Score these images instead of sampling: a folder of PNG/JPEG images, or DATASET:train / DATASET:test (fashion-mnist or an IDX folder; the first --count images).")
     var samples: String?
-    @Option(name: [.long, .customLong("sampler")], help: "Scheduler (ddpm, ddim, dpm++2m, euler, euler-a); --sampler is the same.")
+    @Option(name: [.long, .customLong("sampler")], help: "Scheduler (ddpm, ddim, dpm++2m, dpm++2m-sde, unipc, euler, euler-a, heun); --sampler is the same.")
     var scheduler = "ddim"
+    @Option(help: "σ spacing of euler, heun, unipc and dpm++2m(-sde): schedule, karras or exponential (default: the model's scheduler config).")
+    var sigmas: SigmaSpacing?
     @Option(help: "Sampling steps.") var steps = 50
     @Option(help: "DDIM's η (0 deterministic).") var eta: Float = 0
     @Option(help: "Number of samples.") var count = 10_000
@@ -161,14 +163,15 @@ struct Evaluate: ParsableCommand {
             throw CLIError("\(folder): classifier features need a 28×28 grayscale model, this one makes \(shape) images (use --features inception)")
         }
         if shape[0] != 1 && shape[0] != 3 { throw CLIError("\(folder): the model makes \(shape[0])-channel images; features need 1 or 3") }
-        guard let kind = SchedulerConfig.Kind.named(scheduler) else { throw ValidationError("unknown --scheduler \(scheduler)") }
-        let config = try location.schedulerConfig.map { try SchedulerConfig(contentsOf: $0, kind: kind) } ?? SchedulerConfig(kind: kind)
+        let config = try SchedulerConfig.forSampling(file: location.schedulerConfig, scheduler: scheduler, sigmas: sigmas)
         let sampler = makeScheduler(config)
         (sampler as? DDIMScheduler)?.eta = eta
         let loop = SamplingLoop(scheduler: sampler) { x, t, l in unet(x, timesteps: t, classLabels: l, parameters: parameters) }
         let (mine, counts) = batchShare(images: count, batchSize: batchSize, group: group)
         let batches = (mine.count + batchSize - 1) / batchSize
-        let bar = ProgressBar("sampling", total: batches * steps, itemsPerStep: Double(batchSize) / Double(max(steps, 1)),
+        try sampler.setTimesteps(steps)  // model calls per batch: Heun makes 2·steps − 1
+        let calls = sampler.timesteps.count
+        let bar = ProgressBar("sampling", total: batches * calls, itemsPerStep: Double(batchSize) / Double(max(calls, 1)),
                               enabled: group.isRoot)
         var done = 0, parts: [Tensor] = []
         for start in stride(from: mine.lowerBound, to: mine.upperBound, by: batchSize) {

@@ -10,21 +10,26 @@ import HazeTraining
 /// `haze sample`: images from a trained model with any scheduler.
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Sample images from a model folder (diffusers UNet2DModel, the TensorFlow notebook's TFArticleUNet, or a Haze run) with DDPM, DDIM, DPM-Solver++ or Euler.",
+        abstract: "Sample images from a model folder (diffusers UNet2DModel, the TensorFlow notebook's TFArticleUNet, or a Haze run) with DDPM, DDIM, DPM-Solver++ (ODE or SDE), UniPC, Euler or Heun.",
         discussion: """
         The scheduler comes from the folder's scheduler_config.json (else DDPM with the linear schedule of Ho et al.); \
         --scheduler picks another class but keeps the betas. Examples:
           haze sample --model runs/fm1 --scheduler ddim --steps 50 --count 64 --out grid.png
           haze sample --model runs/fm1 --class-label 3 --guidance-scale 3 --out boots.png
           haze sample --model faces-model --scheduler ddim --steps 199 --out faces.png   # a converted notebook checkpoint
+          haze sample --model runs/fm1 --init-image sketches/ --strength 0.6 --out-dir cleaned/   # SDEdit, one output per input
+        With --init-image (SDEdit, Meng et al. 2022) each image is noised to the step that --strength selects, as \
+        diffusers' img2img pipelines do (the first N − ⌊N·strength⌋ of the N steps are skipped), and denoised from there.
         Under mpirun the images are split over the ranks (rank 0 writes the files).
         """)
 
     @Option(help: "A model folder (diffusers UNet2DModel, or TFArticleUNet from scripts/convert_notebook_checkpoint.py), a saved diffusers pipeline (model_index.json, unet/, scheduler/), or a Haze training run (its EMA weights when present).")
     var model: String
     @Option(name: [.long, .customLong("sampler")],
-            help: "ddpm, ddim, dpm++2m, euler or euler-a (default: the folder's scheduler_config.json); --sampler is the same.")
+            help: "ddpm, ddim, dpm++2m, dpm++2m-sde, unipc, euler, euler-a or heun (default: the folder's scheduler_config.json); --sampler is the same. heun calls the model twice per step (2·steps − 1 calls).")
     var scheduler: String?
+    @Option(help: "σ spacing of euler, heun, unipc and dpm++2m(-sde): schedule (the timesteps' own σ), karras (Karras et al. 2022, ρ = 7) or exponential (even in log σ). Default: the folder's scheduler_config.json.")
+    var sigmas: SigmaSpacing?
     @Option(help: "Inference steps (default: all training steps for DDPM, 50 otherwise).")
     var steps: Int?
     @Option(help: "DDIM's η: 0 deterministic … 1 DDPM-like.")
@@ -47,6 +52,12 @@ struct Sample: ParsableCommand {
     var saveTensor: String?
     @Option(help: "PNG grid of the samples (values mapped from [-1, 1] to 0…255).")
     var out: String?
+    @Option(help: "Image-to-image (SDEdit): a PNG/JPEG file or a folder of them, at the model's size and channels; one output per input (--count is their number).")
+    var initImage: String?
+    @Option(help: "With --init-image: how much of the schedule to run, in (0, 1]; 1 starts from pure noise at the first step.")
+    var strength: Double = 0.8
+    @Option(help: "Also write each image as DIR/NAME.png (the input's name with --init-image, else sample-K.png).")
+    var outDir: String?
     @Option(help: "Animated GIF of the denoising trajectory (the predicted x₀ at each step) of up to 16 images.")
     var gif: String?
     @Option(help: "GIF frames: x0 (the model's running estimate of the image) or xt (the noisy sample).")
@@ -60,7 +71,11 @@ struct Sample: ParsableCommand {
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if !(0...1).contains(eta) { throw ValidationError("--eta must be between 0 and 1") }
-        if out == nil && saveTensor == nil && gif == nil { throw ValidationError("nothing to write: give --out grid.png, --gif FILE and/or --save-tensor FILE") }
+        if out == nil && saveTensor == nil && gif == nil && outDir == nil {
+            throw ValidationError("nothing to write: give --out grid.png, --out-dir DIR, --gif FILE and/or --save-tensor FILE")
+        }
+        if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1], not \(strength)") }
+        if initImage != nil && count != nil { throw ValidationError("--count comes from --init-image (one output per input image); drop --count") }
         if gifFrames != "x0" && gifFrames != "xt" { throw ValidationError("--gif-frames must be x0 or xt") }
     }
 
@@ -75,14 +90,7 @@ struct Sample: ParsableCommand {
         let location = try ModelLocation.resolve(model)
         let folder = location.folder
         let (unet, parameters) = try ModelFolder.loadModel(folder)
-        let schedulerKind = try scheduler.map { name -> SchedulerConfig.Kind in
-            guard let kind = SchedulerConfig.Kind.named(name) else {
-                throw ValidationError("unknown --scheduler \(name) (ddpm, ddim, dpm++2m, euler, euler-a)")
-            }
-            return kind
-        }
-        let schedulerConfig = try location.schedulerConfig.map { try SchedulerConfig(contentsOf: $0, kind: schedulerKind) }
-            ?? SchedulerConfig(kind: schedulerKind ?? .ddpm)
+        let schedulerConfig = try SchedulerConfig.forSampling(file: location.schedulerConfig, scheduler: scheduler, sigmas: sigmas)
         let sampler = makeScheduler(schedulerConfig)
         (sampler as? DDIMScheduler)?.eta = eta
         let stepCount = steps ?? (schedulerConfig.kind == .ddpm ? schedulerConfig.numTrainTimesteps : 50)
@@ -103,8 +111,9 @@ struct Sample: ParsableCommand {
             }
             noise = x
         }
-        let total = count ?? noise?.shape[0] ?? 16
         let side = try imageSize(unet)
+        let inputs = try initImage.map { try loadInitialImages($0, channels: unet.inChannels, size: side) }
+        let total = inputs?.images.shape[0] ?? count ?? noise?.shape[0] ?? 16
         let shape = [total, unet.inChannels, side[0], side[1]]
         if let noise, noise.shape != shape {
             throw CLIError("\(initialNoise!): x_T has shape \(noise.shape); this model and --count need \(shape)")
@@ -125,10 +134,12 @@ struct Sample: ParsableCommand {
         var frames: [[UInt8]] = []
         var frameSize = (width: 0, height: 0)
         // Image k is computed from its own noise stream, in batch ⌊k / batch size⌋, by the rank
-        // whose share of the batches holds it: the same batches as one process makes, so with the
-        // same threads per process the images are bit for bit those of a 1-rank run.
+        // whose share of the batches holds it: the same batches as one process makes, so the
+        // images are bit for bit those of a 1-rank run.
         let (mine, counts) = batchShare(images: total, batchSize: batchSize, group: group)
-        let totalSteps = stepCount * ((mine.count + batchSize - 1) / batchSize)
+        try sampler.setTimesteps(stepCount)  // model calls per batch: Heun makes 2·steps − 1
+        let skipped = inputs == nil ? 0 : try SamplingLoop.firstStep(steps: stepCount, strength: strength, order: sampler.order)
+        let totalSteps = (sampler.timesteps.count - skipped) * ((mine.count + batchSize - 1) / batchSize)
         let bar = ProgressBar("sampling", total: totalSteps, itemsPerStep: Double(mine.count) / Double(max(totalSteps, 1)),
                               enabled: group.isRoot)
         var done = 0
@@ -137,7 +148,7 @@ struct Sample: ParsableCommand {
             var generator = ImageNoise(seed: seed, firstImage: start)
             let x = try loop.run(shape: [n] + shape.dropFirst(), steps: stepCount, initialNoise: noise?.slice(start..<(start + n)),
                                  classLabels: labels.map { Array($0[start..<(start + n)]) }, guidance: guidance,
-                                 generator: &generator, progress: { _, _ in done += 1; bar.update(done) },
+                                 initialImage: inputs?.images.slice(start..<(start + n)), strength: strength, generator: &generator, progress: { _, _ in done += 1; bar.update(done) },
                                  trajectory: gif == nil || start > 0 || !group.isRoot ? nil : { _, xt, x0 in
                                      // Frames of the first batch's first 16 images.
                                      let shown = (gifFrames == "x0" ? (x0 ?? xt) : xt).slice(0..<min(16, n)).clamped(min: -1, max: 1)
@@ -165,6 +176,41 @@ struct Sample: ParsableCommand {
             try PNG.writeGrid(samples.clamped(min: -1, max: 1), to: out)
             print("wrote \(out): \(total) images, \(schedulerConfig.kind.rawValue), \(stepCount) steps")
         }
+        if let outDir {
+            try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+            let names = inputs?.names ?? (0..<total).map { "sample-\($0)" }
+            for (name, pixels) in zip(names, PNG.pixels(samples.clamped(min: -1, max: 1))) {
+                try AtomicFile.write(PNG.encode(width: side[1], height: side[0], channels: unet.inChannels, pixels: pixels),
+                                     to: outDir + "/" + name + ".png")
+            }
+            print("wrote \(total) images to \(outDir)/")
+        }
+    }
+
+    /// The images of `--init-image` (a file, or a folder's PNG/JPEG files in name order) as
+    /// [N, C, H, W] in [−1, 1], and their names without extension. Each must have the model's
+    /// size and channels.
+    func loadInitialImages(_ path: String, channels: Int, size: [Int]) throws -> (images: Tensor, names: [String]) {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw CLIError("\(path): --init-image does not exist") }
+        let files = isFolder.boolValue
+            ? try FileManager.default.contentsOfDirectory(atPath: path)
+                .filter { ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted().map { path + "/" + $0 }
+            : [path]
+        guard !files.isEmpty else { throw CLIError("\(path): --init-image folder holds no PNG or JPEG images") }
+        let images = try files.map { file -> Tensor in
+            let image = try ImageDecoder.decode(contentsOf: file)
+            guard image.height == size[0] && image.width == size[1] else {
+                throw CLIError("\(file): the image is \(image.width)×\(image.height); this model makes \(size[1])×\(size[0]) images")
+            }
+            guard image.channels == channels else {
+                throw CLIError("\(file): the image has \(image.channels) channel\(image.channels == 1 ? "" : "s"); this model makes \(channels)-channel images")
+            }
+            let x = image.tensor()
+            return x.reshaped(to: [1] + x.shape)
+        }
+        let names = files.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+        return (Tensor.concatenate(images, alongAxis: 0), names)
     }
 
     func imageSize(_ model: any DenoisingModel) throws -> [Int] {
@@ -191,3 +237,5 @@ struct Sample: ParsableCommand {
         return labels
     }
 }
+
+extension SigmaSpacing: ExpressibleByArgument {}

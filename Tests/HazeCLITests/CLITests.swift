@@ -173,6 +173,39 @@ final class CLITests: XCTestCase {
         try expectFailure(["--model", plain, "--guidance-scale", "3"], "--guidance-scale needs a class-conditional model")
         try expectFailure(["--model", plain, "--steps", "2000"], "trained with 1000 timesteps")
         try expectFailure(["--model", plain, "--scheduler", "lms"], "unknown --scheduler lms")
+        try expectFailure(["--model", plain, "--scheduler", "ddim", "--sigmas", "karras"], "--sigmas karras needs a scheduler that works in σ")
+        // Heun with Karras σ and the SDE solver with exponential σ run end to end, with distinct results.
+        var results: [Tensor] = []
+        for arguments in [["--scheduler", "heun", "--sigmas", "karras"], ["--scheduler", "dpm++2m-sde", "--sigmas", "exponential"]] {
+            let r = try haze(["sample", "--model", plain, "--steps", "4", "--count", "2", "--save-tensor", tensor] + arguments)
+            XCTAssertEqual(r.status, 0, r.err)
+            results.append(try SafeTensors.read(contentsOf: tensor).tensor("sample"))
+        }
+        XCTAssertEqual(results[0].shape, [2, 3, 8, 8])
+        XCTAssertTrue(results[0].scalars.allSatisfy(\.isFinite) && results[1].scalars.allSatisfy(\.isFinite))
+        XCTAssertNotEqual(results[0], results[1])
+
+        // SDEdit on a folder: one output per input, named after it; a strength near 0 stays near the input.
+        let inputs = folder + "/inputs", cleaned = folder + "/cleaned"
+        try FileManager.default.createDirectory(atPath: inputs, withIntermediateDirectories: true)
+        let originals = Tensor.uniform([2, 3, 8, 8], low: -1, high: 1, seed: 8)
+        for (name, pixels) in zip(["b", "a"], PNG.pixels(originals)) {
+            try PNG.encode(width: 8, height: 8, channels: 3, pixels: pixels).write(to: URL(fileURLWithPath: inputs + "/\(name).png"))
+        }
+        for strength in ["0.1", "1"] {
+            let r = try haze(["sample", "--model", plain, "--init-image", inputs, "--strength", strength, "--scheduler", "ddim",
+                              "--steps", "10", "--out-dir", cleaned, "--save-tensor", tensor])
+            XCTAssertEqual(r.status, 0, r.err)
+            results.append(try SafeTensors.read(contentsOf: tensor).tensor("sample"))
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cleaned).sorted(), ["a.png", "b.png"])
+        let inOrder = Tensor.concatenate([originals.slice(1..<2), originals.slice(0..<1)], alongAxis: 0)  // a, b
+        func distance(_ x: Tensor) -> Float { (x - inOrder).abs().mean().scalar }
+        XCTAssertLessThan(distance(results[2]), 0.5 * distance(results[3]), "strength 0.1 stays closer to the inputs than 1")
+        try expectFailure(["--model", plain, "--init-image", inputs, "--strength", "0"], "--strength must be in (0, 1]")
+        try expectFailure(["--model", conditional, "--class-label", "1", "--init-image", inputs], "the image has 3 channels; this model makes 1-channel images")
+        try PNG.encode(width: 4, height: 4, channels: 3, pixels: [UInt8](repeating: 9, count: 48)).write(to: URL(fileURLWithPath: inputs + "/c.png"))
+        try expectFailure(["--model", plain, "--init-image", inputs], "c.png: the image is 4×4; this model makes 8×8 images")
     }
 
     func testEvaluateScoresImageFolders() throws {

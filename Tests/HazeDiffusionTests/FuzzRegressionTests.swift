@@ -57,6 +57,6 @@ final class SchedulerFuzzRegressionTests: XCTestCase {
         let dpm = DPMSolverMultistepScheduler(config)
         try dpm.setTimesteps(999)
         XCTAssertEqual(dpm.timesteps.first, 1004)
-        XCTAssertEqual(dpm.sigmas.first, Double(dpm.trainingSigmas[999]))
+        XCTAssertEqual(dpm.sigmas.first, Double(dpm.schedule.trainingSigmas[999]))
     }
 }

@@ -112,3 +112,40 @@ final class ContinuousScheduleTests: XCTestCase {
         XCTAssertEqual(try SchedulerConfig(json: object, file: "x"), config)
     }
 }
+
+/// Image-to-image (SDEdit): the start step that `strength` selects and the noised start sample.
+final class ImageToImageTests: XCTestCase {
+    func testStartStepAndNoisedStart() throws {
+        // diffusers' get_timesteps: ⌊N·strength⌋ steps kept, `order` calls per step.
+        XCTAssertEqual(try SamplingLoop.firstStep(steps: 50, strength: 0.6, order: 1), 20)
+        XCTAssertEqual(try SamplingLoop.firstStep(steps: 50, strength: 0.6, order: 2), 40)
+        XCTAssertEqual(try SamplingLoop.firstStep(steps: 10, strength: 1, order: 1), 0)
+        XCTAssertThrowsError(try SamplingLoop.firstStep(steps: 10, strength: 0, order: 1)) { XCTAssertTrue("\($0)".contains("outside (0, 1]")) }
+        XCTAssertThrowsError(try SamplingLoop.firstStep(steps: 10, strength: 1.5, order: 1))
+        XCTAssertThrowsError(try SamplingLoop.firstStep(steps: 10, strength: 0.05, order: 1)) { XCTAssertTrue("\($0)".contains("keeps no step")) }
+
+        let image = Tensor.uniform([2, 1, 4, 4], low: -1, high: 1, seed: 1), noise = Tensor.normal([2, 1, 4, 4], seed: 2)
+        for kind in [SchedulerConfig.Kind.ddim, .euler, .heun, .dpmSolverMultistep, .uniPC] {
+            let scheduler = makeScheduler(SchedulerConfig(kind: kind))
+            var inputs: [(Tensor, Float)] = []
+            let loop = SamplingLoop(scheduler: scheduler) { x, t, _ in inputs.append((x, t[0])); return x * 0.1 }
+            var generator = RandomGenerator(seed: 0)
+            let out = try loop.run(shape: image.shape, steps: 10, initialNoise: noise, initialImage: image, strength: 0.3, generator: &generator)
+            let first = 7 * scheduler.order
+            // The model calls are those of steps 7…9 only, the first at the noised image.
+            XCTAssertEqual(inputs.count, scheduler.timesteps.count - first, "\(kind)")
+            XCTAssertEqual(inputs[0].1, scheduler.timesteps[first], "\(kind)")
+            let start = scheduler.addNoise(image, noise: noise, stepIndex: first)
+            XCTAssertEqual(inputs[0].0, scheduler.scaleModelInput(start, stepIndex: first), "\(kind)")
+            XCTAssertTrue(out.scalars.allSatisfy(\.isFinite), "\(kind)")
+        }
+        // Euler's start is x₀ + σ ε; DDIM's √ᾱ x₀ + √(1 − ᾱ) ε.
+        let euler = EulerScheduler(SchedulerConfig(kind: .euler))
+        try euler.setTimesteps(10)
+        XCTAssertEqual(euler.addNoise(image, noise: noise, stepIndex: 3), image + noise * Float(euler.sigmas[3]))
+        let ddim = DDIMScheduler(SchedulerConfig(kind: .ddim))
+        try ddim.setTimesteps(10)
+        let a = ddim.schedule.alphasCumprod[Int(ddim.timesteps[3])]
+        XCTAssertEqual(ddim.addNoise(image, noise: noise, stepIndex: 3), image * a.squareRoot() + noise * (1 - a).squareRoot())
+    }
+}

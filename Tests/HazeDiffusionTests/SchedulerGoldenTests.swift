@@ -5,7 +5,7 @@ import HazeTensor
 @testable import HazeDiffusion
 
 /// Golden values from diffusers (scripts/make_scheduler_fixtures.py; conventions in the
-/// fixture folder's README): schedules, posterior, add_noise, and every step of 16 sampler
+/// fixture folder's README): schedules, posterior, add_noise, and every step of 24 sampler
 /// configurations, teacher-forced with diffusers' model outputs and samples.
 final class SchedulerGoldenTests: XCTestCase {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/schedulers").path
@@ -74,7 +74,8 @@ final class SchedulerGoldenTests: XCTestCase {
         let names = ["ddpm_fixed_small_clip", "ddpm_fixed_large_noclip", "ddpm_full_50", "ddpm_thresholding",
                      "ddpm_thresholding_max3", "ddim_eta0_leading", "ddim_eta1_trailing", "ddim_vpred_linspace",
                      "ddim_sample_pred", "dpmpp2m", "dpmpp2m_karras_vpred", "euler", "euler_20", "euler_ancestral",
-                     "euler_trailing_vpred"]
+                     "euler_trailing_vpred", "euler_karras", "euler_exponential", "heun", "heun_karras_vpred", "unipc", "unipc_karras_vpred",
+                     "dpmpp2m_sde", "dpmpp2m_exponential"]
         for name in names {
             let f = try load(name)
             let json = f.metadata["scheduler_config"]!.replacingOccurrences(of: "-Infinity", with: "\"-Infinity\"")
@@ -85,14 +86,17 @@ final class SchedulerGoldenTests: XCTestCase {
             if let ddim = scheduler as? DDIMScheduler { ddim.eta = Float(f.metadata["eta"]!)! }
             let steps = Int(f.metadata["num_inference_steps"]!)!
             try scheduler.setTimesteps(steps)
-            XCTAssertEqual(scheduler.timesteps.map(Double.init), try f.tensor("timesteps").scalars.map(Double.init), "\(name) timesteps")
+            // Karras and exponential σ give fractional timesteps (Float32 on both sides).
+            let expected = try f.tensor("timesteps").scalars
+            XCTAssertEqual(scheduler.timesteps.count, expected.count, "\(name) timesteps")
+            XCTAssertLessThanOrEqual(zip(scheduler.timesteps, expected).map { abs($0 - $1) }.max() ?? 0, 1e-3, "\(name) timesteps")
             XCTAssertEqual(scheduler.initNoiseSigma, Float(f.metadata["init_noise_sigma"]!)!, accuracy: 1e-4, "\(name) init sigma")
             var worst: (Float, String) = (0, "")
             func check(_ a: Tensor, _ key: String) throws {
                 let e = error(a, try f.tensor(key))
                 if e > worst.0 { worst = (e, key) }
             }
-            for i in 0..<steps {
+            for i in scheduler.timesteps.indices {  // Heun: 2·steps − 1 model calls
                 let sample = i == 0 ? try f.tensor("x_T") : try f.tensor("prev_sample.\(i - 1)")
                 try check(scheduler.scaleModelInput(sample, stepIndex: i), "model_input.\(i)")
                 XCTAssertEqual(scheduler.needsNoise(stepIndex: i), f.tensors["noise.\(i)"] != nil, "\(name) noise at \(i)")
@@ -122,6 +126,30 @@ final class SchedulerGoldenTests: XCTestCase {
         XCTAssertEqual(ddim.kind, .ddim)
         XCTAssertEqual(ddim.noiseSchedule, try SchedulerConfig(json: json, file: "s.json").noiseSchedule)
         XCTAssertThrowsError(try makeScheduler(ddim).setTimesteps(501)) { XCTAssertTrue("\($0)".contains("1…500")) }
+        // _use_default_values: those keys take the chosen class's defaults (diffusers' from_config).
+        let saved: [String: Any] = ["_class_name": "DDPMScheduler", "timestep_spacing": "leading", "steps_offset": 0,
+                                    "beta_schedule": "scaled_linear", "_use_default_values": ["timestep_spacing", "steps_offset"]]
+        XCTAssertEqual(try SchedulerConfig(json: saved, file: "s.json", kind: .dpmSolverMultistep).timestepSpacing, .linspace)
+        XCTAssertEqual(try SchedulerConfig(json: saved, file: "s.json", kind: .dpmSolverMultistep).betaSchedule, "scaled_linear")
+        XCTAssertEqual(try SchedulerConfig(json: saved, file: "s.json").timestepSpacing, .leading)
+        var explicit = saved
+        explicit["_use_default_values"] = nil
+        XCTAssertEqual(try SchedulerConfig(json: explicit, file: "s.json", kind: .dpmSolverMultistep).timestepSpacing, .leading)
+        // The CLI's choice: a short name may pick a variant; --sigmas needs a σ-space scheduler.
+        let sde = try SchedulerConfig.forSampling(file: nil, scheduler: "dpm++2m-sde", sigmas: .karras)
+        XCTAssertEqual(sde.kind, .dpmSolverMultistep)
+        XCTAssertTrue(sde.stochastic)
+        XCTAssertEqual(sde.sigmaSpacing, .karras)
+        XCTAssertEqual(sde.jsonObject()["algorithm_type"] as? String, "sde-dpmsolver++")
+        XCTAssertThrowsError(try SchedulerConfig.forSampling(file: nil, scheduler: "ddim", sigmas: .exponential)) {
+            XCTAssertTrue("\($0)".contains("--sigmas exponential needs a scheduler that works in σ"), "\($0)")
+        }
+        XCTAssertThrowsError(try SchedulerConfig.forSampling(file: nil, scheduler: "lms", sigmas: nil)) {
+            XCTAssertTrue("\($0)".contains("unknown --scheduler lms"), "\($0)")
+        }
+        XCTAssertThrowsError(try SchedulerConfig(json: ["_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true,
+                                                        "use_exponential_sigmas": true], file: "s.json"))
+        XCTAssertEqual(try SchedulerConfig(json: ["_class_name": "HeunDiscreteScheduler"], file: "s.json").betaStart, 0.00085)
         // Written and read back.
         let path = NSTemporaryDirectory() + "scheduler-\(UUID().uuidString).json"
         defer { try? FileManager.default.removeItem(atPath: path) }
