@@ -12,7 +12,7 @@ struct Haze: ParsableCommand {
         commandName: "haze",
         abstract: "Train and sample denoising diffusion models (DDPM, DDIM) on the CPU, in Swift.",
         version: version,
-        subcommands: [Train.self, Sample.self, Noise.self, Evaluate.self, TrainClassifier.self, Predict.self, Inspect.self]
+        subcommands: [Train.self, Sample.self, Inpaint.self, Interpolate.self, Encode.self, Noise.self, Evaluate.self, TrainClassifier.self, Predict.self, Inspect.self]
     )
 }
 

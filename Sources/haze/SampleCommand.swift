@@ -112,7 +112,7 @@ struct Sample: ParsableCommand {
             noise = x
         }
         let side = try imageSize(unet)
-        let inputs = try initImage.map { try loadInitialImages($0, channels: unet.inChannels, size: side) }
+        let inputs = try initImage.map { try loadImages($0, option: "--init-image", channels: unet.inChannels, size: side) }
         let total = inputs?.images.shape[0] ?? count ?? noise?.shape[0] ?? 16
         let shape = [total, unet.inChannels, side[0], side[1]]
         if let noise, noise.shape != shape {
@@ -187,32 +187,6 @@ struct Sample: ParsableCommand {
         }
     }
 
-    /// The images of `--init-image` (a file, or a folder's PNG/JPEG files in name order) as
-    /// [N, C, H, W] in [−1, 1], and their names without extension. Each must have the model's
-    /// size and channels.
-    func loadInitialImages(_ path: String, channels: Int, size: [Int]) throws -> (images: Tensor, names: [String]) {
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw CLIError("\(path): --init-image does not exist") }
-        let files = isFolder.boolValue
-            ? try FileManager.default.contentsOfDirectory(atPath: path)
-                .filter { ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted().map { path + "/" + $0 }
-            : [path]
-        guard !files.isEmpty else { throw CLIError("\(path): --init-image folder holds no PNG or JPEG images") }
-        let images = try files.map { file -> Tensor in
-            let image = try ImageDecoder.decode(contentsOf: file)
-            guard image.height == size[0] && image.width == size[1] else {
-                throw CLIError("\(file): the image is \(image.width)×\(image.height); this model makes \(size[1])×\(size[0]) images")
-            }
-            guard image.channels == channels else {
-                throw CLIError("\(file): the image has \(image.channels) channel\(image.channels == 1 ? "" : "s"); this model makes \(channels)-channel images")
-            }
-            let x = image.tensor()
-            return x.reshaped(to: [1] + x.shape)
-        }
-        let names = files.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
-        return (Tensor.concatenate(images, alongAxis: 0), names)
-    }
-
     func imageSize(_ model: any DenoisingModel) throws -> [Int] {
         if let size { return [size, size] }
         guard let s = model.sampleSize else { throw CLIError("the model config has no sample_size: give --size") }
@@ -236,6 +210,32 @@ struct Sample: ParsableCommand {
         }
         return labels
     }
+}
+
+/// The images of `option` (a PNG/JPEG file, or a folder's PNG/JPEG files in name order) as
+/// [N, C, H, W] in [−1, 1], and their names without extension. Each must have the model's size
+/// and channels.
+func loadImages(_ path: String, option: String, channels: Int, size: [Int]) throws -> (images: Tensor, names: [String]) {
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw CLIError("\(path): \(option) does not exist") }
+    let files = isFolder.boolValue
+        ? try FileManager.default.contentsOfDirectory(atPath: path)
+            .filter { ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted().map { path + "/" + $0 }
+        : [path]
+    guard !files.isEmpty else { throw CLIError("\(path): \(option) folder holds no PNG or JPEG images") }
+    let images = try files.map { file -> Tensor in
+        let image = try ImageDecoder.decode(contentsOf: file)
+        guard image.height == size[0] && image.width == size[1] else {
+            throw CLIError("\(file): the image is \(image.width)×\(image.height); this model makes \(size[1])×\(size[0]) images")
+        }
+        guard image.channels == channels else {
+            throw CLIError("\(file): the image has \(image.channels) channel\(image.channels == 1 ? "" : "s"); this model makes \(channels)-channel images")
+        }
+        let x = image.tensor()
+        return x.reshaped(to: [1] + x.shape)
+    }
+    let names = files.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+    return (Tensor.concatenate(images, alongAxis: 0), names)
 }
 
 extension SigmaSpacing: ExpressibleByArgument {}

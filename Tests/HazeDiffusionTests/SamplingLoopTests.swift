@@ -149,3 +149,37 @@ final class ImageToImageTests: XCTestCase {
         XCTAssertEqual(ddim.addNoise(image, noise: noise, stepIndex: 3), image * a.squareRoot() + noise * (1 - a).squareRoot())
     }
 }
+
+/// DDIM inversion and slerp.
+final class InversionTests: XCTestCase {
+    /// x_T of diffusers' DDIMInverseScheduler and the DDIM decoding of it, on the random `attn`
+    /// UNet (scripts/make_inversion_fixture.py).
+    func testInversionMatchesDiffusers() throws {
+        let f = try SafeTensors.read(contentsOf: SamplingLoopTests.folder + "/ddim_inversion_attn.safetensors")
+        let (model, parameters) = try ModelFolder.load(SamplingLoopTests.unets + "/attn")
+        var object = try JSONSerialization.jsonObject(with: Data(f.metadata["scheduler_config"]!.utf8)) as! [String: Any]
+        object["_class_name"] = f.metadata["scheduler_class"]
+        let config = try SchedulerConfig(json: object, file: "ddim_inversion_attn")
+        let steps = Int(f.metadata["num_inference_steps"]!)!
+        let predict: NoisePredictor = { x, t, _ in model(x, timesteps: t, classLabels: nil, parameters: parameters) }
+        let code = try ddimInversion(try f.tensor("image"), steps: steps, config: config, model: { predict($0, $1, nil) })
+        func relative(_ a: Tensor, _ b: Tensor) -> Float { zip(a.scalars, b.scalars).map { abs($0 - $1) }.max()! / b.scalars.map(abs).max()! }
+        XCTAssertLessThanOrEqual(relative(code, try f.tensor("x_T")), 1e-4)
+        var unused = RandomGenerator(seed: 0)
+        let back = try SamplingLoop(scheduler: DDIMScheduler(config), model: predict)
+            .run(shape: code.shape, steps: steps, initialNoise: try f.tensor("x_T"), generator: &unused)
+        XCTAssertLessThanOrEqual(relative(back, try f.tensor("reconstruction")), 1e-3)
+    }
+
+    func testSlerpKeepsTheEndsAndTheNorm() {
+        let a = Tensor.normal([1, 3, 8, 8], seed: 1), b = Tensor.normal([1, 3, 8, 8], seed: 2)
+        let path = slerp(a, b, at: [0, 0.5, 1])
+        XCTAssertLessThan((path.slice(0..<1) - a).abs().max().scalar, 1e-5)
+        XCTAssertLessThan((path.slice(2..<3) - b).abs().max().scalar, 1e-5)
+        // Two nearly orthogonal Gaussian vectors: the midpoint's norm stays near theirs (a straight
+        // line's would drop by about √2).
+        func norm(_ x: Tensor) -> Float { x.squared().sum().scalar.squareRoot() }
+        XCTAssertEqual(norm(path.slice(1..<2)), (norm(a) + norm(b)) / 2, accuracy: 0.1 * norm(a))
+        XCTAssertLessThan(norm((a + b) * 0.5), 0.8 * norm(a))
+    }
+}
