@@ -183,3 +183,42 @@ final class InversionTests: XCTestCase {
         XCTAssertLessThan(norm((a + b) * 0.5), 0.8 * norm(a))
     }
 }
+
+/// RePaint against diffusers' RePaintPipeline loop (scripts/make_repaint_fixtures.py): the jump
+/// schedule, every recorded noise draw fed in order, the states and the final sample.
+final class RePaintTests: XCTestCase {
+    /// Hands out the fixture's noise tensors in order.
+    struct RecordedNoise: NoiseSource {
+        let file: SafeTensors
+        var next = 0
+        mutating func normal(_ shape: [Int]) -> Tensor {
+            defer { next += 1 }
+            let x = try! file.tensor("noise.\(next)")
+            precondition(x.shape == shape, "noise.\(next): \(x.shape) for \(shape)")
+            return x
+        }
+    }
+
+    func testMatchesDiffusers() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/repaint").path
+        let (model, parameters) = try ModelFolder.load(SamplingLoopTests.unets + "/attn")
+        for name in ["repaint_eta0", "repaint_eta1"] {
+            let f = try SafeTensors.read(contentsOf: folder + "/\(name).safetensors")
+            let object = try JSONSerialization.jsonObject(with: Data(f.metadata["scheduler_config"]!.utf8)) as! [String: Any]
+            let config = try SchedulerConfig(json: object, file: name, kind: .ddpm)
+            let repaint = try RePaint(config: config, steps: Int(f.metadata["num_inference_steps"]!)!,
+                                      jumpLength: Int(f.metadata["jump_length"]!)!, jumpSamples: Int(f.metadata["jump_n_sample"]!)!,
+                                      eta: Float(f.metadata["eta"]!)!)
+            XCTAssertEqual(repaint.timesteps.map(Float.init), try f.tensor("timesteps").scalars, name)
+            var noise = RecordedNoise(file: f)
+            let result = try repaint.run(image: try f.tensor("original_image"), mask: try f.tensor("mask"), model: { x, t in
+                model(x, timesteps: t, classLabels: nil, parameters: parameters)
+            }, generator: &noise)
+            XCTAssertEqual(noise.next, Int(f.metadata["num_noise_draws"]!)!, "\(name): noise draws")
+            let expected = try f.tensor("sample")
+            let error = zip(result.scalars, expected.scalars).map { abs($0 - $1) }.max()! / expected.scalars.map(abs).max()!
+            XCTAssertLessThanOrEqual(error, 1e-3, name)
+            XCTAssertLessThan(error, 1e-4, "\(name): the loop is stable (its float64 re-run is within 1e-5)")
+        }
+    }
+}
