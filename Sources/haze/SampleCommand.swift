@@ -40,12 +40,14 @@ struct Sample: ParsableCommand {
     var count: Int?
     @Option(help: "Images per model call.")
     var batchSize = 16
-    @Option(help: "Class labels, one per image (e.g. 3,7).")
+    @Option(help: "Class labels, one per image (e.g. 3,7); their number is the default --count.")
     var classLabels: String?
     @Option(help: "One class label for every image.")
     var classLabel: Int?
-    @Option(help: "Classifier-free guidance weight (class-conditional models; the null class is the last class).")
-    var guidanceScale: Float?
+    @Option(help: "Classifier-free guidance weight (class-conditional models; the null class is the last class). Several, e.g. 1,2,4: one picture of each image at every weight, from the same noise.")
+    var guidanceScale: String?
+    @Flag(help: "Class-conditional models: one row per class (0…K−2; the last class embedding is guidance's null class), --count images each (default 8).")
+    var classGrid = false
     @Option(help: "x_T from a file: one tensor [B, C, H, W] of unit-variance noise.")
     var initialNoise: String?
     @Option(help: "Write the final samples (before conversion to pixels) as tensor `sample`.")
@@ -68,6 +70,8 @@ struct Sample: ParsableCommand {
 
     func validate() throws {
         if classLabels != nil && classLabel != nil { throw ValidationError("give --class-labels or --class-label, not both") }
+        if classGrid && (classLabels != nil || classLabel != nil) { throw ValidationError("--class-grid chooses the labels: drop --class-label(s)") }
+        if classGrid && (initImage != nil || initialNoise != nil) { throw ValidationError("--class-grid draws its own noise: drop --init-image / --initial-noise") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if !(0...1).contains(eta) { throw ValidationError("--eta must be between 0 and 1") }
@@ -113,24 +117,26 @@ struct Sample: ParsableCommand {
         }
         let side = try imageSize(unet)
         let inputs = try initImage.map { try loadImages($0, option: "--init-image", channels: unet.inChannels, size: side) }
-        let total = inputs?.images.shape[0] ?? count ?? noise?.shape[0] ?? 16
+        // --class-grid: rows of `perRow` images, one per class.
+        let gridClasses = try classGrid ? gridClassCount(unet) : 0, perRow = count ?? 8
+        let total = classGrid ? gridClasses * perRow
+            : inputs?.images.shape[0] ?? count ?? classLabels.map { $0.split(separator: ",").count } ?? noise?.shape[0] ?? 16
         let shape = [total, unet.inChannels, side[0], side[1]]
         if let noise, noise.shape != shape {
             throw CLIError("\(initialNoise!): x_T has shape \(noise.shape); this model and --count need \(shape)")
         }
-        let labels = try labelList(count: total, model: unet)
-        var guidance: Guidance? = nil
+        let labels = classGrid ? (0..<gridClasses).flatMap { [Int](repeating: $0, count: perRow) } : try labelList(count: total, model: unet)
+        var guidances: [Guidance?] = [nil]
         if let guidanceScale {
             guard let classes = unet.classTableSize else {
                 throw CLIError("--guidance-scale needs a class-conditional model with a class embedding table; this model is not one")
             }
-            guidance = Guidance(scale: guidanceScale, nullClass: classes - 1)
+            guidances = try parseNumbers(guidanceScale, option: "--guidance-scale").map { Guidance(scale: $0, nullClass: classes - 1) }
         }
 
         let loop = SamplingLoop(scheduler: sampler) { x, t, labels in
             unet(x, timesteps: t, classLabels: labels, parameters: parameters)
         }
-        var batches: [Tensor] = []
         var frames: [[UInt8]] = []
         var frameSize = (width: 0, height: 0)
         // Image k is computed from its own noise stream, in batch ⌊k / batch size⌋, by the rank
@@ -139,17 +145,20 @@ struct Sample: ParsableCommand {
         let (mine, counts) = batchShare(images: total, batchSize: batchSize, group: group)
         try sampler.setTimesteps(stepCount)  // model calls per batch: Heun makes 2·steps − 1
         let skipped = inputs == nil ? 0 : try SamplingLoop.firstStep(steps: stepCount, strength: strength, order: sampler.order)
-        let totalSteps = (sampler.timesteps.count - skipped) * ((mine.count + batchSize - 1) / batchSize)
+        let totalSteps = guidances.count * (sampler.timesteps.count - skipped) * ((mine.count + batchSize - 1) / batchSize)
         let bar = ProgressBar("sampling", total: totalSteps, itemsPerStep: Double(mine.count) / Double(max(totalSteps, 1)),
                               enabled: group.isRoot)
         var done = 0
+        var perGuidance: [Tensor] = []
+        for (g, guidance) in guidances.enumerated() {
+        var batches: [Tensor] = []
         for start in stride(from: mine.lowerBound, to: mine.upperBound, by: batchSize) {
             let n = min(batchSize, mine.upperBound - start)
             var generator = ImageNoise(seed: seed, firstImage: start)
             let x = try loop.run(shape: [n] + shape.dropFirst(), steps: stepCount, initialNoise: noise?.slice(start..<(start + n)),
                                  classLabels: labels.map { Array($0[start..<(start + n)]) }, guidance: guidance,
                                  initialImage: inputs?.images.slice(start..<(start + n)), strength: strength, generator: &generator, progress: { _, _ in done += 1; bar.update(done) },
-                                 trajectory: gif == nil || start > 0 || !group.isRoot ? nil : { _, xt, x0 in
+                                 trajectory: gif == nil || start > 0 || g > 0 || !group.isRoot ? nil : { _, xt, x0 in
                                      // Frames of the first batch's first 16 images.
                                      let shown = (gifFrames == "x0" ? (x0 ?? xt) : xt).slice(0..<min(16, n)).clamped(min: -1, max: 1)
                                      let grid = PNG.grid(shown, columns: min(4, n))
@@ -160,8 +169,21 @@ struct Sample: ParsableCommand {
         }
         let local = batches.isEmpty ? Tensor.zeros([0] + shape.dropFirst()) : Tensor.concatenate(batches, alongAxis: 0)
         let imageSize = shape.dropFirst().reduce(1, *)
-        guard let gathered = group.gather(local.scalars, counts: counts.map { $0 * imageSize }) else { return }
-        let samples = Tensor(shape: shape, scalars: gathered)
+        if let gathered = group.gather(local.scalars, counts: counts.map { $0 * imageSize }) {
+            perGuidance.append(Tensor(shape: shape, scalars: gathered))
+        }
+        }
+        guard group.isRoot else { return }
+        // Several guidance weights: side by side, each image at every weight (rows of the class
+        // grid, or one row of images per weight).
+        let rows = classGrid ? gridClasses : 1, width = classGrid ? perRow : total
+        let samples = perGuidance.count == 1 ? perGuidance[0] : Tensor.concatenate((0..<rows).flatMap { row in
+            perGuidance.map { $0.slice((row * width)..<((row + 1) * width)) }
+        }, alongAxis: 0)
+        let columns = classGrid ? perRow * perGuidance.count : (perGuidance.count > 1 ? total : nil)
+        if perGuidance.count > 1 {
+            print("guidance \(guidanceScale!): " + (classGrid ? "a block of \(perRow) columns per weight, a row per class" : "a row per weight"))
+        }
         if let saveTensor {
             try SafeTensors(tensors: ["sample": samples]).write(to: saveTensor)
             print("wrote \(saveTensor): sample \(samples.shape)")
@@ -173,18 +195,26 @@ struct Sample: ParsableCommand {
             print("wrote \(gif): \(frames.count) frames")
         }
         if let out {
-            try PNG.writeGrid(samples.clamped(min: -1, max: 1), to: out)
-            print("wrote \(out): \(total) images, \(schedulerConfig.kind.rawValue), \(stepCount) steps")
+            try PNG.writeGrid(samples.clamped(min: -1, max: 1), to: out, columns: columns)
+            print("wrote \(out): \(samples.shape[0]) images, \(schedulerConfig.kind.rawValue), \(stepCount) steps")
         }
         if let outDir {
             try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
-            let names = inputs?.names ?? (0..<total).map { "sample-\($0)" }
+            let names = inputs?.names ?? (0..<samples.shape[0]).map { "sample-\($0)" }
             for (name, pixels) in zip(names, PNG.pixels(samples.clamped(min: -1, max: 1))) {
                 try AtomicFile.write(PNG.encode(width: side[1], height: side[0], channels: unet.inChannels, pixels: pixels),
                                      to: outDir + "/" + name + ".png")
             }
-            print("wrote \(total) images to \(outDir)/")
+            print("wrote \(samples.shape[0]) images to \(outDir)/")
         }
+    }
+
+    /// The classes of --class-grid: all but the last class embedding (guidance's null class).
+    func gridClassCount(_ model: any DenoisingModel) throws -> Int {
+        guard let table = model.classTableSize, table >= 2 else {
+            throw CLIError("--class-grid needs a class-conditional model with a class embedding table; this model is not one")
+        }
+        return table - 1
     }
 
     func imageSize(_ model: any DenoisingModel) throws -> [Int] {

@@ -56,6 +56,30 @@ extension CLITests {
         XCTAssertEqual(cut.status, 0, cut.err)
     }
 
+    /// --class-grid with a guidance sweep: a row per class, a block per weight, each image from the
+    /// same noise at every weight (so the first block is the plain run with those labels).
+    func testClassGridAndGuidanceSweep() throws {
+        let model = Self.unetFixtures + "/class_cond"  // 10 class embeddings: classes 0…8 and the null class
+        let grid = folder + "/grid.safetensors", plain = folder + "/plain.safetensors"
+        let run = try haze(["sample", "--model", model, "--class-grid", "--count", "2", "--guidance-scale", "1,3", "--scheduler", "ddim",
+                            "--steps", "5", "--save-tensor", grid, "--out", folder + "/grid.png"])
+        XCTAssertEqual(run.status, 0, run.err)
+        let images = try SafeTensors.read(contentsOf: grid).tensor("sample")
+        XCTAssertEqual(images.shape, [36, 1, 8, 8])
+        let labels = (0..<9).flatMap { [$0, $0] }.map(String.init).joined(separator: ",")
+        let reference = try haze(["sample", "--model", model, "--class-labels", labels, "--guidance-scale", "1", "--scheduler", "ddim",
+                                  "--steps", "5", "--save-tensor", plain])
+        XCTAssertEqual(reference.status, 0, reference.err)
+        let expected = try SafeTensors.read(contentsOf: plain).tensor("sample").clamped(min: -1, max: 1)
+        for c in 0..<9 {  // row c: weight 1 (columns 0, 1), then weight 3 (columns 2, 3)
+            XCTAssertEqual(images.slice((4 * c)..<(4 * c + 2)).clamped(min: -1, max: 1), expected.slice((2 * c)..<(2 * c + 2)), "class \(c)")
+            XCTAssertNotEqual(images.slice((4 * c)..<(4 * c + 2)), images.slice((4 * c + 2)..<(4 * c + 4)), "class \(c): weights differ")
+        }
+        let bad = try haze(["sample", "--model", Self.unetFixtures + "/attn", "--class-grid", "--save-tensor", grid])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("--class-grid needs a class-conditional model"), bad.err)
+    }
+
     func testEncodeAndInterpolate() throws {
         let model = Self.unetFixtures + "/attn"
         let a = try writePNG("a.png", channels: 3, PNG.pixels(Tensor.uniform([1, 3, 8, 8], low: -1, high: 1, seed: 31))[0])
