@@ -9,12 +9,17 @@ struct PackedMatrices {
     let rows, columns, count: Int
     private let values: [Float]
     private let stride: Int  // floats between consecutive matrices in `values`
+    /// With `Precision.current == .bfloat16` (where the CPU has AVX512_BF16): the matrices as bf16
+    /// pairs along K for `haze_gemm_packed_bf16`, `pairStride` words apart.
+    private var pairs: [UInt32]? = nil
+    private var pairStride = 0
 
     /// Whether the packed kernel runs on this CPU.
     static let available = haze_gemm_packed_available() != 0
 
-    /// `count` matrices A_i [rows, columns], A_i at a + i · rows · columns, row-major.
-    init(_ a: UnsafePointer<Float>, count: Int = 1, rows: Int, columns: Int) {
+    /// `count` matrices A_i [rows, columns], A_i at a + i · rows · columns, row-major. With
+    /// `bfloat16Allowed`, the products are in bf16 when `Precision.current` asks for it.
+    init(_ a: UnsafePointer<Float>, count: Int = 1, rows: Int, columns: Int, bfloat16Allowed: Bool = true) {
         (self.rows, self.columns, self.count) = (rows, columns, count)
         let size = rows * columns
         guard Self.available else {
@@ -35,11 +40,12 @@ struct PackedMatrices {
             }
             initialized = count * packedSize
         }
+        if bfloat16Allowed { roundToBFloat16IfAsked() }
     }
 
     /// `count` matrices [rows, columns] that `fill(values, stride)` writes in the packed layout
     /// itself, matrix i at values + i · stride (AVX-512 only).
-    init(count: Int, rows: Int, columns: Int, fill: (UnsafeMutablePointer<Float>, Int) -> Void) {
+    init(count: Int, rows: Int, columns: Int, bfloat16Allowed: Bool = true, fill: (UnsafeMutablePointer<Float>, Int) -> Void) {
         precondition(Self.available, "packed matrices need AVX-512")
         (self.rows, self.columns, self.count) = (rows, columns, count)
         let packedSize = haze_gemm_packed_size(rows, columns)
@@ -48,12 +54,35 @@ struct PackedMatrices {
             fill(buffer.baseAddress!, packedSize)
             initialized = count * packedSize
         }
+        if bfloat16Allowed { roundToBFloat16IfAsked() }
+    }
+
+    /// Keeps a bf16 copy of the packed matrices when `Precision.current` asks for bf16 products.
+    private mutating func roundToBFloat16IfAsked() {
+        guard Precision.current == .bfloat16, Self.available, Precision.bfloat16Available else { return }
+        let size = haze_gemm_packed_bf16_size(rows, columns)
+        let (rows, columns, count, stride) = (self.rows, self.columns, self.count, self.stride)
+        pairs = values.withUnsafeBufferPointer { v in
+            [UInt32](unsafeUninitializedCapacity: count * size) { buffer, initialized in
+                Parallel.forEach(count, cost: rows * columns) { range in
+                    for i in range { haze_gemm_pack_bf16(v.baseAddress! + i * stride, buffer.baseAddress! + i * size, rows, columns) }
+                }
+                initialized = count * size
+            }
+        }
+        pairStride = size
     }
 
     /// C [rows, n] (row stride ldc) = A_i · B, or C += A_i · B with `accumulate`, for
     /// B [columns, n] (row stride ldb) and i = `matrix`. Runs on the calling thread.
     func multiply(_ b: UnsafePointer<Float>, ldb: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, columns n: Int,
                   matrix i: Int = 0, accumulate: Bool = false) {
+        if let pairs {
+            pairs.withUnsafeBufferPointer { p in
+                haze_gemm_packed_bf16(p.baseAddress! + i * pairStride, b, ldb, c, ldc, rows, n, columns, accumulate ? 1 : 0)
+            }
+            return
+        }
         values.withUnsafeBufferPointer { v in
             let a = v.baseAddress! + i * stride
             if Self.available {
@@ -63,4 +92,20 @@ struct PackedMatrices {
             }
         }
     }
+}
+
+/// The precision of the products that have a bf16 path: today the packed AVX-512 products of the
+/// Winograd F(2×2, 3×3) convolutions. F(4×4, 3×3) stays float32: its transforms (coefficients up
+/// to 8 and 1/24) turn bf16's 2⁻⁹ input rounding into a 2 % RMS error of the output, against
+/// about 0.4 % for F(2×2) (BFloat16Tests).
+public enum Precision: String, CaseIterable, Sendable {
+    /// Everything in float32 (the default; bit-for-bit reproducible).
+    case float32
+    /// bfloat16 inputs, float32 sums, where the CPU has AVX512_BF16; float32 elsewhere.
+    case bfloat16
+
+    /// The precision of the products packed from now on (set before a model runs; not synchronised).
+    nonisolated(unsafe) public static var current = Precision.float32
+    /// Whether this CPU multiplies bf16 (AVX512_BF16).
+    public static let bfloat16Available = haze_gemm_bf16_available() != 0
 }

@@ -73,7 +73,7 @@ enum Winograd {
 
     private static func transform(_ w: UnsafePointer<Float>, o: Int, c: Int, large: Bool) -> TransformedWeights {
         if large {
-            return .largeTiles(PackedMatrices(count: 36, rows: o, columns: c) { packed, _ in
+            return .largeTiles(PackedMatrices(count: 36, rows: o, columns: c, bfloat16Allowed: false) { packed, _ in
                 Parallel.forEach((o + 7) / 8, cost: 2000 * c) { blocks in
                     haze_winograd43_packed_weights(w, packed, o, c, blocks.lowerBound, blocks.count)
                 }
@@ -123,7 +123,9 @@ enum Winograd {
         // batch 16 at 64×64/32 6.4 → 3.7 ms, 64×64/96→32 16.0 → 11.0 ms, 32×32/64 3.4 → 2.9 ms,
         // 32×32/128 12.2 → 10.9 ms. Elsewhere OpenBLAS is as fast or faster (28×28/64, 196
         // tiles: 9.2 → 10.3 ms). (`haze-bench kernels`, min of alternating runs.)
-        let packed = PackedMatrices.available && (plan.perImage <= 64 || plan.perImage % 16 == 0) && c <= 256
+        // In bf16 (`Precision`) every size takes the packed products: the bf16 kernel is there only.
+        let bfloat16 = Precision.current == .bfloat16 && Precision.bfloat16Available
+        let packed = PackedMatrices.available && (bfloat16 || (plan.perImage <= 64 || plan.perImage % 16 == 0) && c <= 256)
             ? u.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, count: 16, rows: o, columns: c) } : nil
         u.withUnsafeBufferPointer { pu in
             Parallel.forEach(plan.items, cost: 1 << 20) { range in

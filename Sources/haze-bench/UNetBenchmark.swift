@@ -49,11 +49,16 @@ struct UNetBench: ParsableCommand {
     @Option(help: "Worker threads.") var threads = 2
     @Option(help: "Timed calls (after 3 warm-ups).") var iterations = 10
     @Option(help: "Convolution algorithm: automatic (Winograd for 3×3 stride-1 padding-1) or im2col.") var conv: ConvolutionChoice = .automatic
+    @Option(help: "float32, or bfloat16 (infer only: the Winograd F(2×2) products in bf16, AVX512_BF16).") var precision: Precision = .float32
 
     func run() throws {
         retainFreedMemory()
         Parallel.threadCount = threads
         ConvolutionAlgorithm.current = conv.algorithm
+        if precision == .bfloat16 {
+            guard mode == .infer, Precision.bfloat16Available else { throw ValidationError("--precision bfloat16: infer only, on a CPU with AVX512_BF16") }
+        }
+        Precision.current = precision
         let model: any DenoisingModel
         let workload: String
         if let modelConfig {
@@ -102,9 +107,11 @@ struct UNetBench: ParsableCommand {
             "workload": workload, "mode": mode.rawValue, "batch": batch, "threads": threads,
             "median_ms": timing.medianMs, "min_ms": timing.minMs, "gflop_per_call": flops / 1e9,
             "gflops": flops / timing.medianMs / 1e6, "peak_rss_mb": Double(usage.ru_maxrss) / 1024,
-            "params": model.parameterCount, "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,
+            "params": model.parameterCount, "precision": precision.rawValue, "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .withoutEscapingSlashes])
         print(String(decoding: data, as: UTF8.self))
     }
 }
+
+extension Precision: ExpressibleByArgument {}

@@ -73,6 +73,7 @@ struct Evaluate: ParsableCommand {
     var inceptionWeights = "assets/pt_inception-2015-12-05.safetensors"
     @Option(help: "Write the metrics as JSON here.") var json: String?
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOption
 
     func validate() throws {
         if (model == nil) == (samples == nil) { throw ValidationError("give --model (to sample) or --samples FOLDER|DATASET:SPLIT") }
@@ -82,6 +83,7 @@ struct Evaluate: ParsableCommand {
     }
 
     func run() throws {
+        try precision.apply()
         try compute.apply()
         try runOnEveryRank(evaluate)
     }

@@ -48,6 +48,7 @@ struct Inpaint: ParsableCommand {
     @Option(help: "Also write each completion as DIR/inpaint-K.png.")
     var outDir: String?
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOption
 
     func validate() throws {
         if count < 1 || batchSize < 1 { throw ValidationError("--count and --batch-size must be at least 1") }
@@ -59,6 +60,7 @@ struct Inpaint: ParsableCommand {
     }
 
     func run() throws {
+        try precision.apply()
         try compute.apply(report: true)
         try runOnEveryRank(inpaint)
     }

@@ -54,8 +54,10 @@ struct Encode: ParsableCommand {
     @Option(help: "Images per model call.")
     var batchSize = 16
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOption
 
     func run() throws {
+        try precision.apply()
         try compute.apply(report: true)
         let (unet, parameters, config, side) = try ddimModel(model)
         let images = try loadImages(image, option: "--image", channels: unet.inChannels, size: side).images
@@ -108,6 +110,7 @@ struct Interpolate: ParsableCommand {
     @Option(help: "Images per model call.")
     var batchSize = 16
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOption
 
     func validate() throws {
         if (seeds == nil) == (images == nil) { throw ValidationError("give --seeds a,b or --images a.png,b.png") }
@@ -116,6 +119,7 @@ struct Interpolate: ParsableCommand {
     }
 
     func run() throws {
+        try precision.apply()
         try compute.apply(report: true)
         let (unet, parameters, config, side) = try ddimModel(model)
         let predict: NoisePredictor = { x, t, _ in unet(x, timesteps: t, classLabels: nil, parameters: parameters) }

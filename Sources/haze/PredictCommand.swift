@@ -26,8 +26,10 @@ struct Predict: ParsableCommand {
     @Option(help: "Where to write the prediction (tensor `sample`).")
     var output: String
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOption
 
     func run() throws {
+        try precision.apply()
         try compute.apply()
         let (unet, parameters) = try ModelFolder.loadModel(try ModelLocation.resolve(model).folder)
         let file = try SafeTensors.read(contentsOf: input)

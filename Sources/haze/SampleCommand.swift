@@ -67,6 +67,7 @@ struct Sample: ParsableCommand {
     @Option(help: "Image height and width when the model config has no sample_size.")
     var size: Int?
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOption
 
     func validate() throws {
         if classLabels != nil && classLabel != nil { throw ValidationError("give --class-labels or --class-label, not both") }
@@ -84,6 +85,7 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
+        try precision.apply()
         try compute.apply(report: true)
         try runOnEveryRank(sample)
     }

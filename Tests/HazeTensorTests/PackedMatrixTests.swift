@@ -43,3 +43,77 @@ final class PackedMatrixTests: XCTestCase {
         }
     }
 }
+
+/// The bf16 products (haze_gemm_bf16.c): equal, up to float32 summation order, to the float64
+/// product of the inputs rounded to bf16 (round to nearest even); and the Winograd convolutions
+/// that use them stay within bf16's error of float32.
+final class BFloat16Tests: XCTestCase {
+    /// x rounded to the nearest bf16 (ties to even), as a Float.
+    func bf16(_ x: Float) -> Float {
+        let u = x.bitPattern
+        return Float(bitPattern: ((u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16) << 16)
+    }
+
+    func testProductsOfRoundedInputs() throws {
+        try XCTSkipUnless(Precision.bfloat16Available && PackedMatrices.available, "no AVX512_BF16 on this CPU")
+        let saved = Precision.current
+        defer { Precision.current = saved }
+        Precision.current = .bfloat16
+        for (m, n, k) in [(13, 45, 37), (17, 70, 301), (8, 32, 256), (1, 1, 1)] {
+            let (ldb, ldc) = (n + 3, n + 5)
+            let a = Tensor.uniform([m, k], low: -1, high: 1, seed: UInt64(900 + m)).scalars
+            let b = Tensor.uniform([k, ldb], low: -1, high: 1, seed: UInt64(910 + n)).scalars
+            let start = Tensor.uniform([m, ldc], low: -1, high: 1, seed: UInt64(920 + k)).scalars
+            let packed = a.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, rows: m, columns: k) }
+            for accumulate in [false, true] {
+                var actual = start
+                b.withUnsafeBufferPointer { pb in actual.withUnsafeMutableBufferPointer {
+                    packed.multiply(pb.baseAddress!, ldb: ldb, into: $0.baseAddress!, ldc: ldc, columns: n, accumulate: accumulate)
+                } }
+                var worstRounded = 0.0, worstFloat = 0.0
+                for r in 0..<m {
+                    for q in 0..<n {
+                        var exact = accumulate ? Double(start[r * ldc + q]) : 0, float = exact, size = abs(exact)
+                        for p in 0..<k {
+                            exact += Double(bf16(a[r * k + p])) * Double(bf16(b[p * ldb + q]))
+                            float += Double(a[r * k + p]) * Double(b[p * ldb + q])
+                            size += abs(Double(a[r * k + p] * b[p * ldb + q]))
+                        }
+                        let value = Double(actual[r * ldc + q])
+                        worstRounded = max(worstRounded, abs(value - exact) / max(size, 1e-30))
+                        worstFloat = max(worstFloat, abs(value - float) / max(size, 1e-30))
+                    }
+                    XCTAssertEqual(actual[(r * ldc + n)..<((r + 1) * ldc)], start[(r * ldc + n)..<((r + 1) * ldc)], "past column \(n)")
+                }
+                // float32 sums of k + 1 terms; bf16 inputs (relative error ≤ 2⁻⁹ each, so ≤ 2⁻⁸ a product).
+                XCTAssertLessThan(worstRounded, Double(k + 1) * 0x1p-24, "\(m)×\(n)×\(k): the rounded inputs' product")
+                XCTAssertLessThan(worstFloat, 0x1p-8 + Double(k + 1) * 0x1p-24, "\(m)×\(n)×\(k): against float32 inputs")
+                if k > 1 { XCTAssertGreaterThan(worstFloat, 1e-5, "\(m)×\(n)×\(k): bf16 did run") }
+            }
+        }
+    }
+
+    /// Winograd F(2×2) convolutions with bf16 products against float32: the error stays within a
+    /// few bf16 roundings of the output's scale; F(4×4) (32 images of 7×7) stays float32.
+    func testWinogradConvolutionsInBFloat16() throws {
+        try XCTSkipUnless(Precision.bfloat16Available && PackedMatrices.available, "no AVX512_BF16 on this CPU")
+        let saved = Precision.current
+        defer { Precision.current = saved }
+        for (n, c, o, s) in [(4, 64, 64, 14), (32, 128, 128, 7), (8, 128, 128, 8), (2, 32, 32, 64)] {
+            let x = Tensor.normal([n, c, s, s], seed: 1), w = Tensor.normal([o, c, 3, 3], std: 0.05, seed: 2)
+            Precision.current = .float32
+            let reference = Tensor.conv2d(x, weight: w, padding: 1)
+            Precision.current = .bfloat16
+            let lower = Tensor.conv2d(x, weight: w, padding: 1)
+            let scale = reference.squared().mean().scalar.squareRoot()
+            let error = (lower - reference).squared().mean().scalar.squareRoot() / scale
+            print("bf16 Winograd \(n)×\(c)→\(o) at \(s)×\(s): relative RMS error \(error)")
+            if Winograd.usesLargeTiles(n: n, h: s, w: s) {
+                XCTAssertEqual(lower, reference, "F(4×4) stays float32")
+            } else {
+                XCTAssertLessThan(error, 1e-2, "\(n)×\(c)→\(o) at \(s)×\(s): relative RMS error \(error)")
+                XCTAssertGreaterThan(error, 1e-5, "\(n)×\(c)→\(o) at \(s)×\(s): bf16 did run")
+            }
+        }
+    }
+}

@@ -1,6 +1,8 @@
 #ifndef HAZE_KERNELS_H
 #define HAZE_KERNELS_H
 
+#include <stdint.h>
+
 // Vectorised elementwise kernels that need exp: C loops that the compiler vectorises for the
 // widest instruction set the CPU has (AVX-512, AVX2 or SSE2, chosen at load time on Linux).
 // Each works on n contiguous floats; callers split the work over threads.
@@ -89,6 +91,15 @@ void haze_gemm_pack(const float *a, long lda, float *packed, long m, long k);
 int haze_gemm_packed_available(void);
 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                       int accumulate);
+
+/// The bf16 products (haze_gemm_bf16.c): A packed as pairs of bf16 along K from haze_gemm_pack's
+/// float layout (haze_gemm_pack_bf16, haze_gemm_packed_bf16_size 32-bit words), B float32 rounded
+/// to bf16 as it is read, float32 sums. Fast where haze_gemm_bf16_available() (AVX512_BF16).
+long haze_gemm_packed_bf16_size(long m, long k);
+void haze_gemm_pack_bf16(const float *packed, uint32_t *out, long m, long k);
+int haze_gemm_bf16_available(void);
+void haze_gemm_packed_bf16(const uint32_t *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
+                           int accumulate);
 
 /// Direct convolution for strided convolutions (haze_direct_conv.c), AVX-512 only
 /// (haze_direct_conv_available()). haze_direct_pack: w [O, K] (K = C·KH·KW) → packed
