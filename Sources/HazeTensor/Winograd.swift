@@ -1,3 +1,4 @@
+import Foundation
 import CHazeKernels
 
 /// Winograd F(2×2, 3×3) convolution (Lavin & Gray 2016) for the 3×3, stride-1, padding-1
@@ -51,27 +52,44 @@ enum Winograd {
 
     /// The transformed weights of one convolution, in the form `convolve` uses them.
     enum TransformedWeights {
-        /// F(2×2, 3×3): U [16, O, C] (see haze_winograd_weights).
-        case smallTiles([Float])
+        /// F(2×2, 3×3): U [16, O, C] (see haze_winograd_weights), and packed for haze_gemm_packed
+        /// where `convolve` multiplies with the packed kernel (`usesPackedProducts`).
+        case smallTiles([Float], packed: PackedMatrices?)
         /// F(4×4, 3×3): U [36, O, C], packed for haze_gemm_packed (haze_winograd43_packed_weights).
         case largeTiles(PackedMatrices)
     }
 
+    /// Whether F(2×2) products of images of `perImage` tiles with c input channels go to the packed
+    /// kernel: images of at most 64 tiles (16×16) or a multiple of 16 tiles (32×32, 64×64), with
+    /// at most 256 input channels (one 256-deep panel): 7×7/128 forward 3.10 → 2.88 ms, 14×14/64
+    /// 2.95 → 2.67 ms, 7×7/256 7.37 → 6.73 ms; batch 16 at 64×64/32 6.4 → 3.7 ms, 64×64/96→32 16.0
+    /// → 11.0 ms, 32×32/64 3.4 → 2.9 ms, 32×32/128 12.2 → 10.9 ms. Elsewhere OpenBLAS is as fast or
+    /// faster (28×28/64, 196 tiles: 9.2 → 10.3 ms). (`haze-bench kernels`, min of alternating
+    /// runs.) In bf16 (`Precision`) every size takes the packed products: the bf16 kernel is there only.
+    static func usesPackedProducts(perImage: Int, c: Int) -> Bool {
+        let bfloat16 = Precision.current == .bfloat16 && Precision.bfloat16Available
+        return PackedMatrices.available && (bfloat16 || (perImage <= 64 || perImage % 16 == 0) && c <= 256)
+    }
+
     /// The transformed weights of w [O, C, 3, 3] for `convolve` on n images of h × w; with `flip`,
     /// those of the input-gradient convolution: w flipped in space with the channels swapped.
+    /// Inside `ConvolutionAlgorithm.reusingTransformedWeights` they are made once per weight tensor.
     static func transformedWeights(_ w: Tensor, flip: Bool, n: Int, h: Int, width: Int) -> TransformedWeights {
         let (o, c) = (w.shape[0], w.shape[1])
         let large = usesLargeTiles(n: n, h: h, w: width)
-        return w.withScalars { pw in
-            guard flip else { return transform(pw, o: o, c: c, large: large) }
-            return Scratch.withBuffer(9 * o * c) { wf in
-                Parallel.forEach(c, cost: 20 * o) { rows in haze_flipped_kernels(pw, wf, o, c, rows.lowerBound, rows.count) }
-                return transform(wf, o: c, c: o, large: large)
+        let packed = !large && usesPackedProducts(perImage: ((h + 1) / 2) * ((width + 1) / 2), c: flip ? o : c)
+        return TransformedWeightCache.value(for: w, flip: flip, large: large, packed: packed) {
+            w.withScalars { pw in
+                guard flip else { return transform(pw, o: o, c: c, large: large, packed: packed) }
+                return Scratch.withBuffer(9 * o * c) { wf in
+                    Parallel.forEach(c, cost: 20 * o) { rows in haze_flipped_kernels(pw, wf, o, c, rows.lowerBound, rows.count) }
+                    return transform(wf, o: c, c: o, large: large, packed: packed)
+                }
             }
         }
     }
 
-    private static func transform(_ w: UnsafePointer<Float>, o: Int, c: Int, large: Bool) -> TransformedWeights {
+    private static func transform(_ w: UnsafePointer<Float>, o: Int, c: Int, large: Bool, packed: Bool) -> TransformedWeights {
         if large {
             return .largeTiles(PackedMatrices(count: 36, rows: o, columns: c, bfloat16Allowed: false) { packed, _ in
                 Parallel.forEach((o + 7) / 8, cost: 2000 * c) { blocks in
@@ -79,10 +97,11 @@ enum Winograd {
                 }
             })
         }
-        return .smallTiles([Float](unsafeUninitializedCapacity: 16 * o * c) { buffer, initialized in
+        let u = [Float](unsafeUninitializedCapacity: 16 * o * c) { buffer, initialized in
             Parallel.forEach(o, cost: 50 * c) { rows in haze_winograd_weights(w, buffer.baseAddress!, o, c, rows.lowerBound, rows.count) }
             initialized = 16 * o * c
-        })
+        }
+        return .smallTiles(u, packed: packed ? u.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, count: 16, rows: o, columns: c) } : nil)
     }
 
     /// The work split of a Winograd pass over n images of h × w: `chunk` images per item, at
@@ -111,22 +130,12 @@ enum Winograd {
     static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
                          u weights: TransformedWeights, o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
         guard n > 0 else { return }
-        let u: [Float]
+        let u: [Float], packed: PackedMatrices?
         switch weights {
         case .largeTiles(let packed): return convolveLargeTiles(x, n: n, c: c, h: h, w: w, u: packed, bias: bias, into: y)
-        case .smallTiles(let values): u = values
+        case .smallTiles(let values, let packedValues): (u, packed) = (values, packedValues)
         }
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
-        // Packed weights and haze_gemm_packed for images of at most 64 tiles (16×16) or a
-        // multiple of 16 tiles (32×32, 64×64), with at most 256 input channels (one 256-deep
-        // panel): 7×7/128 forward 3.10 → 2.88 ms, 14×14/64 2.95 → 2.67 ms, 7×7/256 7.37 → 6.73 ms;
-        // batch 16 at 64×64/32 6.4 → 3.7 ms, 64×64/96→32 16.0 → 11.0 ms, 32×32/64 3.4 → 2.9 ms,
-        // 32×32/128 12.2 → 10.9 ms. Elsewhere OpenBLAS is as fast or faster (28×28/64, 196
-        // tiles: 9.2 → 10.3 ms). (`haze-bench kernels`, min of alternating runs.)
-        // In bf16 (`Precision`) every size takes the packed products: the bf16 kernel is there only.
-        let bfloat16 = Precision.current == .bfloat16 && Precision.bfloat16Available
-        let packed = PackedMatrices.available && (bfloat16 || (plan.perImage <= 64 || plan.perImage % 16 == 0) && c <= 256)
-            ? u.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, count: 16, rows: o, columns: c) } : nil
         u.withUnsafeBufferPointer { pu in
             Parallel.forEach(plan.items, cost: 1 << 20) { range in
                 let tiles = plan.chunk * plan.perImage
@@ -262,5 +271,58 @@ enum Winograd {
         }
         let db = (0..<o).map { oc in (0..<items).reduce(Float(0)) { $0 + partialB[$1 * o + oc] } }
         return (dw, db)
+    }
+}
+
+/// Transformed Winograd weights kept while the weights do not change (a sampling run calls the
+/// network tens of times with the same weights): made once per weight tensor, precision and
+/// kind, instead of once per call.
+enum TransformedWeightCache {
+    private struct Key: Hashable {
+        let address: UInt, count: Int, flip: Bool, large: Bool, packed: Bool, precision: Precision
+    }
+    /// The cache of the innermost `reusingTransformedWeights`, or nil (no caching). Each entry keeps
+    /// its weight tensor alive, so no other tensor can take its address while it is cached.
+    nonisolated(unsafe) private static var entries: [Key: (weight: Tensor, value: Winograd.TransformedWeights)]?
+    private static let lock = NSLock()
+
+    static func value(for w: Tensor, flip: Bool, large: Bool, packed: Bool,
+                      make: () -> Winograd.TransformedWeights) -> Winograd.TransformedWeights {
+        lock.lock()
+        let active = entries != nil
+        let key = Key(address: w.withScalars { UInt(bitPattern: $0) }, count: w.count, flip: flip, large: large, packed: packed,
+                      precision: Precision.current)
+        let found = entries?[key]?.value
+        lock.unlock()
+        if let found { return found }
+        let value = make()
+        if active {
+            lock.lock()
+            entries?[key] = (w, value)
+            lock.unlock()
+        }
+        return value
+    }
+
+    static func scope<R>(_ body: () throws -> R) rethrows -> R {
+        lock.lock()
+        let outer = entries
+        entries = outer ?? [:]
+        lock.unlock()
+        defer {
+            lock.lock()
+            entries = outer
+            lock.unlock()
+        }
+        return try body()
+    }
+}
+
+extension ConvolutionAlgorithm {
+    /// Runs `body` with the Winograd transforms of convolution weights made once per weight tensor
+    /// and reused: for loops that call a network many times with weights that do not change
+    /// (sampling). Weights must not be modified in place inside `body`.
+    public static func reusingTransformedWeights<R>(_ body: () throws -> R) rethrows -> R {
+        try TransformedWeightCache.scope(body)
     }
 }

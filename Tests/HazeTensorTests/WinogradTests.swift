@@ -140,3 +140,21 @@ final class WinogradTests: XCTestCase {
         }
     }
 }
+
+/// Transformed weights reused within `ConvolutionAlgorithm.reusingTransformedWeights`.
+final class TransformedWeightCacheTests: XCTestCase {
+    func testReuseGivesTheSameBitsAndNoStaleWeights() {
+        let x = Tensor.normal([2, 16, 14, 14], seed: 1)
+        var w = Tensor.normal([8, 16, 3, 3], seed: 2)
+        let other = Tensor.normal([8, 16, 3, 3], seed: 3)
+        let (plain, otherPlain) = (Tensor.conv2d(x, weight: w, padding: 1), Tensor.conv2d(x, weight: other, padding: 1))
+        ConvolutionAlgorithm.reusingTransformedWeights {
+            XCTAssertEqual(Tensor.conv2d(x, weight: w, padding: 1), plain)
+            XCTAssertEqual(Tensor.conv2d(x, weight: w, padding: 1), plain, "from the cache")
+            // Other weights of the same shape, and the same tensor changed in place, are not served stale.
+            XCTAssertEqual(Tensor.conv2d(x, weight: other, padding: 1), otherPlain)
+            w.withMutableScalars { $0[0] += 1 }
+            XCTAssertNotEqual(Tensor.conv2d(x, weight: w, padding: 1), plain)
+        }
+    }
+}
