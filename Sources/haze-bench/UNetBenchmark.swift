@@ -6,6 +6,9 @@ import HazeTensor
 /// The reference workloads of ../shared/reference (bench_torch.py W1_CFG, W2_CFG).
 enum Workload: String, ExpressibleByArgument, CaseIterable {
     case fmnistS = "fmnist-s", cifarDDPM = "cifar-ddpm"
+    /// The seed article's scale: 64×64 RGB, channels 64/128/256/256, attention with heads of 64
+    /// at 16×16, GroupNorm 32 (25.3M parameters; bench_torch.py's W3).
+    case faces64 = "faces-64"
 
     var config: UNet2DModelConfig {
         var c = UNet2DModelConfig()
@@ -23,6 +26,12 @@ enum Workload: String, ExpressibleByArgument, CaseIterable {
             c.upBlockTypes = ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
             c.normNumGroups = 32; c.flipSinToCos = false; c.freqShift = 1; c.attentionHeadDim = nil
             c.downsamplePadding = 0; c.normEps = 1e-6
+        case .faces64:
+            c.sampleSize = [64, 64]; c.inChannels = 3; c.outChannels = 3
+            c.blockOutChannels = [64, 128, 256, 256]; c.layersPerBlock = 2
+            c.downBlockTypes = ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"]
+            c.upBlockTypes = ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]
+            c.normNumGroups = 32; c.attentionHeadDim = 64
         }
         return c
     }
@@ -39,7 +48,7 @@ struct UNetBench: ParsableCommand {
 
     enum Mode: String, ExpressibleByArgument { case train, infer }
 
-    @Option(help: "fmnist-s or cifar-ddpm.") var config: Workload = .fmnistS
+    @Option(help: "fmnist-s, cifar-ddpm or faces-64.") var config: Workload = .fmnistS
     @Option(help: "tf-article: the TensorFlow notebook's U-Net at 64×64×3 instead of --config (timed against scripts/bench_tf_article.py).")
     var preset: String?
     @Option(help: "Time the network of this config.json (a diffusers UNet2DModel or a TFArticleUNet) instead of --config.")
