@@ -4,7 +4,7 @@ import HazeTensor
 /// Euler (Karras et al. 2022, Algorithm 1 with S_churn = 0) and Euler ancestral samplers in σ
 /// space, as diffusers' EulerDiscreteScheduler and EulerAncestralDiscreteScheduler:
 /// x lives at scale σ (x = x₀ + σ ε); the network sees x/√(σ² + 1).
-public final class EulerScheduler: Scheduler {
+public final class EulerScheduler: SigmaSpaceScheduler {
     public let config: SchedulerConfig
     public let schedule: NoiseSchedule
     public private(set) var timesteps: [Float] = []
@@ -15,11 +15,6 @@ public final class EulerScheduler: Scheduler {
     public init(_ config: SchedulerConfig) {
         self.config = config
         schedule = config.noiseSchedule
-    }
-
-    public var initNoiseSigma: Float {
-        let top = sigmas.max() ?? 1
-        return Float(config.timestepSpacing == .leading ? (top * top + 1).squareRoot() : top)
     }
 
     public func setTimesteps(_ count: Int) throws {
@@ -48,14 +43,7 @@ public final class EulerScheduler: Scheduler {
         return (steps.map(Float.init), sigmas.map { Double(Float($0)) })
     }
 
-    public func scaleModelInput(_ sample: Tensor, stepIndex index: Int) -> Tensor {
-        sample * Float(1 / (sigmas[index] * sigmas[index] + 1).squareRoot())
-    }
-
     public func needsNoise(stepIndex index: Int) -> Bool { ancestral }
-
-    /// x₀ + σ ε: x lives at scale σ.
-    public func addNoise(_ x0: Tensor, noise: Tensor, stepIndex index: Int) -> Tensor { x0 + noise * Float(sigmas[index]) }
 
     public func step(modelOutput: Tensor, stepIndex i: Int, sample x: Tensor, noise: Tensor?) -> SchedulerStep {
         let (sigma, next) = (sigmas[i], sigmas[i + 1])
@@ -77,4 +65,26 @@ public final class EulerScheduler: Scheduler {
         guard let noise else { preconditionFailure("Euler ancestral needs noise") }
         return SchedulerStep(prevSample: x + derivative * Float(down - sigma) + noise * Float(up), predOriginal: x0)
     }
+}
+
+/// Samplers whose x lives at scale σ, x = x₀ + σ ε (Karras et al. 2022): Euler and Heun. x_T has
+/// standard deviation σ_max (√(σ_max² + 1) with "leading" spacing, as diffusers), and the network
+/// sees x/√(σ² + 1).
+public protocol SigmaSpaceScheduler: Scheduler {
+    /// σ of each network call, then 0.
+    var sigmas: [Double] { get }
+}
+
+extension SigmaSpaceScheduler {
+    public var initNoiseSigma: Float {
+        let top = sigmas.max() ?? 1
+        return Float(config.timestepSpacing == .leading ? (top * top + 1).squareRoot() : top)
+    }
+
+    public func scaleModelInput(_ sample: Tensor, stepIndex index: Int) -> Tensor {
+        sample * Float(1 / (sigmas[index] * sigmas[index] + 1).squareRoot())
+    }
+
+    /// x₀ + σ ε.
+    public func addNoise(_ x0: Tensor, noise: Tensor, stepIndex index: Int) -> Tensor { x0 + noise * Float(sigmas[index]) }
 }

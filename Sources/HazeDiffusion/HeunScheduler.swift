@@ -7,8 +7,8 @@ import HazeTensor
 ///   d' = (x' − x̂₀(x', σ_{i+1}))/σ_{i+1},  x_{i+1} = x + (σ_{i+1} − σ_i)(d + d')/2  (correction)
 /// except the last, to σ = 0, which is a plain Euler step. So N steps make 2N − 1 network calls:
 /// `timesteps` holds t_0, t_1, t_1, …, t_{N−1}, t_{N−1} and `step` alternates between the two
-/// halves. The network sees x/√(σ² + 1).
-public final class HeunScheduler: Scheduler {
+/// halves. The network sees x/√(σ² + 1) (`SigmaSpaceScheduler`).
+public final class HeunScheduler: SigmaSpaceScheduler {
     public let config: SchedulerConfig
     public let schedule: NoiseSchedule
     public private(set) var timesteps: [Float] = []
@@ -22,11 +22,6 @@ public final class HeunScheduler: Scheduler {
         schedule = config.noiseSchedule
     }
 
-    public var initNoiseSigma: Float {
-        let top = sigmas.max() ?? 1
-        return Float(config.timestepSpacing == .leading ? (top * top + 1).squareRoot() : top)
-    }
-
     public func setTimesteps(_ count: Int) throws {
         let run = try EulerScheduler.sigmaRun(config: config, schedule: schedule, count: count, sampler: "Heun")
         timesteps = [run.timesteps[0]] + run.timesteps.dropFirst().flatMap { [$0, $0] }
@@ -34,16 +29,9 @@ public final class HeunScheduler: Scheduler {
         pending = nil
     }
 
-    public func scaleModelInput(_ sample: Tensor, stepIndex index: Int) -> Tensor {
-        sample * Float(1 / (sigmas[index] * sigmas[index] + 1).squareRoot())
-    }
-
     public func needsNoise(stepIndex index: Int) -> Bool { false }
 
     public var order: Int { 2 }
-
-    /// x₀ + σ ε: x lives at scale σ.
-    public func addNoise(_ x0: Tensor, noise: Tensor, stepIndex index: Int) -> Tensor { x0 + noise * Float(sigmas[index]) }
 
     /// Call `index`: even indices are Euler halves (from σ = sigmas[i] to sigmas[i+1]), odd ones
     /// the corrections of the half before, evaluated at σ = sigmas[i].
