@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev l
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test test-portable bench demo fixtures test-scripts soak test-asan test-tsan fuzz clean
+.PHONY: deps build test test-portable bench demo install uninstall fixtures test-scripts soak test-asan test-tsan fuzz clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -63,6 +63,46 @@ demo: deps
 	.build/release/haze noise --data fashion-mnist --out demo/forward.png
 	cp demo/run/loss.svg demo/loss.svg
 	@echo "demo/: samples.png (64 DDIM samples), denoise.gif, forward.png, loss.svg; the run is in demo/run"
+
+## install: release build of `haze`, installed as $(DESTDIR)$(PREFIX)/bin/haze with its help: each command's
+## `--help` as text in share/doc/haze/ (haze.txt, haze-COMMAND.txt) and all of them in one man page,
+## share/man/man1/haze.1 (`man haze`). The version is `haze --version` (Haze.version in Sources/haze/Haze.swift).
+## HAZE_COMMANDS must be the subcommands `haze --help` lists; the install stops if they differ.
+## uninstall: removes exactly those files (and share/doc/haze when it is left empty).
+PREFIX ?= /usr/local
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+MAN1DIR = $(DESTDIR)$(PREFIX)/share/man/man1
+HAZE_DOCDIR = $(DESTDIR)$(PREFIX)/share/doc/haze
+HAZE_COMMANDS := train sample inpaint interpolate encode noise evaluate train-classifier predict inspect
+# Help text as roff no-fill lines: backslashes and hyphens escaped, every line started with \& (so that
+# a leading . or ' is text, not a request).
+ROFF_TEXT := sed -e 's/\\/\\e/g' -e 's/-/\\-/g' -e 's/^/\\\&/'
+install: deps
+	$(SWIFT) build -c release --product haze
+	@set -e; haze=.build/release/haze; \
+	listed=$$($$haze --help | sed -n '/^SUBCOMMANDS:/,$$s/^  \([a-z][a-z-]*\) .*/\1/p' | tr '\n' ' '); \
+	if [ "$$listed" != "$(HAZE_COMMANDS) " ]; then \
+	  echo "make install: haze --help lists '$$listed', HAZE_COMMANDS is '$(HAZE_COMMANDS)'"; exit 1; fi
+	install -d $(BINDIR) $(MAN1DIR) $(HAZE_DOCDIR)
+	install -m 755 .build/release/haze $(BINDIR)/haze
+	@set -e; haze=.build/release/haze; version=$$($$haze --version); \
+	$$haze --help > $(HAZE_DOCDIR)/haze.txt; \
+	for c in $(HAZE_COMMANDS); do $$haze $$c --help > $(HAZE_DOCDIR)/haze-$$c.txt; done; \
+	{ printf '.TH HAZE 1 "%s" "Haze %s" "User Commands"\n' "$$(date +%Y-%m-%d)" "$$version"; \
+	  printf '.SH NAME\nhaze \\- train and sample denoising diffusion models on the CPU\n'; \
+	  printf '.SH SYNOPSIS\n.B haze\n.I command\n.RI [ options ]\n.br\n.B haze\n.I command\n.B \\-\\-help\n'; \
+	  printf '.SH DESCRIPTION\n.nf\n'; $(ROFF_TEXT) $(HAZE_DOCDIR)/haze.txt; printf '.fi\n'; \
+	  for c in $(HAZE_COMMANDS); do \
+	    printf '.SH "HAZE %s"\n.nf\n' "$$(echo $$c | tr a-z A-Z)"; $(ROFF_TEXT) $(HAZE_DOCDIR)/haze-$$c.txt; printf '.fi\n'; \
+	  done; \
+	  printf '.SH VERSION\n%s (see CHANGELOG.md in the source)\n' "$$version"; \
+	  printf '.SH SEE ALSO\nREADME.md and Documentation/ in the Haze source tree.\n'; \
+	} > $(MAN1DIR)/haze.1; \
+	echo "installed haze $$version: $(BINDIR)/haze, $(MAN1DIR)/haze.1, $(HAZE_DOCDIR)/haze*.txt"
+
+uninstall:
+	rm -f $(BINDIR)/haze $(MAN1DIR)/haze.1 $(HAZE_DOCDIR)/haze.txt $(foreach c,$(HAZE_COMMANDS),$(HAZE_DOCDIR)/haze-$(c).txt)
+	rmdir $(HAZE_DOCDIR) 2>/dev/null || true
 
 ## fixtures: regenerate the PyTorch/diffusers/scipy fixtures (needs ../shared/reference's venv)
 PY ?= $(HOME)/haze-ref-venv/bin/python

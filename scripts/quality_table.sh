@@ -1,5 +1,5 @@
 #!/bin/sh
-# The quality table of the README: FID/KID (classifier features, against the Fashion-MNIST test
+# The quality table of Documentation/quality.md: FID/KID (classifier features, against the Fashion-MNIST test
 # split) of a trained run's samples for several samplers and step counts, EMA and raw weights,
 # and the training split as the floor. Usage:
 #   scripts/quality_table.sh RUN COUNT [ROWS]

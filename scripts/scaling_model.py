@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Predicted efficiency of data-parallel training over several hosts (README, "Many machines").
+"""Predicted efficiency of data-parallel training over several hosts (Documentation/distributed.md).
 
 Each host is one of this project's 2-core machines running one rank with 2 threads on its own
 batch (weak scaling: the global batch grows with the hosts). Per step, a ring allreduce sends and
@@ -7,7 +7,7 @@ receives 2(N-1)/N x G bytes per rank (G: the gradient bytes) in 2(N-1) messages;
 buckets travel during the backward pass, so only what does not fit in it, or at least the last
 4 MB bucket, is exposed. Efficiency = step / (step + exposed communication).
 
-The inputs are measured on this machine (commit and commands in the README):
+The inputs are measured on this machine (commit and commands in Documentation/distributed.md):
   step    haze-bench ddp --config C --batch B --threads 2 (AdamW, no EMA or clipping)
   forward haze-bench unet --config C --batch B --mode infer; backward window = step - forward
   G       haze-bench ddp's gradient_mb

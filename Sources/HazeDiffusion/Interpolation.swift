@@ -32,7 +32,7 @@ public func ddimInversion(_ x0: Tensor, steps: Int, config: SchedulerConfig,
     try ddim.setTimesteps(steps)
     let alphas = ddim.schedule.alphasCumprod, ratio = config.numTrainTimesteps / steps
     var x = x0
-    try ConvolutionAlgorithm.reusingTransformedWeights {  // the weights do not change during the run
+    ConvolutionAlgorithm.reusingTransformedWeights {  // the weights do not change during the run
     for step in ddim.timesteps.reversed().map({ Int($0) }) {
         let from = min(step - ratio, config.numTrainTimesteps - 1)
         let a = from >= 0 ? Double(alphas[from]) : (config.setAlphaToOne ? 1 : Double(alphas[0])), aNext = Double(alphas[step])

@@ -65,7 +65,7 @@ public struct RePaint {
         let keep = mask, fill = 1 - mask
         var x = initialNoise ?? generator.normal(shape)
         var last = timesteps[0] + 1
-        try ConvolutionAlgorithm.reusingTransformedWeights {  // the weights do not change during the run
+        ConvolutionAlgorithm.reusingTransformedWeights {  // the weights do not change during the run
         for t in timesteps {
             if t < last {
                 let output = model(x, [Float](repeating: Float(t), count: shape[0]))

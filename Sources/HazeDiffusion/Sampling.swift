@@ -57,7 +57,7 @@ public struct SamplingLoop {
         let labels = classLabels.map { Tensor($0.map(Float.init)) }
         let calls = scheduler.timesteps.count
         // The model's weights do not change during the run: their convolution transforms are made once.
-        return try ConvolutionAlgorithm.reusingTransformedWeights {
+        return ConvolutionAlgorithm.reusingTransformedWeights {
         for (i, t) in scheduler.timesteps.enumerated() where i >= (initialImage == nil ? 0 : first) {
             let input = scheduler.scaleModelInput(x, stepIndex: i)
             let output: Tensor

@@ -56,7 +56,7 @@ struct ConvGeometry {
 
     /// Strided convolutions run forward through `haze_conv_direct` where the CPU has AVX-512: no
     /// column matrix, the output channels along the vector lanes. (s2 [64,64,14,14] forward: see
-    /// the README's benchmark section.) Their backward stays im2col + SGEMM.
+    /// Documentation/speed.md.) Their backward stays im2col + SGEMM.
     var isDirect: Bool { ConvolutionAlgorithm.current == .automatic && stride > 1 && haze_direct_conv_available() != 0 }
 
     /// y = w ⊛ x + bias by `haze_conv_direct`, in items of enough images for ≥ 256 output pixels.
