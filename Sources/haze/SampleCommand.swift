@@ -34,6 +34,8 @@ struct Sample: ParsableCommand {
     var steps: Int?
     @Option(help: "DDIM's η: 0 deterministic … 1 DDPM-like.")
     var eta: Float = 0
+    @Flag(help: "Do not clip the predicted x₀ (DDPM/DDIM's clip_sample), e.g. to decode a `haze encode` code.")
+    var noClip = false
     @Option(help: "Random seed: image k's x_T and step noise come from its own stream of it, whatever --batch-size or the MPI ranks.")
     var seed: UInt64 = 0
     @Option(help: "Number of images.")
@@ -96,7 +98,8 @@ struct Sample: ParsableCommand {
         let location = try ModelLocation.resolve(model)
         let folder = location.folder
         let (unet, parameters) = try ModelFolder.loadModel(folder)
-        let schedulerConfig = try SchedulerConfig.forSampling(file: location.schedulerConfig, scheduler: scheduler, sigmas: sigmas)
+        var schedulerConfig = try SchedulerConfig.forSampling(file: location.schedulerConfig, scheduler: scheduler, sigmas: sigmas)
+        if noClip { (schedulerConfig.clipSample, schedulerConfig.thresholding) = (false, false) }
         let sampler = makeScheduler(schedulerConfig)
         (sampler as? DDIMScheduler)?.eta = eta
         let stepCount = steps ?? (schedulerConfig.kind == .ddpm ? schedulerConfig.numTrainTimesteps : 50)

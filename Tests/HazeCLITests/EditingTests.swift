@@ -90,7 +90,7 @@ extension CLITests {
         XCTAssertTrue(encoded.out.contains("reconstruction after 10 steps: mean |Δ|"), encoded.out)
         XCTAssertEqual(try SafeTensors.read(contentsOf: code).tensor("x_T").shape, [1, 3, 8, 8])
         // The code decodes through haze sample --initial-noise.
-        let decoded = try haze(["sample", "--model", model, "--scheduler", "ddim", "--steps", "10", "--initial-noise", code,
+        let decoded = try haze(["sample", "--model", model, "--scheduler", "ddim", "--no-clip", "--steps", "10", "--initial-noise", code,
                                 "--save-tensor", folder + "/back.safetensors"])
         XCTAssertEqual(decoded.status, 0, decoded.err)
 
@@ -102,7 +102,8 @@ extension CLITests {
         XCTAssertEqual(walk.shape, [5, 3, 8, 8])
         // Its first frame is seed 3's DDIM sample.
         let seed3 = folder + "/seed3.safetensors"
-        _ = try haze(["sample", "--model", model, "--scheduler", "ddim", "--steps", "10", "--seed", "3", "--count", "1", "--save-tensor", seed3])
+        _ = try haze(["sample", "--model", model, "--scheduler", "ddim", "--no-clip", "--steps", "10", "--seed", "3", "--count", "1",
+                      "--save-tensor", seed3])
         let first = try SafeTensors.read(contentsOf: seed3).tensor("sample").clamped(min: -1, max: 1)
         XCTAssertLessThan((walk.slice(0..<1) - first).abs().max().scalar, 1e-3)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: gif)).prefix(6), Data("GIF89a".utf8))
