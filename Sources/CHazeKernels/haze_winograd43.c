@@ -1,5 +1,6 @@
-// Winograd F(4×4, 3×3) for 3×3, stride-1, padding-1 convolutions on small images (at most 8×8:
-// the lower levels of a U-Net), AVX-512. Each 4×4 output tile is
+// Winograd F(4×4, 3×3) for 3×3, stride-1, padding-1 convolutions, AVX-512: on small images (at
+// most 8×8, the lower levels of a U-Net, 16 images along the lanes) and on planes 16, 32 or 64
+// wide (16 tiles of one image along the lanes, at the end of this file). Each 4×4 output tile is
 //   Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A
 // over the 6×6 input tiles d_c (stride 4, starting one pixel up-left, zero outside the image), with
 //   Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0; 0 4 0 −5 0 1],
@@ -8,7 +9,7 @@
 // (Lavin & Gray 2016). On a 7×7 or 8×8 image that is 2 × 2 tiles of 36 positions: 144 products per
 // channel pair and image where F(2×2, 3×3) needs 16 tiles of 16 positions, 256 — 44 % fewer
 // multiply-adds in the 36 matrix products M[ξ] [O, T] = U[ξ] [O, C] · V[ξ] [C, T].
-// The vector lanes hold 16 images: column t = tile · 16 + image of V and M, so every transform
+// On small images the vector lanes hold 16 images: column t = tile · 16 + image of V and M, so every transform
 // reads and writes whole vectors; x is read by gathers (one per pixel and channel, images
 // C·H·W apart) and y written by scatters. The weight gradient is the adjoint: with the output
 // gradient ḡ of a tile, M̄ = A ḡ Aᵀ, ∂U[ξ] [O, C] = Σ_t M̄[ξ] [O, T] · V[ξ] [C, T]ᵀ (BLAS) and
@@ -216,6 +217,118 @@ AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, fl
         }
     }
 }
+
+// Tiles along the lanes, for larger planes: W = 16, 32 or 64 and H a multiple of 256 / W (16×16,
+// 32×32, 64×64 images). A group is 16 consecutive tiles of one image in raster order: R = 64 / W
+// tile rows of W / 4 tiles. Each of the six input rows under a group's tiles spans R image rows of
+// W pixels, 64 floats in four registers, and two-source permutes pick every tile's six columns
+// out of them (zero where a column falls into the padding), so x is read by whole-vector loads and
+// y written by whole-vector stores, with no gathers or scatters. Column `16 (g − first_group) + l`
+// of an item's V and M (rows `ld` floats apart) holds tile l of group g.
+int haze_winograd43_rows_fit(long h, long w) { return (w == 16 || w == 32 || w == 64) && h % (256 / w) == 0; }
+
+// The image row under register s of a group's four (relative to the group's first output row)
+// and its first column.
+static inline long group_row(long s, long w) { return 4 * (16 * s / w); }
+static inline long group_column(long s, long w) { return 16 * s % w; }
+
+// Lane l of selection k takes column 4·(l mod W/4) + k + shift of the group's tile row l / (W/4);
+// −1 (zero) outside 0..<W.
+static inline AVX512 selection tile_columns(long w, long k, long shift) {
+    int sources[16];
+    const long tw = w / 4;
+    for (long l = 0; l < 16; l++) {
+        const long column = 4 * (l % tw) + k + shift;
+        sources[l] = column >= 0 && column < w ? (int)((l / tw) * w + column) : -1;
+    }
+    return make_selection(sources, 16);
+}
+
+// The four registers of image rows `row` (+ R − 1 tile rows below, see group_row) of a plane,
+// zero outside 0..<h.
+static inline AVX512 void load_group_rows(const float *plane, long row, long h, long w, __m512 *reg) {
+    for (long s = 0; s < 4; s++) {
+        const long y = row + group_row(s, w);
+        reg[s] = y >= 0 && y < h ? _mm512_loadu_ps(plane + y * w + group_column(s, w)) : _mm512_setzero_ps();
+    }
+}
+
+AVX512 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
+                                       long first_group, long groups, long ld, long block) {
+    selection pick[6];
+    for (long k = 0; k < 6; k++) pick[k] = tile_columns(w, k, -1);
+    const long tile_rows = 64 / w;
+    for (long ci = 0; ci < c; ci++) {
+        const float *plane = x + (image * c + ci) * h * w;
+        for (long g = first_group; g < first_group + groups; g++) {
+            __m512 d[36], rows[36], out[36];
+            for (long r = 0; r < 6; r++) {
+                __m512 reg[4];
+                load_group_rows(plane, 4 * g * tile_rows - 1 + r, h, w, reg);
+                for (long k = 0; k < 6; k++) d[6 * r + k] = select_lanes(pick[k], reg[0], reg[1], reg[2], reg[3]);
+            }
+            for (int j = 0; j < 6; j++) input_1d(d + j, 6, rows + j, 6);           // Bᵀ d: columns
+            for (int i = 0; i < 6; i++) input_1d(rows + 6 * i, 1, out + 6 * i, 1);  // (Bᵀ d) B: rows
+            float *dst = v + ci * ld + (g - first_group) * 16;
+            for (int xi = 0; xi < 36; xi++) _mm512_storeu_ps(dst + xi * block, out[xi]);
+        }
+    }
+}
+
+AVX512 void haze_winograd43_rows_output(const float *m, float *y, const float *bias, long image, long o, long h,
+                                        long w, long first_group, long groups, long ld, long block) {
+    // Lane e of output register s is pixel p = 16 s + e of a group's row: tile row p / W, column
+    // p mod W = 4 tj + j, the lane (p / W)·(W/4) + tj of out[·][j] (source 16 j + lane).
+    selection place[4];
+    for (long s = 0; s < 4; s++) {
+        int sources[16];
+        for (long e = 0; e < 16; e++) {
+            const long p = 16 * s + e, column = p % w;
+            sources[e] = (int)(16 * (column % 4) + (p / w) * (w / 4) + column / 4);
+        }
+        place[s] = make_selection(sources, 16);
+    }
+    const long tile_rows = 64 / w;
+    for (long oc = 0; oc < o; oc++) {
+        float *plane = y + (image * o + oc) * h * w;
+        const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0.0f);
+        for (long g = first_group; g < first_group + groups; g++) {
+            __m512 in[36], cols[24], out[16];
+            const float *src = m + oc * ld + (g - first_group) * 16;
+            for (int xi = 0; xi < 36; xi++) in[xi] = _mm512_loadu_ps(src + xi * block);
+            for (int j = 0; j < 6; j++) output_1d(in + j, 6, cols + j, 6);        // Aᵀ m: [4][6]
+            for (int i = 0; i < 4; i++) output_1d(cols + 6 * i, 1, out + 4 * i, 1);  // (Aᵀ m) A: [4][4]
+            for (long i = 0; i < 4; i++)
+                for (long s = 0; s < 4; s++) {
+                    const __m512 row = select_lanes(place[s], out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]);
+                    _mm512_storeu_ps(plane + (4 * g * tile_rows + i + group_row(s, w)) * w + group_column(s, w),
+                                     _mm512_add_ps(row, shift));
+                }
+        }
+    }
+}
+
+AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long image, long o, long h, long w,
+                                                 long first_group, long groups, long ld, long block) {
+    selection pick[4];
+    for (long k = 0; k < 4; k++) pick[k] = tile_columns(w, k, 0);
+    const long tile_rows = 64 / w;
+    for (long oc = 0; oc < o; oc++) {
+        const float *plane = g + (image * o + oc) * h * w;
+        for (long gi = first_group; gi < first_group + groups; gi++) {
+            __m512 d[16], cols[24], out[36];
+            for (long i = 0; i < 4; i++) {
+                __m512 reg[4];
+                load_group_rows(plane, 4 * gi * tile_rows + i, h, w, reg);
+                for (long k = 0; k < 4; k++) d[4 * i + k] = select_lanes(pick[k], reg[0], reg[1], reg[2], reg[3]);
+            }
+            for (int j = 0; j < 4; j++) output_gradient_1d(d + j, 4, cols + j, 4);         // A ḡ: [6][4]
+            for (int i = 0; i < 6; i++) output_gradient_1d(cols + 4 * i, 1, out + 6 * i, 1);  // (A ḡ) Aᵀ: [6][6]
+            float *dst = mbar + oc * ld + (gi - first_group) * 16;
+            for (int xi = 0; xi < 36; xi++) _mm512_storeu_ps(dst + xi * block, out[xi]);
+        }
+    }
+}
 #else
 int haze_winograd43_available(void) { return 0; }
 void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
@@ -225,6 +338,13 @@ void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw
 void haze_winograd43_packed_weights(const float *w, float *packed, long o, long c, long first_block,
                                     long block_count) {}
 // Callers use F(2×2, 3×3) where haze_winograd43_available() is 0; these are never reached.
+int haze_winograd43_rows_fit(long h, long w) { return 0; }
+void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
+                                long first_group, long groups, long ld, long block) {}
+void haze_winograd43_rows_output(const float *m, float *y, const float *bias, long image, long o, long h,
+                                 long w, long first_group, long groups, long ld, long block) {}
+void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long image, long o, long h, long w,
+                                          long first_group, long groups, long ld, long block) {}
 void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                            long block) {}
 void haze_winograd43_output(const float *m, float *y, const float *bias, long first_image, long images,

@@ -7,10 +7,10 @@ import CHazeKernels
 /// column matrix. Used by `Tensor.conv2d` for the forward pass and for the input gradient (the
 /// same convolution with the kernels flipped and the channels swapped), and for the weight
 /// gradient (the adjoint of the transforms). The transforms are C kernels
-/// (CHazeKernels/haze_winograd.c). On AVX-512 CPUs, images of at most 8×8 use F(4×4, 3×3)
-/// instead (haze_winograd43.c: 36 products over 4×4 output tiles, 16 images per vector, 44 %
-/// fewer multiplications than F(2×2, 3×3) on 7×7 and 8×8) when there are more than 16
-/// images.
+/// (CHazeKernels/haze_winograd.c). On AVX-512 CPUs F(4×4, 3×3) (haze_winograd43.c: 36 products
+/// over 4×4 output tiles, 44 % fewer multiplications than F(2×2, 3×3)) takes images of at most
+/// 8×8 when there are more than 16 (16 images per vector), and 16×16, 32×32 and 64×64 planes at
+/// any batch (16 tiles of one image per vector).
 ///
 /// Threading as im2col: work items of whole images, one per worker at a time (about
 /// `tilesPerItem` tiles each), each with its own transform buffers and single-threaded SGEMMs.
@@ -42,13 +42,21 @@ enum Winograd {
         ConvolutionAlgorithm.current == .automatic && geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.padding == Padding2D(1)
     }
 
-    /// Whether `convolve` uses F(4×4, 3×3) on these images: at most 8×8, an AVX-512 CPU, and
-    /// more than 16 images (at least two items of 16). Not a function of the thread count: the
-    /// two algorithms round differently. (Tests switch `largeTiles` off to compare.)
+    /// Whether `convolve` uses F(4×4, 3×3) on these images, on an AVX-512 CPU: images of at most
+    /// 8×8 when there are more than 16 (at least two items of 16 images in the lanes), and
+    /// 16×16, 32×32 and 64×64 planes (`usesRowTiles`) at any batch. Not a function of the thread
+    /// count: the two algorithms round differently. (Tests switch `largeTiles` off to compare.)
     static func usesLargeTiles(n: Int, h: Int, w: Int) -> Bool {
-        largeTiles && h <= 8 && w <= 8 && haze_winograd43_available() != 0 && PackedMatrices.available && n > 16
+        guard largeTiles && haze_winograd43_available() != 0 && PackedMatrices.available else { return false }
+        return h <= 8 && w <= 8 ? n > 16 : usesRowTiles(h: h, w: w)
     }
     nonisolated(unsafe) static var largeTiles = true
+
+    /// Whether F(4×4, 3×3) runs with the tiles along the lanes (haze_winograd43_rows_*): planes 16,
+    /// 32 or 64 wide, in float32 (in bf16 the F(2×2) products take the bf16 kernel).
+    static func usesRowTiles(h: Int, w: Int) -> Bool {
+        haze_winograd43_rows_fit(h, w) != 0 && !(Precision.current == .bfloat16 && Precision.bfloat16Available)
+    }
 
     /// The transformed weights of one convolution, in the form `convolve` uses them.
     enum TransformedWeights {
@@ -163,6 +171,7 @@ enum Winograd {
     /// output transform.
     private static func convolveLargeTiles(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
                                            u packed: PackedMatrices, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+        if usesRowTiles(h: h, w: w) { return convolveRowTiles(x, n: n, c: c, h: h, w: w, u: packed, bias: bias, into: y) }
         let o = packed.rows, t = haze_winograd43_tiles(h, w)
         let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
         Parallel.forEach((n + 15) / 16, cost: 1 << 20) { range in
@@ -179,6 +188,60 @@ enum Winograd {
         }
     }
 
+    /// The work split of F(4×4) with the tiles along the lanes: the n · H·W/256 groups of 16 tiles,
+    /// image after image, in items of `groupsPerItem` consecutive groups (which may span images):
+    /// V and M of an item, 36·(C + O)·16 floats a group, fill about 2 MB, at least 4 groups (64
+    /// columns for the products), and there are `Parallel.minimumItems` items where that fits.
+    /// Fixed by the shape.
+    struct RowTilePlan {
+        let perImage: Int, groups: Int, groupsPerItem: Int
+        var items: Int { (groups + groupsPerItem - 1) / groupsPerItem }
+
+        init(n: Int, h: Int, w: Int, c: Int, o: Int) {
+            perImage = h * w / 256
+            groups = n * perImage
+            let most = Swift.max(4, (2 << 20) / (4 * 36 * 16 * (c + o)))
+            groupsPerItem = Swift.min(most, Swift.max(4, (groups + Parallel.minimumItems - 1) / Parallel.minimumItems))
+        }
+
+        /// The columns of `item`'s V and M: 16 per group.
+        func columns(of item: Int) -> Int { 16 * (Swift.min(groups, (item + 1) * groupsPerItem) - item * groupsPerItem) }
+
+        /// Calls `body(image, first group in it, groups, column)` for the parts of `item` in each image.
+        func forEachImage(of item: Int, _ body: (_ image: Int, _ first: Int, _ count: Int, _ column: Int) -> Void) {
+            let first = item * groupsPerItem, end = Swift.min(groups, first + groupsPerItem)
+            var g = first
+            while g < end {
+                let (image, g0) = g.quotientAndRemainder(dividingBy: perImage), count = Swift.min(perImage - g0, end - g)
+                body(image, g0, count, 16 * (g - first))
+                g += count
+            }
+        }
+    }
+
+    /// `convolve` by F(4×4, 3×3) with the tiles along the lanes (haze_winograd43_rows_*): per item
+    /// the input transform, 36 products U[ξ] · V[ξ] with the packed weights, the output transform.
+    private static func convolveRowTiles(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
+                                         u packed: PackedMatrices, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+        let o = packed.rows, plan = RowTilePlan(n: n, h: h, w: w, c: c, o: o), most = 16 * plan.groupsPerItem
+        Parallel.forEach(plan.items, cost: 1 << 20) { range in
+            Scratch.withBuffer(36 * haze_winograd_block(c, most)) { v in Scratch.withBuffer(36 * haze_winograd_block(o, most)) { m in
+                for item in range {
+                    let t = plan.columns(of: item), (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
+                    plan.forEachImage(of: item) { image, first, count, column in
+                        haze_winograd43_rows_input(x, v + column, image, c, h, w, first, count, t, vBlock)
+                    }
+                    for xi in 0..<36 {
+                        packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
+                    }
+                    plan.forEachImage(of: item) { image, first, count, column in
+                        haze_winograd43_rows_output(m + column, y, bias, image, o, h, w, first, count, t, mBlock)
+                    }
+                }
+            } }
+        }
+    }
+
     /// The gradients of y = conv(x, w) + b with respect to w [O, C, 3, 3] and b [O], for the
     /// output gradient g [N, O, H, W]: per item ∂U[ξ] += M̄[ξ] V[ξ]ᵀ (haze_winograd.c, or
     /// haze_winograd43.c where `convolve` uses F(4×4, 3×3)). The items are split into a fixed
@@ -187,6 +250,20 @@ enum Winograd {
     /// nor on the thread count.
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
                                n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
+        if usesLargeTiles(n: n, h: h, w: w) && usesRowTiles(h: h, w: w) {
+            // Items of whole images (the bias sums), at least 256 columns.
+            let perImage = 16 * h * w / 256, chunk = Swift.max(1, 256 / perImage)
+            return weightGradient(g, items: (n + chunk - 1) / chunk, positions: 36, tiles: { $0 * perImage }, c: c, h: h, w: w, o: o,
+                                  images: { (chunk * $0, Swift.min(chunk, n - chunk * $0)) },
+                                  transform: { b0, images, v, mbar, vBlock, mBlock in
+                                      let t = images * perImage
+                                      for b in 0..<images {
+                                          haze_winograd43_rows_input(x, v + b * perImage, b0 + b, c, h, w, 0, perImage / 16, t, vBlock)
+                                          haze_winograd43_rows_output_gradient(g, mbar + b * perImage, b0 + b, o, h, w, 0, perImage / 16, t, mBlock)
+                                      }
+                                  },
+                                  finish: haze_winograd43_weights_gradient)
+        }
         if usesLargeTiles(n: n, h: h, w: w) {
             let t = haze_winograd43_tiles(h, w)
             return weightGradient(g, items: (n + 15) / 16, positions: 36, tiles: { _ in t }, c: c, h: h, w: w, o: o,

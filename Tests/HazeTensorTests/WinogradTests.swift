@@ -99,9 +99,10 @@ final class WinogradTests: XCTestCase {
         XCTAssertGreaterThan(ratio, 2 * RoundingBound.lambda * Self.largeTileGrowth)
     }
 
-    /// F(4×4, 3×3) on images ≤ 8×8 (16 images per item, one per vector lane) against im2col:
-    /// y, ∂x (the same convolution with flipped kernels), ∂w and ∂b, on 7×7, 8×8,
-    /// 4×4, 5×3 and 1×1 images, batches that do not fill the lanes, with and without bias.
+    /// F(4×4, 3×3) against im2col: y, ∂x (the same convolution with flipped kernels), ∂w and ∂b,
+    /// with and without bias; on images ≤ 8×8 (16 images per item, one per vector lane) of 7×7,
+    /// 8×8, 4×4, 5×3 and 1×1 in batches that do not fill the lanes, and with the tiles along the
+    /// lanes on 16, 32 and 64 wide planes.
     /// Its transforms have larger coefficients than F(2×2, 3×3)'s (up to 8 and 1/24), so the
     /// rounding error is larger (`largeTileGrowth`).
     func testLargeTilesMatchIm2col() throws {
@@ -110,7 +111,11 @@ final class WinogradTests: XCTestCase {
         defer { ConvolutionAlgorithm.current = original }
         XCTAssertFalse(Winograd.usesLargeTiles(n: 16, h: 7, w: 7), "one item of 16 images: F(2×2)")
         for (i, s) in [(n: 32, c: 128, h: 7, w: 7, o: 96), (n: 37, c: 9, h: 8, w: 8, o: 20), (n: 40, c: 16, h: 4, w: 4, o: 8),
-                       (n: 33, c: 5, h: 5, w: 3, o: 70), (n: 32, c: 3, h: 1, w: 1, o: 2)].enumerated() {
+                       (n: 33, c: 5, h: 5, w: 3, o: 70), (n: 32, c: 3, h: 1, w: 1, o: 2),
+                       // The tiles along the lanes, at any batch: 64×64 (a group is one tile row),
+                       // 32×32 and 24×32 (two), 16×16 and 48×16 (four).
+                       (n: 1, c: 6, h: 64, w: 64, o: 7), (n: 3, c: 20, h: 32, w: 32, o: 9), (n: 2, c: 3, h: 24, w: 32, o: 17),
+                       (n: 5, c: 9, h: 16, w: 16, o: 33), (n: 1, c: 4, h: 48, w: 16, o: 3)].enumerated() {
             XCTAssertTrue(Winograd.usesLargeTiles(n: s.n, h: s.h, w: s.w), "case \(i)")
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(50 + i))
             let w = Tensor.normal([s.o, s.c, 3, 3], seed: UInt64(60 + i)) * 0.3

@@ -157,6 +157,18 @@ void haze_winograd43_output_gradient(const float *g, float *mbar, long first_ima
                                      long w, long block);
 void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw, long o, long c, long first_row,
                                       long row_count);
+/// The same with the tiles along the lanes, for planes where haze_winograd43_rows_fit(H, W) (W = 16,
+/// 32 or 64, H a multiple of 256 / W): groups of 16 consecutive tiles of one image (H·W / 256
+/// groups per image). Groups [first_group, first_group + groups) of image `image` go to (or come
+/// from) columns 16 (g − first_group) + tile of v [36, C, ld] / m [36, O, ld] / m̄ [36, O, ld]
+/// (blocks `block` floats apart).
+int haze_winograd43_rows_fit(long h, long w);
+void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
+                                long first_group, long groups, long ld, long block);
+void haze_winograd43_rows_output(const float *m, float *y, const float *bias, long image, long o, long h,
+                                 long w, long first_group, long groups, long ld, long block);
+void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long image, long o, long h, long w,
+                                          long first_group, long groups, long ld, long block);
 /// Input tiles of images [first_image, first_image + images) of x [N, C, H, W] →
 /// v [16, C, T] (blocks haze_winograd_block(C, T) apart), T = images · tiles_h · tiles_w, tiles_h = ⌈H/2⌉, tiles_w = ⌈W/2⌉.
 void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
