@@ -16,6 +16,7 @@
 #include "haze_kernels.h"
 #include "haze_multiversion.h"
 #include "haze_exp.h"
+#include "haze_avx512.h"
 #include <math.h>
 #include <string.h>
 
@@ -68,9 +69,52 @@ INLINE float dot(const float *a, const float *b, long n) {
     return s;
 }
 
+#ifdef HAZE_AVX512
+// combine_rows for n a multiple of 16 and d of 8: 8 output rows × 16 columns accumulate over s
+// in registers (one load of m per 8 multiply-adds); the sums run over s in order, as the plain
+// loop's do.
+static AVX512 void combine_rows_avx512(const float *coef, long rs, long cs, const float *m, float *out, long d, long n) {
+    for (long r0 = 0; r0 < d; r0 += 8)
+        for (long j0 = 0; j0 < n; j0 += 16) {
+            __m512 acc[8];
+            for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
+            for (long s = 0; s < d; s++) {
+                const __m512 x = _mm512_loadu_ps(m + s * n + j0);
+                for (int r = 0; r < 8; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(coef[s * cs + (r0 + r) * rs]), x, acc[r]);
+            }
+            for (int r = 0; r < 8; r++) _mm512_storeu_ps(out + (r0 + r) * n + j0, acc[r]);
+        }
+}
+
+// row_products for n a multiple of 16 and d of 4: 4 × 4 (i, e) pairs keep 16 lane sums each in
+// registers over JB columns (8 loads per 16 multiply-adds), added into c per block of columns.
+static AVX512 void row_products_avx512(const float *a, const float *b, float *c, long d, long n) {
+    for (long j0 = 0; j0 < n; j0 += JB) {
+        const long end = j0 + JB < n ? j0 + JB : n;
+        for (long i0 = 0; i0 < d; i0 += 4)
+            for (long e0 = 0; e0 < d; e0 += 4) {
+                __m512 acc[16];
+                for (int x = 0; x < 16; x++) acc[x] = _mm512_setzero_ps();
+                for (long j = j0; j < end; j += 16) {
+                    __m512 ra[4], rb[4];
+                    for (int i = 0; i < 4; i++) ra[i] = _mm512_loadu_ps(a + (i0 + i) * n + j);
+                    for (int e = 0; e < 4; e++) rb[e] = _mm512_loadu_ps(b + (e0 + e) * n + j);
+                    for (int i = 0; i < 4; i++)
+                        for (int e = 0; e < 4; e++) acc[4 * i + e] = _mm512_fmadd_ps(ra[i], rb[e], acc[4 * i + e]);
+                }
+                for (int i = 0; i < 4; i++)
+                    for (int e = 0; e < 4; e++) c[(i0 + i) * d + e0 + e] += _mm512_reduce_add_ps(acc[4 * i + e]);
+            }
+    }
+}
+#endif
+
 // out [r, n] = Σ_s coef[s·cs + r·rs] · m[s] (rows of m [d, n]), for r < d: a [d, d] matrix (given
 // by strides) times m, by blocks of JB columns.
 INLINE void combine_rows(const float *coef, long rs, long cs, const float *m, float *out, long d, long n) {
+#ifdef HAZE_AVX512
+    if (n % 16 == 0 && d % 8 == 0 && has_avx512()) return combine_rows_avx512(coef, rs, cs, m, out, d, n);
+#endif
     for (long j0 = 0; j0 < n; j0 += JB) {
         const long len = n - j0 < JB ? n - j0 : JB;
         for (long r = 0; r < d; r++) {
@@ -88,6 +132,13 @@ INLINE void combine_rows(const float *coef, long rs, long cs, const float *m, fl
 // c[i·d + e] = α Σ_j a[i][j] b[e][j] for a, b [d, n], by blocks of JB columns.
 INLINE void row_products(const float *a, const float *b, float *c, long d, long n, float alpha) {
     for (long x = 0; x < d * d; x++) c[x] = 0;
+#ifdef HAZE_AVX512
+    if (n % 16 == 0 && d % 4 == 0 && has_avx512()) {
+        row_products_avx512(a, b, c, d, n);
+        for (long x = 0; x < d * d; x++) c[x] *= alpha;
+        return;
+    }
+#endif
     for (long j0 = 0; j0 < n; j0 += JB) {
         const long len = n - j0 < JB ? n - j0 : JB;
         for (long i = 0; i < d; i++)
