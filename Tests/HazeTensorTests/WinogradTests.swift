@@ -102,7 +102,8 @@ final class WinogradTests: XCTestCase {
     /// F(4×4, 3×3) against im2col: y, ∂x (the same convolution with flipped kernels), ∂w and ∂b,
     /// with and without bias; on images ≤ 8×8 (16 images per item, one per vector lane) of 7×7,
     /// 8×8, 4×4, 5×3 and 1×1 in batches that do not fill the lanes, and with the tiles along the
-    /// lanes on 16, 32 and 64 wide planes.
+    /// lanes on 16, 32 and 64 wide planes (∂w by BLAS, or by haze_gemm_nt where the channel
+    /// counts are multiples of 4).
     /// Its transforms have larger coefficients than F(2×2, 3×3)'s (up to 8 and 1/24), so the
     /// rounding error is larger (`largeTileGrowth`).
     func testLargeTilesMatchIm2col() throws {
@@ -115,7 +116,9 @@ final class WinogradTests: XCTestCase {
                        // The tiles along the lanes, at any batch: 64×64 (a group is one tile row),
                        // 32×32 and 24×32 (two), 16×16 and 48×16 (four).
                        (n: 1, c: 6, h: 64, w: 64, o: 7), (n: 3, c: 20, h: 32, w: 32, o: 9), (n: 2, c: 3, h: 24, w: 32, o: 17),
-                       (n: 5, c: 9, h: 16, w: 16, o: 33), (n: 1, c: 4, h: 48, w: 16, o: 3)].enumerated() {
+                       (n: 5, c: 9, h: 16, w: 16, o: 33), (n: 1, c: 4, h: 48, w: 16, o: 3),
+                       // Channels in fours: ∂w by haze_gemm_nt.
+                       (n: 2, c: 16, h: 64, w: 64, o: 4), (n: 5, c: 8, h: 32, w: 32, o: 12), (n: 3, c: 12, h: 16, w: 16, o: 8)].enumerated() {
             XCTAssertTrue(Winograd.usesLargeTiles(n: s.n, h: s.h, w: s.w), "case \(i)")
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(50 + i))
             let w = Tensor.normal([s.o, s.c, 3, 3], seed: UInt64(60 + i)) * 0.3

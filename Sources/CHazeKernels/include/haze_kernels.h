@@ -163,6 +163,12 @@ void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw
 /// from) columns 16 (g − first_group) + tile of v [36, C, ld] / m [36, O, ld] / m̄ [36, O, ld]
 /// (blocks `block` floats apart).
 int haze_winograd43_rows_fit(long h, long w);
+/// C [M, N] (rows ldc apart) = A [M, K] · B [N, K]ᵀ (rows lda, ldb apart), or C += with
+/// `accumulate`, for M and N multiples of 4 and K of 16, where haze_winograd43_available(): 4 × 4
+/// blocks of C, 16 lane sums each over K in registers (the weight gradients ∂U[ξ] += M̄[ξ] V[ξ]ᵀ,
+/// whose K runs along the rows).
+void haze_gemm_nt(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
+                  int accumulate);
 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
                                 long first_group, long groups, long ld, long block);
 void haze_winograd43_rows_output(const float *m, float *y, const float *bias, long image, long o, long h,
