@@ -187,8 +187,8 @@ MULTIVERSION void haze_transpose_tiled(const float *x, long ldx, float *y, long 
 
 // Group normalisation over groups [first, first + count) of x: [N·G, C/G, S] (see the header).
 MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float *gamma, const float *beta,
-                                          long first, long count, long groups, long per_group, long spatial,
-                                          float eps, int silu, float *mean_out, float *rstd_out) {
+                                          long affine_stride, long first, long count, long groups, long per_group,
+                                          long spatial, float eps, int silu, float *mean_out, float *rstd_out) {
 #pragma clang fp reassociate(on)
     const long m = per_group * spatial;
     for (long q = first; q < first + count; q++) {
@@ -203,9 +203,9 @@ MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float 
         mean_out[q] = mean;
         rstd_out[q] = rstd;
         for (long c = 0; c < per_group; c++) {
-            const long channel = (q % groups) * per_group + c;
-            const float scale = (gamma ? gamma[channel] : 1.0f) * rstd;
-            const float shift = (beta ? beta[channel] : 0.0f) - mean * scale;
+            const long channel = (q % groups) * per_group + c, affine = (q / groups) * affine_stride + channel;
+            const float scale = (gamma ? gamma[affine] : 1.0f) * rstd;
+            const float shift = (beta ? beta[affine] : 0.0f) - mean * scale;
             const float *s = src + c * spatial;
             float *d = dst + c * spatial;
             if (silu) {
@@ -223,7 +223,7 @@ MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float 
 MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const float *gamma,
                                            const float *mean, const float *rstd, float *dx,
                                            float *dgamma_parts, float *dbeta_parts,
-                                           const float *beta, int silu,
+                                           const float *beta, int silu, long affine_stride,
                                            long first, long count, long groups, long per_group, long spatial) {
 #pragma clang fp reassociate(on)
     const long m = per_group * spatial, channels = groups * per_group;
@@ -233,13 +233,13 @@ MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const
         float *dxs = dx + q * m;
         float sum_g = 0, sum_gx = 0;
         for (long c = 0; c < per_group; c++) {
-            const long channel = (q % groups) * per_group + c;
-            const float gm = gamma ? gamma[channel] : 1.0f;
+            const long channel = (q % groups) * per_group + c, affine = (q / groups) * affine_stride + channel;
+            const float gm = gamma ? gamma[affine] : 1.0f;
             const float *xc = xs + c * spatial, *gc = gs + c * spatial;
             if (silu) {
                 // g is the gradient of SiLU(y): the gradient of y (recomputed as in the forward pass)
                 // goes to dx, read back below.
-                const float scale = gm * r, shift = (beta ? beta[channel] : 0.0f) - mu * scale;
+                const float scale = gm * r, shift = (beta ? beta[affine] : 0.0f) - mu * scale;
                 float *gy = dxs + c * spatial;
                 for (long i = 0; i < spatial; i++) {
                     const float pre = xc[i] * scale + shift, sg = 1.0f / (1.0f + exp_approx(-pre));
@@ -256,8 +256,8 @@ MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const
         }
         const float mean_g = sum_g / (float)m, mean_gx = sum_gx / (float)m;
         for (long c = 0; c < per_group; c++) {
-            const long channel = (q % groups) * per_group + c;
-            const float gm = gamma ? gamma[channel] : 1.0f;
+            const long channel = (q % groups) * per_group + c, affine = (q / groups) * affine_stride + channel;
+            const float gm = gamma ? gamma[affine] : 1.0f;
             float *d = dxs + c * spatial;
             const float *xc = xs + c * spatial, *gc = silu ? d : gs + c * spatial;
             for (long i = 0; i < spatial; i++) d[i] = r * (gc[i] * gm - mean_g - (xc[i] - mu) * r * mean_gx);

@@ -94,4 +94,18 @@ public struct Norm: Module {
             return silu ? y.silu() : y
         }
     }
+
+    /// The norm modulated by a time embedding's scale γ and shift β, [N, C] each (FiLM):
+    /// norm(x) · (1 + γ) + β, then SiLU when `silu`. A group norm takes the modulation into its
+    /// own per-image affine transform (`Tensor.groupNorm(_:groups:scale:shift:)`), one pass over x.
+    public func callAsFunction(_ x: Tensor, _ p: ParameterSet, _ context: ForwardContext, scale gamma: Tensor, shift beta: Tensor,
+                               silu: Bool = false) -> Tensor {
+        guard kind == .group else {
+            let shape = [x.shape[0], channels] + Array(repeating: 1, count: x.rank - 2)
+            let y = self(x, p, context) * (gamma.reshaped(to: shape) + 1) + beta.reshaped(to: shape)
+            return silu ? y.silu() : y
+        }
+        let (w, b) = (p.value(key(prefix, "weight")), p.value(key(prefix, "bias"))), factor = gamma + 1
+        return Tensor.groupNorm(x, groups: groups, scale: factor * w, shift: factor * b + beta, epsilon: epsilon, applyingSiLU: silu)
+    }
 }

@@ -149,9 +149,8 @@ struct TFArticleResBlock: Module {
 
     /// x: [B, Cin, H, W], e: [B, T] → [B, width, H, W]
     func callAsFunction(_ x: Tensor, _ e: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
-        let film = timeProjection(e, p).reshaped(to: [x.shape[0], 2 * width, 1, 1]).chunked(2, alongAxis: 1)  // γ, β
-        var h = norm1(conv1(x, p), p, context)
-        h = (h * (film[0] + 1) + film[1]).silu()
+        let film = timeProjection(e, p).chunked(2, alongAxis: 1)  // γ, β: [B, width] each
+        var h = norm1(conv1(x, p), p, context, scale: film[0], shift: film[1], silu: true)
         h = norm2(conv2(h, p), p, context, silu: true)
         return h + (shortcut.map { $0(x, p) } ?? x)
     }

@@ -29,18 +29,38 @@ extension Tensor {
     /// the backward recomputes the normalised values from x, mean and rstd instead of keeping them.
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5,
                                  applyingSiLU silu: Bool = false) -> Tensor {
+        let c = x.rank >= 2 ? x.shape[1] : 0
+        precondition(weight == nil || weight!.shape == [c], "groupNorm: weight shape \(weight!.shape) for \(c) channels")
+        precondition(bias == nil || bias!.shape == [c], "groupNorm: bias shape \(bias!.shape) for \(c) channels")
+        return groupNorm(x, groups: groups, scale: weight, shift: bias, perImage: false, epsilon: epsilon, silu: silu)
+    }
+
+    /// Group normalisation with a scale and shift per image and channel, [N, C] each:
+    /// y = x̂ · scale[n, c] + shift[n, c] (then SiLU with `applyingSiLU`), in one pass. A group
+    /// norm with weight w and bias b modulated by a time embedding's (γ, β) — (x̂ w + b)(1 + γ) + β,
+    /// as the TensorFlow notebook's ResNet blocks do — is this with scale = w (1 + γ) and
+    /// shift = b (1 + γ) + β: no separate passes for the modulation. ∂scale = Σ g x̂ and ∂shift =
+    /// Σ g per image and channel.
+    public static func groupNorm(_ x: Tensor, groups: Int, scale: Tensor, shift: Tensor, epsilon: Float = 1e-5,
+                                 applyingSiLU silu: Bool = false) -> Tensor {
+        let nc = x.rank >= 2 ? [x.shape[0], x.shape[1]] : []
+        precondition(scale.shape == nc && shift.shape == nc, "groupNorm: scale \(scale.shape) and shift \(shift.shape) for x \(x.shape)")
+        return groupNorm(x, groups: groups, scale: scale, shift: shift, perImage: true, epsilon: epsilon, silu: silu)
+    }
+
+    private static func groupNorm(_ x: Tensor, groups: Int, scale weight: Tensor?, shift bias: Tensor?, perImage: Bool,
+                                  epsilon: Float, silu: Bool) -> Tensor {
         precondition(x.rank >= 2 && x.shape[1] % groups == 0, "groupNorm: \(x.shape[1]) channels do not split into \(groups) groups")
         let (n, c) = (x.shape[0], x.shape[1])
-        let spatial = x.count / Swift.max(n * c, 1), perGroup = c / groups, m = perGroup * spatial
-        precondition(weight == nil || weight!.shape == [c], "groupNorm: weight shape \(weight!.shape) for \(c) channels")
+        let spatial = x.count / Swift.max(n * c, 1), perGroup = c / groups, m = perGroup * spatial, stride = perImage ? c : 0
         var mean = [Float](repeating: 0, count: n * groups), rstd = mean
         let gamma = weight?.scalars, beta = bias?.scalars
         let y = Tensor(shape: x.shape) { out, _ in
             x.withScalars { px in
                 mean.withUnsafeMutableBufferPointer { pm in rstd.withUnsafeMutableBufferPointer { pr in
                     Parallel.forEach(n * groups, cost: 4 * m) { range in
-                        haze_group_norm_forward(px, out, gamma, beta, range.lowerBound, range.count, groups, perGroup, spatial,
-                                                epsilon, silu ? 1 : 0, pm.baseAddress!, pr.baseAddress!)
+                        haze_group_norm_forward(px, out, gamma, beta, stride, range.lowerBound, range.count, groups, perGroup,
+                                                spatial, epsilon, silu ? 1 : 0, pm.baseAddress!, pr.baseAddress!)
                     }
                 } }
             }
@@ -50,22 +70,24 @@ extension Tensor {
         if let bias { inputs.append(bias) }
         let vx = x.detached
         return record(y, inputs) { g in
-            // Per (n, c): Σ g x̂ and Σ g, reduced over n afterwards for ∂γ, ∂β.
+            // Per (n, c): Σ g x̂ and Σ g, reduced over n afterwards for ∂γ, ∂β of per-channel ones.
             var dgammaParts = [Float](repeating: 0, count: n * c), dbetaParts = dgammaParts
             let dx = Tensor(shape: vx.shape) { pdx, _ in  // every group writes its own values
                 vx.withScalars { px in g.withScalars { pg in
                     dgammaParts.withUnsafeMutableBufferPointer { pdg in dbetaParts.withUnsafeMutableBufferPointer { pdb in
                         Parallel.forEach(n * groups, cost: 8 * m) { range in
                             haze_group_norm_backward(px, pg, gamma, mean, rstd, pdx, pdg.baseAddress!, pdb.baseAddress!,
-                                                     beta, silu ? 1 : 0, range.lowerBound, range.count, groups, perGroup, spatial)
+                                                     beta, silu ? 1 : 0, stride, range.lowerBound, range.count, groups, perGroup, spatial)
                         }
                     } }
                 } }
             }
-            let columnSum = { (parts: [Float]) in Tensor(shape: [n, c], scalars: parts).sum(alongAxis: 0) }
+            let gradient = { (parts: [Float]) in
+                perImage ? Tensor(shape: [n, c], scalars: parts) : Tensor(shape: [n, c], scalars: parts).sum(alongAxis: 0)
+            }
             var grads: [Tensor?] = [dx]
-            if weight != nil { grads.append(columnSum(dgammaParts)) }
-            if bias != nil { grads.append(columnSum(dbetaParts)) }
+            if weight != nil { grads.append(gradient(dgammaParts)) }
+            if bias != nil { grads.append(gradient(dbetaParts)) }
             return grads
         }
     }

@@ -132,6 +132,23 @@ final class GradientTests: XCTestCase {
         }
         XCTAssertEqual(fused.scalars[0], separate.scalars[0], accuracy: 1e-5)
         for (f, s) in zip(fusedGrads, separateGrads) { assertClose(f, s, tolerance: 1e-5) }
+        // Scale and shift per image and channel: finite differences, and the same as the group norm
+        // modulated by separate ops, (GN(x) w + b)(1 + γ) + β then SiLU, values and gradients.
+        let (filmScale, filmShift) = (normal([2, 6], 41) * 0.5, normal([2, 6], 42))
+        for silu in [false, true] {
+            checkGradients([x, filmScale, filmShift]) { Tensor.groupNorm($0[0], groups: 3, scale: $0[1], shift: $0[2], applyingSiLU: silu) }
+            let (modulated, modulatedGrads) = valueWithGradient(at: [x, w, b, filmScale, filmShift]) { t in
+                let factor = t[3] + 1
+                return (Tensor.groupNorm(t[0], groups: 3, scale: factor * t[1], shift: factor * t[2] + t[4], applyingSiLU: silu) * cotangent).sum()
+            }
+            let (composed, composedGrads) = valueWithGradient(at: [x, w, b, filmScale, filmShift]) { t in
+                let y = Tensor.groupNorm(t[0], groups: 3, weight: t[1], bias: t[2]) * (t[3].reshaped(to: [2, 6, 1, 1]) + 1)
+                    + t[4].reshaped(to: [2, 6, 1, 1])
+                return ((silu ? y.silu() : y) * cotangent).sum()
+            }
+            XCTAssertEqual(modulated.scalars[0], composed.scalars[0], accuracy: 1e-4)
+            for (f, s) in zip(modulatedGrads, composedGrads) { assertClose(f, s, tolerance: 1e-4) }
+        }
         checkGradients([normal([3, 4, 5], 32), normal([5], 33), normal([5], 34)]) {
             Tensor.layerNorm($0[0], weight: $0[1], bias: $0[2])
         }

@@ -60,18 +60,21 @@ void haze_attention_head(const float *q, const float *k, const float *v, float *
 void haze_softmax_columns_backward(const float *pt, float *dpt, float *dot, long s, long l);
 
 /// Group norm forward for groups q in [first, first + count): x, y are [N·G groups, per_group, spatial];
-/// channel of (q, c) = (q mod groups)·per_group + c; gamma/beta may be NULL. With silu != 0, y is
-/// SiLU of the normalised values. Writes mean, rstd [N·G].
+/// channel of (q, c) = (q mod groups)·per_group + c; gamma/beta may be NULL, else read at
+/// (q / groups)·affine_stride + channel: per channel [C] (affine_stride 0) or per image and
+/// channel [N, C] (affine_stride C). With silu != 0, y is SiLU of the normalised values. Writes
+/// mean, rstd [N·G].
 void haze_group_norm_forward(const float *x, float *y, const float *gamma, const float *beta,
-                             long first, long count, long groups, long per_group, long spatial,
-                             float eps, int silu, float *mean_out, float *rstd_out);
+                             long affine_stride, long first, long count, long groups, long per_group,
+                             long spatial, float eps, int silu, float *mean_out, float *rstd_out);
 /// Group norm backward for the same groups: dx, and per (n, channel) partial sums
 /// dgamma_parts = Σ g·x̂, dbeta_parts = Σ g, both [N, C]. With silu != 0, g is the gradient of
-/// the SiLU output (the forward's silu), and beta must be the forward's.
+/// the SiLU output (the forward's silu), and beta must be the forward's; gamma, beta and
+/// affine_stride as in the forward.
 void haze_group_norm_backward(const float *x, const float *g, const float *gamma,
                               const float *mean, const float *rstd, float *dx,
                               float *dgamma_parts, float *dbeta_parts, const float *beta, int silu,
-                              long first, long count, long groups, long per_group, long spatial);
+                              long affine_stride, long first, long count, long groups, long per_group, long spatial);
 
 /// im2col for images [first_image, first_image + images) of x: [N, C, H, W] into cols: [C·KH·KW, images·HO·WO]
 /// (zero padding top/left as given; the bottom/right padding is implied by HO, WO).
