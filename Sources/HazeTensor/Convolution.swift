@@ -54,6 +54,31 @@ struct ConvGeometry {
         haze_im2col(x, cols, b0, images, c, h, w, kh, kw, stride, padding.top, padding.left, ho, wo)
     }
 
+    /// Whether the forward of this 1×1 convolution runs in bf16 (`Precision.current`, AVX512_BF16):
+    /// the weights packed once per call as bf16 pairs, each image one product on the packed bf16
+    /// kernel with float32 sums. (In float32 BLAS is as fast as the packed kernel here.)
+    var usesBFloat16Pointwise: Bool {
+        ConvolutionAlgorithm.current == .automatic && isPointwise && Precision.current == .bfloat16 && Precision.bfloat16Available
+            && PackedMatrices.available
+    }
+
+    /// y [N, rows, H, W] = A · x per image (+ bias) for x [N, A.columns, H, W]: items of whole
+    /// images, every image computed alike (the bits do not depend on the thread count).
+    func multiplyPointwise(_ a: PackedMatrices, _ x: UnsafePointer<Float>, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+        let (rows, k) = (a.rows, a.columns)
+        Parallel.forEach(n, cost: 2 * rows * k * p) { images in
+            for b in images {
+                let dst = y + b * rows * p
+                a.multiply(x + b * k * p, ldb: p, into: dst, ldc: p, columns: p)
+                guard let bias else { continue }
+                for r in 0..<rows {
+                    let (row, shift) = (dst + r * p, bias[r])
+                    for q in 0..<p { row[q] += shift }
+                }
+            }
+        }
+    }
+
     /// Strided convolutions run forward through `haze_conv_direct` where the CPU has AVX-512: no
     /// column matrix, the output channels along the vector lanes. (s2 [64,64,14,14] forward: see
     /// Documentation/speed.md.) Their backward stays im2col + SGEMM.
@@ -118,6 +143,11 @@ extension Tensor {
             }
             if geo.isDirect {
                 x.withScalars { px in weight.withScalars { pw in geo.convolveDirectly(px, weight: pw, bias: biasValues, into: out) } }
+                return
+            }
+            if geo.usesBFloat16Pointwise {
+                let packed = weight.withScalars { PackedMatrices($0, rows: o, columns: geo.c) }
+                x.withScalars { geo.multiplyPointwise(packed, $0, bias: biasValues, into: out) }
                 return
             }
             x.withScalars { px in weight.withScalars { pw in

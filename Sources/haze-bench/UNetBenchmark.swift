@@ -58,7 +58,7 @@ struct UNetBench: ParsableCommand {
     @Option(help: "Worker threads.") var threads = 2
     @Option(help: "Timed calls (after 3 warm-ups).") var iterations = 10
     @Option(help: "Convolution algorithm: automatic (Winograd for 3×3 stride-1 padding-1) or im2col.") var conv: ConvolutionChoice = .automatic
-    @Option(help: "float32, or bfloat16 (infer only: the Winograd F(2×2) products in bf16, AVX512_BF16).") var precision: Precision = .float32
+    @Option(help: "float32, or bfloat16 (infer only: the Winograd F(2×2) and 1×1-convolution products in bf16, AVX512_BF16).") var precision: Precision = .float32
 
     func run() throws {
         retainFreedMemory()

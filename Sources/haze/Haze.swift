@@ -36,7 +36,7 @@ struct ComputeOptions: ParsableArguments {
         }
         if report && group.isRoot {
             let ranks = group.usesMPI ? "; MPI: \(group.size) ranks, \(group.localSize) on this host" : ""
-            let lower = Precision.current == .bfloat16 ? "; bf16 Winograd products" : ""
+            let lower = Precision.current == .bfloat16 ? "; bf16 products (Winograd F(2×2), 1×1 convolutions)" : ""
             FileHandle.standardError.write(Data("compute: \(computeDescription)\(ranks)\(lower)\n".utf8))
         }
     }
@@ -44,7 +44,7 @@ struct ComputeOptions: ParsableArguments {
 
 /// The precision option of the commands that sample (set before `ComputeOptions.apply`).
 struct PrecisionOption: ParsableArguments {
-    @Option(help: "float32, or bfloat16: the Winograd F(2×2) products in bf16 with float32 sums, on CPUs with AVX512_BF16 (about 0.4 % RMS error per convolution).")
+    @Option(help: "float32, or bfloat16: the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on CPUs with AVX512_BF16 (about 0.4 % RMS error per convolution).")
     var precision: Precision = .float32
 
     func apply() throws {

@@ -93,6 +93,34 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
+    /// 1×1 convolutions in bf16 (`usesBFloat16Pointwise`) against float32, with and without bias:
+    /// each output is a float32 sum of C products of bf16-rounded inputs, so its error is at most
+    /// 2⁻⁸ Σ|w x| + C·2⁻²⁴ of it (the bound of `testProductsOfRoundedInputs`), checked per value.
+    func testPointwiseConvolutionsInBFloat16() throws {
+        try XCTSkipUnless(Precision.bfloat16Available && PackedMatrices.available, "no AVX512_BF16 on this CPU")
+        let saved = Precision.current
+        defer { Precision.current = saved }
+        for (i, (n, c, o, s)) in [(2, 64, 384, 16), (3, 96, 64, 8), (1, 5, 7, 4)].enumerated() {
+            let x = Tensor.normal([n, c, s, s], seed: UInt64(90 + i)), w = Tensor.normal([o, c, 1, 1], std: 0.1, seed: UInt64(95 + i))
+            let b = Tensor.normal([o], seed: UInt64(99 + i))
+            for bias in [b, nil] {
+                Precision.current = .float32
+                let reference = Tensor.conv2d(x, weight: w, bias: bias)
+                let magnitude = Tensor.conv2d(x.abs(), weight: w.abs())
+                Precision.current = .bfloat16
+                let lower = Tensor.conv2d(x, weight: w, bias: bias)
+                var worst = 0.0, largest = 0.0
+                for j in 0..<reference.count {
+                    let error = Double(abs(lower.scalars[j] - reference.scalars[j])), scale = Double(magnitude.scalars[j])
+                    worst = max(worst, error / (scale + Double(abs(bias?.scalars[(j / (s * s)) % o] ?? 0)) + 1e-30))
+                    largest = max(largest, error)
+                }
+                XCTAssertLessThan(worst, 0x1p-8 + Double(c + 1) * 0x1p-24, "case \(i) bias \(bias != nil)")
+                if c > 1 { XCTAssertGreaterThan(largest, 0, "case \(i): bf16 did run") }
+            }
+        }
+    }
+
     /// Winograd F(2×2) convolutions with bf16 products against float32: the error stays within a
     /// few bf16 roundings of the output's scale; F(4×4) (32 images of 7×7) stays float32.
     func testWinogradConvolutionsInBFloat16() throws {
