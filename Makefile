@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev l
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test test-portable bench demo install uninstall fixtures test-scripts soak test-asan test-tsan fuzz clean
+.PHONY: deps build test test-portable check-arm64 bench demo install uninstall fixtures test-scripts soak test-asan test-tsan fuzz clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -23,8 +23,8 @@ deps:
 build: deps
 	$(SWIFT) build
 
-## test: build and run every test (release mode, @testable)
-test: deps
+## test: check-arm64 (seconds), then build and run every test (release mode, @testable)
+test: deps check-arm64
 	$(SWIFT) build --build-tests $(TEST_FLAGS)
 	$(SWIFT) test --skip-build $(TEST_FLAGS)
 
@@ -43,6 +43,31 @@ test-portable: deps
 	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE HAZE_TEST_LAUNCHER="qemu-x86_64 -cpu $$cpu" \
 	    qemu-x86_64 -cpu $$cpu .build/release/HazePackageTests.xctest || exit 1; \
 	done
+
+## check-arm64: compile every C file of Haze (CHazeKernels, CHazeMPI, CJPEGShim, the CPNG and CZlib shims)
+## for aarch64 Linux with Swift's clang (CLANG, beside SWIFT) against Debian's cross headers (libc6-dev-arm64-cross, installed
+## when missing): the portable paths behind the x86-64 guards must compile there. A few seconds; compiles
+## only (no Swift, no linking, nothing runs). Library headers without an arm64 copy (libjpeg, libpng, zlib)
+## are the host's, which are the same on both (the two shims are skipped when those are missing).
+CLANG ?= $(dir $(SWIFT))clang
+ARM64_FLAGS := --target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu -O2 -Wall -Werror=implicit-function-declaration
+check-arm64:
+	@[ -f /usr/aarch64-linux-gnu/include/stdio.h ] || { SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libc6-dev-arm64-cross; }
+	@set -e; start=$$(date +%s); host=$$(mktemp -d); trap 'rm -rf "$$host"' EXIT; n=0; \
+	for h in jpeglib.h jmorecfg.h jerror.h png.h pngconf.h pnglibconf.h zlib.h zconf.h; do \
+	  if [ -f /usr/include/$$h ]; then ln -s /usr/include/$$h $$host/; fi; done; \
+	for h in /usr/include/*-linux-gnu/jconfig.h; do if [ -f $$h ]; then ln -sf $$h $$host/jconfig.h; fi; done; \
+	for f in Sources/CHazeKernels/*.c Sources/CHazeMPI/*.c; do \
+	  $(CLANG) $(ARM64_FLAGS) -I Sources/CHazeKernels/include -I Sources/CHazeMPI/include -c -o /dev/null $$f; n=$$((n+1)); done; \
+	if [ -f $$host/jpeglib.h ] && [ -f $$host/jconfig.h ]; then \
+	  $(CLANG) $(ARM64_FLAGS) -idirafter $$host -I Sources/CJPEGShim/include -c -o /dev/null Sources/CJPEGShim/jpeg_shim.c; n=$$((n+1)); \
+	else echo "check-arm64: no libjpeg headers (make deps), Sources/CJPEGShim skipped"; fi; \
+	for m in CPNG:png.h CZlib:zlib.h; do \
+	  if [ -f $$host/$${m#*:} ]; then \
+	    $(CLANG) $(ARM64_FLAGS) -idirafter $$host -fsyntax-only -x c Sources/$${m%%:*}/shim.h; n=$$((n+1)); \
+	  else echo "check-arm64: no $${m#*:} (make deps), Sources/$${m%%:*}/shim.h skipped"; fi; done; \
+	echo "check-arm64: $$n C files compile for aarch64 Linux ($$(( $$(date +%s) - start )) s)"
 
 ## bench: release build, then the kernel benchmark (BLAS environment overrides removed)
 bench: deps

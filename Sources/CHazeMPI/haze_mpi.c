@@ -29,8 +29,14 @@ static struct {
 #define IN_PLACE ((void *)1)  // Open MPI's MPI_IN_PLACE
 #define THREAD_SERIALIZED 2
 
+#ifdef __APPLE__
+#define DEFAULT_LIBRARY "libmpi.40.dylib"  // Homebrew's open-mpi
+#else
+#define DEFAULT_LIBRARY "libmpi.so.40"
+#endif
+
 int haze_mpi_init(const char *library, char *error, long capacity) {
-    const char *name = library ? library : "libmpi.so.40";
+    const char *name = library ? library : DEFAULT_LIBRARY;
     void *lib = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
     if (!lib) {
         snprintf(error, (size_t)capacity, "could not open %s (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi3): %s", name, dlerror());

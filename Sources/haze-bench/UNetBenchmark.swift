@@ -111,11 +111,17 @@ struct UNetBench: ParsableCommand {
         let flops = FlopCounter.count
         let timing = measure(iterations: iterations, body)
         var usage = rusage()
+        #if os(Linux)
         getrusage(RUSAGE_SELF.rawValue, &usage)
+        let peakRSSMB = Double(usage.ru_maxrss) / 1024  // KiB on Linux
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        let peakRSSMB = Double(usage.ru_maxrss) / 1048576  // bytes on macOS
+        #endif
         let result: [String: Any] = [
             "workload": workload, "mode": mode.rawValue, "batch": batch, "threads": threads,
             "median_ms": timing.medianMs, "min_ms": timing.minMs, "gflop_per_call": flops / 1e9,
-            "gflops": flops / timing.medianMs / 1e6, "peak_rss_mb": Double(usage.ru_maxrss) / 1024,
+            "gflops": flops / timing.medianMs / 1e6, "peak_rss_mb": peakRSSMB,
             "params": model.parameterCount, "precision": precision.rawValue, "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .withoutEscapingSlashes])

@@ -40,10 +40,16 @@ nonisolated(unsafe) var selected: ((Data) throws -> Void)? = nil
 let verbose = ProcessInfo.processInfo.environment["HAZE_FUZZ_VERBOSE"] != nil
 
 /// A folder of this process for the loaders that only take a path: HAZE_FUZZ_SCRATCH (set by
-/// `make fuzz`, removed after the run) or /dev/shm, plus the process id (libFuzzer's -jobs and
-/// -fork run several processes). Each harness overwrites its own fixed file names there.
+/// `make fuzz`, removed after the run) or /dev/shm (on macOS, which has none, the temporary folder),
+/// plus the process id (libFuzzer's -jobs and -fork run several processes). Each harness
+/// overwrites its own fixed file names there.
 let scratch: String = {
-    let base = ProcessInfo.processInfo.environment["HAZE_FUZZ_SCRATCH"] ?? "/dev/shm"
+    #if os(Linux)
+    let defaultBase = "/dev/shm"
+    #else
+    let defaultBase = NSTemporaryDirectory()
+    #endif
+    let base = ProcessInfo.processInfo.environment["HAZE_FUZZ_SCRATCH"] ?? defaultBase
     let folder = "\(base)/haze-fuzz-\(getpid())"
     try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     return folder

@@ -5,8 +5,8 @@
 #ifndef HAZE_MPI_H
 #define HAZE_MPI_H
 
-/// Loads libmpi (`library`, or libmpi.so.40 when NULL) and calls MPI_Init_thread. On failure
-/// returns nonzero and writes a message to `error` (`capacity` bytes).
+/// Loads libmpi (`library`, or libmpi.so.40 when NULL; libmpi.40.dylib on macOS) and calls
+/// MPI_Init_thread. On failure returns nonzero and writes a message to `error` (`capacity` bytes).
 int haze_mpi_init(const char *library, char *error, long capacity);
 int haze_mpi_rank(void);
 int haze_mpi_size(void);
