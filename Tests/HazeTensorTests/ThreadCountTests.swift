@@ -26,8 +26,10 @@ final class ThreadCountTests: XCTestCase {
 
     func testConvolutions() {
         // (images, input channels, output channels, size): Winograd F(4×4) (AVX-512, > 16 images of
-        // ≤ 8×8), F(2×2) at every plane size, batches smaller than the work items.
-        for (n, c, o, s) in [(32, 128, 128, 7), (6, 128, 64, 7), (20, 64, 64, 14), (64, 32, 32, 28), (3, 16, 24, 28), (17, 64, 32, 4)] {
+        // ≤ 8×8; tiles along the lanes on 16/32/64-wide planes, ∂w by haze_gemm_nt or by BLAS),
+        // F(2×2) at every plane size, batches smaller than the work items.
+        for (n, c, o, s) in [(32, 128, 128, 7), (6, 128, 64, 7), (20, 64, 64, 14), (64, 32, 32, 28), (3, 16, 24, 28), (17, 64, 32, 4),
+                             (4, 32, 32, 64), (6, 64, 64, 32), (10, 24, 16, 16), (3, 6, 7, 32)] {
             let x = Tensor.normal([n, c, s, s], seed: 1), w = Tensor.normal([o, c, 3, 3], std: 0.05, seed: 2)
             let b = Tensor.normal([o], seed: 3)
             assertSameBits("3×3 conv \(n)×\(c)→\(o) at \(s)×\(s)", [x, w, b]) { Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], padding: 1) }
@@ -59,6 +61,9 @@ final class ThreadCountTests: XCTestCase {
         let h = Tensor.normal([32, 64, 28, 28], seed: 16)
         assertSameBits("group norm", [h, Tensor.normal([64], seed: 17), Tensor.normal([64], seed: 18)]) {
             Tensor.groupNorm($0[0], groups: 8, weight: $0[1], bias: $0[2]).silu()
+        }
+        assertSameBits("group norm, scale and shift per image", [h, Tensor.normal([32, 64], seed: 24), Tensor.normal([32, 64], seed: 25)]) {
+            Tensor.groupNorm($0[0], groups: 8, scale: $0[1], shift: $0[2], applyingSiLU: true)
         }
         assertSameBits("batch norm", [h, Tensor.normal([64], seed: 22), Tensor.normal([64], seed: 23)]) {
             var (mean, variance) = (Tensor.zeros([64]), Tensor.ones([64]))
