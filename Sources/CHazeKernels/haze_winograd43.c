@@ -253,6 +253,16 @@ static inline AVX512 void load_group_rows(const float *plane, long row, long h, 
     }
 }
 
+// The n × n windows of a group's 16 tiles, rows `first_row`… of a plane: d[n·r + k] holds row r,
+// column k of every tile's window (pick[k] picks the columns, see tile_columns).
+INLINE void load_tile_windows(const float *plane, long first_row, int n, const selection *pick, long h, long w, __m512 *d) {
+    for (int r = 0; r < n; r++) {
+        __m512 reg[4];
+        load_group_rows(plane, first_row + r, h, w, reg);
+        for (int k = 0; k < n; k++) d[n * r + k] = select_lanes(pick[k], reg[0], reg[1], reg[2], reg[3]);
+    }
+}
+
 AVX512 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
                                        long first_group, long groups, long ld, long block) {
     selection pick[6];
@@ -262,11 +272,7 @@ AVX512 void haze_winograd43_rows_input(const float *x, float *v, long image, lon
         const float *plane = x + (image * c + ci) * h * w;
         for (long g = first_group; g < first_group + groups; g++) {
             __m512 d[36], rows[36], out[36];
-            for (long r = 0; r < 6; r++) {
-                __m512 reg[4];
-                load_group_rows(plane, 4 * g * tile_rows - 1 + r, h, w, reg);
-                for (long k = 0; k < 6; k++) d[6 * r + k] = select_lanes(pick[k], reg[0], reg[1], reg[2], reg[3]);
-            }
+            load_tile_windows(plane, 4 * g * tile_rows - 1, 6, pick, h, w, d);
             for (int j = 0; j < 6; j++) input_1d(d + j, 6, rows + j, 6);           // Bᵀ d: columns
             for (int i = 0; i < 6; i++) input_1d(rows + 6 * i, 1, out + 6 * i, 1);  // (Bᵀ d) B: rows
             float *dst = v + ci * ld + (g - first_group) * 16;
@@ -317,11 +323,7 @@ AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, lo
         const float *plane = g + (image * o + oc) * h * w;
         for (long gi = first_group; gi < first_group + groups; gi++) {
             __m512 d[16], cols[24], out[36];
-            for (long i = 0; i < 4; i++) {
-                __m512 reg[4];
-                load_group_rows(plane, 4 * gi * tile_rows + i, h, w, reg);
-                for (long k = 0; k < 4; k++) d[4 * i + k] = select_lanes(pick[k], reg[0], reg[1], reg[2], reg[3]);
-            }
+            load_tile_windows(plane, 4 * gi * tile_rows, 4, pick, h, w, d);
             for (int j = 0; j < 4; j++) output_gradient_1d(d + j, 4, cols + j, 4);         // A ḡ: [6][4]
             for (int i = 0; i < 6; i++) output_gradient_1d(cols + 4 * i, 1, out + 6 * i, 1);  // (A ḡ) Aᵀ: [6][6]
             float *dst = mbar + oc * ld + (gi - first_group) * 16;
