@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "HazeData", targets: ["HazeData"]),
         .library(name: "HazeTraining", targets: ["HazeTraining"]),
         .library(name: "HazeDistributed", targets: ["HazeDistributed"]),
+        // The stable high-level API (DiffusionPipeline, Trainer(newRun:…)); re-exports the modules above.
+        .library(name: "HazeKit", targets: ["HazeKit"]),
         .executable(name: "haze", targets: ["haze"]),
         .executable(name: "haze-bench", targets: ["haze-bench"]),
         .executable(name: "haze-fuzz", targets: ["haze-fuzz"]),
@@ -40,6 +42,7 @@ let package = Package(
         .target(name: "CHazeMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "HazeDistributed", dependencies: ["HazeTensor", "CHazeMPI"]),
         .target(name: "HazeTraining", dependencies: ["HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion", "HazeData", "HazeDistributed"]),
+        .target(name: "HazeKit", dependencies: ["HazeTensor", "HazeIO", "HazeNN", "HazeDiffusion", "HazeData", "HazeTraining"]),
         .executableTarget(
             name: "haze",
             dependencies: [
@@ -69,6 +72,7 @@ let package = Package(
         .testTarget(name: "HazeTrainingTests", dependencies: ["HazeTraining", "HazeData", "HazeDiffusion", "HazeNN", "HazeIO", "HazeTensor"],
                     exclude: ["Fixtures"]),
         // Runs the built `haze` executable on tiny inputs.
+        .testTarget(name: "HazeKitTests", dependencies: ["HazeKit"]),
         .testTarget(name: "HazeCLITests", dependencies: ["haze", "HazeIO", "HazeTensor"]),
     ],
     swiftLanguageModes: [.v5]

@@ -26,6 +26,7 @@ nonisolated(unsafe) public var trainingStopRequested: sig_atomic_t = 0
 public final class Trainer {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     /// What the caller hears about after each step and checkpoint.
