@@ -11,6 +11,7 @@ public struct CPUFeatures: Sendable, Equatable {
     /// AVX512_BF16 (Cooper Lake, Sapphire Rapids, Zen 4 and later).
     public let avx512BF16: Bool
 
+    /// The features of the CPU this process runs on, read once.
     public static let current: CPUFeatures = {
         let bits = haze_cpu_features()
         return CPUFeatures(avx2FMA: bits & HAZE_CPU_AVX2_FMA != 0, avx512: bits & HAZE_CPU_AVX512 != 0,

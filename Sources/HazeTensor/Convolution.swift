@@ -15,12 +15,15 @@ import Foundation
 
 /// Zero padding on each side of an image, in pixels.
 public struct Padding2D: Equatable, Sendable {
+    /// Pixels added above, below, left and right of the image.
     public var top, bottom, left, right: Int
+    /// Padding with its own width on each side.
     public init(top: Int, bottom: Int, left: Int, right: Int) {
         (self.top, self.bottom, self.left, self.right) = (top, bottom, left, right)
     }
     /// The same padding on all four sides.
     public init(_ all: Int) { self.init(top: all, bottom: all, left: all, right: all) }
+    /// No padding.
     public static let zero = Padding2D(0)
 }
 

@@ -86,16 +86,20 @@ extension Tensor {
         }
     }
 
+    /// a + b, elementwise with NumPy/PyTorch broadcasting; the gradient of each operand is summed
+    /// back to its shape.
     public static func + (a: Tensor, b: Tensor) -> Tensor {
         let out = binaryKernel(a, b, AddFunction.self)
         return record(out, [a, b]) { g in [g.sum(toShape: a.shape), g.sum(toShape: b.shape)] }
     }
 
+    /// a − b, elementwise with broadcasting.
     public static func - (a: Tensor, b: Tensor) -> Tensor {
         let out = binaryKernel(a, b, SubFunction.self)
         return record(out, [a, b]) { g in [g.sum(toShape: a.shape), (-g).sum(toShape: b.shape)] }
     }
 
+    /// a · b (Hadamard product), elementwise with broadcasting; ∂a = g · b, ∂b = g · a.
     public static func * (a: Tensor, b: Tensor) -> Tensor {
         let out = binaryKernel(a, b, MulFunction.self)
         let (va, vb) = (a.detached, b.detached)
@@ -105,6 +109,7 @@ extension Tensor {
         }
     }
 
+    /// a / b, elementwise with broadcasting; ∂a = g / b, ∂b = −g · a / b².
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let out = binaryKernel(a, b, DivFunction.self)
         let (va, vb) = (a.detached, b.detached)
@@ -114,22 +119,35 @@ extension Tensor {
         }
     }
 
+    /// Adds a scalar to every element.
     public static func + (a: Tensor, b: Float) -> Tensor { a + Tensor(b) }
+    /// Adds a scalar to every element.
     public static func + (a: Float, b: Tensor) -> Tensor { Tensor(a) + b }
+    /// Subtracts a scalar from every element.
     public static func - (a: Tensor, b: Float) -> Tensor { a - Tensor(b) }
+    /// The scalar minus each element.
     public static func - (a: Float, b: Tensor) -> Tensor { Tensor(a) - b }
+    /// Multiplies every element by a scalar.
     public static func * (a: Tensor, b: Float) -> Tensor { a * Tensor(b) }
+    /// Multiplies every element by a scalar.
     public static func * (a: Float, b: Tensor) -> Tensor { Tensor(a) * b }
+    /// Divides every element by a scalar (as a multiplication by 1/b).
     public static func / (a: Tensor, b: Float) -> Tensor { a * Tensor(1 / b) }
+    /// The scalar divided by each element.
     public static func / (a: Float, b: Tensor) -> Tensor { Tensor(a) / b }
 
+    /// The elementwise negation −x.
     public static prefix func - (x: Tensor) -> Tensor {
         let out = unaryKernel(x, NegFunction.self)
         return record(out, [x]) { g in [-g] }
     }
 
+    /// a = a + b, with broadcasting (`a` takes the broadcast shape).
     public static func += (a: inout Tensor, b: Tensor) { a = a + b }
+    /// a = a − b (broadcasting).
     public static func -= (a: inout Tensor, b: Tensor) { a = a - b }
+    /// a = a · b (broadcasting).
     public static func *= (a: inout Tensor, b: Tensor) { a = a * b }
+    /// a = a · b for a scalar b.
     public static func *= (a: inout Tensor, b: Float) { a = a * b }
 }

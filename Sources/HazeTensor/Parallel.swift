@@ -55,5 +55,6 @@ public func retainFreedMemory() {
     _ = mallopt(-1, Int32.max)
 }
 #else
+/// Does nothing where glibc's malloc is not used (macOS).
 public func retainFreedMemory() {}
 #endif

@@ -12,6 +12,7 @@ public struct RandomGenerator: Equatable, Codable, Sendable {
     /// Number of 128-bit blocks already consumed.
     public var offset: UInt64
 
+    /// A stream with key `seed`, starting `offset` 128-bit blocks (four Float32 draws each) in.
     public init(seed: UInt64, offset: UInt64 = 0) {
         self.seed = seed
         self.offset = offset

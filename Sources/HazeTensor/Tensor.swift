@@ -41,12 +41,15 @@ public struct Tensor {
     /// A rank-1 tensor holding `values`.
     public init(_ values: [Float]) { self.init(shape: [values.count], scalars: values) }
 
+    /// A tensor of `shape` filled with 0.
     public static func zeros(_ shape: [Int]) -> Tensor {
         Tensor(shape: shape, scalars: [Float](repeating: 0, count: shape.reduce(1, *)))
     }
 
+    /// A tensor of `shape` filled with 1.
     public static func ones(_ shape: [Int]) -> Tensor { full(shape, 1) }
 
+    /// A tensor of `shape` with every element equal to `value`.
     public static func full(_ shape: [Int], _ value: Float) -> Tensor {
         Tensor(shape: shape, scalars: [Float](repeating: value, count: shape.reduce(1, *)))
     }
