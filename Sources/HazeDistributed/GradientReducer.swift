@@ -28,7 +28,9 @@ public final class GradientReducer {
         var done = false
     }
 
+    /// The ranks whose gradients are summed.
     public let group: ProcessGroup
+    /// A bucket is started once it holds this many bytes of gradients (Float32) or more.
     public let bucketBytes: Int
     private var open = Bucket()
     private var started: [Bucket] = []

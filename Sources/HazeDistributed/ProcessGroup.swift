@@ -12,6 +12,7 @@ import Foundation
 /// MPI_THREAD_SERIALIZED: any thread may call, one at a time (`lock`); the gradient reducer's
 /// communication thread and the training thread share it.
 public final class ProcessGroup: @unchecked Sendable {
+    /// MPI could not be started in a process that an MPI launcher started (the message says why).
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
     }
@@ -61,6 +62,7 @@ public final class ProcessGroup: @unchecked Sendable {
         (localRank, localSize) = (local.flatMap { Int($0) } ?? rank, localCount.flatMap { Int($0) } ?? size)
     }
 
+    /// Whether this is rank 0 (the rank that writes a run's log and files).
     public var isRoot: Bool { rank == 0 }
 
     /// Items `start ..< end` of `count` that this rank handles: contiguous slices in rank order,
@@ -88,6 +90,7 @@ public final class ProcessGroup: @unchecked Sendable {
         lock.withLock { check(haze_mpi_allreduce_sum_float(base, buffer.count), "allreduce") }
     }
 
+    /// Element-wise sum over all ranks, returned (the values themselves in a single process).
     public func allreduceSum(_ values: [Double]) -> [Double] {
         guard usesMPI, size > 1 else { return values }
         var v = values
@@ -95,6 +98,7 @@ public final class ProcessGroup: @unchecked Sendable {
         return v
     }
 
+    /// Element-wise maximum over all ranks, returned (the values themselves in a single process).
     public func allreduceMax(_ values: [Double]) -> [Double] {
         guard usesMPI, size > 1 else { return values }
         var v = values
@@ -144,6 +148,7 @@ public final class ProcessGroup: @unchecked Sendable {
         allreduceMax([flag ? 1 : 0])[0] > 0
     }
 
+    /// Waits until every rank has called it (nothing in a single process).
     public func barrier() {
         guard usesMPI, size > 1 else { return }
         lock.withLock { check(haze_mpi_barrier(), "barrier") }

@@ -9,12 +9,18 @@ import Darwin
 /// fsynced and then renamed over the destination, and the folder is fsynced. A reader sees
 /// the old file or the new one, never half of one.
 public enum AtomicFile {
+    /// A failed write: the destination and what went wrong (create, write, fsync or rename).
     public struct WriteError: Error, CustomStringConvertible {
+        /// The destination path.
         public let path: String
+        /// What went wrong, with the system's error message.
         public let problem: String
         public var description: String { "\(path): \(problem)" }
     }
 
+    /// Writes `data` to `path` through a temporary file, fsync and rename. Throws `WriteError` when
+    /// the temporary file cannot be created or written or cannot be renamed into place (the
+    /// temporary file is then removed and `path` is left as it was).
     public static func write(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let folder = url.deletingLastPathComponent().path

@@ -10,13 +10,17 @@ import Darwin
 /// An 8-bit image as decoded from a file: `height` rows of `width` pixels, each `channels`
 /// interleaved bytes (1: gray, 3: R, G, B), top row first.
 public struct DecodedImage: Equatable, Sendable {
+    /// Pixels per row.
     public var width: Int
+    /// Number of rows.
     public var height: Int
     /// 1 (grayscale) or 3 (RGB).
     public var channels: Int
     /// `height · width · channels` bytes, row-major, channels interleaved.
     public var pixels: [UInt8]
 
+    /// An image from its interleaved bytes; `pixels.count` must be `width · height · channels`, and
+    /// `channels` 1 or 3 (checked with a precondition).
     public init(width: Int, height: Int, channels: Int, pixels: [UInt8]) {
         precondition(channels == 1 || channels == 3, "DecodedImage: 1 or 3 channels, got \(channels)")
         precondition(width >= 0 && height >= 0 && pixels.count == width * height * channels,
@@ -27,9 +31,12 @@ public struct DecodedImage: Equatable, Sendable {
 
 /// A file that could not be decoded as an image: which file, and what is wrong with it.
 public struct ImageError: Error, CustomStringConvertible, Equatable {
+    /// The path of the file, or the name the caller gave data not read from a file.
     public let file: String
+    /// What is wrong with it, for the user.
     public let problem: String
 
+    /// An error about `file`.
     public init(file: String, problem: String) {
         (self.file, self.problem) = (file, problem)
     }

@@ -15,6 +15,7 @@ public struct SafeTensors {
     /// Free-form string metadata (the `__metadata__` entry).
     public var metadata: [String: String]
 
+    /// A collection to write, or to fill by hand.
     public init(tensors: [String: Tensor] = [:], metadata: [String: String] = [:]) {
         self.tensors = tensors
         self.metadata = metadata
@@ -32,10 +33,14 @@ public struct SafeTensors {
 
 /// A problem with a safetensors file: which file, which tensor (if any), and what is wrong.
 public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
+    /// The path of the file, or the name the caller gave data not read from a file.
     public let file: String
+    /// The tensor concerned, or nil for a problem with the file as a whole (header, length).
     public let tensor: String?
+    /// What is wrong, for the user.
     public let problem: String
 
+    /// An error about `file` and, when given, one of its tensors.
     public init(file: String, tensor: String? = nil, problem: String) {
         (self.file, self.tensor, self.problem) = (file, tensor, problem)
     }
@@ -107,9 +112,13 @@ extension SafeTensors {
 
     /// One tensor's header entry: name, dtype as written, shape and bytes within the data.
     public struct Entry: Equatable {
+        /// The tensor's name (state-dict key).
         public let name: String
+        /// The dtype as the header writes it ("F32", "F16", "BF16", "F64").
         public let dtype: String
+        /// The tensor's shape.
         public let shape: [Int]
+        /// Its bytes, relative to the start of the tensor data (the header's `data_offsets`).
         public let byteRange: Range<Int>
     }
 
