@@ -7,6 +7,7 @@ import HazeTensor
 /// Everything random is a pure function of (seed, epoch, position), so the loader can resume at
 /// any position and give the same batches as an uninterrupted run.
 public final class DataLoader {
+    /// One batch: images, labels and where the stream continues.
     public struct Batch {
         /// [B, C, H, W] in [−1, 1].
         public let images: Tensor
@@ -18,14 +19,22 @@ public final class DataLoader {
 
     /// Where the loader is in its stream: epoch and index within the epoch's order.
     public struct Position: Codable, Equatable, Sendable {
+        /// Epochs completed (each a fresh permutation of the dataset).
         public var epoch: Int
+        /// Position within this epoch's permutation, 0 ..< dataset count.
         public var index: Int
+        /// A position; the default is the start of the stream.
         public init(epoch: Int = 0, index: Int = 0) { (self.epoch, self.index) = (epoch, index) }
     }
 
+    /// The images batched.
     public let dataset: ImageDataset
+    /// Images per batch (of the whole batch, before `items` selects a rank's share).
     public let batchSize: Int
+    /// Seeds the per-epoch permutations and the flips.
     public let seed: UInt64
+    /// Whether each image is mirrored left–right with probability ½ (a pure function of seed, epoch
+    /// and position).
     public let flip: Bool
     /// The positions of each batch this loader loads (all by default; one rank's share in data-
     /// parallel training): the data order and the flips stay those of the whole batch.
@@ -36,6 +45,10 @@ public final class DataLoader {
     private var pending: DispatchWorkItem?
     private var prepared: Batch?
 
+    /// A loader of `dataset` from position `start`. A batch runs on into the next epoch when the
+    /// current one ends (no short last batch). `items`: the positions within each batch that this
+    /// loader loads (nil: all `batchSize`). Preconditions: a non-empty dataset, `batchSize` > 0, and
+    /// `items` within 0 ..< batchSize.
     public init(dataset: ImageDataset, batchSize: Int, seed: UInt64, flip: Bool, start: Position = Position(),
                 items: Range<Int>? = nil) {
         precondition(batchSize > 0 && dataset.count > 0, "empty dataset or batch")

@@ -4,6 +4,7 @@ import HazeTensor
 /// A collection of images for training: fixed size and channel count, values in [−1, 1],
 /// optional class labels.
 public protocol ImageDataset {
+    /// Number of images.
     var count: Int { get }
     /// [channels, height, width] of every image.
     var imageShape: [Int] { get }
@@ -11,18 +12,22 @@ public protocol ImageDataset {
     var classCount: Int? { get }
     /// Image `index` as C·H·W floats in [−1, 1], written into `out`.
     func image(_ index: Int, into out: UnsafeMutablePointer<Float>)
+    /// The class of image `index`, or nil when the dataset has no labels.
     func label(_ index: Int) -> Int?
 }
 
 /// MNIST or Fashion-MNIST from IDX files: `train-images-idx3-ubyte[.gz]`,
 /// `train-labels-idx1-ubyte[.gz]` and the `t10k-` pair for the test split.
 public struct MNISTDataset: ImageDataset {
+    /// The training split (60 000 images) or the test split (10 000 images, files `t10k-…`).
     public enum Split: String, Sendable { case train, test }
 
     /// Where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST.
     public static let debianFashionMNIST = "/usr/share/datasets/fashion-mnist"
 
+    /// All images' pixels, [N, H, W] row-major, 0…255 with 0 for the background.
     public let pixels: [UInt8]
+    /// Class of each image, 0…9.
     public let labels: [UInt8]
     public let count: Int
     public let imageShape: [Int]

@@ -5,16 +5,23 @@ import Foundation
 /// bytes) and the rank, then each extent as a big-endian UInt32, then the data. Files may be
 /// gzip-compressed (read through zlib, which also reads plain files).
 public struct IDXFile {
+    /// Extent of each axis as the header gives it (e.g. [60000, 28, 28] for MNIST training images).
     public let shape: [Int]
+    /// The data, `shape.reduce(1, *)` unsigned bytes in row-major order.
     public let bytes: [UInt8]
 
     /// A damaged or unexpected IDX file: which file and what is wrong.
     public struct Error: Swift.Error, CustomStringConvertible {
+        /// The path of the file.
         public let file: String
+        /// What is wrong with it, for the user.
         public let problem: String
         public var description: String { "\(file): \(problem)" }
     }
 
+    /// Reads and validates an IDX file of unsigned bytes, gzip-compressed or not. Throws `Error` when
+    /// the file is missing, not IDX, not of unsigned bytes, of rank outside 1…4, too large (2³² bytes
+    /// or more), or truncated.
     public init(contentsOf path: String) throws {
         func fail(_ problem: String) -> Error { Error(file: path, problem: problem) }
         guard FileManager.default.fileExists(atPath: path) else { throw fail("no such file") }

@@ -11,6 +11,8 @@ public struct ImageFolderDataset: ImageDataset {
     let labels: [Int]
     public let count: Int
     public let imageShape: [Int]
+    /// With `labeled`, the class names (first-level subfolder names, sorted; class i is
+    /// `classNames[i]`); empty otherwise.
     public let classNames: [String]
     public var classCount: Int? { classNames.isEmpty ? nil : classNames.count }
     /// Files that could not be decoded (when skipping them), with the reason.

@@ -3,7 +3,9 @@ import HazeTensor
 /// Images already in memory, as a tensor [N, C, H, W] with values in [−1, 1], and optional class
 /// labels (one per image, 0…classCount − 1): a user's own data for `Trainer`.
 public struct TensorDataset: ImageDataset {
+    /// The images [N, C, H, W], values in [−1, 1].
     public let images: Tensor
+    /// One class label per image, or nil for unlabeled data.
     public let labels: [Int]?
     public let classCount: Int?
     public var count: Int { images.shape[0] }
@@ -36,5 +38,6 @@ public struct TensorDataset: ImageDataset {
 /// A dataset that cannot be built from what it was given.
 public struct DatasetError: Error, CustomStringConvertible {
     public let description: String
+    /// An error with the message `description`.
     public init(_ description: String) { self.description = description }
 }
