@@ -51,12 +51,16 @@ public enum BetaSchedule: Equatable, Sendable {
 
 /// The discrete noise schedule of a diffusion model: β_t and ᾱ_t for t = 0 … T−1.
 public struct NoiseSchedule: Equatable, Sendable {
+    /// β_t for t = 0 … T−1 (Float32).
     public let betas: [Float]
     /// ᾱ_t = Π (1 − β_s), accumulated in Double and rounded per entry (as torch.cumprod on CPU).
     public let alphasCumprod: [Float]
 
+    /// T, the number of training timesteps.
     public var trainingSteps: Int { betas.count }
 
+    /// The schedule of `trainingSteps` betas from `schedule`; with `rescaleZeroTerminalSNR`, rescaled
+    /// so that ᾱ_T = 0 (Lin et al. 2024, Algorithm 1; diffusers' `rescale_betas_zero_snr`).
     public init(_ schedule: BetaSchedule, trainingSteps: Int, rescaleZeroTerminalSNR: Bool = false) {
         var betas = schedule.betas(count: trainingSteps)
         if rescaleZeroTerminalSNR { betas = NoiseSchedule.rescaledToZeroTerminalSNR(betas) }

@@ -9,6 +9,7 @@ import HazeTensor
 /// `HazeContinuousDDIMScheduler` with `min_signal_rate` and `max_signal_rate`.
 public final class ContinuousDDIMScheduler: Scheduler {
     public let config: SchedulerConfig
+    /// The continuous cosine schedule of the config's `minSignalRate` and `maxSignalRate`.
     public let continuous: ContinuousCosineSchedule
     /// A discrete stand-in (ᾱ at 1000 points of the continuous curve) for code that asks for one.
     public let schedule: NoiseSchedule
@@ -16,6 +17,8 @@ public final class ContinuousDDIMScheduler: Scheduler {
     private var times: [Double] = []
     public var initNoiseSigma: Float { 1 }
 
+    /// A sampler for `config` (its signal rates and `numTrainTimesteps`); call `setTimesteps` before
+    /// sampling.
     public init(_ config: SchedulerConfig) {
         self.config = config
         let curve = ContinuousCosineSchedule(minSignalRate: config.minSignalRate, maxSignalRate: config.maxSignalRate)

@@ -11,6 +11,7 @@ public final class DDIMScheduler: Scheduler {
     public var eta: Float = 0
     private var inferenceSteps: Int
 
+    /// A sampler for `config` with η = 0, its timesteps all T training steps until `setTimesteps`.
     public init(_ config: SchedulerConfig) {
         self.config = config
         schedule = config.noiseSchedule

@@ -8,6 +8,7 @@ public final class DDPMScheduler: Scheduler {
     public private(set) var timesteps: [Float]
     public var initNoiseSigma: Float { 1 }
 
+    /// A sampler for `config`, its timesteps all T training steps until `setTimesteps`.
     public init(_ config: SchedulerConfig) {
         self.config = config
         schedule = config.noiseSchedule

@@ -14,6 +14,7 @@ public final class DPMSolverMultistepScheduler: Scheduler {
     /// x̂₀ of the previous step (the multistep history).
     private var previousX0: Tensor?
 
+    /// A sampler for `config`, with no timesteps until `setTimesteps`.
     public init(_ config: SchedulerConfig) {
         self.config = config
         schedule = config.noiseSchedule

@@ -12,6 +12,7 @@ public final class EulerScheduler: SigmaSpaceScheduler {
     public private(set) var sigmas: [Double] = []
     var ancestral: Bool { config.kind == .eulerAncestral }
 
+    /// A sampler for `config`, with no timesteps until `setTimesteps`.
     public init(_ config: SchedulerConfig) {
         self.config = config
         schedule = config.noiseSchedule

@@ -86,9 +86,13 @@ extension NoiseSchedule {
 ///   signal(t) = cos(angle),  noise(t) = sin(angle)  (signal² + noise² = 1)
 /// The network sees the timestep 1000·t, so Haze's U-Net serves both kinds of schedule.
 public struct ContinuousCosineSchedule: Equatable, Sendable {
+    /// The signal rate at t = 1 (the noisiest), in (0, 1).
     public let minSignalRate: Double
+    /// The signal rate at t = 0 (the cleanest), above `minSignalRate` and below 1.
     public let maxSignalRate: Double
 
+    /// A schedule between the two rates (the Keras example's 0.02 and 0.95 by default); precondition
+    /// 0 < min < max < 1.
     public init(minSignalRate: Double = 0.02, maxSignalRate: Double = 0.95) {
         precondition(0 < minSignalRate && minSignalRate < maxSignalRate && maxSignalRate < 1,
                      "signal rates must satisfy 0 < min < max < 1")

@@ -17,6 +17,7 @@ public final class HeunScheduler: SigmaSpaceScheduler {
     /// The Euler half's derivative and starting sample, kept for its correction.
     private var pending: (derivative: Tensor, sample: Tensor)?
 
+    /// A sampler for `config`, with no timesteps until `setTimesteps`.
     public init(_ config: SchedulerConfig) {
         self.config = config
         schedule = config.noiseSchedule

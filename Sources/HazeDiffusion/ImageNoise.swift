@@ -15,12 +15,14 @@ extension RandomGenerator: NoiseSource {
 /// then each stochastic step). So image k gets the same noise, and the same result, whatever the
 /// batch size, the batch it falls in, or the rank of an MPI job that computes it.
 public struct ImageNoise: NoiseSource {
+    /// The key of the counter-based generator, shared by all images of a request.
     public let seed: UInt64
     /// The request's index of the batch's first image.
     public let firstImage: Int
     /// Blocks of each image's stream used so far.
     private var used: UInt64 = 0
 
+    /// The noise of the batch whose first image is image `firstImage` of the request seeded `seed`.
     public init(seed: UInt64, firstImage: Int) { (self.seed, self.firstImage) = (seed, firstImage) }
 
     public mutating func normal(_ shape: [Int]) -> Tensor {

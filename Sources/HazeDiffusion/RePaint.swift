@@ -10,15 +10,22 @@ import HazeTensor
 /// re-noises the sample `jumpLength` steps forward, x ← √(1 − β) x + √β z per training step, and
 /// denoises them again, `jumpSamples` − 1 times.
 public struct RePaint {
+    /// The model's scheduler config: its training steps, betas and `clipSample` (the model output
+    /// is taken as ε whatever its `predictionType`).
     public let config: SchedulerConfig
+    /// The config's noise schedule.
     public let schedule: NoiseSchedule
     /// DDIM's η of the unknown part (0: deterministic).
     public var eta: Float
+    /// Inference steps N (the reverse steps are T/N training steps apart); steps between jumps back;
+    /// times each stretch of `jumpLength` steps is denoised (1: no resampling).
     public let steps: Int, jumpLength: Int, jumpSamples: Int
     /// The visited timesteps in order: a reverse step where t decreases, a re-noising where it
     /// increases (diffusers' `RePaintScheduler.set_timesteps`).
     public let timesteps: [Int]
 
+    /// Throws `SamplingError` unless 1 ≤ `steps` ≤ the training timesteps and `jumpLength`,
+    /// `jumpSamples` ≥ 1 (diffusers' defaults: jump length 10, 10 samples).
     public init(config: SchedulerConfig, steps: Int, jumpLength: Int = 10, jumpSamples: Int = 10, eta: Float = 0) throws {
         guard steps >= 1 && steps <= config.numTrainTimesteps else {
             throw SamplingError("\(steps) inference steps: RePaint allows 1…\(config.numTrainTimesteps) (the training timesteps)")

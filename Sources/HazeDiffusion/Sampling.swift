@@ -11,14 +11,19 @@ public struct Guidance: Sendable {
     /// The label of the unconditional ("null") class: in Haze, the last class embedding.
     public var nullClass: Int
 
+    /// Guidance with weight `scale` and null-class label `nullClass`.
     public init(scale: Float, nullClass: Int) { (self.scale, self.nullClass) = (scale, nullClass) }
 }
 
 /// The reverse process from x_T to x₀ with any scheduler, batched.
 public struct SamplingLoop {
+    /// The sampler; its `setTimesteps` is called by `run`.
     public let scheduler: Scheduler
+    /// The network: called on the batch at each network evaluation, on the batch twice over
+    /// (labels, then the null class) under guidance.
     public let model: NoisePredictor
 
+    /// A loop of `scheduler` over `model`.
     public init(scheduler: Scheduler, model: @escaping NoisePredictor) {
         (self.scheduler, self.model) = (scheduler, model)
     }

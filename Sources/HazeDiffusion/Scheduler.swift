@@ -3,8 +3,13 @@ import HazeTensor
 
 /// One reverse step's result: x_{t−1} and the model's estimate of x₀ (when the scheduler has one).
 public struct SchedulerStep {
+    /// x_{t−1}, the sample after the step.
     public let prevSample: Tensor
+    /// x̂₀, the estimate of the clean sample at this step, or nil for the schedulers that have none.
     public let predOriginal: Tensor?
+
+    /// A step's result, for schedulers written outside Haze (the memberwise initialiser is internal).
+    public init(prevSample: Tensor, predOriginal: Tensor?) { (self.prevSample, self.predOriginal) = (prevSample, predOriginal) }
 }
 
 /// A sampler of the reverse process, shaped like diffusers' schedulers:
@@ -12,7 +17,9 @@ public struct SchedulerStep {
 /// x = step(ε̂, t, x, noise).prevSample. Noise is passed in (drawn by the caller where
 /// `needsNoise` says so), so every step is testable without a random generator.
 public protocol Scheduler: AnyObject {
+    /// The config the scheduler was made from.
     var config: SchedulerConfig { get }
+    /// The training noise schedule (β_t, ᾱ_t) it samples with.
     var schedule: NoiseSchedule { get }
     /// The timesteps of the current sampling run, from noisiest to cleanest.
     var timesteps: [Float] { get }
@@ -45,6 +52,7 @@ extension Scheduler {
 /// Errors in sampling settings (steps, shapes, labels), named for the user.
 public struct SamplingError: Error, CustomStringConvertible {
     public let description: String
+    /// An error with the message `description`.
     public init(_ description: String) { self.description = description }
 }
 

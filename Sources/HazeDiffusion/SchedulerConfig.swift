@@ -6,6 +6,7 @@ import HazeIO
 /// (`haze sample --scheduler`) keeps the shared fields, the betas above all, as diffusers'
 /// `from_config` does.
 public struct SchedulerConfig: Equatable, Sendable {
+    /// The scheduler classes Haze implements; the raw value is the diffusers `_class_name`.
     public enum Kind: String, CaseIterable, Sendable {
         case ddpm = "DDPMScheduler", ddim = "DDIMScheduler", dpmSolverMultistep = "DPMSolverMultistepScheduler"
         case euler = "EulerDiscreteScheduler", eulerAncestral = "EulerAncestralDiscreteScheduler"
@@ -24,32 +25,55 @@ public struct SchedulerConfig: Equatable, Sendable {
         }
     }
 
+    /// How the inference timesteps are chosen among the training ones (`timestep_spacing`,
+    /// Lin et al. 2024, Table 2): leading round(i·T/N) + offset, trailing round(T − i·T/N) − 1,
+    /// or linspace(0, T−1, N) rounded.
     public enum Spacing: String, Sendable { case leading, trailing, linspace }
 
     /// The most training timesteps Haze accepts: a hundred times the usual 1000 (a schedule is
     /// arrays of this length, so a damaged file must not ask for billions).
     public static let maximumTrainTimesteps = 100_000
 
+    /// The scheduler class (`_class_name`).
     public var kind: Kind
+    /// T, the training timesteps (`num_train_timesteps`), at most `maximumTrainTimesteps`.
     public var numTrainTimesteps = 1000
+    /// β at the first training step (`beta_start`), for the linear, scaled-linear and sigmoid schedules.
     public var betaStart = 0.0001
+    /// β at the last training step (`beta_end`).
     public var betaEnd = 0.02
+    /// The β schedule by its diffusers name: "linear", "scaled_linear", "squaredcos_cap_v2" or "sigmoid".
     public var betaSchedule = "linear"
+    /// Explicit betas (`trained_betas`), which replace `betaSchedule` when given.
     public var trainedBetas: [Float]? = nil
+    /// Rescale the schedule to zero terminal SNR (`rescale_betas_zero_snr`, Lin et al. 2024).
     public var rescaleBetasZeroSNR = false
+    /// What the network predicts: ε, v or x₀ (`prediction_type`).
     public var predictionType: PredictionType = .epsilon
+    /// Timestep spacing (`timestep_spacing`): leading for DDPM and DDIM by default, else linspace.
     public var timestepSpacing: Spacing
+    /// Added to each "leading"-spaced timestep (`steps_offset`, 0 … T−1).
     public var stepsOffset = 0
     // DDPM / DDIM
+    /// DDPM's posterior variance: "fixed_small" (β̃_t, Ho et al. 2020 §3.2) or "fixed_large" (β_t).
     public var varianceType = "fixed_small"
+    /// Clip the predicted x₀ to ±`clipSampleRange` (`clip_sample`; DDPM and DDIM default to true).
     public var clipSample = true
+    /// The bound of `clipSample` (`clip_sample_range`).
     public var clipSampleRange: Float = 1
+    /// Dynamic thresholding of x₀ (Saharia et al. 2022, §2.3) instead of clipping (`thresholding`).
     public var thresholding = false
+    /// The quantile of |x₀| that dynamic thresholding scales by (`dynamic_thresholding_ratio`).
     public var dynamicThresholdingRatio: Float = 0.995
+    /// The largest threshold of dynamic thresholding (`sample_max_value`).
     public var sampleMaxValue: Float = 1
+    /// DDIM: ᾱ before timestep 0 is 1 (true) or ᾱ_0 (`set_alpha_to_one`).
     public var setAlphaToOne = true
     // DPM-Solver
+    /// Solver order (`solver_order`): 1 or 2 for DPM-Solver++, 1 to 3 for UniPC.
     public var solverOrder = 2
+    /// DPM-Solver++: take the last step at first order when the run has fewer than 15 steps
+    /// (`lower_order_final`).
     public var lowerOrderFinal = true
     /// DPM-Solver++ (ODE) or its SDE variant (`sde-dpmsolver++`, Lu et al. 2022 §5: fresh noise
     /// every step).
@@ -57,9 +81,13 @@ public struct SchedulerConfig: Equatable, Sendable {
     /// UniPC's B(h): "bh2" (e^{−h} − 1, diffusers' default) or "bh1" (−h).
     public var uniPCSolverType = "bh2"
     // Euler, Heun, DPM-Solver
+    /// How the σ are spaced for the schedulers that work in σ (`usesSigmas`): diffusers'
+    /// `use_karras_sigmas` and `use_exponential_sigmas`.
     public var sigmaSpacing = SigmaSpacing.schedule
     // Continuous cosine schedule
+    /// The continuous DDIM sampler's signal rate at t = 1 (`min_signal_rate`).
     public var minSignalRate = 0.02
+    /// The continuous DDIM sampler's signal rate at t = 0 (`max_signal_rate`).
     public var maxSignalRate = 0.95
 
     /// A config with `kind`'s defaults (and the linear β schedule of Ho et al. 2020).
@@ -297,8 +325,11 @@ extension SchedulerConfig: Codable {
 
 /// A problem in a config file: the file, the field and what is wrong.
 public struct ConfigFileError: Error, CustomStringConvertible {
+    /// The path of the config file.
     public let file: String
+    /// The JSON field at fault, or nil for the file as a whole.
     public let field: String?
+    /// What is wrong, for the user.
     public let problem: String
     public var description: String { "\(file): " + (field.map { "field \"\($0)\": " } ?? "") + problem }
 }

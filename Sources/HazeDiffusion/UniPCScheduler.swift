@@ -26,6 +26,7 @@ public final class UniPCScheduler: Scheduler {
     /// The sample the last predictor started from, and its order.
     private var last: (sample: Tensor, order: Int)?
 
+    /// A sampler for `config`, with no timesteps until `setTimesteps`.
     public init(_ config: SchedulerConfig) {
         self.config = config
         schedule = config.noiseSchedule
