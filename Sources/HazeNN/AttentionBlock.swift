@@ -6,11 +6,17 @@ import HazeTensor
 ///   out = (o as [N, C, H, W] + x) / rescale_output_factor
 /// Legacy checkpoints name the projections query/key/value/proj_attn (mapped on load).
 public struct SelfAttention: Module {
+    /// The group norm before the projections (`group_norm`), or nil when the block has none.
     public let groupNorm: Norm?
+    /// The projections `to_q`, `to_k`, `to_v` (C → heads · d) and `to_out.0` (heads · d → C).
     public let query, key, value, output: Linear
+    /// Attention heads (C / d, rounded down) and the features per head d.
     public let heads, headDimension: Int
+    /// The residual output is divided by this (diffusers' `rescale_output_factor`).
     public let rescaleOutputFactor: Float
 
+    /// The block under `prefix` for `channels` channels in heads of `headDimension` features;
+    /// `groups`: the group norm's groups, or nil for no norm.
     public init(_ prefix: String, channels: Int, headDimension: Int, groups: Int?, epsilon: Float,
                 normKind: NormKind, rescaleOutputFactor: Float = 1) {
         groupNorm = groups.map { Norm(HazeNN.key(prefix, "group_norm"), kind: normKind, groups: $0, channels: channels, epsilon: epsilon) }
@@ -52,12 +58,19 @@ public struct SelfAttention: Module {
 ///   context = k vᵀ [d × d];  o = contextᵀ q;  out = to_out.1(to_out.0(o)) + x
 /// (to_out.0 a 1×1 conv, to_out.1 a GroupNorm with one group).
 public struct LinearAttention: Module {
+    /// The norm before the projection (`group_norm`).
     public let groupNorm: Norm
+    /// The 1×1 convolution C → 3 · heads · d that gives q, k and v (`to_qkv`).
     public let qkv: Conv2d
+    /// The 1×1 output convolution (`to_out.0`).
     public let projection: Conv2d
+    /// The GroupNorm with one group after the output convolution (`to_out.1`).
     public let outputNorm: Norm
+    /// Heads, and features per head d.
     public let heads, headDimension: Int
 
+    /// The block under `prefix` for `channels` channels (4 heads × 32 features by default, as the
+    /// reference U-Net).
     public init(_ prefix: String, channels: Int, groups: Int, epsilon: Float, normKind: NormKind,
                 heads: Int = 4, headDimension: Int = 32) {
         groupNorm = Norm(key(prefix, "group_norm"), kind: normKind, groups: groups, channels: channels, epsilon: epsilon)

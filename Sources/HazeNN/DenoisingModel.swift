@@ -27,6 +27,8 @@ public protocol DenoisingModel: Module {
 }
 
 extension DenoisingModel {
+    /// The prediction with a fresh inference `ForwardContext` (no dropout, BatchNorm with its
+    /// running statistics).
     public func callAsFunction(_ x: Tensor, timesteps: [Float], classLabels: Tensor? = nil, parameters: ParameterSet) -> Tensor {
         callAsFunction(x, timesteps: timesteps, classLabels: classLabels, parameters: parameters, context: ForwardContext())
     }

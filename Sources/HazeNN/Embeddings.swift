@@ -7,10 +7,14 @@ import HazeTensor
 ///   emb = [sin(t·freq), cos(t·freq)]  (or [cos, sin] when flip_sin_to_cos); zero-padded if dim is odd.
 /// No parameters. Computed in Float32 step by step as PyTorch does, so the features match it.
 public struct Timesteps {
+    /// Features per timestep (`dim`).
     public let dimension: Int
+    /// Whether the cosines come first ([cos, sin]; diffusers' `flip_sin_to_cos`).
     public let flipSinToCos: Bool
+    /// `freq_shift` of the frequency formula (diffusers' `downscale_freq_shift`, 0 or 1).
     public let frequencyShift: Float
 
+    /// The features of `dimension` values per timestep.
     public init(dimension: Int, flipSinToCos: Bool, frequencyShift: Float) {
         (self.dimension, self.flipSinToCos, self.frequencyShift) = (dimension, flipSinToCos, frequencyShift)
     }
@@ -36,8 +40,10 @@ public struct Timesteps {
 
 /// Two-layer MLP on timestep features: linear_1 → SiLU → linear_2. (diffusers TimestepEmbedding)
 public struct TimestepEmbedding: Module {
+    /// `linear_1` (in → dim) and `linear_2` (dim → dim).
     public let linear1, linear2: Linear
 
+    /// The MLP under `prefix` from `inChannels` timestep features to `embeddingDimension`.
     public init(_ prefix: String, inChannels: Int, embeddingDimension: Int) {
         linear1 = Linear(key(prefix, "linear_1"), inChannels, embeddingDimension)
         linear2 = Linear(key(prefix, "linear_2"), embeddingDimension, embeddingDimension)

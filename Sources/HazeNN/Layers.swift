@@ -5,10 +5,15 @@ import HazeTensor
 
 /// y = x Wᵀ + b. weight: [out, in], bias: [out]. (nn.Linear)
 public struct Linear: Module {
+    /// The key prefix of its parameters (`prefix.weight`, `prefix.bias`).
     public let prefix: String
+    /// Features of the input's last axis and of the output's.
     public let inFeatures, outFeatures: Int
+    /// Whether the layer adds a bias.
     public let bias: Bool
 
+    /// A layer `inFeatures` → `outFeatures` under `prefix`; weight and bias initialised
+    /// U(−1/√in, 1/√in) as PyTorch does.
     public init(_ prefix: String, _ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
         (self.prefix, self.inFeatures, self.outFeatures, self.bias) = (prefix, inFeatures, outFeatures, bias)
     }
@@ -27,15 +32,21 @@ public struct Linear: Module {
     /// The weight [out, in] and the bias [out] (nil without bias), for layers that apply them
     /// another way (e.g. as a 1×1 convolution).
     public func weight(_ p: ParameterSet) -> Tensor { p.value(key(prefix, "weight")) }
+    /// The bias [out], or nil for a layer without bias.
     public func biasValue(_ p: ParameterSet) -> Tensor? { bias ? p.value(key(prefix, "bias")) : nil }
 }
 
 /// 2-D convolution. weight: [out, in, k, k], bias: [out]. (nn.Conv2d)
 public struct Conv2d: Module {
+    /// The key prefix of its parameters (`prefix.weight`, `prefix.bias`).
     public let prefix: String
+    /// Input and output channels, the (square) kernel side, and the stride in both directions.
     public let inChannels, outChannels, kernelSize, stride: Int
+    /// Zero padding of the input, per side.
     public let padding: Padding2D
 
+    /// A convolution with bias under `prefix`; weight and bias initialised U(−1/√fan_in, 1/√fan_in),
+    /// fan_in = in · k², as PyTorch does. Output height ⌊(H + top + bottom − k)/stride⌋ + 1, width alike.
     public init(_ prefix: String, _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Padding2D = .zero) {
         (self.prefix, self.inChannels, self.outChannels) = (prefix, inChannels, outChannels)
         (self.kernelSize, self.stride, self.padding) = (kernelSize, stride, padding)
@@ -63,11 +74,17 @@ public enum NormKind: String, Codable, Sendable {
 /// GroupNorm (or BatchNorm2d) with affine weight and bias: `prefix.weight`, `prefix.bias`, and
 /// for BatchNorm the buffers `prefix.running_mean`, `prefix.running_var`.
 public struct Norm: Module {
+    /// The key prefix of its parameters and buffers.
     public let prefix: String
+    /// Group or batch normalisation.
     public let kind: NormKind
+    /// Groups of the group norm (the channels must divide into them), and channels C.
     public let groups, channels: Int
+    /// Added to the variance before the square root.
     public let epsilon: Float
 
+    /// A norm of `channels` channels under `prefix`: weight 1, bias 0 (running mean 0, variance 1 for
+    /// BatchNorm).
     public init(_ prefix: String, kind: NormKind = .group, groups: Int, channels: Int, epsilon: Float) {
         (self.prefix, self.kind, self.groups, self.channels, self.epsilon) = (prefix, kind, groups, channels, epsilon)
     }

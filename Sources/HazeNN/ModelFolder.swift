@@ -9,14 +9,20 @@ import HazeTensor
 /// names (`query`, `key`, `value`, `proj_attn`) are mapped to `to_q`, `to_k`, `to_v`,
 /// `to_out.0`, as diffusers does. F16/BF16/F64 weights are converted to Float32.
 public struct ModelFolder {
+    /// The model's configuration file in the folder.
     public static let configFile = "config.json"
+    /// The weights file in the folder (safetensors).
     public static let weightsFile = "diffusion_pytorch_model.safetensors"
 
     /// A weights file that does not fit the architecture of its config.
     public struct MismatchError: Error, CustomStringConvertible {
+        /// The weights file.
         public let file: String
+        /// Parameters the model needs that the file lacks, sorted.
         public let missing: [String]
+        /// Tensors in the file that the model does not have, sorted.
         public let unexpected: [String]
+        /// Tensors whose shape differs from the model's, with the model's shape and the file's.
         public let wrongShape: [(name: String, expected: [Int], found: [Int])]
 
         public var description: String {

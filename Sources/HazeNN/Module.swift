@@ -12,11 +12,16 @@ public enum Initializer: Sendable {
 /// One named tensor of a layer: its full state-dict key (e.g. `down_blocks.0.resnets.1.conv1.weight`),
 /// shape and initialiser. Buffers (BatchNorm running statistics) are saved but not trained.
 public struct ParameterSpec: Sendable {
+    /// The full state-dict key.
     public let name: String
+    /// The tensor's shape.
     public let shape: [Int]
+    /// How a fresh model draws it.
     public let initializer: Initializer
+    /// Whether it is a buffer (saved with the model, not trained).
     public let isBuffer: Bool
 
+    /// A spec for `name` of `shape`, drawn with `initializer`.
     public init(_ name: String, _ shape: [Int], _ initializer: Initializer, isBuffer: Bool = false) {
         (self.name, self.shape, self.initializer, self.isBuffer) = (name, shape, initializer, isBuffer)
     }
@@ -47,11 +52,15 @@ func key(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : p
 /// Mutable state of one forward pass: training or evaluation, BatchNorm running statistics,
 /// and the random stream for dropout.
 public final class ForwardContext {
+    /// Whether this is a training pass: dropout is applied and BatchNorm uses the batch statistics and
+    /// updates `buffers`; otherwise BatchNorm uses its running statistics.
     public var training: Bool
     /// Buffers (BatchNorm running mean/variance) by key, updated in training mode.
     public var buffers: [String: Tensor]
+    /// The random stream dropout draws from.
     public var generator: RandomGenerator
 
+    /// A context for one forward pass; the defaults are those of inference.
     public init(training: Bool = false, buffers: [String: Tensor] = [:], generator: RandomGenerator = RandomGenerator(seed: 0)) {
         (self.training, self.buffers, self.generator) = (training, buffers, generator)
     }

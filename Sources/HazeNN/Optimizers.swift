@@ -12,19 +12,27 @@ import HazeTensor
 ///   θ ← θ − lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / (√v + ε)
 /// The state (step, m, v) saves to and restores from a safetensors file exactly.
 public struct AdamOptimizer {
+    /// Which update rule (`--optimizer`): "adam", "adamw" or "adam-keras".
     public enum Variant: String, Codable, CaseIterable, Sendable { case adam, adamW = "adamw", adamKeras = "adam-keras" }
 
+    /// The update rule.
     public var variant: Variant
+    /// lr, the step size (the trainer sets it from its schedule before each update).
     public var learningRate: Float
+    /// Decay rates of the first and second moment averages.
     public var beta1: Float, beta2: Float
+    /// ε, added to the denominator (after the bias correction, except for `adamKeras`).
     public var epsilon: Float
+    /// λ: decoupled weight decay for AdamW, an L2 penalty λθ added to the gradient for the others.
     public var weightDecay: Float
     /// Number of updates taken.
     public private(set) var step = 0
     /// First and second moments by parameter name.
     public private(set) var firstMoments: [String: Tensor] = [:]
+    /// Second moments v by parameter name.
     public private(set) var secondMoments: [String: Tensor] = [:]
 
+    /// A fresh optimizer (step 0, no moments); the defaults are PyTorch's AdamW defaults.
     public init(_ variant: Variant = .adamW, learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
                 epsilon: Float = 1e-8, weightDecay: Float = 0.01) {
         (self.variant, self.learningRate, self.beta1, self.beta2) = (variant, learningRate, beta1, beta2)

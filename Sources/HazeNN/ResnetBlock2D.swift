@@ -7,16 +7,27 @@ import HazeTensor
 ///   h = conv2(dropout(h));   out = (shortcut(x) + h) / output_scale_factor
 /// shortcut is a 1×1 conv (`conv_shortcut`) when in ≠ out channels, else the identity.
 public struct ResnetBlock2D: Module {
+    /// How the time embedding enters (diffusers' `resnet_time_scale_shift`): added before norm2
+    /// (`default`), or as a scale and shift of norm2's output (`scale_shift`, FiLM).
     public enum TimeEmbeddingNorm: String, Codable, Sendable { case `default`, scaleShift = "scale_shift" }
 
+    /// The norms before conv1 (`norm1`, input channels) and conv2 (`norm2`, output channels).
     public let norm1, norm2: Norm
+    /// The 3×3 convolutions, padding 1: `conv1` in → out, `conv2` out → out.
     public let conv1, conv2: Conv2d
+    /// `time_emb_proj`: time-embedding channels → out channels (2 · out with `scale_shift`).
     public let timeProjection: Linear
+    /// The 1×1 `conv_shortcut` when the channel count changes, else nil (identity).
     public let shortcut: Conv2d?
+    /// How the time embedding enters.
     public let timeEmbeddingNorm: TimeEmbeddingNorm
+    /// The output is divided by this (diffusers' `output_scale_factor`).
     public let outputScaleFactor: Float
+    /// Dropout probability before conv2, applied in training only.
     public let dropout: Float
 
+    /// The block under `prefix`: `inChannels` → `outChannels` channels, `timeChannels` time-embedding
+    /// features, norms of `groups` groups and `epsilon`.
     public init(_ prefix: String, inChannels: Int, outChannels: Int, timeChannels: Int, groups: Int, epsilon: Float,
                 normKind: NormKind, timeEmbeddingNorm: TimeEmbeddingNorm, outputScaleFactor: Float = 1, dropout: Float = 0) {
         norm1 = Norm(key(prefix, "norm1"), kind: normKind, groups: groups, channels: inChannels, epsilon: epsilon)

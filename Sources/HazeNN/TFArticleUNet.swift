@@ -18,27 +18,41 @@ import HazeTensor
 /// attn(X): LN_c(conv1×1(linear attention(conv1×1 X))) + X
 /// ```
 public struct TFArticleUNetConfig: Equatable, Sendable {
+    /// Side of the square images (`image_size`), a multiple of 2^levels.
     public var imageSize = 64
+    /// Channels of the input image and of the output (`in_channels`, `out_channels`).
     public var inChannels = 3, outChannels = 3
+    /// Output channels of the 1×1 `init_conv` (`init_channels`).
     public var initChannels = 32
     /// Down-block widths, level 0 first (the up blocks use them reversed).
     public var channels = [64, 128, 128]
+    /// Width of the middle residual blocks (`mid_channels`) and of `final_res` before the 1×1
+    /// `final_conv` (`final_channels`).
     public var midChannels = 256, finalChannels = 32
+    /// Residual blocks per level, down and up, and in the middle (`layers_per_block`).
     public var layersPerBlock = 2
+    /// Width of the time embedding e (`time_embed_dim`, even, at least 4).
     public var timeEmbedDim = 32
+    /// The base of the sinusoidal frequencies, f_i = max_positions^(−i/(T/2−1)) (`max_positions`).
     public var maxPositions = 10000.0
+    /// Heads and features per head of the linear attention (`attention_heads`, `attention_head_dim`).
     public var attentionHeads = 4, attentionHeadDim = 32
+    /// Groups of the group norms (`norm_num_groups`); every width must divide into them.
     public var normGroups = 8
+    /// ε of the residual blocks' norms (`norm_eps`).
     public var normEpsilon: Float = 1e-5
     /// GroupNorm (the notebook's code) or BatchNorm with running statistics for sampling (the
     /// article text's simpler variant; ε as `norm_eps`).
     public var normType: NormKind = .group
     /// The linear attention after every level (false in the article text's simpler variant).
     public var attention = true
+    /// ε of the channel LayerNorm after the linear attention (`attention_norm_eps`).
     public var attentionNormEpsilon: Float = 1e-3
 
+    /// The `_class_name` in its config.json.
     public static let className = "TFArticleUNet"
 
+    /// The notebook's network (the defaults above): 64 × 64 RGB, levels of 64, 128 and 128 channels.
     public init() {}
 
     /// Reads a `config.json` whose `_class_name` is TFArticleUNet (fields in the spec, §11).
@@ -87,6 +101,9 @@ public struct TFArticleUNetConfig: Equatable, Sendable {
     /// parameter arithmetic: levels, blocks per level, every width and count.
     public static let maximumLevels = 16, maximumLayersPerBlock = 64, maximumWidth = 1 << 16
 
+    /// Checks the fields against `maximum…` and each other: group divisibility of the widths, the
+    /// image size a multiple of 2^levels, an even time embedding of 4 or more. Throws `ConfigError`
+    /// naming `file` and the field.
     public func validate(file: String) throws {
         guard (1...Self.maximumLevels).contains(channels.count) else {
             throw ConfigError(file: file, field: "channels", problem: "has \(channels.count) entries; Haze supports 1…\(Self.maximumLevels) levels")
@@ -112,6 +129,7 @@ public struct TFArticleUNetConfig: Equatable, Sendable {
         }
     }
 
+    /// The `config.json` fields, `_class_name` included.
     public func jsonObject() -> [String: Any] {
         ["_class_name": Self.className, "image_size": imageSize, "in_channels": inChannels, "out_channels": outChannels,
          "init_channels": initChannels, "channels": channels, "mid_channels": midChannels, "final_channels": finalChannels,
@@ -213,6 +231,7 @@ struct TFArticleLinearAttention: Module {
 
 /// The notebook's `U_NET` (cell 7). See `TFArticleUNetConfig` for the computation.
 public struct TFArticleUNet: Module {
+    /// The config the network was built from (validated).
     public let config: TFArticleUNetConfig
     let timeMLP: [Linear]
     let initConv: Conv2d
@@ -222,6 +241,7 @@ public struct TFArticleUNet: Module {
     let finalRes: TFArticleResBlock
     let finalConv: Conv2d
 
+    /// Builds the layers of a validated config; throws `ConfigError` when `c` is invalid.
     public init(config c: TFArticleUNetConfig) throws {
         try c.validate(file: "TFArticleUNet config")
         config = c

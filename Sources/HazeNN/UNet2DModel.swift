@@ -20,17 +20,29 @@ public struct UNet2DModel: Module {
         case identity
     }
 
+    /// The diffusers config the model was built from (validated).
     public let config: UNet2DModelConfig
+    /// `conv_in`: 3×3, in channels → the first block's channels.
     public let convIn: Conv2d
+    /// The sinusoidal timestep features (as many as the first block's channels).
     public let timeProjection: Timesteps
+    /// `time_embedding`: the MLP from those features to the time embedding (`timeEmbedDimension`).
     public let timeEmbedding: TimestepEmbedding
+    /// `class_embedding` of a class-conditional model, or nil.
     public let classEmbedding: ClassEmbedding?
+    /// `down_blocks.i`, one per entry of `blockOutChannels`, each but the last halving H and W.
     public let downBlocks: [DownBlock]
+    /// `mid_block` at the lowest resolution, or nil when `mid_block_type` is null.
     public let midBlock: MidBlock?
+    /// `up_blocks.i`, the down path mirrored, each but the last doubling H and W.
     public let upBlocks: [UpBlock]
+    /// `conv_norm_out`, before the final SiLU.
     public let convNormOut: Norm
+    /// `conv_out`: 3×3, the first block's channels → out channels.
     public let convOut: Conv2d
 
+    /// Builds the layers a config describes (parameters are passed to each call, not held). Throws
+    /// `ConfigError` when the config is invalid or asks for what Haze does not implement.
     public init(config: UNet2DModelConfig) throws {
         try config.validate()
         self.config = config

@@ -4,36 +4,70 @@ import Foundation
 /// (every field UNet2DModel uses, same names and defaults as diffusers 0.42), plus two Haze-only
 /// fields: `norm_type` ("group" | "batch") and `attention_type` ("softmax" | "linear" | "none").
 public struct UNet2DModelConfig: Equatable, Sendable {
+    /// The attention of the attention blocks (`attention_type`): softmax (diffusers), linear, or
+    /// none (the attention blocks then have no attention layer).
     public enum AttentionType: String, Sendable { case softmax, linear, none }
+    /// How class labels are embedded (`class_embed_type`): the timestep MLP on their sinusoidal
+    /// features, or the labels taken as embeddings; nil with `num_class_embeds` is a lookup table.
     public enum ClassEmbedType: String, Sendable { case timestep, identity }
 
+    /// [H, W] of the images the model was made for (`sample_size`: a number for a square, or a
+    /// pair), or nil when the file has none.
     public var sampleSize: [Int]? = nil
+    /// Channels of the input image (`in_channels`).
     public var inChannels = 3
+    /// Channels of the output (`out_channels`), usually equal to the input's.
     public var outChannels = 3
+    /// Map the input from [0, 1] to [−1, 1] first, 2x − 1 (`center_input_sample`).
     public var centerInputSample = false
+    /// Width of the time embedding (`time_embedding_dim`); nil: 4 × the first block's channels.
     public var timeEmbeddingDim: Int? = nil
+    /// `freq_shift` of the sinusoidal timestep features (`Timesteps.frequencyShift`).
     public var freqShift: Float = 0
+    /// Order of the timestep features: [cos, sin] when true (`flip_sin_to_cos`).
     public var flipSinToCos = true
+    /// One per resolution, from the highest (`down_block_types`): "DownBlock2D" or "AttnDownBlock2D".
     public var downBlockTypes = ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
+    /// "UNetMidBlock2D", or nil for no middle block (`mid_block_type`).
     public var midBlockType: String? = "UNetMidBlock2D"
+    /// One per resolution, from the lowest (`up_block_types`): "UpBlock2D" or "AttnUpBlock2D".
     public var upBlockTypes = ["AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
+    /// Output channels of each down block, from the highest resolution (`block_out_channels`).
     public var blockOutChannels = [224, 448, 672, 896]
+    /// Resnets per down block (`layers_per_block`); the up blocks have one more.
     public var layersPerBlock = 2
+    /// Output divisor of the middle block's resnets and attention (`mid_block_scale_factor`).
     public var midBlockScaleFactor: Float = 1
+    /// Padding of the downsampling convolutions (`downsample_padding`): 1, or 0 for an asymmetric
+    /// (0, 1, 0, 1) pad.
     public var downsamplePadding = 1
+    /// Dropout probability in every resnet (`dropout`), in training only.
     public var dropout: Float = 0
+    /// Features per attention head (`attention_head_dim`); nil: one head over all channels.
     public var attentionHeadDim: Int? = 8
+    /// Groups of the group norms (`norm_num_groups`).
     public var normNumGroups = 32
+    /// Groups of the middle attention's norm (`attn_norm_num_groups`); nil: `normNumGroups` with the
+    /// default time-embedding norm, no norm with scale_shift.
     public var attnNormNumGroups: Int? = nil
+    /// ε of the norms (`norm_eps`).
     public var normEps: Float = 1e-5
+    /// How the resnets take the time embedding (`resnet_time_scale_shift`).
     public var resnetTimeScaleShift: ResnetBlock2D.TimeEmbeddingNorm = .default
+    /// Whether the middle block has attention (`add_attention`).
     public var addAttention = true
+    /// The class embedding of a conditional model (`class_embed_type`), or nil.
     public var classEmbedType: ClassEmbedType? = nil
+    /// Rows of the class-embedding table (`num_class_embeds`), or nil; with classifier-free guidance
+    /// the last row is the null class.
     public var numClassEmbeds: Int? = nil
     // Haze-only options.
+    /// Haze only (`norm_type`): group norm (diffusers) or batch norm.
     public var normType: NormKind = .group
+    /// Haze only (`attention_type`).
     public var attentionType: AttentionType = .softmax
 
+    /// diffusers' defaults (those of `UNet2DModel()` in Python).
     public init() {}
 
     /// Embedding width of the time (and class) conditioning.
@@ -44,8 +78,11 @@ public struct UNet2DModelConfig: Equatable, Sendable {
 
 /// A config.json problem: the file, the field and what is wrong with its value.
 public struct ConfigError: Error, CustomStringConvertible {
+    /// The path of the config file.
     public let file: String
+    /// The JSON field at fault, or nil for the config as a whole.
     public let field: String?
+    /// What is wrong, for the user.
     public let problem: String
     public var description: String { "\(file): " + (field.map { "field \"\($0)\": " } ?? "") + problem }
 }

@@ -13,6 +13,7 @@ public enum AttentionLayer: Module {
         }
     }
 
+    /// x: [N, C, H, W] → [N, C, H, W], through the attention of either kind (residual included).
     public func callAsFunction(_ x: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
         switch self {
         case .softmax(let a): a(x, p, context)
@@ -51,8 +52,11 @@ struct BlockSettings {
 /// variant), then an optional Downsample2D. Returns the output and every intermediate state
 /// (the skip connections the up path concatenates).
 public struct DownBlock: Module {
+    /// The resnets `resnets.0` … (the first takes the block's input channels, the others its output's).
     public let resnets: [ResnetBlock2D]
+    /// One attention layer after each resnet (`attentions.i`), or none (DownBlock2D).
     public let attentions: [AttentionLayer]
+    /// `downsamplers.0`, halving H and W, or nil in the last (deepest) block.
     public let downsampler: Downsample2D?
 
     init(_ prefix: String, layers: Int, inChannels: Int, outChannels: Int, withAttention: Bool, headDimension: Int,
@@ -68,6 +72,8 @@ public struct DownBlock: Module {
         resnets.flatMap(\.parameterSpecs) + attentions.flatMap(\.parameterSpecs) + (downsampler?.parameterSpecs ?? [])
     }
 
+    /// x: [N, in, H, W], temb: [N, T] → the output [N, out, H', W'] (halved by the downsampler, if any)
+    /// and the skip states: each resnet's (or attention's) output, then the downsampled output.
     public func callAsFunction(_ x: Tensor, _ temb: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> (Tensor, [Tensor]) {
         var h = x
         var states: [Tensor] = []
@@ -88,8 +94,11 @@ public struct DownBlock: Module {
 /// state and the last remaining skip state (channels: previous + skip → out), each followed
 /// by attention in the Attn variant; then an optional Upsample2D.
 public struct UpBlock: Module {
+    /// The resnets `resnets.0` …, each taking the running state and one skip state concatenated.
     public let resnets: [ResnetBlock2D]
+    /// One attention layer after each resnet (`attentions.i`), or none (UpBlock2D).
     public let attentions: [AttentionLayer]
+    /// `upsamplers.0`, doubling H and W, or nil in the last (full-resolution) block.
     public let upsampler: Upsample2D?
 
     init(_ prefix: String, layers: Int, inChannels: Int, previousChannels: Int, outChannels: Int, withAttention: Bool,
@@ -123,7 +132,9 @@ public struct UpBlock: Module {
 
 /// UNetMidBlock2D: resnet, then (attention, resnet) once; attention optional (`add_attention`).
 public struct MidBlock: Module {
+    /// The two resnets, `resnets.0` and `resnets.1` (channels → channels).
     public let resnets: [ResnetBlock2D]
+    /// The attention between them (`attentions.0`), or nil without `add_attention`.
     public let attention: AttentionLayer?
 
     init(_ prefix: String, channels: Int, headDimension: Int, addAttention: Bool, attentionGroups: Int?,
@@ -136,6 +147,7 @@ public struct MidBlock: Module {
 
     public var parameterSpecs: [ParameterSpec] { resnets.flatMap(\.parameterSpecs) + (attention?.parameterSpecs ?? []) }
 
+    /// x: [N, C, H, W], temb: [N, T] → [N, C, H, W].
     public func callAsFunction(_ x: Tensor, _ temb: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
         var h = resnets[0](x, temb, p, context)
         if let attention { h = attention(h, p, context) }
