@@ -6,8 +6,11 @@ import HazeTensor
 
 /// The state of a run besides the weights: where it is and how it was configured.
 public struct TrainerState: Codable, Equatable, Sendable {
+    /// Optimizer steps completed.
     public var step: Int
+    /// Where the data loader continues.
     public var data: DataPositionState
+    /// The run's settings.
     public var options: TrainingOptions
     /// Updates the EMA has taken (its decay depends on it).
     public var emaUpdates: Int
@@ -16,8 +19,11 @@ public struct TrainerState: Codable, Equatable, Sendable {
     /// `dataFingerprint` of the training data (nil in checkpoints made before it was recorded).
     public var dataFingerprint: String? = nil
 
+    /// A `DataLoader.Position`, as stored in trainer_state.json.
     public struct DataPositionState: Codable, Equatable, Sendable {
+        /// Epochs completed.
         public var epoch: Int
+        /// Position within the epoch's permutation of the data.
         public var index: Int
     }
 }
@@ -71,14 +77,20 @@ extension TrainingOptions {
 /// file fsynced) that is renamed into place, then `RUN/latest` names it: a crash leaves the
 /// previous checkpoint intact.
 public enum Checkpoint {
+    /// A run folder or checkpoint that cannot be written or read: the path and what is wrong.
     public struct Error: Swift.Error, CustomStringConvertible {
+        /// The run, checkpoint or file concerned.
         public let path: String
+        /// What is wrong, for the user.
         public let problem: String
         public var description: String { "\(path): \(problem)" }
     }
 
     static func name(step: Int) -> String { String(format: "step-%07d", step) }
 
+    /// Writes checkpoint `RUN/checkpoints/step-NNNNNNN` (model, EMA weights when given, optimizer
+    /// state and `state`) atomically, points `RUN/latest` at it and removes all but the last `keep`
+    /// checkpoints (at least 1). Throws when a file cannot be written.
     public static func write(run: String, step: Int, model: any DenoisingModel, parameters: ParameterSet, ema: ParameterSet?,
                              optimizer: AdamOptimizer, state: TrainerState, keep: Int) throws {
         let fm = FileManager.default

@@ -9,12 +9,14 @@ import HazeTensor
 ///   conv 3×3 1→32, SiLU, avg-pool 2 → conv 3×3 32→64, SiLU, avg-pool 2 → flatten 64·7·7
 ///   → linear 128, SiLU (features) → linear → class logits
 public struct ImageClassifier: Module {
+    /// Number of classes (outputs of the last layer).
     public let classes: Int
     let conv1 = Conv2d("conv1", 1, 32, kernelSize: 3, padding: Padding2D(1))
     let conv2 = Conv2d("conv2", 32, 64, kernelSize: 3, padding: Padding2D(1))
     let hidden = Linear("fc1", 64 * 7 * 7, 128)
     let output: Linear
 
+    /// A classifier of `classes` classes (10 for MNIST and Fashion-MNIST).
     public init(classes: Int = 10) {
         self.classes = classes
         output = Linear("fc2", 128, classes)

@@ -22,7 +22,9 @@ import HazeTensor
 public struct FIDInceptionV3 {
     /// One BasicConv2d: its state-dict prefix and geometry.
     public struct ConvSpec: Sendable {
+        /// The state-dict prefix (e.g. `Mixed_5b.branch1x1`), under which `.conv.weight` and `.bn.*` lie.
         public let name: String
+        /// Input and output channels, kernel height and width, stride, and zero padding of height and width.
         public let inChannels, outChannels, kernelHeight, kernelWidth, stride, padHeight, padWidth: Int
     }
 

@@ -5,14 +5,19 @@ import HazeTensor
 public enum SampleMetrics {
     /// Mean and unbiased covariance (n − 1) of feature rows, in Double.
     public struct Statistics: Equatable, Sendable {
+        /// N, the feature rows the statistics were computed from.
         public let count: Int
+        /// The mean feature vector μ (D values).
         public let mean: [Double]
+        /// The covariance Σ, D × D row-major.
         public let covariance: [Double]
 
+        /// Statistics from their parts (μ of D values, Σ of D × D).
         public init(count: Int, mean: [Double], covariance: [Double]) {
             (self.count, self.mean, self.covariance) = (count, mean, covariance)
         }
 
+        /// The statistics of `features` [N, D] (N > 1, a precondition).
         public init(features: Tensor) {
             precondition(features.rank == 2 && features.shape[0] > 1, "statistics need [N > 1, D] features, got \(features.shape)")
             let (n, d) = (features.shape[0], features.shape[1])

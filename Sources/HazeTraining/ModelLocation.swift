@@ -19,10 +19,12 @@ public struct ModelLocation: Equatable, Sendable {
     /// raw ones (`preferEMA`); the raw ones; or the EMA ones, which must be there (`ema`).
     public enum Weights: Sendable { case preferEMA, raw, ema }
 
+    /// A path that holds no model Haze can read, with what was found and what to do.
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
     }
 
+    /// The path of the weights file in `folder`.
     public var weightsFile: String { folder + "/" + ModelFolder.weightsFile }
 
     /// Finds the model at `path`; `weights` chooses within a Haze run or checkpoint.

@@ -14,8 +14,12 @@ import Darwin
 /// (`RUN/.NAME.tmp-PID`, `checkpoints/.tmp-step-N/`): no other process can be writing them.
 public final class RunLock {
     let descriptor: Int32
+    /// The run folder.
     public let run: String
 
+    /// Takes the lock of `run` (creating `RUN/.lock`, which records this process's id), then
+    /// removes what interrupted writes left behind. Throws `Checkpoint.Error` when the folder
+    /// cannot be written or another process holds the lock.
     public init(run: String) throws {
         self.run = run
         let path = run + "/.lock"

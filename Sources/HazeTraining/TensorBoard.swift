@@ -5,8 +5,10 @@ import Foundation
 ///   uint64 length, uint32 masked_crc32c(length), data, uint32 masked_crc32c(data).
 public final class TensorBoardWriter {
     let handle: FileHandle
+    /// The event file (`FOLDER/events.out.tfevents.TIME.HOST.haze`).
     public let path: String
 
+    /// Creates `folder` if needed and a new event file in it. Throws when the file cannot be created.
     public init(folder: String) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "haze"
@@ -24,6 +26,7 @@ public final class TensorBoardWriter {
 
     deinit { try? handle.close() }
 
+    /// Appends scalar `value` under `tag` at `step`.
     public func scalar(_ tag: String, _ value: Float, step: Int) {
         var v = Protobuf()
         v.bytes(1, Data(tag.utf8))

@@ -24,15 +24,21 @@ nonisolated(unsafe) public var trainingStopRequested: sig_atomic_t = 0
 /// the running statistics are rank 0's, broadcast after every step (PyTorch DDP's defaults, without
 /// SyncBatchNorm); so for BatchNorm models, unlike GroupNorm ones, N changes the mathematics.
 public final class Trainer {
+    /// A run that cannot start or continue: a mismatch between the run and the data or options, or
+    /// a failed step; the description says what and what to do.
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        /// A failure with the message `description`.
         public init(description: String) { self.description = description }
     }
 
     /// What the caller hears about after each step and checkpoint.
     public struct Report {
+        /// The step just taken, counted from 1 (the optimizer steps completed).
         public let step: Int
+        /// The step's loss, the mean over the global batch (and micro-batches).
         public let loss: Float
+        /// The learning rate of the step's update.
         public let learningRate: Float
         /// The global L2 norm of the step's gradient before clipping.
         public let gradientNorm: Float
@@ -60,17 +66,25 @@ public final class Trainer {
     /// Set by tests: the recorded micro-batch `micro` of step `step` (0-based).
     var recordedInputs: ((_ step: Int, _ micro: Int) -> RecordedMicroBatch)?
 
+    /// The run folder.
     public let run: String
+    /// The network being trained.
     public let model: any DenoisingModel
+    /// The current trained weights (and BatchNorm buffers) by state-dict key.
     public private(set) var parameters: ParameterSet
+    /// The EMA of the weights, or nil when `options.emaDecay` is nil.
     public private(set) var ema: ExponentialMovingAverage?
+    /// The optimizer with its moments.
     public private(set) var optimizer: AdamOptimizer
+    /// Optimizer steps completed.
     public private(set) var step: Int
+    /// The run's settings (on resume, those of its checkpoint).
     public let options: TrainingOptions
     let schedule: NoiseSchedule
     let loader: DataLoader
     let log: TrainingLog
     let tensorboard: TensorBoardWriter?
+    /// The TensorBoard event writer (on rank 0, when TensorBoard logging was asked for), else nil.
     public var tensorboardWriter: TensorBoardWriter? { tensorboard }
     let trainableNames: [String]
     var trainableSet: Set<String> { Set(trainableNames) }

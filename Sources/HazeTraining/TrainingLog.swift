@@ -3,9 +3,11 @@ import HazeIO
 
 /// The record of a run: `metrics.jsonl` (one JSON object per logged step) and `loss.svg`.
 public final class TrainingLog {
+    /// The run folder the log files are in.
     public let run: String
     private var losses: [(step: Int, loss: Float)] = []
 
+    /// The log of `run`; on resume it keeps the losses already logged in `metrics.jsonl`.
     public init(run: String) {
         self.run = run
         // On resume, keep the curve of the steps already logged.
