@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev l
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test test-portable check-arm64 bench demo install uninstall fixtures test-scripts soak test-asan test-tsan fuzz clean
+.PHONY: deps build test test-portable check-arm64 examples bench demo install uninstall fixtures test-scripts soak test-asan test-tsan fuzz clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -24,7 +24,7 @@ build: deps
 	$(SWIFT) build
 
 ## test: check-arm64 (seconds), then build and run every test (release mode, @testable)
-test: deps check-arm64
+test: deps check-arm64 examples
 	$(SWIFT) build --build-tests $(TEST_FLAGS)
 	$(SWIFT) test --skip-build $(TEST_FLAGS)
 
@@ -68,6 +68,22 @@ check-arm64:
 	    $(CLANG) $(ARM64_FLAGS) -idirafter $$host -fsyntax-only -x c Sources/$${m%%:*}/shim.h; n=$$((n+1)); \
 	  else echo "check-arm64: no $${m#*:} (make deps), Sources/$${m%%:*}/shim.h skipped"; fi; done; \
 	echo "check-arm64: $$n C files compile for aarch64 Linux ($$(( $$(date +%s) - start )) s)"
+
+## examples: build the Examples package (a separate package that uses Haze by path, as a user's project does;
+## debug build) and run its programs on a temporary folder: train-on-tensors for 5 steps, sample-folder on the
+## model folder it wrote (the PNG must be written), custom-scheduler on that model and on its analytic predictor
+## (it fails when its DDIM differs from Haze's). About half a minute once built, plus about a minute to build from
+## scratch; see Examples/README.md
+examples: deps
+	$(SWIFT) build --package-path Examples
+	@set -e; start=$$(date +%s); dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	bin=$$($(SWIFT) build --package-path Examples --show-bin-path); \
+	$$bin/train-on-tensors $$dir/model --steps 5; \
+	$$bin/sample-folder $$dir/model $$dir/grid.png --steps 5; \
+	[ -s $$dir/grid.png ] || { echo "examples: sample-folder wrote no grid.png"; exit 1; }; \
+	$$bin/custom-scheduler $$dir/model --steps 10; \
+	$$bin/custom-scheduler --steps 50; \
+	echo "examples: train-on-tensors, sample-folder and custom-scheduler ran ($$(( $$(date +%s) - start )) s)"
 
 ## bench: release build, then the kernel benchmark (BLAS environment overrides removed)
 bench: deps
