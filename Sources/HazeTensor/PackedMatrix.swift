@@ -98,7 +98,7 @@ struct PackedMatrices {
 /// Winograd F(2×2, 3×3) convolutions. F(4×4, 3×3) stays float32: its transforms (coefficients up
 /// to 8 and 1/24) turn bf16's 2⁻⁹ input rounding into a 2 % RMS error of the output, against
 /// about 0.4 % for F(2×2) (BFloat16Tests).
-public enum Precision: String, CaseIterable, Sendable {
+public enum Precision: String, CaseIterable, Sendable, Codable {
     /// Everything in float32 (the default; bit-for-bit reproducible).
     case float32
     /// bfloat16 inputs, float32 sums, where the CPU has AVX512_BF16; float32 elsewhere.

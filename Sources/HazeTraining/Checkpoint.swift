@@ -153,13 +153,16 @@ public enum Checkpoint {
         let optimizerPath = path + "/optimizer.safetensors"
         let optimizer = try AdamOptimizer(state: try SafeTensors.read(contentsOf: optimizerPath), file: optimizerPath)
         try optimizer.checkMoments(against: parameters.mapValues(\.shape), file: optimizerPath)
+        return (model, parameters, ema, optimizer, try readState(path))
+    }
+
+    /// The trainer state of a checkpoint (`trainer_state.json`) alone: its step and options.
+    public static func readState(_ path: String) throws -> TrainerState {
         let statePath = path + "/trainer_state.json"
-        let state: TrainerState
         do {
-            state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: statePath)))
+            return try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: statePath)))
         } catch {
             throw Error(path: statePath, problem: "unreadable trainer state (\(error))")
         }
-        return (model, parameters, ema, optimizer, state)
     }
 }

@@ -1,5 +1,6 @@
 import HazeDiffusion
 import HazeNN
+import HazeTensor
 
 /// Everything that defines a training run besides the model config. Stored in every
 /// checkpoint's trainer_state.json, so `--resume` continues with the same settings.
@@ -74,6 +75,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var logEvery = 10
     /// Where a fine-tuning run's weights came from (nil: a fresh initialisation).
     public var initializedFrom: InitialWeights? = nil
+    /// The compute precision of the run's steps (nil: float32): `haze train --precision`, kept so
+    /// that a resumed run computes as the uninterrupted one (`Precision.current` is set by the caller).
+    public var precision: Precision? = nil
     /// The scheduler config of the model being fine-tuned, which replaces the one that
     /// `betaSchedule`, `trainTimesteps` and `objective` describe (nil: a new model's).
     public var inheritedScheduler: SchedulerConfig? = nil

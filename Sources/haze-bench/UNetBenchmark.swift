@@ -58,14 +58,14 @@ struct UNetBench: ParsableCommand {
     @Option(help: "Worker threads.") var threads = 2
     @Option(help: "Timed calls (after 3 warm-ups).") var iterations = 10
     @Option(help: "Convolution algorithm: automatic (Winograd for 3×3 stride-1 padding-1) or im2col.") var conv: ConvolutionChoice = .automatic
-    @Option(help: "float32, or bfloat16 (infer only: the Winograd F(2×2) and 1×1-convolution products in bf16, AVX512_BF16).") var precision: Precision = .float32
+    @Option(help: "float32, or bfloat16 (the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, AVX512_BF16; in train mode the forward and input-gradient products).") var precision: Precision = .float32
 
     func run() throws {
         retainFreedMemory()
         Parallel.threadCount = threads
         ConvolutionAlgorithm.current = conv.algorithm
         if precision == .bfloat16 {
-            guard mode == .infer, Precision.bfloat16Available else { throw ValidationError("--precision bfloat16: infer only, on a CPU with AVX512_BF16") }
+            guard Precision.bfloat16Available else { throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16") }
         }
         Precision.current = precision
         let model: any DenoisingModel

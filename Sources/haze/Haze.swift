@@ -42,16 +42,46 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
-/// The precision option of the commands that sample (set before `ComputeOptions.apply`).
+/// The precision option of the commands that compute (set before `ComputeOptions.apply`).
 struct PrecisionOption: ParsableArguments {
-    @Option(help: "float32, or bfloat16: the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on CPUs with AVX512_BF16 (about 0.4 % RMS error per convolution).")
-    var precision: Precision = .float32
+    /// `--precision`: float32, bf16, or the best this CPU has.
+    enum Choice: String, ExpressibleByArgument, CaseIterable {
+        case f32, bf16, auto
 
-    func apply() throws {
-        if precision == .bfloat16 && !Precision.bfloat16Available {
-            throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16; this one has none")
+        init?(argument: String) {
+            switch argument {
+            case "f32", "float32": self = .f32
+            case "bf16", "bfloat16": self = .bf16
+            case "auto": self = .auto
+            default: return nil
+            }
         }
-        Precision.current = precision
+    }
+
+    @Option(help: "f32 (float32, the default), bf16 (bfloat16: the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on CPUs with AVX512_BF16; about 0.4 % RMS error per convolution; in training the forward and input-gradient products, with float32 weights, gradients and AdamW), or auto (bf16 where the CPU has AVX512_BF16, else f32).")
+    var precision: Choice?
+
+    /// The precision asked for, or `fallback` when --precision is not given.
+    func resolved(fallback: Precision = .float32) throws -> Precision {
+        switch precision {
+        case nil: return fallback
+        case .f32: return .float32
+        case .auto: return Precision.bfloat16Available ? .bfloat16 : .float32
+        case .bf16:
+            guard Precision.bfloat16Available else { throw ValidationError("--precision bf16 needs a CPU with AVX512_BF16; this one has none (use f32 or auto)") }
+            return .bfloat16
+        }
+    }
+
+    /// Sets `Precision.current` from --precision (else `fallback`).
+    @discardableResult
+    func apply(fallback: Precision = .float32) throws -> Precision {
+        let chosen = try resolved(fallback: fallback)
+        guard chosen == .float32 || Precision.bfloat16Available else {
+            throw ValidationError("this run computes in bf16, which needs a CPU with AVX512_BF16; this one has none: give --precision f32")
+        }
+        Precision.current = chosen
+        return chosen
     }
 }
 

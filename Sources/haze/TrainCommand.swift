@@ -80,6 +80,7 @@ struct Train: ParsableCommand {
     @Flag(help: "With --resume: continue although the data differs from what the checkpoint was trained on.")
     var acceptChangedData = false
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOption
 
     func validate() throws {
         if resume == nil && (data == nil || out == nil) { throw ValidationError("give --data and --out (or --resume RUN_DIR)") }
@@ -117,6 +118,12 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        // A resumed run keeps its precision unless --precision changes it.
+        let saved = try resume.map { try Checkpoint.readState(try Checkpoint.latest(run: $0)).options.precision ?? .float32 }
+        let chosen = try precision.apply(fallback: saved ?? .float32)
+        if let saved, saved != chosen {
+            FileHandle.standardError.write(Data("note: \(resume!) was trained in \(saved.rawValue); it continues in \(chosen.rawValue), so its steps from here differ from an uninterrupted run\n".utf8))
+        }
         try compute.apply(report: true)
         signal(SIGINT) { _ in trainingStopRequested = 1 }
         signal(SIGTERM) { _ in trainingStopRequested = 1 }
@@ -132,6 +139,7 @@ struct Train: ParsableCommand {
             let saved = try Checkpoint.read(path)
             var options = saved.state.options
             if let steps { options.steps = steps }
+            options.precision = Precision.current == .float32 ? nil : Precision.current
             let dataset = try openDataset(options.data, imageSize: options.imageSize, labeled: options.labelsFromFolders,
                                           skipCorrupt: options.skipCorruptImages)
             try group.requireAgreement(on: try agreementParts(options: options, model: saved.model, dataset: dataset,
@@ -239,6 +247,7 @@ struct Train: ParsableCommand {
         }
         options.seed = seed; options.checkpointEvery = checkpointEvery; options.keepCheckpoints = keepCheckpoints
         options.sampleEvery = sampleEvery; options.logEvery = logEvery
+        options.precision = Precision.current == .float32 ? nil : Precision.current
         return options
     }
 

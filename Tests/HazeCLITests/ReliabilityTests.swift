@@ -81,6 +81,44 @@ extension CLITests {
         }
     }
 
+    /// `haze train --precision bf16` (mixed precision): the run records its precision, a resumed
+    /// run continues in it and ends with the bits of an uninterrupted one, and its losses stay near
+    /// float32's while its weights differ from them (the bf16 products did run).
+    func testTrainingInBFloat16ResumesBitExactly() throws {
+        guard Precision.bfloat16Available else {
+            let refused = try haze(["train", "--data", try writeGrayImages(count: 8, size: 8), "--out", folder + "/r", "--steps", "1", "--precision", "bf16"])
+            XCTAssertNotEqual(refused.status, 0)
+            XCTAssertTrue(refused.err.contains("AVX512_BF16"), refused.err)
+            throw XCTSkip("this CPU has no AVX512_BF16: only the refusal is checked")
+        }
+        let common = ["--data", try writeGrayImages(count: 40, size: 28), "--preset", "fmnist-tiny", "--batch-size", "20",
+                      "--checkpoint-every", "2", "--sample-every", "0", "--log-every", "1", "--no-tensorboard"]
+        let straight = try haze(["train", "--out", folder + "/straight", "--steps", "4", "--precision", "bf16"] + common)
+        XCTAssertEqual(straight.status, 0, straight.err)
+        XCTAssertTrue(straight.err.contains("bf16 products"), "the start-up report names the precision: \(straight.err)")
+        let first = try haze(["train", "--out", folder + "/resumed", "--steps", "2", "--precision", "bf16"] + common)
+        XCTAssertEqual(first.status, 0, first.err)
+        let state = try String(contentsOfFile: folder + "/resumed/checkpoints/step-0000002/trainer_state.json", encoding: .utf8)
+        XCTAssertTrue(state.contains("\"precision\" : \"bfloat16\""), state)
+        let second = try haze(["train", "--resume", folder + "/resumed", "--steps", "4", "--no-tensorboard"])
+        XCTAssertEqual(second.status, 0, second.err)
+        let float32 = try haze(["train", "--out", folder + "/f32", "--steps", "4", "--precision", "f32"] + common)
+        XCTAssertEqual(float32.status, 0, float32.err)
+        func weights(_ run: String) throws -> Data {
+            try Data(contentsOf: URL(fileURLWithPath: folder + "/\(run)/checkpoints/step-0000004/model/diffusion_pytorch_model.safetensors"))
+        }
+        XCTAssertTrue(try weights("straight") == weights("resumed"), "a resumed bf16 run ends with the uninterrupted run's bits")
+        XCTAssertFalse(try weights("straight") == weights("f32"), "bf16 and f32 runs compute differently")
+        func losses(_ run: String) throws -> [Double] {
+            try String(contentsOfFile: folder + "/\(run)/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["loss"] as? Double
+            }
+        }
+        let (low, full) = (try losses("straight"), try losses("f32"))
+        XCTAssertEqual(low.count, 4)
+        for (a, b) in zip(low, full) { XCTAssertEqual(a, b, accuracy: 0.02 * b, "bf16 loss \(a) against f32 \(b)") }
+    }
+
     /// A full disk during a checkpoint (a 1 MB tmpfs; needs root): the error names the checkpoint
     /// and the cause, the previous checkpoint stays the latest and complete, nothing temporary is
     /// left, and once there is space again the run resumes.
