@@ -23,7 +23,7 @@ deps:
 build: deps
 	$(SWIFT) build
 
-## test: check-arm64 (seconds), then build and run every test (release mode, @testable)
+## test: check-arm64 (seconds), the examples (about a minute), then build and run every test (release mode, @testable)
 test: deps check-arm64 examples
 	$(SWIFT) build --build-tests $(TEST_FLAGS)
 	$(SWIFT) test --skip-build $(TEST_FLAGS)
@@ -84,6 +84,15 @@ examples: deps
 	$$bin/custom-scheduler $$dir/model --steps 10; \
 	$$bin/custom-scheduler --steps 50; \
 	echo "examples: train-on-tensors, sample-folder and custom-scheduler ran ($$(( $$(date +%s) - start )) s)"
+
+## docs: the tutorial's pictures and numbers, and its page (Documentation/tutorial/README.md from template.md):
+## the Examples package's `tutorial` program in release mode. It trains the chapter-4 model (fmnist-tiny, 2500 steps,
+## about 20-40 minutes on 2 cores) into Examples/.build/tutorial-run, which later runs reuse (delete it to retrain).
+## DOCS_FLAGS: e.g. --quick (a smoke run into a temporary folder), --steps N
+DOCS_FLAGS ?=
+docs: deps
+	$(SWIFT) build -c release --package-path Examples --product tutorial
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE Examples/.build/release/tutorial $(DOCS_FLAGS)
 
 ## bench: release build, then the kernel benchmark (BLAS environment overrides removed)
 bench: deps
