@@ -81,9 +81,10 @@ extension CLITests {
         }
     }
 
-    /// `haze train --precision bf16` (mixed precision): the run records its precision, a resumed
-    /// run continues in it and ends with the bits of an uninterrupted one, and its losses stay near
-    /// float32's while its weights differ from them (the bf16 products did run).
+    /// `haze train --precision bf16` (mixed precision; `auto` picks it on a CPU with AVX512_BF16):
+    /// the run records its precision, a resumed run continues in it and ends with the bits of an
+    /// uninterrupted one, and its losses stay near float32's while its weights differ from them
+    /// (the bf16 products did run).
     func testTrainingInBFloat16ResumesBitExactly() throws {
         guard Precision.bfloat16Available else {
             let refused = try haze(["train", "--data", try writeGrayImages(count: 8, size: 8), "--out", folder + "/r", "--steps", "1", "--precision", "bf16"])
@@ -93,7 +94,8 @@ extension CLITests {
         }
         let common = ["--data", try writeGrayImages(count: 40, size: 28), "--preset", "fmnist-tiny", "--batch-size", "20",
                       "--checkpoint-every", "2", "--sample-every", "0", "--log-every", "1", "--no-tensorboard"]
-        let straight = try haze(["train", "--out", folder + "/straight", "--steps", "4", "--precision", "bf16"] + common)
+        // auto is bf16 on this CPU: the same bits as the bf16 run below.
+        let straight = try haze(["train", "--out", folder + "/straight", "--steps", "4", "--precision", "auto"] + common)
         XCTAssertEqual(straight.status, 0, straight.err)
         XCTAssertTrue(straight.err.contains("bf16 products"), "the start-up report names the precision: \(straight.err)")
         let first = try haze(["train", "--out", folder + "/resumed", "--steps", "2", "--precision", "bf16"] + common)
