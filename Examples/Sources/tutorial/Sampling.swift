@@ -54,15 +54,34 @@ func samplingChapter(_ report: Report, pipeline: DiffusionPipeline, quick: Bool)
     let counts = quick ? [5, 10, 50] : [5, 10, 20, 50, 100, 1000]
     // snippet ddim
     // DDIM (Song et al. 2021, eq. 12) with η = 0: deterministic, and any subsequence of the
-    // timesteps. The same 8 initial noises x_T for every step count (`seed`).
+    // timesteps. "trailing" spacing starts every run at t = T − 1 (Lin et al. 2024), so that all
+    // step counts start from the same x_T; the same 8 initial noises for every step count (`seed`);
+    // x̂₀ is not clipped (see below).
+    var ddim = pipeline.schedulerConfig
+    (ddim.kind, ddim.timestepSpacing, ddim.clipSample) = (.ddim, .trailing, false)
+    let trailing = DiffusionPipeline(model: model, parameters: weights, schedulerConfig: ddim)
     var rows: [Tensor] = []
     var ddimSeconds: [Int: Double] = [:]
     for steps in counts {
         let start = Date()
-        rows.append(try pipeline.sample(count: 8, scheduler: .ddim, steps: steps, eta: 0, seed: 7))
+        rows.append(try trailing.sample(count: 8, steps: steps, eta: 0, seed: 7))
         ddimSeconds[steps] = Date().timeIntervalSince(start) / 8
     }
     // end snippet
+    // The default ("leading") spacing of a DDPM config starts an N-step run at T − T/N instead; and
+    // clipping x̂₀ to [−1, 1] at every step (diffusers' default `clip_sample`) bends the trajectory,
+    // the more the more steps there are.
+    func variant(_ change: (inout SchedulerConfig) -> Void) -> DiffusionPipeline {
+        var config = ddim
+        change(&config)
+        return DiffusionPipeline(model: model, parameters: weights, schedulerConfig: config)
+    }
+    let leading = try variant { $0.timestepSpacing = .leading }.sample(count: 8, steps: 10, seed: 7)
+    report.set("leading-difference-10", Double(meanDifference(leading, rows[counts.firstIndex(of: 10)!])), format: "%.3f")
+    let clipped = variant { $0.clipSample = true }
+    let clippedFew = try clipped.sample(count: 8, steps: 10, seed: 7), clippedMany = try clipped.sample(count: 8, steps: counts.last!, seed: 7)
+    report.set("clipped-difference", Double(meanDifference(clippedFew, clippedMany)), format: "%.3f")
+    report.set("clipped-change", Double(meanDifference(clippedMany, rows.last!)), format: "%.3f")
     try report.grid("ddim-steps.png", Tensor.concatenate(rows, alongAxis: 0), columns: 8)
     report.set("ddim-step-counts", counts.map(String.init).joined(separator: ", "))
     let reference = rows.last!
@@ -75,7 +94,7 @@ func samplingChapter(_ report: Report, pipeline: DiffusionPipeline, quick: Bool)
     // η interpolates between DDIM (0) and a DDPM-like sampler (1): σ_t(η) of eq. 16 adds fresh
     // noise at each step, so the same x_T gives different images.
     let etas: [Float] = [0, 0.5, 1]
-    let byEta = try etas.map { try pipeline.sample(count: 8, scheduler: .ddim, steps: 50, eta: $0, seed: 7) }
+    let byEta = try etas.map { try trailing.sample(count: 8, steps: 50, eta: $0, seed: 7) }
     // end snippet
     try report.grid("ddim-eta.png", Tensor.concatenate(byEta, alongAxis: 0), columns: 8)
     report.set("eta-difference-05", Double(meanDifference(byEta[1], byEta[0])), format: "%.3f")
