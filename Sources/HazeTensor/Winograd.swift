@@ -46,16 +46,20 @@ enum Winograd {
     /// 8×8 when there are more than 16 (at least two items of 16 images in the lanes), and
     /// 16×16, 32×32 and 64×64 planes (`usesRowTiles`) at any batch. Not a function of the thread
     /// count: the two algorithms round differently. (Tests switch `largeTiles` off to compare.)
-    static func usesLargeTiles(n: Int, h: Int, w: Int) -> Bool {
+    /// `forWeightGradient`: the choice of `weightGradient` (see `usesRowTiles`).
+    static func usesLargeTiles(n: Int, h: Int, w: Int, forWeightGradient: Bool = false) -> Bool {
         guard largeTiles && haze_winograd43_available() != 0 && PackedMatrices.available else { return false }
-        return h <= 8 && w <= 8 ? n > 16 : usesRowTiles(h: h, w: w)
+        return h <= 8 && w <= 8 ? n > 16 : usesRowTiles(h: h, w: w, forWeightGradient: forWeightGradient)
     }
     nonisolated(unsafe) static var largeTiles = true
 
     /// Whether F(4×4, 3×3) runs with the tiles along the lanes (haze_winograd43_rows_*): planes 16,
-    /// 32 or 64 wide, in float32 (in bf16 the F(2×2) products take the bf16 kernel).
-    static func usesRowTiles(h: Int, w: Int) -> Bool {
-        haze_winograd43_rows_fit(h, w) != 0 && !(Precision.current == .bfloat16 && Precision.bfloat16Available)
+    /// 32 or 64 wide. In bf16 the forward and input-gradient convolutions there take F(2×2) with
+    /// the bf16 kernel instead; the weight gradient, which has no bf16 kernel, keeps F(4×4) in
+    /// float32 (bf16 training step, same run, alternating, `haze-bench unet --precision bfloat16`:
+    /// faces-64 b16 2627/2588 → 2380/2486 ms, tf-article b32 3063/2916 → 2750/2621 ms).
+    static func usesRowTiles(h: Int, w: Int, forWeightGradient: Bool = false) -> Bool {
+        haze_winograd43_rows_fit(h, w) != 0 && (forWeightGradient || !(Precision.current == .bfloat16 && Precision.bfloat16Available))
     }
 
     /// The transformed weights of one convolution, in the form `convolve` uses them.
@@ -250,7 +254,7 @@ enum Winograd {
     /// nor on the thread count.
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
                                n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
-        if usesLargeTiles(n: n, h: h, w: w) && usesRowTiles(h: h, w: w) {
+        if usesLargeTiles(n: n, h: h, w: w, forWeightGradient: true) && usesRowTiles(h: h, w: w, forWeightGradient: true) {
             // Items of whole images (the bias sums), at least 256 columns.
             let perImage = 16 * h * w / 256, chunk = Swift.max(1, 256 / perImage)
             return weightGradient(g, items: (n + chunk - 1) / chunk, positions: 36, tiles: { $0 * perImage }, c: c, h: h, w: w, o: o,
@@ -265,7 +269,7 @@ enum Winograd {
                                   },
                                   finish: haze_winograd43_weights_gradient)
         }
-        if usesLargeTiles(n: n, h: h, w: w) {
+        if usesLargeTiles(n: n, h: h, w: w, forWeightGradient: true) {
             let t = haze_winograd43_tiles(h, w)
             return weightGradient(g, items: (n + 15) / 16, positions: 36, tiles: { _ in t }, c: c, h: h, w: w, o: o,
                                   images: { (16 * $0, Swift.min(16, n - 16 * $0)) },

@@ -144,4 +144,24 @@ final class BFloat16Tests: XCTestCase {
             }
         }
     }
+
+    /// In bf16 the weight gradient stays float32 (there is no bf16 kernel for it): on the planes
+    /// where the forward switches to F(2×2) in bf16 (16/32/64 wide) it keeps F(4×4) and gives the
+    /// float32 bits, since ∂w of Σ y·g depends only on x and g. The input gradient does take bf16.
+    func testWeightGradientStaysFloat32InBFloat16() throws {
+        try XCTSkipUnless(Precision.bfloat16Available && PackedMatrices.available, "no AVX512_BF16 on this CPU")
+        let saved = Precision.current
+        defer { Precision.current = saved }
+        for (n, c, o, s) in [(2, 32, 64, 32), (3, 64, 32, 16), (1, 8, 8, 64)] {
+            let x = Tensor.normal([n, c, s, s], seed: 5), w = Tensor.normal([o, c, 3, 3], std: 0.05, seed: 6)
+            let g = Tensor.normal([n, o, s, s], seed: 7)
+            func gradients(_ precision: Precision) -> [Tensor] {
+                Precision.current = precision
+                return valueWithGradient(at: [x, w]) { t in (Tensor.conv2d(t[0], weight: t[1], padding: 1) * g).sum() }.1
+            }
+            let (full, lower) = (gradients(.float32), gradients(.bfloat16))
+            XCTAssertEqual(lower[1], full[1], "∂w at \(s)×\(s): float32 in both")
+            XCTAssertNotEqual(lower[0], full[0], "∂x at \(s)×\(s): bf16 products")
+        }
+    }
 }
