@@ -78,7 +78,13 @@ final class Report {
                 if !exists { missing.append("figure \(name)") }
                 replacement = "![\(name)](figures/\(name))"
             }
-            text.replaceSubrange(Range(match.range, in: text)!, with: replacement)
+            // A placeholder indented inside a list item: indent the replacement's lines alike.
+            let range = Range(match.range, in: text)!
+            let lineStart = text[..<range.lowerBound].lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
+            let indent = String(text[lineStart..<range.lowerBound])
+            let indented = indent.allSatisfy({ $0 == " " }) && !indent.isEmpty
+                ? replacement.replacingOccurrences(of: "\n", with: "\n" + indent) : replacement
+            text.replaceSubrange(range, with: indented)
         }
         guard missing.isEmpty else { throw TutorialError("\(template): no \(missing.joined(separator: ", "))") }
         try AtomicFile.write(Data(text.utf8), to: path)
