@@ -95,7 +95,7 @@ struct Evaluate: ParsableCommand {
         let sampled = try samples == nil ? sampleFeatures(network, group: group) : nil
         guard group.isRoot else { return }
         let referenceStats = try referenceStatistics(network)
-        let generated = try sampled ?? datasetFeatures(network, spec: samples!)
+        let generated = try sampled?.features ?? datasetFeatures(network, spec: samples!)
         let stats = SampleMetrics.Statistics(features: generated)
         let fid = SampleMetrics.frechetDistance(stats, referenceStats.statistics)
         let subsets = SampleMetrics.kidSubsets(countA: generated.shape[0], countB: referenceStats.features.shape[0],
@@ -106,6 +106,13 @@ struct Evaluate: ParsableCommand {
             var object: [String: Any] = ["fid": fid, "kid_mean": kid.mean, "kid_std": kid.std, "count": generated.shape[0],
                                          "features": features, "reference": reference]
             if let model { object.merge(["model": model, "scheduler": scheduler, "steps": steps, "eta": eta, "seed": seed]) { $1 } }
+            if let sigmas { object["sigmas"] = sigmas.rawValue }
+            if let sampled {
+                object["model_calls"] = sampled.modelCalls
+                object["sampling_seconds"] = sampled.seconds
+                object["seconds_per_image"] = sampled.seconds / Double(count)
+                object["threads"] = Parallel.threadCount
+            }
             if let samples { object["samples"] = samples }
             try AtomicFile.write(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), to: json)
         }
@@ -154,8 +161,9 @@ struct Evaluate: ParsableCommand {
     }
 
     /// Features of this job's `count` samples, gathered on rank 0 (nil on the other ranks): image k
-    /// is drawn from its own noise stream (`ImageNoise`) by the rank whose share holds it.
-    func sampleFeatures(_ network: FeatureNetwork, group: ProcessGroup) throws -> Tensor? {
+    /// is drawn from its own noise stream (`ImageNoise`) by the rank whose share holds it. Also the
+    /// model calls per image and the wall time of the sampling loops (features excluded).
+    func sampleFeatures(_ network: FeatureNetwork, group: ProcessGroup) throws -> (features: Tensor, modelCalls: Int, seconds: Double)? {
         let location = try ModelLocation.resolve(model!)
         let folder = location.folder
         let (unet, parameters) = try ModelFolder.loadModel(folder)
@@ -175,19 +183,23 @@ struct Evaluate: ParsableCommand {
         let calls = sampler.timesteps.count
         let bar = ProgressBar("sampling", total: batches * calls, itemsPerStep: Double(batchSize) / Double(max(calls, 1)),
                               enabled: group.isRoot)
-        var done = 0, parts: [Tensor] = []
+        var done = 0, parts: [Tensor] = [], seconds = 0.0
         for start in stride(from: mine.lowerBound, to: mine.upperBound, by: batchSize) {
             let n = min(batchSize, mine.upperBound - start)
             let labels = unet.classTableSize.map { classes in (0..<n).map { (start + $0) % max(classes - 1, 1) } }
             var generator = ImageNoise(seed: seed, firstImage: start)
+            let began = Date()
             let x = try loop.run(shape: [n] + shape, steps: steps, classLabels: labels, generator: &generator,
                                  progress: { _, _ in done += 1; bar.update(done) })
+            seconds += Date().timeIntervalSince(began)
             parts.append(network.features(x.clamped(min: -1, max: 1)))
         }
         let local = parts.isEmpty ? [] : Tensor.concatenate(parts, alongAxis: 0).scalars
         let width = network.featureCount
+        // Under mpirun the ranks sample at once: the wall time is the slowest rank's.
+        let slowest = group.gather([Float(seconds)], counts: Array(repeating: 1, count: counts.count))?.max().map(Double.init) ?? seconds
         return group.gather(local, counts: counts.map { $0 * width }).map {
-            Tensor(shape: [count, width], scalars: $0)
+            (Tensor(shape: [count, width], scalars: $0), calls, slowest)
         }
     }
 }

@@ -162,6 +162,12 @@ final class MPITests: XCTestCase {
         XCTAssertEqual(a["fid"], b["fid"])
         XCTAssertEqual(a["kid_mean"], b["kid_mean"])
         XCTAssertNotNil(a["fid"])
+        // The sampling cost is reported: DDIM-3 makes 3 model calls per image, in measurable time.
+        for m in [a, b] {
+            XCTAssertEqual(m["model_calls"], 3)
+            XCTAssertGreaterThan(m["seconds_per_image"] ?? 0, 0)
+            XCTAssertEqual(m["seconds_per_image"] ?? 0, (m["sampling_seconds"] ?? 0) / 40, accuracy: 1e-9)
+        }
     }
 
     /// Ranks given different data (here: a different folder on "each host") stop at start with a
