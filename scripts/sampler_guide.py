@@ -16,7 +16,7 @@ Three phases, each resumable (run the same command again to go on, in this or a 
   report    WORK/report.md (the table) and WORK/sampler-fid.svg (FID against steps, one line per
             sampler), from the cells that exist.
 
-    python3 scripts/sampler_guide.py all --work ~/haze-guide --steps 20000 --max-minutes 150
+    python3 scripts/sampler_guide.py all --work ~/haze-guide --steps 10000 --max-minutes 150
     python3 scripts/sampler_guide.py report --work ~/haze-guide
 
 Only the Python standard library and a release build of haze are needed (--haze, default
@@ -229,7 +229,7 @@ def main():
     parser.add_argument("phase", choices=["train", "evaluate", "report", "all"])
     parser.add_argument("--work", default=os.path.expanduser("~/haze-guide"), help="work folder (default ~/haze-guide)")
     parser.add_argument("--haze", default=os.path.join(REPO, ".build", "release", "haze"), help="the haze executable")
-    parser.add_argument("--steps", type=int, default=20000, help="training steps of the model (default 20000)")
+    parser.add_argument("--steps", type=int, default=10000, help="training steps of the model (default 10000, about 2 hours on 2 cores)")
     parser.add_argument("--count", type=int, default=2000, help="samples per cell (default 2000)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cells", type=parse_cells, default=DEFAULT_CELLS,
