@@ -14,7 +14,7 @@ import Foundation
 /// stays near that of its activations.
 
 /// Zero padding on each side of an image, in pixels.
-public struct Padding2D: Equatable, Sendable {
+public struct Padding2D: Hashable, Sendable {
     /// Pixels added above, below, left and right of the image.
     public var top, bottom, left, right: Int
     /// Padding with its own width on each side.
@@ -61,7 +61,7 @@ struct ConvGeometry {
     /// the weights packed once per call as bf16 pairs, each image one product on the packed bf16
     /// kernel with float32 sums. (In float32 BLAS is as fast as the packed kernel here.)
     var usesBFloat16Pointwise: Bool {
-        ConvolutionAlgorithm.current == .automatic && isPointwise && Precision.current == .bfloat16 && Precision.bfloat16Available
+        ConvolutionAlgorithm.current != .im2col && isPointwise && Precision.current == .bfloat16 && Precision.bfloat16Available
             && PackedMatrices.available
     }
 
@@ -85,7 +85,7 @@ struct ConvGeometry {
     /// Strided convolutions run forward through `haze_conv_direct` where the CPU has AVX-512: no
     /// column matrix, the output channels along the vector lanes. (s2 [64,64,14,14] forward: see
     /// Documentation/speed.md.) Their backward stays im2col + SGEMM.
-    var isDirect: Bool { ConvolutionAlgorithm.current == .automatic && stride > 1 && haze_direct_conv_available() != 0 }
+    var isDirect: Bool { ConvolutionAlgorithm.current != .im2col && stride > 1 && haze_direct_conv_available() != 0 }
 
     /// y = w ⊛ x + bias by `haze_conv_direct`, in items of enough images for ≥ 256 output pixels.
     func convolveDirectly(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: [Float]?,
@@ -135,6 +135,7 @@ extension Tensor {
                                o: weight.shape[0], kh: weight.shape[2], kw: weight.shape[3],
                                stride: stride, padding: padding)
         precondition(geo.ho > 0 && geo.wo > 0, "conv2d: kernel \(weight.shape) larger than padded input \(x.shape)")
+        ConvolutionShapes.note(geo)
         let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
         FlopCounter.add(2 * geo.n * o * p * k)
         let biasValues = bias?.scalars

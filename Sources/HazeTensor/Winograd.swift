@@ -22,6 +22,9 @@ public enum ConvolutionAlgorithm: Sendable {
     /// images with AVX-512), the direct kernel for the forward of strided convolutions on AVX-512
     /// CPUs, im2col + SGEMM elsewhere.
     case automatic
+    /// As `automatic`, with Winograd restricted to F(2×2, 3×3): to compare the tile sizes
+    /// (`haze-bench convs`).
+    case smallTiles
     /// im2col + SGEMM for every convolution (the reference path; tests compare the two).
     case im2col
 
@@ -39,7 +42,7 @@ enum Winograd {
 
     /// Whether a convolution of this geometry runs through Winograd.
     static func applies(_ geo: ConvGeometry) -> Bool {
-        ConvolutionAlgorithm.current == .automatic && geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.padding == Padding2D(1)
+        ConvolutionAlgorithm.current != .im2col && geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.padding == Padding2D(1)
     }
 
     /// Whether `convolve` uses F(4×4, 3×3) on these images, on an AVX-512 CPU: images of at most
@@ -48,7 +51,9 @@ enum Winograd {
     /// count: the two algorithms round differently. (Tests switch `largeTiles` off to compare.)
     /// `forWeightGradient`: the choice of `weightGradient` (see `usesRowTiles`).
     static func usesLargeTiles(n: Int, h: Int, w: Int, forWeightGradient: Bool = false) -> Bool {
-        guard largeTiles && haze_winograd43_available() != 0 && PackedMatrices.available else { return false }
+        guard ConvolutionAlgorithm.current == .automatic && largeTiles && haze_winograd43_available() != 0 && PackedMatrices.available else {
+            return false
+        }
         return h <= 8 && w <= 8 ? n > 16 : usesRowTiles(h: h, w: w, forWeightGradient: forWeightGradient)
     }
     nonisolated(unsafe) static var largeTiles = true

@@ -7,7 +7,7 @@ struct HazeBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "haze-bench",
         abstract: "Benchmarks of Haze's kernels (release builds only; compare with PyTorch in the same run).",
-        subcommands: [Kernels.self, UNetBench.self, DataParallelBench.self]
+        subcommands: [Kernels.self, UNetBench.self, ConvolutionChoices.self, DataParallelBench.self]
     )
 }
 

@@ -37,6 +37,16 @@ enum Workload: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
+/// The network of `--model-config`, else `--preset`, else `--config`, and its name for the JSON.
+func benchmarkModel(config: Workload, preset: String?, modelConfig: String?) throws -> (any DenoisingModel, String) {
+    if let modelConfig { return (try ModelFolder.model(configFile: modelConfig), modelConfig) }
+    if let preset {
+        guard preset == "tf-article" else { throw ValidationError("--preset: only tf-article (the notebook's network at 64×64×3)") }
+        return (try TFArticleUNet(config: TFArticleUNetConfig()), preset)
+    }
+    return (try UNet2DModel(config: config.config), config.rawValue)
+}
+
 struct UNetBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unet",
@@ -68,16 +78,7 @@ struct UNetBench: ParsableCommand {
             guard Precision.bfloat16Available else { throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16") }
         }
         Precision.current = precision
-        let model: any DenoisingModel
-        let workload: String
-        if let modelConfig {
-            (model, workload) = (try ModelFolder.model(configFile: modelConfig), modelConfig)
-        } else if let preset {
-            guard preset == "tf-article" else { throw ValidationError("--preset: only tf-article (the notebook's network at 64×64×3)") }
-            (model, workload) = (try TFArticleUNet(config: TFArticleUNetConfig()), preset)
-        } else {
-            (model, workload) = (try UNet2DModel(config: config.config), config.rawValue)
-        }
+        let (model, workload) = try benchmarkModel(config: config, preset: preset, modelConfig: modelConfig)
         var parameters = model.initialParameters(seed: 0)
         guard let size = model.sampleSize else { throw ValidationError("the model config has no sample size") }
         var generator = RandomGenerator(seed: 1234)

@@ -119,6 +119,7 @@ final class WinogradTests: XCTestCase {
                        (n: 5, c: 9, h: 16, w: 16, o: 33), (n: 1, c: 4, h: 48, w: 16, o: 3),
                        // Channels in fours: ∂w by haze_gemm_nt.
                        (n: 2, c: 16, h: 64, w: 64, o: 4), (n: 5, c: 8, h: 32, w: 32, o: 12), (n: 3, c: 12, h: 16, w: 16, o: 8)].enumerated() {
+            ConvolutionAlgorithm.current = .automatic
             XCTAssertTrue(Winograd.usesLargeTiles(n: s.n, h: s.h, w: s.w), "case \(i)")
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(50 + i))
             let w = Tensor.normal([s.o, s.c, 3, 3], seed: UInt64(60 + i)) * 0.3
@@ -164,5 +165,44 @@ final class TransformedWeightCacheTests: XCTestCase {
             w.withMutableScalars { $0[0] += 1 }
             XCTAssertNotEqual(Tensor.conv2d(x, weight: w, padding: 1), plain)
         }
+    }
+}
+
+/// `ConvolutionShapes`: the calls a body makes, and the path each shape takes per algorithm.
+final class ConvolutionShapesTests: XCTestCase {
+    override func tearDown() { ConvolutionAlgorithm.current = .automatic }
+
+    func testRecordsEveryCallInOrderAndOnlyInside() {
+        let x = Tensor.normal([2, 4, 16, 16], seed: 1), w3 = Tensor.normal([8, 4, 3, 3], seed: 2), w1 = Tensor.normal([4, 8, 1, 1], seed: 3)
+        _ = Tensor.conv2d(x, weight: w3, padding: 1)  // outside: not recorded
+        let calls = ConvolutionShapes.recorded {
+            let h = Tensor.conv2d(x, weight: w3, padding: 1)
+            _ = Tensor.conv2d(h, weight: w1)
+            _ = Tensor.conv2d(x, weight: w3, stride: 2, padding: 1)
+        }
+        XCTAssertEqual(calls, [ConvolutionShapes.Shape(input: [2, 4, 16, 16], weight: [8, 4, 3, 3], stride: 1, padding: Padding2D(1)),
+                               ConvolutionShapes.Shape(input: [2, 8, 16, 16], weight: [4, 8, 1, 1], stride: 1, padding: .zero),
+                               ConvolutionShapes.Shape(input: [2, 4, 16, 16], weight: [8, 4, 3, 3], stride: 2, padding: Padding2D(1))])
+        XCTAssertEqual(calls.map(\.description), ["3×3 [2,4,16,16]→8", "1×1 [2,8,16,16]→4", "3×3 s2 [2,4,16,16]→8"])
+        XCTAssertEqual(ConvolutionShapes.recorded {}, [])
+    }
+
+    func testPathsFollowTheAlgorithm() throws {
+        let wide = ConvolutionShapes.Shape(input: [4, 16, 32, 32], weight: [16, 16, 3, 3], stride: 1, padding: Padding2D(1))
+        let strided = ConvolutionShapes.Shape(input: [4, 16, 32, 32], weight: [16, 16, 3, 3], stride: 2, padding: Padding2D(1))
+        ConvolutionAlgorithm.current = .im2col
+        XCTAssertEqual([wide.forwardPath, strided.forwardPath], ["im2col + SGEMM", "im2col + SGEMM"])
+        try XCTSkipIf(haze_winograd43_available() == 0 || !PackedMatrices.available, "F(4×4) and the direct kernel need AVX-512")
+        ConvolutionAlgorithm.current = .automatic
+        XCTAssertEqual([wide.forwardPath, strided.forwardPath], ["F(4×4), tiles in lanes", "direct (strided)"])
+        ConvolutionAlgorithm.current = .smallTiles
+        XCTAssertEqual([wide.forwardPath, strided.forwardPath], ["F(2×2), packed products", "direct (strided)"])
+        // The small tiles compute the same convolution by another rounding.
+        let x = Tensor.normal(wide.input, seed: 4), w = Tensor.normal(wide.weight, std: 0.2, seed: 5)
+        let small = Tensor.conv2d(x, weight: w, padding: 1)
+        ConvolutionAlgorithm.current = .automatic
+        let large = Tensor.conv2d(x, weight: w, padding: 1)
+        XCTAssertNotEqual(small.scalars, large.scalars)
+        XCTAssertLessThan(zip(small.scalars, large.scalars).map { abs($0 - $1) }.max()!, 1e-4)
     }
 }

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import HazeNN
+import HazeTensor
+
+/// `haze-bench convs`: the algorithm choice of `conv2d` checked against measurement, shape by shape.
+struct ConvolutionChoices: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convs",
+        abstract: "Time every convolution shape of a U-Net with each algorithm, beside the one Haze picks.",
+        discussion: """
+        Records the convolutions of one forward of the network (--config, --preset or --model-config, at
+        --batch), then times each distinct shape, forward and forward + backward (∂x and ∂w), under
+        automatic (Haze's choice: Winograd F(4×4) or F(2×2) for 3×3 stride 1, the direct kernel for strided
+        forwards, SGEMM for 1×1), small-tiles (Winograd restricted to F(2×2)) and im2col. Prints one row per
+        shape (calls per forward, the automatic path, milliseconds per algorithm, the fastest) and the totals
+        over the network's calls; a shape where another algorithm beats the choice by more than 5 % is marked.
+        """)
+
+    @Option(help: "fmnist-s, cifar-ddpm or faces-64.") var config: Workload = .fmnistS
+    @Option(help: "tf-article: the TensorFlow notebook's U-Net at 64×64×3 instead of --config.") var preset: String?
+    @Option(help: "The network of this config.json (a diffusers UNet2DModel or a TFArticleUNet) instead of --config.")
+    var modelConfig: String?
+    @Option(help: "Batch size (default: the workload's: 64 fmnist-s, 8 cifar-ddpm, 16 faces-64 and tf-article).") var batch: Int?
+    @Option(help: "Worker threads.") var threads = 2
+    @Option(help: "Timed calls per algorithm and shape (after 3 warm-ups).") var iterations = 6
+
+    func run() throws {
+        retainFreedMemory()
+        Parallel.threadCount = threads
+        let (model, workload) = try benchmarkModel(config: config, preset: preset, modelConfig: modelConfig)
+        guard let size = model.sampleSize else { throw ValidationError("the model config has no sample size") }
+        let n = batch ?? (modelConfig == nil && preset == nil ? [.fmnistS: 64, .cifarDDPM: 8, .faces64: 16][config]! : 16)
+        let parameters = model.initialParameters(seed: 0)
+        let x = Tensor.normal([n, model.inChannels, size[0], size[1]], seed: 1)
+        let calls = ConvolutionShapes.recorded {
+            _ = model(x, timesteps: Array(repeating: 500, count: n), parameters: parameters)
+        }
+        var shapes: [ConvolutionShapes.Shape] = [], counts: [ConvolutionShapes.Shape: Int] = [:]
+        for shape in calls {
+            if counts[shape] == nil { shapes.append(shape) }
+            counts[shape, default: 0] += 1
+        }
+        print("\(workload), batch \(n), \(threads) threads: \(calls.count) convolutions per forward, \(shapes.count) shapes")
+        let algorithms: [(String, ConvolutionAlgorithm)] = [("automatic", .automatic), ("small-tiles", .smallTiles), ("im2col", .im2col)]
+        print("shape                              calls  automatic path            forward ms: auto / F(2×2) / im2col   fwd+bwd ms: auto / F(2×2) / im2col")
+        var totals = Array(repeating: (forward: 0.0, both: 0.0), count: algorithms.count)
+        var best = (forward: 0.0, both: 0.0)
+        for shape in shapes {
+            ConvolutionAlgorithm.current = .automatic
+            let path = shape.forwardPath
+            let input = Tensor.normal(shape.input, seed: 2), weight = Tensor.normal(shape.weight, std: 0.05, seed: 3)
+            let cotangent = Tensor.conv2d(input, weight: weight, stride: shape.stride, padding: shape.padding)
+            var times: [(forward: Double, both: Double)] = []
+            for (_, algorithm) in algorithms {
+                ConvolutionAlgorithm.current = algorithm
+                let forward = measure(iterations: iterations) {
+                    _ = Tensor.conv2d(input, weight: weight, stride: shape.stride, padding: shape.padding)
+                }
+                let both = measure(iterations: iterations) {
+                    _ = valueWithGradient(at: [input, weight]) { t in
+                        (Tensor.conv2d(t[0], weight: t[1], stride: shape.stride, padding: shape.padding) * cotangent).sum()
+                    }
+                }
+                times.append((forward.medianMs, both.medianMs))
+            }
+            ConvolutionAlgorithm.current = .automatic
+            let count = Double(counts[shape]!)
+            for i in times.indices { totals[i] = (totals[i].forward + count * times[i].forward, totals[i].both + count * times[i].both) }
+            best = (best.forward + count * times.map(\.forward).min()!, best.both + count * times.map(\.both).min()!)
+            let mark = times[0].both > 1.05 * times.map(\.both).min()! || times[0].forward > 1.05 * times.map(\.forward).min()! ? "  ✗" : ""
+            func row(_ values: [Double]) -> String { values.map { String(format: "%7.2f", $0) }.joined(separator: " ") }
+            print(shape.description.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "%4d  ", counts[shape]!)
+                  + path.padding(toLength: 26, withPad: " ", startingAt: 0) + row(times.map(\.forward)) + "          "
+                  + row(times.map(\.both)) + mark)
+        }
+        print("per forward (calls × ms): " + zip(algorithms, totals).map { String(format: "%@ %.1f / %.1f", $0.0.0, $0.1.forward, $0.1.both) }
+            .joined(separator: ", ") + String(format: "; the fastest of each shape %.1f / %.1f (forward / fwd+bwd)", best.forward, best.both))
+    }
+}
