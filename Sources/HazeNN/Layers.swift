@@ -63,6 +63,20 @@ public struct Conv2d: Module {
         Tensor.conv2d(x, weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")),
                       stride: stride, padding: padding)
     }
+
+    /// conv(SiLU(norm(x))), the norm, activation and convolution of a U-Net block: x [N, in, H, W] →
+    /// [N, out, H', W']. With a group norm, training does not keep SiLU(norm(x)) for the backward
+    /// pass but recomputes it there (`Tensor.conv2d(recomputing:from:…)`: the same bits, one
+    /// activation fewer in memory); a batch norm (running statistics) runs as `self(norm(x))`.
+    public func callAsFunction(normalizing x: Tensor, with norm: Norm, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
+        guard norm.kind == .group else { return self(norm(x, p, context, silu: true), p) }
+        let (groups, epsilon) = (norm.groups, norm.epsilon)
+        return Tensor.conv2d(recomputing: { t in
+                                 Tensor.groupNorm(t[0], groups: groups, weight: t[1], bias: t[2], epsilon: epsilon, applyingSiLU: true)
+                             },
+                             from: [x, p.value(key(norm.prefix, "weight")), p.value(key(norm.prefix, "bias"))],
+                             weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")), stride: stride, padding: padding)
+    }
 }
 
 /// Which normalisation a model uses: diffusers' GroupNorm, or (Haze option `norm_type: "batch"`)

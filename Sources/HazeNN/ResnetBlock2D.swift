@@ -47,18 +47,22 @@ public struct ResnetBlock2D: Module {
 
     /// x: [N, in, H, W], temb: [N, T] → [N, out, H, W]
     public func callAsFunction(_ x: Tensor, _ temb: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
-        var h = conv1(norm1(x, p, context, silu: true), p)
+        var h = conv1(normalizing: x, with: norm1, p, context)
         let t = timeProjection(temb.silu(), p)
         let c = h.shape[1]
+        let dropping = context.training && dropout > 0
         switch timeEmbeddingNorm {
+        case .default where !dropping:
+            h = conv2(normalizing: h + t.reshaped(to: [t.shape[0], c, 1, 1]), with: norm2, p, context)
         case .default:
             h = norm2(h + t.reshaped(to: [t.shape[0], c, 1, 1]), p, context, silu: true)
+            h = conv2(h.dropout(probability: dropout, generator: &context.generator), p)
         case .scaleShift:
             let parts = t.reshaped(to: [t.shape[0], 2 * c, 1, 1]).chunked(2, alongAxis: 1)
             h = (norm2(h, p, context) * (parts[0] + 1) + parts[1]).silu()
+            if dropping { h = h.dropout(probability: dropout, generator: &context.generator) }
+            h = conv2(h, p)
         }
-        if context.training && dropout > 0 { h = h.dropout(probability: dropout, generator: &context.generator) }
-        h = conv2(h, p)
         let residual = shortcut.map { $0(x, p) } ?? x
         let out = residual + h
         return outputScaleFactor == 1 ? out : out * (1 / outputScaleFactor)

@@ -10,8 +10,9 @@
 final class TapeNode {
     /// Nodes of the inputs the pullback produces gradients for (`nil`: input not recorded).
     let inputs: [TapeNode?]
-    /// Maps the output gradient to one gradient per input (`nil` where not needed).
-    let pullback: ((Tensor) -> [Tensor?])?
+    /// Maps the output gradient to one gradient per input (`nil` where not needed). Released
+    /// once it has run, which frees the values it captured while the backward pass goes on.
+    var pullback: ((Tensor) -> [Tensor?])?
     /// Accumulated gradient of the output during a backward pass.
     var gradient: Tensor?
 
@@ -85,6 +86,7 @@ func backpropagate(from output: Tensor, seed: Tensor, to leaves: [TapeNode], sha
     for (position, node) in processing.enumerated() {
         if let pullback = node.pullback, let gradient = node.gradient {
             node.gradient = nil  // consumed: free it (leaves have no pullback and keep theirs)
+            node.pullback = nil  // and the activations it saved, once this call returns
             let inputGradients = pullback(gradient)
             for (input, g) in zip(node.inputs, inputGradients) {
                 guard let input, let g else { continue }
@@ -104,7 +106,7 @@ func backpropagate(from output: Tensor, seed: Tensor, to leaves: [TapeNode], sha
 }
 
 /// Copies of `inputs` recorded as leaves of a new tape, and their leaf nodes.
-private func tracking(_ inputs: [Tensor]) -> (tracked: [Tensor], leaves: [TapeNode]) {
+func tracking(_ inputs: [Tensor]) -> (tracked: [Tensor], leaves: [TapeNode]) {
     let leaves = inputs.map { _ in TapeNode(inputs: [], pullback: nil) }
     let tracked = zip(inputs, leaves).map { input, leaf -> Tensor in
         var t = input.detached

@@ -191,6 +191,34 @@ extension Tensor {
         }
     }
 
+    /// conv2d(a, weight, bias) with a = producer(inputs), where `a` is not kept from the forward to
+    /// the backward pass: the pullback recomputes it from `inputs` (recording them), runs the
+    /// convolution's backward, then backpropagates ∂a through the recomputed producer. For a cheap
+    /// producer in front of a convolution — a U-Net block's group norm + SiLU — this holds one
+    /// activation fewer per convolution during training, for one more producer forward in the
+    /// backward pass; the values and gradients are the bits of the plain composition. `producer`
+    /// must be deterministic and free of side effects (no dropout, no running statistics).
+    /// Returns [N, O, HO, WO]; gradients flow to `inputs`, `weight` and `bias`.
+    public static func conv2d(recomputing producer: @escaping ([Tensor]) -> Tensor, from inputs: [Tensor], weight: Tensor,
+                              bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
+        let values = inputs.map(\.detached)
+        let a = producer(values)
+        let y = conv2d(a, weight: weight.detached, bias: bias?.detached, stride: stride, padding: padding)
+        let geo = ConvGeometry(n: a.shape[0], c: a.shape[1], h: a.shape[2], w: a.shape[3], o: weight.shape[0],
+                               kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding)
+        let (w, needInput) = (weight.detached, inputs.contains { $0.node != nil })
+        return record(y, inputs + [weight] + (bias.map { [$0] } ?? [])) { g in
+            let (tracked, leaves) = tracking(values)
+            let recomputed = producer(tracked)
+            let convolution = conv2dBackward(g, x: recomputed.detached, weight: w, geometry: geo, needInput: needInput,
+                                             needBias: bias != nil)
+            let upstream: [Tensor?] = needInput
+                ? backpropagate(from: recomputed, seed: convolution[0]!, to: leaves, shapes: values.map(\.shape))
+                : values.map { _ in nil }
+            return upstream + convolution.dropFirst()
+        }
+    }
+
     /// Convenience with the same padding on all sides.
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int) -> Tensor {
         conv2d(x, weight: weight, bias: bias, stride: stride, padding: Padding2D(padding))

@@ -206,3 +206,30 @@ final class ConvolutionShapesTests: XCTestCase {
         XCTAssertLessThan(zip(small.scalars, large.scalars).map { abs($0 - $1) }.max()!, 1e-4)
     }
 }
+
+/// `conv2d(recomputing:from:…)`: the plain composition's values and gradients, bit for bit.
+final class RecomputedConvolutionInputTests: XCTestCase {
+    func testSameBitsAsThePlainComposition() {
+        let x = Tensor.normal([3, 8, 14, 14], seed: 1), gamma = Tensor.normal([8], seed: 2), beta = Tensor.normal([8], seed: 3)
+        let w = Tensor.normal([6, 8, 3, 3], std: 0.2, seed: 4), b = Tensor.normal([6], seed: 5)
+        let cotangent = Tensor.normal([3, 6, 14, 14], seed: 6)
+        func normalized(_ t: [Tensor]) -> Tensor { Tensor.groupNorm(t[0], groups: 4, weight: t[1], bias: t[2], applyingSiLU: true) }
+        let plain = valueWithGradient(at: [x, gamma, beta, w, b]) { t in
+            (Tensor.conv2d(normalized(t), weight: t[3], bias: t[4], padding: 1) * cotangent).sum()
+        }
+        let fused = valueWithGradient(at: [x, gamma, beta, w, b]) { t in
+            (Tensor.conv2d(recomputing: normalized, from: [t[0], t[1], t[2]], weight: t[3], bias: t[4], padding: Padding2D(1)) * cotangent).sum()
+        }
+        XCTAssertEqual(fused.value.scalars, plain.value.scalars)
+        for (i, (f, p)) in zip(fused.gradients, plain.gradients).enumerated() { XCTAssertEqual(f.scalars, p.scalars, "gradient \(i)") }
+        // Only the weights recorded: ∂w and ∂b alike, nothing asked of the producer.
+        let weightsOnly = valueWithGradient(at: [w, b]) { t in
+            (Tensor.conv2d(recomputing: normalized, from: [x, gamma, beta], weight: t[0], bias: t[1], padding: Padding2D(1)) * cotangent).sum()
+        }
+        XCTAssertEqual(weightsOnly.gradients[0].scalars, plain.gradients[3].scalars)
+        XCTAssertEqual(weightsOnly.gradients[1].scalars, plain.gradients[4].scalars)
+        // Not recorded at all (sampling): the forward alone.
+        let inference = Tensor.conv2d(recomputing: normalized, from: [x, gamma, beta], weight: w, bias: b, padding: Padding2D(1))
+        XCTAssertEqual(inference.scalars, Tensor.conv2d(normalized([x, gamma, beta]), weight: w, bias: b, padding: 1).scalars)
+    }
+}
