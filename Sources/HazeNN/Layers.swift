@@ -68,14 +68,19 @@ public struct Conv2d: Module {
     /// [N, out, H', W']. With a group norm, training does not keep SiLU(norm(x)) for the backward
     /// pass but recomputes it there (`Tensor.conv2d(recomputing:from:…)`: the same bits, one
     /// activation fewer in memory); a batch norm (running statistics) runs as `self(norm(x))`.
-    public func callAsFunction(normalizing x: Tensor, with norm: Norm, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
-        guard norm.kind == .group else { return self(norm(x, p, context, silu: true), p) }
-        let (groups, epsilon) = (norm.groups, norm.epsilon)
-        return Tensor.conv2d(recomputing: { t in
-                                 Tensor.groupNorm(t[0], groups: groups, weight: t[1], bias: t[2], epsilon: epsilon, applyingSiLU: true)
-                             },
-                             from: [x, p.value(key(norm.prefix, "weight")), p.value(key(norm.prefix, "bias"))],
-                             weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")), stride: stride, padding: padding)
+    /// With `scale` γ and `shift` β [N, C], the norm is modulated as `Norm`'s FiLM form:
+    /// conv(SiLU(norm(x) · (1 + γ) + β)).
+    public func callAsFunction(normalizing x: Tensor, with norm: Norm, scale gamma: Tensor? = nil, shift beta: Tensor? = nil,
+                               _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
+        guard norm.kind == .group else {
+            if let gamma, let beta { return self(norm(x, p, context, scale: gamma, shift: beta, silu: true), p) }
+            return self(norm(x, p, context, silu: true), p)
+        }
+        let inputs = [x, p.value(key(norm.prefix, "weight")), p.value(key(norm.prefix, "bias"))] + [gamma, beta].compactMap { $0 }
+        return Tensor.conv2d(recomputing: { t in norm.groupNormalized(t[0], weight: t[1], bias: t[2], scale: t.count > 3 ? t[3] : nil,
+                                                                      shift: t.count > 3 ? t[4] : nil, silu: true) },
+                             from: inputs, weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")),
+                             stride: stride, padding: padding)
     }
 }
 
@@ -114,7 +119,7 @@ public struct Norm: Module {
         let (w, b) = (p.value(key(prefix, "weight")), p.value(key(prefix, "bias")))
         switch kind {
         case .group:
-            return Tensor.groupNorm(x, groups: groups, weight: w, bias: b, epsilon: epsilon, applyingSiLU: silu)
+            return groupNormalized(x, weight: w, bias: b, silu: silu)
         case .batch:
             let (meanKey, varKey) = (key(prefix, "running_mean"), key(prefix, "running_var"))
             var mean = context.buffers[meanKey] ?? p.value(meanKey)
@@ -136,7 +141,16 @@ public struct Norm: Module {
             let y = self(x, p, context) * (gamma.reshaped(to: shape) + 1) + beta.reshaped(to: shape)
             return silu ? y.silu() : y
         }
-        let (w, b) = (p.value(key(prefix, "weight")), p.value(key(prefix, "bias"))), factor = gamma + 1
+        return groupNormalized(x, weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")), scale: gamma,
+                               shift: beta, silu: silu)
+    }
+
+    /// The group norm as a function of its tensors: norm(x) with weight and bias, modulated by
+    /// (1 + γ) and β when given (folded into one per-image affine transform), then SiLU when `silu`.
+    func groupNormalized(_ x: Tensor, weight w: Tensor, bias b: Tensor, scale gamma: Tensor? = nil, shift beta: Tensor? = nil,
+                         silu: Bool) -> Tensor {
+        guard let gamma, let beta else { return Tensor.groupNorm(x, groups: groups, weight: w, bias: b, epsilon: epsilon, applyingSiLU: silu) }
+        let factor = gamma + 1
         return Tensor.groupNorm(x, groups: groups, scale: factor * w, shift: factor * b + beta, epsilon: epsilon, applyingSiLU: silu)
     }
 }

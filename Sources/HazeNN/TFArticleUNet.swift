@@ -168,8 +168,7 @@ struct TFArticleResBlock: Module {
     /// x: [B, Cin, H, W], e: [B, T] → [B, width, H, W]
     func callAsFunction(_ x: Tensor, _ e: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
         let film = timeProjection(e, p).chunked(2, alongAxis: 1)  // γ, β: [B, width] each
-        var h = norm1(conv1(x, p), p, context, scale: film[0], shift: film[1], silu: true)
-        h = norm2(conv2(h, p), p, context, silu: true)
+        let h = norm2(conv2(normalizing: conv1(x, p), with: norm1, scale: film[0], shift: film[1], p, context), p, context, silu: true)
         return h + (shortcut.map { $0(x, p) } ?? x)
     }
 }
