@@ -45,11 +45,11 @@ test-portable: deps
 	done
 
 ## check-arm64: compile every C file of Haze (CHazeKernels, CHazeMPI, CJPEGShim, the CPNG and CZlib shims)
-## for aarch64 Linux with Swift's clang (CLANG, beside SWIFT) against Debian's cross headers (libc6-dev-arm64-cross, installed
+## for aarch64 Linux with Swift's clang (CLANG: beside SWIFT, symlinks resolved; else clang on PATH) against Debian's cross headers (libc6-dev-arm64-cross, installed
 ## when missing): the portable paths behind the x86-64 guards must compile there. A few seconds; compiles
 ## only (no Swift, no linking, nothing runs). Library headers without an arm64 copy (libjpeg, libpng, zlib)
 ## are the host's, which are the same on both (the two shims are skipped when those are missing).
-CLANG ?= $(dir $(SWIFT))clang
+CLANG ?= $(shell c=$$(dirname "$$(readlink -f '$(SWIFT)' 2>/dev/null || echo '$(SWIFT)')")/clang; [ -x "$$c" ] && echo "$$c" || command -v clang || echo clang)
 ARM64_FLAGS := --target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu -O2 -Wall -Werror=implicit-function-declaration
 check-arm64:
 	@[ -f /usr/aarch64-linux-gnu/include/stdio.h ] || { SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
