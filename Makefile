@@ -116,13 +116,15 @@ demo: deps
 
 ## install: release build of `haze`, installed as $(DESTDIR)$(PREFIX)/bin/haze with its help: each command's
 ## `--help` as text in share/doc/haze/ (haze.txt, haze-COMMAND.txt) and all of them in one man page,
-## share/man/man1/haze.1 (`man haze`). The version is `haze --version` (Haze.version in Sources/haze/Haze.swift).
+## share/man/man1/haze.1 (`man haze`), and evaluate's classifier weights in share/haze/. The version is `haze --version` (Haze.version in Sources/haze/Haze.swift).
 ## HAZE_COMMANDS must be the subcommands `haze --help` lists; the install stops if they differ.
-## uninstall: removes exactly those files (and share/doc/haze when it is left empty).
+## uninstall: removes exactly those files, the reference statistics evaluate cached beside the classifier, and
+## share/doc/haze, share/haze when they are left empty.
 PREFIX ?= /usr/local
 BINDIR = $(DESTDIR)$(PREFIX)/bin
 MAN1DIR = $(DESTDIR)$(PREFIX)/share/man/man1
 HAZE_DOCDIR = $(DESTDIR)$(PREFIX)/share/doc/haze
+HAZE_DATADIR = $(DESTDIR)$(PREFIX)/share/haze
 HAZE_COMMANDS := train sample inpaint interpolate encode noise evaluate train-classifier predict inspect
 # Help text as roff no-fill lines: backslashes and hyphens escaped, every line started with \& (so that
 # a leading . or ' is text, not a request).
@@ -135,6 +137,7 @@ install: deps
 	  echo "make install: haze --help lists '$$listed', HAZE_COMMANDS is '$(HAZE_COMMANDS)'"; exit 1; fi
 	install -d $(BINDIR) $(MAN1DIR) $(HAZE_DOCDIR)
 	install -m 755 .build/release/haze $(BINDIR)/haze
+	install -d $(HAZE_DATADIR) && install -m 644 assets/fmnist-classifier.safetensors $(HAZE_DATADIR)/
 	@set -e; haze=.build/release/haze; version=$$($$haze --version); \
 	$$haze --help > $(HAZE_DOCDIR)/haze.txt; \
 	for c in $(HAZE_COMMANDS); do $$haze $$c --help > $(HAZE_DOCDIR)/haze-$$c.txt; done; \
@@ -148,11 +151,12 @@ install: deps
 	  printf '.SH VERSION\n%s (see CHANGELOG.md in the source)\n' "$$version"; \
 	  printf '.SH SEE ALSO\nREADME.md and Documentation/ in the Haze source tree.\n'; \
 	} > $(MAN1DIR)/haze.1; \
-	echo "installed haze $$version: $(BINDIR)/haze, $(MAN1DIR)/haze.1, $(HAZE_DOCDIR)/haze*.txt"
+	echo "installed haze $$version: $(BINDIR)/haze, $(MAN1DIR)/haze.1, $(HAZE_DOCDIR)/haze*.txt, $(HAZE_DATADIR)/fmnist-classifier.safetensors"
 
 uninstall:
 	rm -f $(BINDIR)/haze $(MAN1DIR)/haze.1 $(HAZE_DOCDIR)/haze.txt $(foreach c,$(HAZE_COMMANDS),$(HAZE_DOCDIR)/haze-$(c).txt)
-	rmdir $(HAZE_DOCDIR) 2>/dev/null || true
+	rm -f $(HAZE_DATADIR)/fmnist-classifier.safetensors $(HAZE_DATADIR)/fmnist-classifier.safetensors.*.stats.safetensors
+	rmdir $(HAZE_DOCDIR) $(HAZE_DATADIR) 2>/dev/null || true
 
 ## fixtures: regenerate the PyTorch/diffusers/scipy fixtures (needs ../shared/reference's venv)
 PY ?= $(HOME)/haze-ref-venv/bin/python

@@ -68,7 +68,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "fashion-mnist or a dataset folder (its test split), or a .stats.safetensors file.") var reference = "fashion-mnist"
     @Option(help: "Features: classifier (Haze's Fashion-MNIST CNN, 128-d) or inception (FID InceptionV3, 2048-d).") var features = "classifier"
-    @Option(help: "Classifier weights.") var classifier = "assets/fmnist-classifier.safetensors"
+    @Option(help: "Classifier weights (default: assets/fmnist-classifier.safetensors in the working directory, else the copy `make install` puts in PREFIX/share/haze).")
+    var classifier: String?
     @Option(help: "FID InceptionV3 weights as safetensors (pytorch-fid's, converted: see the README).")
     var inceptionWeights = "assets/pt_inception-2015-12-05.safetensors"
     @Option(help: "Write the metrics as JSON here.") var json: String?
@@ -91,7 +92,7 @@ struct Evaluate: ParsableCommand {
     /// Under mpirun the ranks share the sampling; rank 0 gathers the features and computes the
     /// metrics (the reference statistics and the dataset features are rank 0's work alone).
     func evaluate(_ group: ProcessGroup) throws {
-        let network = try FeatureNetwork(kind: features, weights: features == "classifier" ? classifier : inceptionWeights)
+        let network = try FeatureNetwork(kind: features, weights: features == "classifier" ? classifierPath : inceptionWeights)
         let sampled = try samples == nil ? sampleFeatures(network, group: group) : nil
         guard group.isRoot else { return }
         let referenceStats = try referenceStatistics(network)
@@ -118,6 +119,19 @@ struct Evaluate: ParsableCommand {
         }
     }
 
+    /// `--classifier`, else assets/fmnist-classifier.safetensors here, else the installed copy in
+    /// PREFIX/share/haze beside PREFIX/bin/haze (the first of these that exists).
+    var classifierPath: String {
+        if let classifier { return classifier }
+        let local = "assets/fmnist-classifier.safetensors"
+        guard !FileManager.default.fileExists(atPath: local), let executable = Bundle.main.executableURL?.resolvingSymlinksInPath() else {
+            return local
+        }
+        let installed = executable.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("share/haze/fmnist-classifier.safetensors").path
+        return FileManager.default.fileExists(atPath: installed) ? installed : local
+    }
+
     /// Statistics and features of the reference split, cached as `<weights>.<name>.test.stats.safetensors`
     /// (recomputed when the cache was made with other weights or another number of images).
     func referenceStatistics(_ network: FeatureNetwork) throws -> (statistics: SampleMetrics.Statistics, features: Tensor) {
@@ -142,8 +156,12 @@ struct Evaluate: ParsableCommand {
             return (SampleMetrics.Statistics(features: feats), feats)
         }
         let feats = network.features(of: data, count: data.count, label: "reference features")
-        try SafeTensors(tensors: ["features": feats], metadata: ["reference": reference, "split": "test", "features": features,
-                                                                  "weights": signature]).write(to: cache)
+        do {
+            try SafeTensors(tensors: ["features": feats], metadata: ["reference": reference, "split": "test", "features": features,
+                                                                      "weights": signature]).write(to: cache)
+        } catch {  // e.g. weights installed read-only: the statistics are used, only not cached
+            FileHandle.standardError.write(Data("note: reference features not cached (\(error))\n".utf8))
+        }
         return (SampleMetrics.Statistics(features: feats), feats)
     }
 
