@@ -66,7 +66,7 @@ public struct Conv2d: Module {
 
     /// conv(SiLU(norm(x))), the norm, activation and convolution of a U-Net block: x [N, in, H, W] →
     /// [N, out, H', W']. With a group norm, training does not keep SiLU(norm(x)) for the backward
-    /// pass but recomputes it there (`Tensor.conv2d(recomputing:from:…)`: the same bits, one
+    /// pass but recomputes it there (`Tensor.conv2d(recomputing:from:…)`: the same values, one
     /// activation fewer in memory); a batch norm (running statistics) runs as `self(norm(x))`.
     /// With `scale` γ and `shift` β [N, C], the norm is modulated as `Norm`'s FiLM form:
     /// conv(SiLU(norm(x) · (1 + γ) + β)).

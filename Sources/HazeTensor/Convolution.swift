@@ -196,7 +196,8 @@ extension Tensor {
     /// convolution's backward, then backpropagates ∂a through the recomputed producer. For a cheap
     /// producer in front of a convolution — a U-Net block's group norm + SiLU — this holds one
     /// activation fewer per convolution during training, for one more producer forward in the
-    /// backward pass; the values and gradients are the bits of the plain composition. `producer`
+    /// backward pass; its value and gradients are the bits of the plain composition (within a
+    /// larger graph the tape may sum an input's gradient contributions in another order). `producer`
     /// must be deterministic and free of side effects (no dropout, no running statistics).
     /// Returns [N, O, HO, WO]; gradients flow to `inputs`, `weight` and `bias`.
     public static func conv2d(recomputing producer: @escaping ([Tensor]) -> Tensor, from inputs: [Tensor], weight: Tensor,
