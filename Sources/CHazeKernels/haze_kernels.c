@@ -305,8 +305,15 @@ MULTIVERSION void haze_im2col(const float *x, float *cols, long first_image, lon
             for (long b = 0; b < images; b++) {
                 const float *restrict plane = x + ((first_image + b) * c + row / (kh * kw)) * h * w;
                 float *restrict dst = cols + row * ld + b * p;
-#pragma clang loop vectorize(assume_safety) vectorize_width(16) vectorize_predicate(enable)
-                for (long q = 0; q < p; q++) dst[q] = offsets[q] >= 0 ? plane[offsets[q]] : 0.0f;
+                // Every lane reads a pixel inside the plane (the padding's lanes read pixel 0 and
+                // drop it), and the tail is scalar: no masked gather or predicated access whose
+                // masked-off lanes an emulator might still touch (a qemu AVX2 run faulted here).
+#pragma clang loop vectorize(assume_safety) vectorize_width(16)
+                for (long q = 0; q < p; q++) {
+                    const int at_q = offsets[q];
+                    const float v = plane[at_q >= 0 ? at_q : 0];
+                    dst[q] = at_q >= 0 ? v : 0.0f;
+                }
             }
         }
         free(at);
@@ -355,7 +362,8 @@ MULTIVERSION void haze_col2im(const float *cols, float *dx, long first_image, lo
                 const int *restrict offsets = at + ij * p;
                 const float *restrict src = cols + (ci * kh * kw + ij) * ld + b * p;
                 // For one (i, j) the outputs read distinct pixels: no two lanes add to the same place.
-#pragma clang loop vectorize(assume_safety) vectorize_width(16) vectorize_predicate(enable)
+                // No predicated tail (see haze_im2col: an emulator faulted on masked-off lanes).
+#pragma clang loop vectorize(assume_safety) vectorize_width(16)
                 for (long q = 0; q < p; q++)
                     if (offsets[q] >= 0) plane[offsets[q]] += src[q];
             }
