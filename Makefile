@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist libopenblas-dev pkg-config zlib1g-dev l
 # Release builds of the tests are much faster at numeric work than debug builds.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test test-portable check-arm64 examples bench demo install uninstall fixtures test-scripts soak test-asan test-tsan fuzz clean
+.PHONY: deps build test test-portable check-arm64 test-arm64 examples bench demo install uninstall fixtures test-scripts soak test-asan test-tsan fuzz clean
 
 ## deps: install the Debian packages Haze needs (only those missing; needs root or sudo)
 deps:
@@ -23,8 +23,8 @@ deps:
 build: deps
 	$(SWIFT) build
 
-## test: check-arm64 (seconds), the examples (about a minute), then build and run every test (release mode, @testable)
-test: deps check-arm64 examples
+## test: check-arm64 and test-arm64 (seconds), the examples (about a minute), then build and run every test (release mode, @testable)
+test: deps check-arm64 test-arm64 examples
 	$(SWIFT) build --build-tests $(TEST_FLAGS)
 	$(SWIFT) test --skip-build $(TEST_FLAGS)
 
@@ -68,6 +68,23 @@ check-arm64:
 	    $(CLANG) $(ARM64_FLAGS) -idirafter $$host -fsyntax-only -x c Sources/$${m%%:*}/shim.h; n=$$((n+1)); \
 	  else echo "check-arm64: no $${m#*:} (make deps), Sources/$${m%%:*}/shim.h skipped"; fi; done; \
 	echo "check-arm64: $$n C files compile for aarch64 Linux ($$(( $$(date +%s) - start )) s)"
+
+## test-arm64: the bf16 products on aarch64 (Tests/arm64/gemm_bf16.c, with haze_gemm_bf16*.c and haze_gemm.c),
+## linked statically with Swift's clang against Debian's cross libraries (libc6-dev-arm64-cross,
+## libgcc-12-dev-arm64-cross; qemu-user for qemu-aarch64; installed when missing) and run on two
+## emulated CPUs: `max` (ARMv8.6 BF16: the BFDOT kernel must be chosen) and cortex-a72 (none: the
+## portable loop). A few seconds.
+ARM64_GCC := $(firstword $(wildcard /usr/lib/gcc-cross/aarch64-linux-gnu/*/libgcc.a))
+test-arm64:
+	@if [ ! -f /usr/aarch64-linux-gnu/lib/crt1.o ] || [ -z "$(ARM64_GCC)" ] || ! command -v qemu-aarch64 >/dev/null; then \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libc6-dev-arm64-cross libgcc-12-dev-arm64-cross qemu-user; fi
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	$(CLANG) $(ARM64_FLAGS) --gcc-toolchain=/usr -fuse-ld=lld -static -I Sources/CHazeKernels/include -o $$dir/gemm_bf16 \
+	  Tests/arm64/gemm_bf16.c Sources/CHazeKernels/haze_gemm_bf16.c Sources/CHazeKernels/haze_gemm_bf16_arm.c \
+	  Sources/CHazeKernels/haze_gemm.c -lm -lpthread; \
+	qemu-aarch64 -cpu max $$dir/gemm_bf16 "Arm BF16"; \
+	qemu-aarch64 -cpu cortex-a72 $$dir/gemm_bf16 none
 
 ## examples: build the Examples package (a separate package that uses Haze by path, as a user's project does;
 ## debug build) and run its programs on a temporary folder: train-on-tensors for 5 steps, sample-folder on the

@@ -57,12 +57,11 @@ struct ConvGeometry {
         haze_im2col(x, cols, b0, images, c, h, w, kh, kw, stride, padding.top, padding.left, ho, wo)
     }
 
-    /// Whether the forward of this 1×1 convolution runs in bf16 (`Precision.current`, AVX512_BF16):
+    /// Whether the forward of this 1×1 convolution runs in bf16 (`Precision.current`, a bf16 kernel):
     /// the weights packed once per call as bf16 pairs, each image one product on the packed bf16
     /// kernel with float32 sums. (In float32 BLAS is as fast as the packed kernel here.)
     var usesBFloat16Pointwise: Bool {
         ConvolutionAlgorithm.current != .im2col && isPointwise && Precision.current == .bfloat16 && Precision.bfloat16Available
-            && PackedMatrices.available
     }
 
     /// y [N, rows, H, W] = A · x per image (+ bias) for x [N, A.columns, H, W]: items of whole

@@ -4,17 +4,18 @@ import CHazeKernels
 /// convolution against the tiles of every work item. With AVX-512 they are packed once per
 /// convolution for `haze_gemm_packed` (CHazeKernels/haze_gemm.c), which then reads B in place:
 /// no per-call packing, which is much of a BLAS call's cost at the small sizes where `Winograd`
-/// uses it. Elsewhere they are kept as they are and the products go to BLAS.
+/// uses it. In bf16 (`Precision.current`, on any CPU with a bf16 kernel) they are packed as bf16
+/// pairs for `haze_gemm_packed_bf16`. Elsewhere they are kept as they are and the products go to BLAS.
 struct PackedMatrices {
     let rows, columns, count: Int
     private let values: [Float]
     private let stride: Int  // floats between consecutive matrices in `values`
-    /// With `Precision.current == .bfloat16` (where the CPU has AVX512_BF16): the matrices as bf16
+    /// With `Precision.current == .bfloat16` (where the CPU has a bf16 kernel): the matrices as bf16
     /// pairs along K for `haze_gemm_packed_bf16`, `pairStride` words apart.
     private var pairs: [UInt32]? = nil
     private var pairStride = 0
 
-    /// Whether the packed kernel runs on this CPU.
+    /// Whether the packed float32 kernel runs on this CPU (AVX-512).
     static let available = haze_gemm_packed_available() != 0
 
     /// `count` matrices A_i [rows, columns], A_i at a + i · rows · columns, row-major. With
@@ -22,7 +23,8 @@ struct PackedMatrices {
     init(_ a: UnsafePointer<Float>, count: Int = 1, rows: Int, columns: Int, bfloat16Allowed: Bool = true) {
         (self.rows, self.columns, self.count) = (rows, columns, count)
         let size = rows * columns
-        guard Self.available else {
+        // Packed for the float32 kernel (AVX-512) or, in bf16, on the way to the bf16 pairs.
+        guard Self.available || bfloat16Allowed && Precision.current == .bfloat16 && Precision.bfloat16Available else {
             stride = size
             values = Array(UnsafeBufferPointer(start: a, count: count * size))
             return
@@ -59,7 +61,7 @@ struct PackedMatrices {
 
     /// Keeps a bf16 copy of the packed matrices when `Precision.current` asks for bf16 products.
     private mutating func roundToBFloat16IfAsked() {
-        guard Precision.current == .bfloat16, Self.available, Precision.bfloat16Available else { return }
+        guard Precision.current == .bfloat16, Precision.bfloat16Available else { return }
         let size = haze_gemm_packed_bf16_size(rows, columns)
         let (rows, columns, count, stride) = (self.rows, self.columns, self.count, self.stride)
         pairs = values.withUnsafeBufferPointer { v in
@@ -94,18 +96,22 @@ struct PackedMatrices {
     }
 }
 
-/// The precision of the products that have a bf16 path: today the packed AVX-512 products of the
-/// Winograd F(2×2, 3×3) convolutions. F(4×4, 3×3) stays float32: its transforms (coefficients up
+/// The precision of the products that have a bf16 path: the packed products of the Winograd
+/// F(2×2, 3×3) convolutions and of the 1×1 convolutions. F(4×4, 3×3) stays float32: its transforms (coefficients up
 /// to 8 and 1/24) turn bf16's 2⁻⁹ input rounding into a 2 % RMS error of the output, against
 /// about 0.4 % for F(2×2) (BFloat16Tests).
 public enum Precision: String, CaseIterable, Sendable, Codable {
     /// Everything in float32 (the default; bit-for-bit reproducible).
     case float32
-    /// bfloat16 inputs, float32 sums, where the CPU has AVX512_BF16; float32 elsewhere.
+    /// bfloat16 inputs, float32 sums, where the CPU has a bf16 kernel (`bfloat16Kernel`).
     case bfloat16
 
     /// The precision of the products packed from now on (set before a model runs; not synchronised).
     nonisolated(unsafe) public static var current = Precision.float32
-    /// Whether this CPU multiplies bf16 (AVX512_BF16).
+    /// Whether this CPU multiplies bf16: AMX-BF16, AVX512_BF16 or ARMv8.6 BF16.
     public static let bfloat16Available = haze_gemm_bf16_available() != 0
+    /// The bf16 kernel this CPU runs ("AMX-BF16", "AVX512_BF16", "Arm BF16"; nil where there is none).
+    public static let bfloat16Kernel = haze_gemm_bf16_kernel().map { String(cString: $0) }
+    /// The instruction sets with a bf16 kernel, for messages.
+    public static let bfloat16Kernels = "AVX512_BF16, AMX-BF16 or ARMv8.6 BF16"
 }

@@ -85,7 +85,7 @@ enum Winograd {
     /// runs.) In bf16 (`Precision`) every size takes the packed products: the bf16 kernel is there only.
     static func usesPackedProducts(perImage: Int, c: Int) -> Bool {
         let bfloat16 = Precision.current == .bfloat16 && Precision.bfloat16Available
-        return PackedMatrices.available && (bfloat16 || (perImage <= 64 || perImage % 16 == 0) && c <= 256)
+        return bfloat16 || PackedMatrices.available && (perImage <= 64 || perImage % 16 == 0) && c <= 256
     }
 
     /// The transformed weights of w [O, C, 3, 3] for `convolve` on n images of h × w; with `flip`,

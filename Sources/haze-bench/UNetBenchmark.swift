@@ -68,14 +68,14 @@ struct UNetBench: ParsableCommand {
     @Option(help: "Worker threads.") var threads = 2
     @Option(help: "Timed calls (after 3 warm-ups).") var iterations = 10
     @Option(help: "Convolution algorithm: automatic (Winograd for 3×3 stride-1 padding-1) or im2col.") var conv: ConvolutionChoice = .automatic
-    @Option(help: "float32, or bfloat16 (the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, AVX512_BF16; in train mode the forward and input-gradient products).") var precision: Precision = .float32
+    @Option(help: "float32, or bfloat16 (the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on AVX512_BF16, AMX-BF16 or ARMv8.6 BF16; in train mode the forward and input-gradient products).") var precision: Precision = .float32
 
     func run() throws {
         retainFreedMemory()
         Parallel.threadCount = threads
         ConvolutionAlgorithm.current = conv.algorithm
         if precision == .bfloat16 {
-            guard Precision.bfloat16Available else { throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16") }
+            guard Precision.bfloat16Available else { throw ValidationError("--precision bfloat16 needs a CPU with bf16 products (\(Precision.bfloat16Kernels))") }
         }
         Precision.current = precision
         let (model, workload) = try benchmarkModel(config: config, preset: preset, modelConfig: modelConfig)
@@ -123,7 +123,7 @@ struct UNetBench: ParsableCommand {
             "workload": workload, "mode": mode.rawValue, "batch": batch, "threads": threads,
             "median_ms": timing.medianMs, "min_ms": timing.minMs, "gflop_per_call": flops / 1e9,
             "gflops": flops / timing.medianMs / 1e6, "peak_rss_mb": peakRSSMB,
-            "params": model.parameterCount, "precision": precision.rawValue, "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,
+            "params": model.parameterCount, "precision": precision.rawValue, "bf16_kernel": precision == .bfloat16 ? Precision.bfloat16Kernel ?? "none" : "none", "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .withoutEscapingSlashes])
         print(String(decoding: data, as: UTF8.self))

@@ -36,7 +36,7 @@ struct ComputeOptions: ParsableArguments {
         }
         if report && group.isRoot {
             let ranks = group.usesMPI ? "; MPI: \(group.size) ranks, \(group.localSize) on this host" : ""
-            let lower = Precision.current == .bfloat16 ? "; bf16 products (Winograd F(2×2), 1×1 convolutions)" : ""
+            let lower = Precision.current == .bfloat16 ? "; bf16 products on \(Precision.bfloat16Kernel ?? "none") (Winograd F(2×2), 1×1 convolutions)" : ""
             FileHandle.standardError.write(Data("compute: \(computeDescription)\(ranks)\(lower)\n".utf8))
         }
     }
@@ -58,7 +58,7 @@ struct PrecisionOption: ParsableArguments {
         }
     }
 
-    @Option(help: "f32 (float32, the default), bf16 (bfloat16: the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on CPUs with AVX512_BF16; about 0.4 % RMS error per convolution; in training the forward and input-gradient products, with float32 weights, gradients and AdamW), or auto (bf16 where the CPU has AVX512_BF16, else f32).")
+    @Option(help: "f32 (float32, the default), bf16 (bfloat16: the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on CPUs with bf16 products (AVX512_BF16, AMX-BF16, ARMv8.6 BF16); about 0.4 % RMS error per convolution; in training the forward and input-gradient products, with float32 weights, gradients and AdamW), or auto (bf16 where the CPU has them, else f32).")
     var precision: Choice?
 
     /// The precision asked for, or `fallback` when --precision is not given.
@@ -68,7 +68,7 @@ struct PrecisionOption: ParsableArguments {
         case .f32: return .float32
         case .auto: return Precision.bfloat16Available ? .bfloat16 : .float32
         case .bf16:
-            guard Precision.bfloat16Available else { throw ValidationError("--precision bf16 needs a CPU with AVX512_BF16; this one has none (use f32 or auto)") }
+            guard Precision.bfloat16Available else { throw ValidationError("--precision bf16 needs a CPU with bf16 products (\(Precision.bfloat16Kernels)); this one has none (use f32 or auto)") }
             return .bfloat16
         }
     }
@@ -78,7 +78,7 @@ struct PrecisionOption: ParsableArguments {
     func apply(fallback: Precision = .float32) throws -> Precision {
         let chosen = try resolved(fallback: fallback)
         guard chosen == .float32 || Precision.bfloat16Available else {
-            throw ValidationError("this run computes in bf16, which needs a CPU with AVX512_BF16; this one has none: give --precision f32")
+            throw ValidationError("this run computes in bf16, which needs a CPU with bf16 products (\(Precision.bfloat16Kernels)); this one has none: give --precision f32")
         }
         Precision.current = chosen
         return chosen

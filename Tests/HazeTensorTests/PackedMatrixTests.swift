@@ -54,8 +54,22 @@ final class BFloat16Tests: XCTestCase {
         return Float(bitPattern: ((u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16) << 16)
     }
 
+    /// The switch (haze_gemm_bf16.c) follows CPUID: on x86-64 the AVX512_BF16 kernel (or AMX-BF16,
+    /// which needs it too) exactly where the CPU has AVX512_BF16, none elsewhere (the emulated CPUs of
+    /// `make test-portable`). The aarch64 side is `make test-arm64`.
+    func testKernelFollowsTheCPU() {
+        XCTAssertEqual(Precision.bfloat16Available, Precision.bfloat16Kernel != nil)
+        #if arch(x86_64)
+        if CPUFeatures.current.avx512BF16 {
+            XCTAssertTrue(["AVX512_BF16", "AMX-BF16"].contains(Precision.bfloat16Kernel ?? "none"), "\(Precision.bfloat16Kernel ?? "none")")
+        } else {
+            XCTAssertNil(Precision.bfloat16Kernel)
+        }
+        #endif
+    }
+
     func testProductsOfRoundedInputs() throws {
-        try XCTSkipUnless(Precision.bfloat16Available && PackedMatrices.available, "no AVX512_BF16 on this CPU")
+        try XCTSkipUnless(Precision.bfloat16Available, "no bf16 kernel on this CPU")
         let saved = Precision.current
         defer { Precision.current = saved }
         Precision.current = .bfloat16
@@ -97,7 +111,7 @@ final class BFloat16Tests: XCTestCase {
     /// each output is a float32 sum of C products of bf16-rounded inputs, so its error is at most
     /// 2⁻⁸ Σ|w x| + C·2⁻²⁴ of it (the bound of `testProductsOfRoundedInputs`), checked per value.
     func testPointwiseConvolutionsInBFloat16() throws {
-        try XCTSkipUnless(Precision.bfloat16Available && PackedMatrices.available, "no AVX512_BF16 on this CPU")
+        try XCTSkipUnless(Precision.bfloat16Available, "no bf16 kernel on this CPU")
         let saved = Precision.current
         defer { Precision.current = saved }
         for (i, (n, c, o, s)) in [(2, 64, 384, 16), (3, 96, 64, 8), (1, 5, 7, 4)].enumerated() {
@@ -124,7 +138,7 @@ final class BFloat16Tests: XCTestCase {
     /// Winograd F(2×2) convolutions with bf16 products against float32: the error stays within a
     /// few bf16 roundings of the output's scale; F(4×4) (32 images of 7×7) stays float32.
     func testWinogradConvolutionsInBFloat16() throws {
-        try XCTSkipUnless(Precision.bfloat16Available && PackedMatrices.available, "no AVX512_BF16 on this CPU")
+        try XCTSkipUnless(Precision.bfloat16Available, "no bf16 kernel on this CPU")
         let saved = Precision.current
         defer { Precision.current = saved }
         for (n, c, o, s) in [(4, 64, 64, 14), (32, 128, 128, 7), (8, 128, 128, 8), (2, 32, 32, 64)] {
@@ -149,7 +163,7 @@ final class BFloat16Tests: XCTestCase {
     /// where the forward switches to F(2×2) in bf16 (16/32/64 wide) it keeps F(4×4) and gives the
     /// float32 bits, since ∂w of Σ y·g depends only on x and g. The input gradient does take bf16.
     func testWeightGradientStaysFloat32InBFloat16() throws {
-        try XCTSkipUnless(Precision.bfloat16Available && PackedMatrices.available, "no AVX512_BF16 on this CPU")
+        try XCTSkipUnless(Precision.bfloat16Available, "no bf16 kernel on this CPU")
         let saved = Precision.current
         defer { Precision.current = saved }
         for (n, c, o, s) in [(2, 32, 64, 32), (3, 64, 32, 16), (1, 8, 8, 64)] {

@@ -96,11 +96,14 @@ void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, l
                       int accumulate);
 
 /// The bf16 products (haze_gemm_bf16.c): A packed as pairs of bf16 along K from haze_gemm_pack's
-/// float layout (haze_gemm_pack_bf16, haze_gemm_packed_bf16_size 32-bit words), B float32 rounded
-/// to bf16 as it is read, float32 sums. Fast where haze_gemm_bf16_available() (AVX512_BF16).
+/// float layout (haze_gemm_pack_bf16, haze_gemm_packed_bf16_size 32-bit words, a layout that
+/// depends on the kernel), B float32 rounded to bf16 as it is read, float32 sums. Fast where
+/// haze_gemm_bf16_available(): AMX-BF16, AVX512_BF16 or ARMv8.6 BF16, which haze_gemm_bf16_kernel
+/// names ("AMX-BF16", "AVX512_BF16", "Arm BF16"; NULL where there is none).
 long haze_gemm_packed_bf16_size(long m, long k);
 void haze_gemm_pack_bf16(const float *packed, uint32_t *out, long m, long k);
 int haze_gemm_bf16_available(void);
+const char *haze_gemm_bf16_kernel(void);
 void haze_gemm_packed_bf16(const uint32_t *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                            int accumulate);
 
