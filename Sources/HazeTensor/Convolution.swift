@@ -58,8 +58,8 @@ struct ConvGeometry {
     }
 
     /// Whether the forward of this 1×1 convolution runs in bf16 (`Precision.current`, a bf16 kernel):
-    /// the weights packed once per call as bf16 pairs, each image one product on the packed bf16
-    /// kernel with float32 sums. (In float32 BLAS is as fast as the packed kernel here.)
+    /// the weights packed as bf16 pairs (`PreparedWeights`: once per call, or once per sampling run),
+    /// each image one product on the packed bf16 kernel with float32 sums. (In float32 BLAS is as fast as the packed kernel here.)
     var usesBFloat16Pointwise: Bool {
         ConvolutionAlgorithm.current != .im2col && isPointwise && Precision.current == .bfloat16 && Precision.bfloat16Available
     }
@@ -87,19 +87,26 @@ struct ConvGeometry {
     var isDirect: Bool { ConvolutionAlgorithm.current != .im2col && stride > 1 && haze_direct_conv_available() != 0 }
 
     /// y = w ⊛ x + bias by `haze_conv_direct`, in items of enough images for ≥ 256 output pixels.
-    func convolveDirectly(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: [Float]?,
-                          into y: UnsafeMutablePointer<Float>) {
+    /// The weights are packed for it (`PreparedWeights`: once per call, or once per sampling run).
+    func convolveDirectly(_ x: UnsafePointer<Float>, weight: Tensor, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+        let packed = PreparedWeights.value(for: weight, as: .direct) {
+            weight.withScalars { w in
+                [Float](unsafeUninitializedCapacity: haze_direct_packed_size(o, k)) { buffer, initialized in
+                    haze_direct_pack(w, buffer.baseAddress!, o, k)
+                    initialized = buffer.count
+                }
+            }
+        }
         // Each image's output is computed alike in any item, so the split may follow the threads.
         let threads = Parallel.threadCount
         let perItem = Swift.min(Swift.max(1, 256 / p), Swift.max(1, (n + threads - 1) / threads))
         let items = (n + perItem - 1) / perItem
-        Scratch.withBuffer(haze_direct_packed_size(o, k)) { packed in
-            haze_direct_pack(weight, packed, o, k)
+        packed.withUnsafeBufferPointer { packed in
             Parallel.forEach(items, cost: 1 << 20) { range in
                 Scratch.withBuffer(haze_direct_scratch_size(perItem, c, kh, kw, stride, ho, wo)) { scratch in
                     for item in range {
                         let b0 = item * perItem
-                        haze_conv_direct(x, packed, bias, y, scratch, b0, Swift.min(perItem, n - b0), c, h, w, o,
+                        haze_conv_direct(x, packed.baseAddress!, bias, y, scratch, b0, Swift.min(perItem, n - b0), c, h, w, o,
                                          kh, kw, stride, padding.top, padding.left, ho, wo)
                     }
                 }
@@ -145,11 +152,13 @@ extension Tensor {
                 return
             }
             if geo.isDirect {
-                x.withScalars { px in weight.withScalars { pw in geo.convolveDirectly(px, weight: pw, bias: biasValues, into: out) } }
+                x.withScalars { geo.convolveDirectly($0, weight: weight, bias: biasValues, into: out) }
                 return
             }
             if geo.usesBFloat16Pointwise {
-                let packed = weight.withScalars { PackedMatrices($0, rows: o, columns: geo.c) }
+                let packed = PreparedWeights.value(for: weight, as: .pointwise) {
+                    weight.withScalars { PackedMatrices($0, rows: o, columns: geo.c) }
+                }
                 x.withScalars { geo.multiplyPointwise(packed, $0, bias: biasValues, into: out) }
                 return
             }

@@ -95,7 +95,7 @@ enum Winograd {
         let (o, c) = (w.shape[0], w.shape[1])
         let large = usesLargeTiles(n: n, h: h, w: width)
         let packed = !large && usesPackedProducts(perImage: ((h + 1) / 2) * ((width + 1) / 2), c: flip ? o : c)
-        return TransformedWeightCache.value(for: w, flip: flip, large: large, packed: packed) {
+        return PreparedWeights.value(for: w, as: .winograd(flip: flip, large: large, packed: packed)) {
             w.withScalars { pw in
                 guard flip else { return transform(pw, o: o, c: c, large: large, packed: packed) }
                 return Scratch.withBuffer(9 * o * c) { wf in
@@ -368,58 +368,5 @@ enum Winograd {
         }
         let db = (0..<o).map { oc in (0..<items).reduce(Float(0)) { $0 + partialB[$1 * o + oc] } }
         return (dw, db)
-    }
-}
-
-/// Transformed Winograd weights kept while the weights do not change (a sampling run calls the
-/// network tens of times with the same weights): made once per weight tensor, precision and
-/// kind, instead of once per call.
-enum TransformedWeightCache {
-    private struct Key: Hashable {
-        let address: UInt, count: Int, flip: Bool, large: Bool, packed: Bool, precision: Precision
-    }
-    /// The cache of the innermost `reusingTransformedWeights`, or nil (no caching). Each entry keeps
-    /// its weight tensor alive, so no other tensor can take its address while it is cached.
-    nonisolated(unsafe) private static var entries: [Key: (weight: Tensor, value: Winograd.TransformedWeights)]?
-    private static let lock = NSLock()
-
-    static func value(for w: Tensor, flip: Bool, large: Bool, packed: Bool,
-                      make: () -> Winograd.TransformedWeights) -> Winograd.TransformedWeights {
-        lock.lock()
-        let active = entries != nil
-        let key = Key(address: w.withScalars { UInt(bitPattern: $0) }, count: w.count, flip: flip, large: large, packed: packed,
-                      precision: Precision.current)
-        let found = entries?[key]?.value
-        lock.unlock()
-        if let found { return found }
-        let value = make()
-        if active {
-            lock.lock()
-            entries?[key] = (w, value)
-            lock.unlock()
-        }
-        return value
-    }
-
-    static func scope<R>(_ body: () throws -> R) rethrows -> R {
-        lock.lock()
-        let outer = entries
-        entries = outer ?? [:]
-        lock.unlock()
-        defer {
-            lock.lock()
-            entries = outer
-            lock.unlock()
-        }
-        return try body()
-    }
-}
-
-extension ConvolutionAlgorithm {
-    /// Runs `body` with the Winograd transforms of convolution weights made once per weight tensor
-    /// and reused: for loops that call a network many times with weights that do not change
-    /// (sampling). Weights must not be modified in place inside `body`.
-    public static func reusingTransformedWeights<R>(_ body: () throws -> R) rethrows -> R {
-        try TransformedWeightCache.scope(body)
     }
 }

@@ -54,6 +54,8 @@ struct UNetBench: ParsableCommand {
         discussion: """
         train = sample t and ε, x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε (linear β, 1000 steps), forward, MSE on ε, backward,
         AdamW(lr 1e-4). infer = one forward. 3 warm-up calls, median of 10, as the PyTorch reference.
+        infer --prepared-weights: the forward as a sampling run calls it, with the convolution weights
+        transformed and packed once for all calls (a compiled engine such as OpenVINO does the same).
         """)
 
     enum Mode: String, ExpressibleByArgument { case train, infer }
@@ -69,6 +71,12 @@ struct UNetBench: ParsableCommand {
     @Option(help: "Timed calls (after 3 warm-ups).") var iterations = 10
     @Option(help: "Convolution algorithm: automatic (Winograd for 3×3 stride-1 padding-1) or im2col.") var conv: ConvolutionChoice = .automatic
     @Option(help: "float32, or bfloat16 (the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on AVX512_BF16, AMX-BF16 or ARMv8.6 BF16; in train mode the forward and input-gradient products).") var precision: Precision = .float32
+    @Flag(help: "infer mode: prepare the convolution weights (Winograd transforms, packed and bf16 copies) once for all calls, as sampling does, instead of in every call.")
+    var preparedWeights = false
+
+    func validate() throws {
+        if preparedWeights && mode == .train { throw ValidationError("--prepared-weights is for --mode infer: training changes the weights every step") }
+    }
 
     func run() throws {
         retainFreedMemory()
@@ -110,7 +118,8 @@ struct UNetBench: ParsableCommand {
         body()
         FlopCounter.isEnabled = false
         let flops = FlopCounter.count
-        let timing = measure(iterations: iterations, body)
+        let timing = preparedWeights ? ConvolutionAlgorithm.reusingTransformedWeights { measure(iterations: iterations, body) }
+                                     : measure(iterations: iterations, body)
         var usage = rusage()
         #if os(Linux)
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -123,7 +132,8 @@ struct UNetBench: ParsableCommand {
             "workload": workload, "mode": mode.rawValue, "batch": batch, "threads": threads,
             "median_ms": timing.medianMs, "min_ms": timing.minMs, "gflop_per_call": flops / 1e9,
             "gflops": flops / timing.medianMs / 1e6, "peak_rss_mb": peakRSSMB,
-            "params": model.parameterCount, "precision": precision.rawValue, "bf16_kernel": precision == .bfloat16 ? Precision.bfloat16Kernel ?? "none" : "none", "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,
+            "params": model.parameterCount, "precision": precision.rawValue, "bf16_kernel": precision == .bfloat16 ? Precision.bfloat16Kernel ?? "none" : "none",
+            "prepared_weights": preparedWeights, "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .withoutEscapingSlashes])
         print(String(decoding: data, as: UTF8.self))

@@ -150,21 +150,45 @@ final class WinogradTests: XCTestCase {
     }
 }
 
-/// Transformed weights reused within `ConvolutionAlgorithm.reusingTransformedWeights`.
-final class TransformedWeightCacheTests: XCTestCase {
-    func testReuseGivesTheSameBitsAndNoStaleWeights() {
-        let x = Tensor.normal([2, 16, 14, 14], seed: 1)
-        var w = Tensor.normal([8, 16, 3, 3], seed: 2)
-        let other = Tensor.normal([8, 16, 3, 3], seed: 3)
-        let (plain, otherPlain) = (Tensor.conv2d(x, weight: w, padding: 1), Tensor.conv2d(x, weight: other, padding: 1))
+/// Prepared weights (`PreparedWeights`: Winograd transforms, the direct kernel's packing, bf16
+/// copies of 1×1 convolutions) reused within `ConvolutionAlgorithm.reusingTransformedWeights`.
+final class PreparedWeightsTests: XCTestCase {
+    override func tearDown() { Precision.current = .float32 }
+
+    /// Each form: inside the scope the same bits as outside, prepared once for three calls; other
+    /// weights of the same shape, and the same tensor changed in place, are not served stale.
+    func checkReuse(_ name: String, input: [Int], weight shape: [Int], stride: Int = 1, padding: Int = 0,
+                    file: StaticString = #filePath, line: UInt = #line) {
+        let x = Tensor.normal(input, seed: 1)
+        var w = Tensor.normal(shape, seed: 2)
+        let other = Tensor.normal(shape, seed: 3)
+        func conv(_ w: Tensor) -> Tensor { Tensor.conv2d(x, weight: w, stride: stride, padding: padding) }
+        let (plain, otherPlain) = (conv(w), conv(other))
         ConvolutionAlgorithm.reusingTransformedWeights {
-            XCTAssertEqual(Tensor.conv2d(x, weight: w, padding: 1), plain)
-            XCTAssertEqual(Tensor.conv2d(x, weight: w, padding: 1), plain, "from the cache")
-            // Other weights of the same shape, and the same tensor changed in place, are not served stale.
-            XCTAssertEqual(Tensor.conv2d(x, weight: other, padding: 1), otherPlain)
+            let before = PreparedWeights.preparations
+            XCTAssertEqual(conv(w), plain, name, file: file, line: line)
+            XCTAssertEqual(conv(w), plain, "\(name): from the cache", file: file, line: line)
+            XCTAssertEqual(conv(w), plain, "\(name): from the cache", file: file, line: line)
+            XCTAssertEqual(PreparedWeights.preparations - before, 1, "\(name): prepared once", file: file, line: line)
+            XCTAssertEqual(conv(other), otherPlain, name, file: file, line: line)
             w.withMutableScalars { $0[0] += 1 }
-            XCTAssertNotEqual(Tensor.conv2d(x, weight: w, padding: 1), plain)
+            XCTAssertNotEqual(conv(w), plain, "\(name): changed in place", file: file, line: line)
         }
+    }
+
+    func testWinogradWeights() {
+        checkReuse("Winograd", input: [2, 16, 14, 14], weight: [8, 16, 3, 3], padding: 1)
+    }
+
+    func testDirectConvolutionWeights() throws {
+        try XCTSkipIf(haze_direct_conv_available() == 0, "the direct strided kernel needs AVX-512")
+        checkReuse("direct, stride 2", input: [2, 16, 14, 14], weight: [8, 16, 3, 3], stride: 2, padding: 1)
+    }
+
+    func testPointwiseBFloat16Weights() throws {
+        try XCTSkipUnless(Precision.bfloat16Available, "no bf16 kernel on this CPU")
+        Precision.current = .bfloat16
+        checkReuse("1×1 in bf16", input: [2, 16, 7, 7], weight: [24, 16, 1, 1])
     }
 }
 
