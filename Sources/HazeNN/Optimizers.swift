@@ -50,10 +50,12 @@ public struct AdamOptimizer {
         let stepSize = keras ? lr * correction2Root / correction1 : lr / correction1
         let decoupled = variant == .adamW
         for name in gradients.keys.sorted() {
-            guard var theta = parameters[name], let g = gradients[name] else { continue }
+            guard let g = gradients[name], parameters[name] != nil else { continue }
+            // Taken out of their dictionaries, so that they are updated in place, not copied first.
+            var theta = parameters.removeValue(forKey: name)!
             precondition(theta.shape == g.shape, "gradient of \(name) has shape \(g.shape), parameter \(theta.shape)")
-            var m = firstMoments[name] ?? Tensor.zeros(theta.shape)
-            var v = secondMoments[name] ?? Tensor.zeros(theta.shape)
+            var m = firstMoments.removeValue(forKey: name) ?? Tensor.zeros(theta.shape)
+            var v = secondMoments.removeValue(forKey: name) ?? Tensor.zeros(theta.shape)
             precondition(m.shape == theta.shape && v.shape == theta.shape,
                          "optimizer moments of \(name) have shapes \(m.shape), \(v.shape); the parameter \(theta.shape)")
             let n = theta.count

@@ -36,7 +36,8 @@ public struct ExponentialMovingAverage {
         let d = decay
         updates += 1
         for (name, theta) in current {
-            guard var average = weights[name] else { weights[name] = theta; continue }
+            // Taken out of the dictionary, so that it is updated in place, not copied first.
+            guard var average = weights.removeValue(forKey: name) else { weights[name] = theta; continue }
             let n = average.count
             average.withMutableScalars { a in
                 theta.withScalars { t in

@@ -139,6 +139,27 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(ema.decay, 0.9)
     }
 
+    /// AdamW and the EMA update their tensors in place: the weights, moments and averages keep
+    /// their buffers from step to step (a copy of each, per step, was 3–4 passes over the model).
+    func testOptimizerAndEMAUpdateInPlace() {
+        func address(_ t: Tensor?) -> UInt { t!.withScalars { UInt(bitPattern: $0) } }
+        var parameters: ParameterSet = ["a": Tensor.normal([64, 32], seed: 1), "b": Tensor.normal([32], seed: 2)]
+        let gradients: [String: Tensor] = ["a": Tensor.normal([64, 32], seed: 3), "b": Tensor.normal([32], seed: 4)]
+        var optimizer = AdamOptimizer(.adamW, learningRate: 1e-3, weightDecay: 0.01)
+        optimizer.update(&parameters, gradients: gradients)  // the moments are made here
+        var ema = ExponentialMovingAverage(parameters.mapValues { $0 + 0 }, maxDecay: 0.9)
+        let before = ["a", "b"].map { [address(parameters[$0]), address(optimizer.firstMoments[$0]),
+                                       address(optimizer.secondMoments[$0]), address(ema.weights[$0])] }
+        let old = parameters["a"]!.scalars.map { $0 }  // a copy: sharing the buffer would force one
+        for _ in 0..<2 {
+            optimizer.update(&parameters, gradients: gradients)
+            ema.update(with: parameters)
+        }
+        XCTAssertNotEqual(parameters["a"]!.scalars, old, "the weights moved")
+        XCTAssertEqual(["a", "b"].map { [address(parameters[$0]), address(optimizer.firstMoments[$0]),
+                                         address(optimizer.secondMoments[$0]), address(ema.weights[$0])] }, before)
+    }
+
     func testTensorBoardRecordCRC() {
         // CRC-32C check value (RFC 3720): crc32c("123456789") = 0xE3069283, then TFRecord's mask.
         let crc: UInt32 = 0xE306_9283
