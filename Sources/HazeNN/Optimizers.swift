@@ -42,38 +42,22 @@ public struct AdamOptimizer {
     /// Applies one update to every parameter that has a gradient.
     public mutating func update(_ parameters: inout ParameterSet, gradients: [String: Tensor]) {
         step += 1
-        let (b1, b2, lr, eps, wd) = (beta1, beta2, learningRate, epsilon, weightDecay)
-        let correction1 = 1 - Float(Foundation.pow(Double(b1), Double(step)))
-        let correction2Root = Float((1 - Foundation.pow(Double(b2), Double(step))).squareRoot())
+        let correction1 = 1 - Float(Foundation.pow(Double(beta1), Double(step)))
+        let correction2Root = Float((1 - Foundation.pow(Double(beta2), Double(step))).squareRoot())
         let keras = variant == .adamKeras
         // Keras: ε on √v, both bias corrections folded into the step size.
-        let stepSize = keras ? lr * correction2Root / correction1 : lr / correction1
-        let decoupled = variant == .adamW
+        let rule = AdamRule(beta1: beta1, beta2: beta2, learningRate: learningRate, weightDecay: weightDecay, epsilon: epsilon,
+                            stepSize: keras ? learningRate * correction2Root / correction1 : learningRate / correction1,
+                            correction2Root: correction2Root, decoupled: variant == .adamW, keras: keras)
         for name in gradients.keys.sorted() {
             guard let g = gradients[name], parameters[name] != nil else { continue }
             // Taken out of their dictionaries, so that they are updated in place, not copied first.
             var theta = parameters.removeValue(forKey: name)!
-            precondition(theta.shape == g.shape, "gradient of \(name) has shape \(g.shape), parameter \(theta.shape)")
             var m = firstMoments.removeValue(forKey: name) ?? Tensor.zeros(theta.shape)
             var v = secondMoments.removeValue(forKey: name) ?? Tensor.zeros(theta.shape)
-            precondition(m.shape == theta.shape && v.shape == theta.shape,
-                         "optimizer moments of \(name) have shapes \(m.shape), \(v.shape); the parameter \(theta.shape)")
-            let n = theta.count
-            theta.withMutableScalars { pt in m.withMutableScalars { pm in v.withMutableScalars { pv in
-                g.scalars.withUnsafeBufferPointer { gb in
-                    let pg = gb.baseAddress!
-                    Parallel.forEach(n, cost: 16) { range in
-                        for i in range {
-                            var gi = pg[i]
-                            if decoupled { pt[i] *= 1 - lr * wd } else { gi += wd * pt[i] }
-                            pm[i] = b1 * pm[i] + (1 - b1) * gi
-                            pv[i] = b2 * pv[i] + (1 - b2) * gi * gi
-                            let root = keras ? pv[i].squareRoot() : pv[i].squareRoot() / correction2Root
-                            pt[i] -= stepSize * pm[i] / (root + eps)
-                        }
-                    }
-                }
-            } } }
+            precondition(theta.shape == g.shape && m.shape == g.shape && v.shape == g.shape,
+                         "\(name): parameter \(theta.shape), gradient \(g.shape), optimizer moments \(m.shape) and \(v.shape)")
+            Tensor.adamUpdate(&theta, m: &m, v: &v, gradient: g, rule: rule)
             parameters[name] = theta
             firstMoments[name] = m
             secondMoments[name] = v

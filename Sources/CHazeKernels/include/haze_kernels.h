@@ -136,6 +136,15 @@ long haze_winograd_block(long rows, long tiles);
 #define HAZE_CPU_AVX512 2
 #define HAZE_CPU_AVX512_BF16 4
 int haze_cpu_features(void);
+/// One Adam update in place of elements [first, first + count) (haze_adam.c): AdamW (decoupled),
+/// Keras' Adam (keras: ε on √v) or Adam, with step_size and correction2_root as AdamOptimizer
+/// computes them for the step.
+struct haze_adam_rule {
+    float beta1, beta2, learning_rate, weight_decay, epsilon, step_size, correction2_root;
+    int decoupled, keras;
+};
+void haze_adam_update(float *theta, float *m, float *v, const float *g, long first, long count,
+                      const struct haze_adam_rule *rule);
 /// Whether the Winograd transforms and im2col/col2im use their AVX-512 permute kernels on planes
 /// up to 32 wide (default, where the CPU has AVX-512) or the portable loops; tests compare the two.
 void haze_avx512_permutes(int enabled);
