@@ -42,6 +42,17 @@ MULTIVERSION float haze_sum(const float *x, long n) {
     return acc;
 }
 
+MULTIVERSION double haze_sum_squares(const float *x, long n) {
+    double lanes[8] = {0};
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += (double)x[i + l] * (double)x[i + l];
+    double acc = 0;
+    for (int l = 0; l < 8; l++) acc += lanes[l];
+    for (; i < n; i++) acc += (double)x[i] * (double)x[i];
+    return acc;
+}
+
 // The largest of x[0..<n]: 16 running maxima (one vector), then across them. (A single running
 // maximum is a serial chain of compares that the compiler does not vectorise.)
 static inline float row_max(const float *x, long n) {

@@ -130,3 +130,21 @@ extension Tensor {
         max(alongAxes: [axis], keepingDimensions: keep)
     }
 }
+
+extension Tensor {
+    /// Σ x² over every element, in Double (the squares of floats are exact there): blocks of
+    /// 65,536 elements in parallel (haze_sum_squares), their sums added in order — a fixed order,
+    /// so the bits do not depend on the thread count. (The global gradient norm of clipping.)
+    public var sumOfSquares: Double {
+        let block = 1 << 16, blocks = (count + block - 1) / block
+        var partial = [Double](repeating: 0, count: blocks)
+        withScalars { x in
+            partial.withUnsafeMutableBufferPointer { out in
+                Parallel.forEach(blocks, cost: block) { range in
+                    for b in range { out[b] = haze_sum_squares(x + b * block, Swift.min(block, count - b * block)) }
+                }
+            }
+        }
+        return partial.reduce(0, +)
+    }
+}

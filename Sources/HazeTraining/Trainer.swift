@@ -228,9 +228,7 @@ public final class Trainer {
         }
         // Global L2 norm over all gradients; clipping as PyTorch's clip_grad_norm_ (which scales
         // by max_norm / (norm + 1e-6) only when that is below 1).
-        let norm = total.keys.sorted().reduce(0.0) { acc, name in
-            acc + total[name]!.scalars.reduce(0.0) { $0 + Double($1) * Double($1) }
-        }.squareRoot()
+        let norm = total.keys.sorted().reduce(0.0) { $0 + total[$1]!.sumOfSquares }.squareRoot()
         if let clip = options.gradientClip, norm + 1e-6 > Double(clip) {
             let scale = Float(Double(clip) / (norm + 1e-6))
             total = total.mapValues { $0 * scale }

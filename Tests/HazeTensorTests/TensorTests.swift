@@ -38,6 +38,23 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(a.matmul(b).scalars, [17, 39])
     }
 
+    /// `sumOfSquares` (the clipping norm): the float64 sum within float64 rounding, and the same
+    /// bits at 1 and 2 threads, for sizes around its 65,536-element blocks and 8-element lanes.
+    func testSumOfSquares() {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        XCTAssertEqual(Tensor.zeros([0]).sumOfSquares, 0)
+        for n in [1, 7, 9, 65_536, 65_537, 200_003] {
+            let x = Tensor.normal([n], seed: UInt64(n))
+            let exact = x.scalars.reduce(0.0) { $0 + Double($1) * Double($1) }
+            Parallel.threadCount = 1
+            let one = x.sumOfSquares
+            Parallel.threadCount = 2
+            XCTAssertEqual(x.sumOfSquares, one, "n = \(n): thread count")
+            XCTAssertEqual(one, exact, accuracy: exact * Double(n) * 0x1p-52, "n = \(n)")
+        }
+    }
+
     func testRandomIsReproducibleAcrossThreadCounts() {
         let saved = Parallel.threadCount
         defer { Parallel.threadCount = saved }

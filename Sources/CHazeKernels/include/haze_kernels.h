@@ -19,6 +19,8 @@ void haze_silu_backward(const float *x, const float *g, float *dx, long n);
 void haze_softmax_rows(const float *x, float *y, long rows, long d, int log_softmax);
 /// Σ x[0..<n], in 16 interleaved partial sums (vectorised; a fixed order, so reproducible).
 float haze_sum(const float *x, long n);
+/// Σ x[i]² in double, in 8 interleaved partial sums (vectorised; a fixed order, so reproducible).
+double haze_sum_squares(const float *x, long n);
 
 
 
