@@ -58,8 +58,9 @@ struct ConvGeometry {
     }
 
     /// Whether the forward of this 1×1 convolution runs in bf16 (`Precision.current`, a bf16 kernel):
-    /// the weights packed as bf16 pairs (`PreparedWeights`: once per call, or once per sampling run),
-    /// each image one product on the packed bf16 kernel with float32 sums. (In float32 BLAS is as fast as the packed kernel here.)
+    /// the weights packed as bf16 pairs (`PreparedWeights`: once per call, or once per sampling
+    /// run), each image one product on the packed bf16 kernel with float32 sums. (In float32 BLAS is
+    /// as fast as the packed kernel here.)
     var usesBFloat16Pointwise: Bool {
         ConvolutionAlgorithm.current != .im2col && isPointwise && Precision.current == .bfloat16 && Precision.bfloat16Available
     }

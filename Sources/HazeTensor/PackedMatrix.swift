@@ -5,7 +5,8 @@ import CHazeKernels
 /// convolution for `haze_gemm_packed` (CHazeKernels/haze_gemm.c), which then reads B in place:
 /// no per-call packing, which is much of a BLAS call's cost at the small sizes where `Winograd`
 /// uses it. In bf16 (`Precision.current`, on any CPU with a bf16 kernel) they are packed as bf16
-/// pairs for `haze_gemm_packed_bf16`. Elsewhere they are kept as they are and the products go to BLAS.
+/// pairs for `haze_gemm_packed_bf16`. Elsewhere they are kept as they are and the products go to
+/// BLAS.
 struct PackedMatrices {
     let rows, columns, count: Int
     private let values: [Float]
@@ -97,9 +98,9 @@ struct PackedMatrices {
 }
 
 /// The precision of the products that have a bf16 path: the packed products of the Winograd
-/// F(2×2, 3×3) convolutions and of the 1×1 convolutions. F(4×4, 3×3) stays float32: its transforms (coefficients up
-/// to 8 and 1/24) turn bf16's 2⁻⁹ input rounding into a 2 % RMS error of the output, against
-/// about 0.4 % for F(2×2) (BFloat16Tests).
+/// F(2×2, 3×3) convolutions and of the 1×1 convolutions. F(4×4, 3×3) stays float32: its
+/// transforms (coefficients up to 8 and 1/24) turn bf16's 2⁻⁹ input rounding into a 2 % RMS error
+/// of the output, against about 0.4 % for F(2×2) (BFloat16Tests).
 public enum Precision: String, CaseIterable, Sendable, Codable {
     /// Everything in float32 (the default; bit-for-bit reproducible).
     case float32
