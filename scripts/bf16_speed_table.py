@@ -18,16 +18,14 @@ OPENBLAS_L2_SIZE removed from the environment.
     python3 scripts/bf16_speed_table.py --rounds 2 --json /tmp/bf16-speed.json   # about 20 minutes on 2 cores
     python3 scripts/bf16_speed_table.py --report /tmp/bf16-speed.json
 """
-import argparse
 import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-from speed_table import REPO, WORKLOADS, clean_env, cpu_name
+from speed_table import REPO, WORKLOADS, clean_env, cpu_name, table_main
 
 REFERENCE = os.path.join(os.path.dirname(REPO), "shared", "reference")
 HAZE_RUNS = {  # name: haze-bench unet options
@@ -128,28 +126,5 @@ def report(data):
     return "\n".join(lines) + "\n"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--haze-bench", default=os.path.join(REPO, ".build", "release", "haze-bench"))
-    parser.add_argument("--python", default=os.path.expanduser("~/haze-ref-venv/bin/python"))
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--json", help="write the measurements here")
-    parser.add_argument("--report", metavar="JSON", help="print the tables of an earlier run and stop")
-    args = parser.parse_args()
-    if args.report:
-        with open(args.report) as f:
-            print(report(json.load(f)), end="")
-        return
-    if not os.path.exists(args.haze_bench):
-        sys.exit(f"{args.haze_bench} does not exist: swift build -c release --product haze-bench")
-    data = measure(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=1)
-    print(report(data), end="")
-
-
 if __name__ == "__main__":
-    main()
+    table_main(__doc__, measure, report)

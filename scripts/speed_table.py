@@ -123,8 +123,9 @@ def report(data):
     return "\n".join(lines) + "\n"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def table_main(doc, measure, report):
+    """The command line of this script and of bf16_speed_table.py: measure and report, or --report."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--haze-bench", default=os.path.join(REPO, ".build", "release", "haze-bench"))
     parser.add_argument("--python", default=os.path.expanduser("~/haze-ref-venv/bin/python"))
     parser.add_argument("--rounds", type=int, default=2)
@@ -147,4 +148,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    table_main(__doc__, measure, report)
