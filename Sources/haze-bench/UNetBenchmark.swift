@@ -52,9 +52,9 @@ struct UNetBench: ParsableCommand {
         commandName: "unet",
         abstract: "Time one U-Net training step or inference forward on a reference workload; prints one JSON line.",
         discussion: """
-        train = sample t and ε, x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε (linear β, 1000 steps), forward, MSE on ε, backward,
+        train = sample t and ε, x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε (linear β, 1000 steps), forward, MSE on ε, backward, \
         AdamW(lr 1e-4). infer = one forward. 3 warm-up calls, median of 10, as the PyTorch reference.
-        infer --prepared-weights: the forward as a sampling run calls it, with the convolution weights
+        infer --prepared-weights: the forward as a sampling run calls it, with the convolution weights \
         transformed and packed once for all calls (a compiled engine such as OpenVINO does the same).
         """)
 
