@@ -9,7 +9,7 @@ import CHazeKernels
 /// BLAS.
 struct PackedMatrices {
     let rows, columns, count: Int
-    private let values: [Float]
+    private var values: [Float]  // emptied once `pairs` hold the matrices
     private let stride: Int  // floats between consecutive matrices in `values`
     /// With `Precision.current == .bfloat16` (where the CPU has a bf16 kernel): the matrices as bf16
     /// pairs along K for `haze_gemm_packed_bf16`, `pairStride` words apart.
@@ -60,7 +60,8 @@ struct PackedMatrices {
         if bfloat16Allowed { roundToBFloat16IfAsked() }
     }
 
-    /// Keeps a bf16 copy of the packed matrices when `Precision.current` asks for bf16 products.
+    /// Replaces the packed matrices by their bf16 pairs when `Precision.current` asks for bf16
+    /// products (the float32 copy is not kept: sampling keeps every convolution's for the run).
     private mutating func roundToBFloat16IfAsked() {
         guard Precision.current == .bfloat16, Precision.bfloat16Available else { return }
         let size = haze_gemm_packed_bf16_size(rows, columns)
@@ -74,6 +75,7 @@ struct PackedMatrices {
             }
         }
         pairStride = size
+        values = []
     }
 
     /// C [rows, n] (row stride ldc) = A_i · B, or C += A_i · B with `accumulate`, for
