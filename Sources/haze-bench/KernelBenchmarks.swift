@@ -1,4 +1,5 @@
 import ArgumentParser
+import CHazeKernels
 import Foundation
 import HazeTensor
 
@@ -142,6 +143,42 @@ struct Kernels: ParsableCommand {
         }
         guard filter == nil || "sgemm".contains(filter!) else { return }
         sgemmRates()
+        packedRates()
+    }
+
+    /// Haze's packed kernels (the Winograd products, haze_gemm.c and haze_gemm_bf16.c) and one
+    /// single-threaded SGEMM at product shapes, on one core, as fractions of that core's
+    /// multiply-add ceiling (haze_fma_ceiling_*: FMAs from registers only, no loads).
+    func packedRates() {
+        func ceiling(_ rounds: (Int) -> Double) -> Double {
+            let flops = rounds(1 << 22)
+            return flops > 0 ? flops / measure(warmup: 1, iterations: 5) { _ = rounds(1 << 22) }.minMs / 1e6 : 0
+        }
+        let f32 = ceiling { haze_fma_ceiling_f32($0) }, bf16 = ceiling { haze_fma_ceiling_bf16($0) }
+        guard f32 > 0 else { return print("\nPacked kernels: this CPU has no AVX-512") }
+        print(String(format: "\nOne core's multiply-add ceiling: float32 FMA %.1f GFLOP/s", f32)
+              + (bf16 > 0 ? String(format: ", bf16 VDPBF16PS %.1f GFLOP/s", bf16) : " (no AVX512_BF16)"))
+        print("C[M,N] = A[M,K] B[K,N] on one core, A packed once (minimum of 5 calls, % of the ceiling):")
+        for (m, k, n) in [(128, 128, 1024), (256, 256, 512), (64, 64, 4096), (512, 512, 64), (384, 64, 4096)] {
+            let a = Tensor.normal([m, k], seed: 11), b = Tensor.normal([k, n], seed: 12)
+            var c = [Float](repeating: 0, count: m * n)
+            let flops = 2 * Double(m * n * k)
+            var packed = [Float](repeating: 0, count: haze_gemm_packed_size(m, k))
+            a.withScalars { haze_gemm_pack($0, k, &packed, m, k) }
+            let single = flops / measure { _ = Tensor.singleThreadedMatmul(a, b) }.minMs / 1e6
+            let float32 = b.withScalars { pb in
+                flops / measure { haze_gemm_packed(packed, pb, n, &c, n, m, n, k, 0) }.minMs / 1e6
+            }
+            var line = String(format: "  M=%-4d K=%-4d N=%-5d SGEMM %6.1f GFLOP/s (%3.0f %%)  packed float32 %6.1f (%3.0f %%)",
+                              m, k, n, single, 100 * single / f32, float32, 100 * float32 / f32)
+            if bf16 > 0 {
+                var pairs = [UInt32](repeating: 0, count: haze_gemm_packed_bf16_size(m, k))
+                haze_gemm_pack_bf16(packed, &pairs, m, k)
+                let rate = b.withScalars { pb in flops / measure { haze_gemm_packed_bf16(pairs, pb, n, &c, n, m, n, k, 0) }.minMs / 1e6 }
+                line += String(format: "  packed bf16 %6.1f (%3.0f %%)", rate, 100 * rate / bf16)
+            }
+            print(line)
+        }
     }
 
     /// The SGEMM rates at the convolutions' GEMM shapes.

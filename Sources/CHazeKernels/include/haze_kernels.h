@@ -138,6 +138,11 @@ long haze_winograd_block(long rows, long tiles);
 #define HAZE_CPU_AVX512 2
 #define HAZE_CPU_AVX512_BF16 4
 int haze_cpu_features(void);
+/// The multiply-add ceiling of one core (haze_cpu.c, for haze-bench): `rounds` rounds of 24
+/// independent 16-lane FMAs (haze_fma_ceiling_f32, AVX-512) or VDPBF16PS (haze_fma_ceiling_bf16,
+/// AVX512_BF16), registers only. Returns the floating-point operations done; 0 without the instructions.
+double haze_fma_ceiling_f32(long rounds);
+double haze_fma_ceiling_bf16(long rounds);
 /// One Adam update in place of elements [first, first + count) (haze_adam.c): AdamW (decoupled),
 /// Keras' Adam (keras: ε on √v) or Adam, with step_size and correction2_root as AdamOptimizer
 /// computes them for the step.
