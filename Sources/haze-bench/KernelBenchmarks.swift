@@ -97,7 +97,7 @@ func measure(warmup: Int = 3, iterations: Int = 10, _ body: () -> Void) -> Timin
 
 struct Kernels: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time each op at the fmnist-s shapes: forward, forward+backward, rates, BLAS kernel.")
+        abstract: "Time each op at the fmnist-s shapes (forward, forward+backward, rates), then SGEMM and the packed kernels against one core's multiply-add ceiling.")
 
     @Option(help: "Batch size of the activations.") var batch = 64
     @Option(help: "Haze worker threads (BLAS runs single-threaded inside them).") var threads = 2
