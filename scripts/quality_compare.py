@@ -27,7 +27,7 @@ Then each model's raw and EMA weights are scored with
 
 (the same sampling seed for every model: every model starts from the same initial noise), and
 a Markdown table (FID per seed, mean ± sample std, mean training loss of the last 200 and 500
-steps) is printed and written to WORK/report.md.
+steps; then Haze − torch per quantity with Welch's t-test) is printed and written to WORK/report.md.
 
 Cost: a 2000-step training run takes about 15-20 minutes on 2 free cores (either side; more
 when the cores are shared), an evaluation (2,000 samples, DDIM-50) a few minutes; the default
@@ -457,6 +457,40 @@ def mean_std(values, digits):
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} (n={len(values)})"
 
 
+def incomplete_beta(a, b, x):
+    """The regularised incomplete beta function I_x(a, b) (continued fraction, Numerical Recipes 6.4)."""
+    if x <= 0 or x >= 1:
+        return 0.0 if x <= 0 else 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x))
+    if x > (a + 1) / (a + b + 2):
+        return 1 - incomplete_beta(b, a, 1 - x)
+    c, d = 1.0, 1 - (a + b) * x / (a + 1)
+    d = 1 / (d if abs(d) > 1e-300 else 1e-300)
+    f = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) > 1e-300 else 1e-300)
+            c = 1 + numerator / c
+            c = c if abs(c) > 1e-300 else 1e-300
+            f *= c * d
+        if abs(c * d - 1) < 1e-12:
+            break
+    return front * f / a
+
+
+def welch(a, b):
+    """Welch's t-test of mean(a) − mean(b): (difference, t, degrees of freedom, two-sided p)."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.mean(a) - statistics.mean(b)
+    if va + vb == 0:
+        return diff, math.inf, 0.0, 0.0
+    t = diff / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return diff, t, df, incomplete_beta(df / 2, 0.5, df / (df + t * t))
+
+
 def report(work, settings):
     seeds, sides, steps = settings["seeds"], settings["sides"], settings["steps"]
     L = ["# fmnist-s: diffusers recipe (torch) vs Haze", ""]
@@ -470,6 +504,7 @@ def report(work, settings):
     L.append(header)
     L.append("|" + "---|" * (3 + len(seeds)))
     notes = []
+    complete = {}  # (side, quantity) → the values of the complete seeds
     for side in sides:
         progress = {s: training_progress(work, side, s, steps) for s in seeds}
         for weights, label in (("raw", "FID raw"), ("ema", "FID EMA")):
@@ -486,6 +521,7 @@ def report(work, settings):
                 else:
                     cells.append("*not evaluated*")
             L.append(f"| {side} | {label} | " + " | ".join(cells) + f" | {mean_std(values, 2)} |")
+            complete[side, label] = values
         for last in sorted({min(200, steps), min(500, steps)}):
             cells, values = [], []
             for s in seeds:
@@ -498,12 +534,19 @@ def report(work, settings):
                     values.append(value)
             span = f"last {last} steps" if last < steps else f"all {steps} steps"
             L.append(f"| {side} | loss, {span} | " + " | ".join(cells) + f" | {mean_std(values, 5)} |")
+            complete[side, f"loss, {span}"] = values
         incomplete = [s for s in seeds if progress[s] < steps
                       or not all(os.path.exists(eval_path(work, side, s, w)) for w in ("raw", "ema"))]
         if incomplete:
             notes.append(f"{side}: seed{'s' if len(incomplete) > 1 else ''} "
                          f"{', '.join(map(str, incomplete))} incomplete (*italic* cells); "
                          f"the means use the complete seeds only.")
+    tests = [(q, welch(complete["haze", q], complete["torch", q])) for side, q in complete
+             if side == "haze" and len(complete[side, q]) >= 2 and len(complete.get(("torch", q), [])) >= 2]
+    if tests:
+        L += ["", "Haze − torch, Welch's t-test over the complete seeds (two-sided p):", "",
+              "| quantity | difference of means | t | degrees of freedom | p |", "|---|---|---|---|---|"]
+        L += [f"| {q} | {d:+.{5 if q.startswith('loss') else 2}f} | {t:.2f} | {df:.1f} | {p:.3f} |" for q, (d, t, df, p) in tests]
     if notes:
         L.append("")
         L.extend(f"- {n}" for n in notes)
