@@ -1,5 +1,5 @@
 // Winograd F(4×4, 3×3) for 3×3, stride-1, padding-1 convolutions, AVX-512: on small images (at
-// most 8×8, the lower levels of a U-Net, 16 images along the lanes) and on planes 16, 32 or 64
+// most 8×8, the lower levels of a U-Net, 16 images along the lanes) and on planes 9–16, 32 or 64
 // wide (16 tiles of one image along the lanes, at the end of this file). Each 4×4 output tile is
 //   Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A
 // over the 6×6 input tiles d_c (stride 4, starting one pixel up-left, zero outside the image), with
@@ -218,19 +218,32 @@ AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, fl
     }
 }
 
-// Tiles along the lanes, for larger planes: W = 16, 32 or 64 and H a multiple of 256 / W (16×16,
-// 32×32, 64×64 images). A group is 16 consecutive tiles of one image in raster order: R = 64 / W
-// tile rows of W / 4 tiles. Each of the six input rows under a group's tiles spans R image rows of
-// W pixels, 64 floats in four registers, and two-source permutes pick every tile's six columns
-// out of them (zero where a column falls into the padding), so x is read by whole-vector loads and
-// y written by whole-vector stores, with no gathers or scatters. Column `16 (g − first_group) + l`
-// of an item's V and M (rows `ld` floats apart) holds tile l of group g.
-int haze_winograd43_rows_fit(long h, long w) { return (w == 16 || w == 32 || w == 64) && h % (256 / w) == 0; }
+// Tiles along the lanes, for larger planes: planes W = 32 or 64 wide with H a multiple of 256 / W
+// (32×32, 64×64 images), and planes 9–16 wide and over 8 high, laid out as W = 16 (14×14, 16×16,
+// 16×48 images; a narrower plane's missing columns, and the rows past its last below a group,
+// read as zeros and are not written). A group is 16 consecutive tiles of one image in raster
+// order: R = 64 / W tile rows of W / 4 tiles. Each of the six input rows under a group's tiles
+// spans R image rows of W pixels, 64 floats in four registers, and two-source permutes pick every
+// tile's six columns out of them (zero where a column falls into the padding), so x is read by
+// whole-vector loads and y written by whole-vector stores (masked to the plane's width), with no
+// gathers or scatters. Column `16 (g − first_group) + l` of an item's V and M (rows `ld` floats
+// apart) holds tile l of group g. h, w are the plane's own height and width (its row stride).
+int haze_winograd43_rows_fit(long h, long w) {
+    return ((w == 32 || w == 64) && h % (256 / w) == 0) || (w > 8 && w <= 16 && h > 8);
+}
+
+// The layout width W of a plane w wide.
+static inline long layout_width(long w) { return w <= 16 ? 16 : w <= 32 ? 32 : 64; }
+
+long haze_winograd43_rows_groups(long h, long w) {
+    const long rows = 256 / layout_width(w);  // image rows per group
+    return (h + rows - 1) / rows;
+}
 
 // The image row under register s of a group's four (relative to the group's first output row)
-// and its first column.
-static inline long group_row(long s, long w) { return 4 * (16 * s / w); }
-static inline long group_column(long s, long w) { return 16 * s % w; }
+// and its first column, in a layout W wide.
+static inline long group_row(long s, long layout) { return 4 * (16 * s / layout); }
+static inline long group_column(long s, long layout) { return 16 * s % layout; }
 
 // Lane l of selection k takes column 4·(l mod W/4) + k + shift of the group's tile row l / (W/4);
 // −1 (zero) outside 0..<W.
@@ -244,12 +257,12 @@ static inline AVX512 selection tile_columns(long w, long k, long shift) {
     return make_selection(sources, 16);
 }
 
-// The four registers of image rows `row` (+ R − 1 tile rows below, see group_row) of a plane,
-// zero outside 0..<h.
-static inline AVX512 void load_group_rows(const float *plane, long row, long h, long w, __m512 *reg) {
+// The four registers of image rows `row` (+ R − 1 tile rows below, see group_row) of a plane h × w
+// in a layout W wide, zero outside 0..<h and past column w.
+static inline AVX512 void load_group_rows(const float *plane, long row, long h, long w, long layout, __m512 *reg) {
     for (long s = 0; s < 4; s++) {
-        const long y = row + group_row(s, w);
-        reg[s] = y >= 0 && y < h ? _mm512_loadu_ps(plane + y * w + group_column(s, w)) : _mm512_setzero_ps();
+        const long y = row + group_row(s, layout), x = group_column(s, layout);
+        reg[s] = y >= 0 && y < h ? _mm512_maskz_loadu_ps(first_lanes(w - x), plane + y * w + x) : _mm512_setzero_ps();
     }
 }
 
@@ -258,16 +271,16 @@ static inline AVX512 void load_group_rows(const float *plane, long row, long h, 
 INLINE void load_tile_windows(const float *plane, long first_row, int n, const selection *pick, long h, long w, __m512 *d) {
     for (int r = 0; r < n; r++) {
         __m512 reg[4];
-        load_group_rows(plane, first_row + r, h, w, reg);
+        load_group_rows(plane, first_row + r, h, w, layout_width(w), reg);
         for (int k = 0; k < n; k++) d[n * r + k] = select_lanes(pick[k], reg[0], reg[1], reg[2], reg[3]);
     }
 }
 
 AVX512 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
                                        long first_group, long groups, long ld, long block) {
+    const long layout = layout_width(w), tile_rows = 64 / layout;
     selection pick[6];
-    for (long k = 0; k < 6; k++) pick[k] = tile_columns(w, k, -1);
-    const long tile_rows = 64 / w;
+    for (long k = 0; k < 6; k++) pick[k] = tile_columns(layout, k, -1);
     for (long ci = 0; ci < c; ci++) {
         const float *plane = x + (image * c + ci) * h * w;
         for (long g = first_group; g < first_group + groups; g++) {
@@ -285,16 +298,16 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, const float *b
                                         long w, long first_group, long groups, long ld, long block) {
     // Lane e of output register s is pixel p = 16 s + e of a group's row: tile row p / W, column
     // p mod W = 4 tj + j, the lane (p / W)·(W/4) + tj of out[·][j] (source 16 j + lane).
+    const long layout = layout_width(w), tile_rows = 64 / layout;
     selection place[4];
     for (long s = 0; s < 4; s++) {
         int sources[16];
         for (long e = 0; e < 16; e++) {
-            const long p = 16 * s + e, column = p % w;
-            sources[e] = (int)(16 * (column % 4) + (p / w) * (w / 4) + column / 4);
+            const long p = 16 * s + e, column = p % layout;
+            sources[e] = (int)(16 * (column % 4) + (p / layout) * (layout / 4) + column / 4);
         }
         place[s] = make_selection(sources, 16);
     }
-    const long tile_rows = 64 / w;
     for (long oc = 0; oc < o; oc++) {
         float *plane = y + (image * o + oc) * h * w;
         const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0.0f);
@@ -306,9 +319,10 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, const float *b
             for (int i = 0; i < 4; i++) output_1d(cols + 6 * i, 1, out + 4 * i, 1);  // (Aᵀ m) A: [4][4]
             for (long i = 0; i < 4; i++)
                 for (long s = 0; s < 4; s++) {
+                    const long yr = 4 * g * tile_rows + i + group_row(s, layout), x = group_column(s, layout);
+                    if (yr >= h) continue;
                     const __m512 row = select_lanes(place[s], out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]);
-                    _mm512_storeu_ps(plane + (4 * g * tile_rows + i + group_row(s, w)) * w + group_column(s, w),
-                                     _mm512_add_ps(row, shift));
+                    _mm512_mask_storeu_ps(plane + yr * w + x, first_lanes(w - x), _mm512_add_ps(row, shift));
                 }
         }
     }
@@ -316,9 +330,9 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, const float *b
 
 AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long image, long o, long h, long w,
                                                  long first_group, long groups, long ld, long block) {
+    const long layout = layout_width(w), tile_rows = 64 / layout;
     selection pick[4];
-    for (long k = 0; k < 4; k++) pick[k] = tile_columns(w, k, 0);
-    const long tile_rows = 64 / w;
+    for (long k = 0; k < 4; k++) pick[k] = tile_columns(layout, k, 0);
     for (long oc = 0; oc < o; oc++) {
         const float *plane = g + (image * o + oc) * h * w;
         for (long gi = first_group; gi < first_group + groups; gi++) {
@@ -380,6 +394,7 @@ void haze_winograd43_packed_weights(const float *w, float *packed, long o, long 
                                     long block_count) {}
 // Callers use F(2×2, 3×3) where haze_winograd43_available() is 0; these are never reached.
 int haze_winograd43_rows_fit(long h, long w) { return 0; }
+long haze_winograd43_rows_groups(long h, long w) { return 0; }
 void haze_gemm_nt(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                   int accumulate) {}
 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,

@@ -9,8 +9,8 @@ import CHazeKernels
 /// gradient (the adjoint of the transforms). The transforms are C kernels
 /// (CHazeKernels/haze_winograd.c). On AVX-512 CPUs F(4×4, 3×3) (haze_winograd43.c: 36 products
 /// over 4×4 output tiles, 44 % fewer multiplications than F(2×2, 3×3)) takes images of at most
-/// 8×8 when there are more than 16 (16 images per vector), and 16×16, 32×32 and 64×64 planes at
-/// any batch (16 tiles of one image per vector).
+/// 8×8 when there are more than 16 (16 images per vector), and at any batch planes 32 or 64 wide
+/// (32×32, 64×64) and 9–16 wide (14×14, 16×16) (16 tiles of one image per vector).
 ///
 /// Threading as im2col: work items of whole images, one per worker at a time (about
 /// `tilesPerItem` tiles each), each with its own transform buffers and single-threaded SGEMMs.
@@ -47,7 +47,7 @@ enum Winograd {
 
     /// Whether `convolve` uses F(4×4, 3×3) on these images, on an AVX-512 CPU: images of at most
     /// 8×8 when there are more than 16 (at least two items of 16 images in the lanes), and
-    /// 16×16, 32×32 and 64×64 planes (`usesRowTiles`) at any batch. Not a function of the thread
+    /// the planes of `usesRowTiles` at any batch. Not a function of the thread
     /// count: the two algorithms round differently. (Tests switch `largeTiles` off to compare.)
     /// `forWeightGradient`: the choice of `weightGradient` (see `usesRowTiles`).
     static func usesLargeTiles(n: Int, h: Int, w: Int, forWeightGradient: Bool = false) -> Bool {
@@ -58,8 +58,10 @@ enum Winograd {
     }
     nonisolated(unsafe) static var largeTiles = true
 
-    /// Whether F(4×4, 3×3) runs with the tiles along the lanes (haze_winograd43_rows_*): planes 16,
-    /// 32 or 64 wide. In bf16 the forward and input-gradient convolutions there take F(2×2) with
+    /// Whether F(4×4, 3×3) runs with the tiles along the lanes (haze_winograd43_rows_*): planes 32
+    /// or 64 wide, and planes 9–16 wide laid out 16 wide (14×14 against F(2×2, 3×3), fmnist-s,
+    /// batch 64, `haze-bench convs`, two alternating rounds: 128→128 11.1/11.4 → 7.7/7.7 ms,
+    /// 192→64 9.7/8.6 → 7.0/6.5, 128→64 5.6/5.7 → 3.9/4.0, 64→64 2.8/2.9 → 2.8/2.8). In bf16 the forward and input-gradient convolutions there take F(2×2) with
     /// the bf16 kernel instead; the weight gradient, which has no bf16 kernel, keeps F(4×4) in
     /// float32 (bf16 training step, same run, alternating, `haze-bench unet --precision bfloat16`:
     /// faces-64 b16 2627/2588 → 2380/2486 ms, tf-article b32 3063/2916 → 2750/2621 ms).
@@ -197,9 +199,9 @@ enum Winograd {
         }
     }
 
-    /// The work split of F(4×4) with the tiles along the lanes: the n · H·W/256 groups of 16 tiles,
-    /// image after image, in items of `groupsPerItem` consecutive groups (which may span images):
-    /// V and M of an item, 36·(C + O)·16 floats a group, fill about 2 MB, at least 4 groups (64
+    /// The work split of F(4×4) with the tiles along the lanes: the n · haze_winograd43_rows_groups
+    /// groups of 16 tiles, image after image, in items of `groupsPerItem` consecutive groups (which
+    /// may span images): V and M of an item, 36·(C + O)·16 floats a group, fill about 2 MB, at least 4 groups (64
     /// columns for the products), and there are `Parallel.minimumItems` items where that fits.
     /// Fixed by the shape.
     struct RowTilePlan {
@@ -207,7 +209,7 @@ enum Winograd {
         var items: Int { (groups + groupsPerItem - 1) / groupsPerItem }
 
         init(n: Int, h: Int, w: Int, c: Int, o: Int) {
-            perImage = h * w / 256
+            perImage = haze_winograd43_rows_groups(h, w)
             groups = n * perImage
             let most = Swift.max(4, (2 << 20) / (4 * 36 * 16 * (c + o)))
             groupsPerItem = Swift.min(most, Swift.max(4, (groups + Parallel.minimumItems - 1) / Parallel.minimumItems))
@@ -261,7 +263,7 @@ enum Winograd {
                                n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
         if usesLargeTiles(n: n, h: h, w: w, forWeightGradient: true) && usesRowTiles(h: h, w: w, forWeightGradient: true) {
             // Items of whole images (the bias sums), at least 256 columns.
-            let perImage = 16 * h * w / 256, chunk = Swift.max(1, 256 / perImage)
+            let perImage = 16 * haze_winograd43_rows_groups(h, w), chunk = Swift.max(1, 256 / perImage)
             return weightGradient(g, items: (n + chunk - 1) / chunk, positions: 36, tiles: { $0 * perImage }, c: c, h: h, w: w, o: o,
                                   products: o % 4 == 0 && c % 4 == 0 ? .rowsAlongK : .blas,
                                   images: { (chunk * $0, Swift.min(chunk, n - chunk * $0)) },

@@ -160,7 +160,7 @@ final class BFloat16Tests: XCTestCase {
     }
 
     /// In bf16 the weight gradient stays float32 (there is no bf16 kernel for it): on the planes
-    /// where the forward switches to F(2×2) in bf16 (16/32/64 wide) it keeps F(4×4) and gives the
+    /// where the forward switches to F(2×2) in bf16 (9–16, 32 and 64 wide) it keeps F(4×4) and gives the
     /// float32 bits, since ∂w of Σ y·g depends only on x and g. The input gradient does take bf16.
     func testWeightGradientStaysFloat32InBFloat16() throws {
         try XCTSkipUnless(Precision.bfloat16Available, "no bf16 kernel on this CPU")

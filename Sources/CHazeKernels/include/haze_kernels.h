@@ -179,12 +179,14 @@ void haze_winograd43_output_gradient(const float *g, float *mbar, long first_ima
                                      long w, long block);
 void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw, long o, long c, long first_row,
                                       long row_count);
-/// The same with the tiles along the lanes, for planes where haze_winograd43_rows_fit(H, W) (W = 16,
-/// 32 or 64, H a multiple of 256 / W): groups of 16 consecutive tiles of one image (H·W / 256
-/// groups per image). Groups [first_group, first_group + groups) of image `image` go to (or come
-/// from) columns 16 (g − first_group) + tile of v [36, C, ld] / m [36, O, ld] / m̄ [36, O, ld]
-/// (blocks `block` floats apart).
+/// The same with the tiles along the lanes, for planes where haze_winograd43_rows_fit(H, W) (W = 32
+/// or 64 with H a multiple of 256 / W; or W from 9 to 16 and H over 8, laid out 16 wide): groups of
+/// 16 consecutive tiles of one image (haze_winograd43_rows_groups(H, W) groups per image). Groups
+/// [first_group, first_group + groups) of image `image` go to (or come from) columns
+/// 16 (g − first_group) + tile of v [36, C, ld] / m [36, O, ld] / m̄ [36, O, ld] (blocks `block`
+/// floats apart).
 int haze_winograd43_rows_fit(long h, long w);
+long haze_winograd43_rows_groups(long h, long w);
 /// C [M, N] (rows ldc apart) = A [M, K] · B [N, K]ᵀ (rows lda, ldb apart), or C += with
 /// `accumulate`, for M and N multiples of 4 and K of 16, where haze_winograd43_available(): 4 × 4
 /// blocks of C, 16 lane sums each over K in registers (the weight gradients ∂U[ξ] += M̄[ξ] V[ξ]ᵀ,
