@@ -24,16 +24,21 @@ int haze_cpu_features(void) {
 #include <immintrin.h>
 enum { CHAINS = 24 };
 
+// Sums the chains into a volatile, so that the compiler keeps the loops that made them.
+__attribute__((target("avx512f"))) static void keep(const __m512 *acc) {
+    __m512 sum = acc[0];
+    for (int i = 1; i < CHAINS; i++) sum = _mm512_add_ps(sum, acc[i]);
+    volatile float sink = _mm512_reduce_add_ps(sum);
+    (void)sink;
+}
+
 __attribute__((target("avx512f"))) static double fma_rounds(long rounds) {
     __m512 acc[CHAINS];
     for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
     const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
     for (long r = 0; r < rounds; r++)
         for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
-    __m512 sum = acc[0];
-    for (int i = 1; i < CHAINS; i++) sum = _mm512_add_ps(sum, acc[i]);
-    volatile float sink = _mm512_reduce_add_ps(sum);
-    (void)sink;
+    keep(acc);
     return 2.0 * 16 * CHAINS * (double)rounds;
 }
 
@@ -43,10 +48,7 @@ __attribute__((target("avx512f,avx512bf16"))) static double dot_bf16_rounds(long
     const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F803F80), b = (__m512bh)_mm512_set1_epi32(0x3A833A83);  // 1.0, ~1e-3
     for (long r = 0; r < rounds; r++)
         for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
-    __m512 sum = acc[0];
-    for (int i = 1; i < CHAINS; i++) sum = _mm512_add_ps(sum, acc[i]);
-    volatile float sink = _mm512_reduce_add_ps(sum);
-    (void)sink;
+    keep(acc);
     return 4.0 * 16 * CHAINS * (double)rounds;
 }
 
