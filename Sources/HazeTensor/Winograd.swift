@@ -46,9 +46,9 @@ enum Winograd {
     }
 
     /// Whether `convolve` uses F(4×4, 3×3) on these images, on an AVX-512 CPU: images of at most
-    /// 8×8 when there are more than 16 (at least two items of 16 images in the lanes), and
-    /// the planes of `usesRowTiles` at any batch. Not a function of the thread
-    /// count: the two algorithms round differently. (Tests switch `largeTiles` off to compare.)
+    /// 8×8 when there are more than 16 (at least two items of 16 images in the lanes), and the
+    /// planes of `usesRowTiles` at any batch. Not a function of the thread count: the two
+    /// algorithms round differently. (Tests switch `largeTiles` off to compare.)
     /// `forWeightGradient`: the choice of `weightGradient` (see `usesRowTiles`).
     static func usesLargeTiles(n: Int, h: Int, w: Int, forWeightGradient: Bool = false) -> Bool {
         guard ConvolutionAlgorithm.current == .automatic && largeTiles && haze_winograd43_available() != 0 && PackedMatrices.available else {
@@ -61,10 +61,11 @@ enum Winograd {
     /// Whether F(4×4, 3×3) runs with the tiles along the lanes (haze_winograd43_rows_*): planes 32
     /// or 64 wide, and planes 9–16 wide laid out 16 wide (14×14 against F(2×2, 3×3), fmnist-s,
     /// batch 64, `haze-bench convs`, two alternating rounds: 128→128 11.1/11.4 → 7.7/7.7 ms,
-    /// 192→64 9.7/8.6 → 7.0/6.5, 128→64 5.6/5.7 → 3.9/4.0, 64→64 2.8/2.9 → 2.8/2.8). In bf16 the forward and input-gradient convolutions there take F(2×2) with
-    /// the bf16 kernel instead; the weight gradient, which has no bf16 kernel, keeps F(4×4) in
-    /// float32 (bf16 training step, same run, alternating, `haze-bench unet --precision bfloat16`:
-    /// faces-64 b16 2627/2588 → 2380/2486 ms, tf-article b32 3063/2916 → 2750/2621 ms).
+    /// 192→64 9.7/8.6 → 7.0/6.5, 128→64 5.6/5.7 → 3.9/4.0, 64→64 2.8/2.9 → 2.8/2.8). In bf16 the
+    /// forward and input-gradient convolutions there take F(2×2) with the bf16 kernel instead;
+    /// the weight gradient, which has no bf16 kernel, keeps F(4×4) in float32 (bf16 training step,
+    /// same run, alternating, `haze-bench unet --precision bfloat16`: faces-64 b16 2627/2588 →
+    /// 2380/2486 ms, tf-article b32 3063/2916 → 2750/2621 ms).
     static func usesRowTiles(h: Int, w: Int, forWeightGradient: Bool = false) -> Bool {
         haze_winograd43_rows_fit(h, w) != 0 && (forWeightGradient || !(Precision.current == .bfloat16 && Precision.bfloat16Available))
     }
@@ -201,8 +202,9 @@ enum Winograd {
 
     /// The work split of F(4×4) with the tiles along the lanes: the n · haze_winograd43_rows_groups
     /// groups of 16 tiles, image after image, in items of `groupsPerItem` consecutive groups (which
-    /// may span images): V and M of an item, 36·(C + O)·16 floats a group, fill about 2 MB, at least 4 groups (64
-    /// columns for the products), and there are `Parallel.minimumItems` items where that fits.
+    /// may span images): V and M of an item, 36·(C + O)·16 floats a group, fill about 2 MB, at
+    /// least 4 groups (64 columns for the products), and there are `Parallel.minimumItems` items
+    /// where that fits.
     /// Fixed by the shape.
     struct RowTilePlan {
         let perImage: Int, groups: Int, groupsPerItem: Int
