@@ -189,7 +189,8 @@ fixtures:
 	$(PY) scripts/make_inception_fixtures.py
 
 ## test-scripts: test the Python scripts users run (convert_notebook_checkpoint.py: good Keras 2/3 checkpoints,
-## clear errors and nothing written on bad input; about 1-2 minutes). Needs a Python with tensorflow-cpu,
+## clear errors and nothing written on bad input; export_notebook_checkpoint.py: round trip and bad folders;
+## about 2 minutes). Needs a Python with tensorflow-cpu,
 ## tf-keras, numpy and safetensors; not part of `make test` (CI has no Python)
 TF_PY ?= /root/tf-venv/bin/python
 test-scripts:

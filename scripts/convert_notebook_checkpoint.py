@@ -552,8 +552,9 @@ def dump_json(obj, path):
         os.fsync(f.fileno())
 
 
-def write_folder(out_dir, files, force):
-    """Writes {file name: writer(path)} into OUT_DIR.tmp-XXXX, then renames it to OUT_DIR."""
+def write_folder(out_dir, populate, force):
+    """Runs populate(directory) on a new OUT_DIR.tmp-XXXX, then renames that to OUT_DIR (replacing an
+    existing OUT_DIR only with force); on any failure OUT_DIR is left as it was."""
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
@@ -563,8 +564,7 @@ def write_folder(out_dir, files, force):
     old = None
     try:
         os.chmod(tmp, 0o755)
-        for name, writer in files.items():
-            writer(os.path.join(tmp, name))
+        populate(tmp)
         if os.path.exists(out_dir):
             old = tempfile.mkdtemp(prefix=os.path.basename(out_dir) + ".old-", dir=parent)
             os.rmdir(old)
@@ -612,12 +612,11 @@ def convert(ckpt, out_dir=None, image_size=64, heads=4, root="u_net", force=Fals
         return config, tensors, parser.mapping, layout
     metadata = {"format": "pt", "source": "github.com/Yukino1010/Diffusion_Model diffusion.ipynb",
                 "checkpoint": os.path.basename(prefix), "keras_layout": layout}
-    files = {
-        CONFIG_FILE: lambda p: dump_json(config, p),
-        WEIGHTS_FILE: lambda p: write_safetensors(p, tensors, metadata),
-        SCHEDULER_FILE: lambda p: dump_json(scheduler_config(), p),
-    }
-    path = write_folder(out_dir, files, force)
+    def populate(directory):
+        dump_json(config, os.path.join(directory, CONFIG_FILE))
+        write_safetensors(os.path.join(directory, WEIGHTS_FILE), tensors, metadata)
+        dump_json(scheduler_config(), os.path.join(directory, SCHEDULER_FILE))
+    path = write_folder(out_dir, populate, force)
     # Read back with the safetensors library.
     from safetensors.numpy import load_file
     back = load_file(os.path.join(path, WEIGHTS_FILE))

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Tests of scripts/convert_notebook_checkpoint.py, run as a user runs it (a subprocess per conversion).
+"""Tests of scripts/convert_notebook_checkpoint.py and its reverse, scripts/export_notebook_checkpoint.py, run
+as a user runs them (a subprocess per conversion).
 
 Builds small versions of the TensorFlow notebook's U-Net (scripts/tf_article_keras.py at 16x16x3, channels
 init 8, down (16, 24, 24), middle 32, final 8, as make_tf_article_fixtures.py does), saves them the
@@ -16,7 +17,13 @@ layout, and checks:
     OUT_DIR absent (it must still be absent, and no OUT_DIR.tmp-* left) and with OUT_DIR an existing
     empty directory and --force (it must be left as it was);
   - an existing OUT_DIR without --force is refused and left as it was;
-  - --help names the requirements (tensorflow-cpu, tf-keras, numpy, safetensors).
+  - --help names the requirements (tensorflow-cpu, tf-keras, numpy, safetensors);
+  - the export: a converted folder exported back restores into a fresh notebook model (the notebook's
+    tf.train.Checkpoint(u_net=u_net).restore) with every variable equal to the original's, bit for bit;
+    the checked-in Haze fixture folder (Tests/HazeNNTests/Fixtures/tf_article/model) exported and restored
+    gives TensorFlow's recorded outputs; bad folders (no config.json, a training checkpoint's parent,
+    another network, a config the notebook's code cannot build, missing or misshapen tensors, an existing
+    OUT_DIR) fail with exit 1 and one "error: ..." line naming the file, nothing written.
 
 Needs Python 3 with tensorflow-cpu, tf-keras, numpy and safetensors (TensorFlow on one thread). From the
 repository root:
@@ -45,6 +52,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 CONVERTER = os.path.join(SCRIPTS, "convert_notebook_checkpoint.py")
+EXPORTER = os.path.join(SCRIPTS, "export_notebook_checkpoint.py")
+FIXTURE = os.path.join(os.path.dirname(SCRIPTS), "Tests", "HazeNNTests", "Fixtures", "tf_article")
 SIZE = 16
 SMALL = dict(img_size=(SIZE, SIZE, 3), init_filter=8, filters=(16, 24, 24), mid_filter=32, final_filter=8)
 MODEL_FILES = ["config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"]
@@ -171,6 +180,7 @@ class ConvertNotebookCheckpointTests(unittest.TestCase):
             model = tak.U_NET(**dict(SMALL, **widths))
             randomize(model, seed)
             return model
+        cls.notebook_unet = staticmethod(notebook_unet)
 
         # The notebook's network, Keras 2 layout.
         cls.model = notebook_unet(1)
@@ -214,9 +224,9 @@ class ConvertNotebookCheckpointTests(unittest.TestCase):
 
     # -- helpers -----------------------------------------------------------
 
-    def run_converter(self, *args):
-        r = subprocess.run([sys.executable, CONVERTER, *args], capture_output=True, text=True)
-        self.assertNotIn("Traceback", r.stderr, f"converter {args} raised:\n{r.stderr}")
+    def run_converter(self, *args, script=CONVERTER):
+        r = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+        self.assertNotIn("Traceback", r.stderr, f"{os.path.basename(script)} {args} raised:\n{r.stderr}")
         return r
 
     def fresh_parent(self):
@@ -255,9 +265,10 @@ class ConvertNotebookCheckpointTests(unittest.TestCase):
                         for n in files]
         return sorted(entries)
 
-    def assert_fails(self, prefix, *needles, extra=()):
-        """Runs the converter on PREFIX into an absent OUT_DIR, then into an existing empty OUT_DIR with
-        --force: exit 1, one "error: " line holding every needle, no traceback, nothing written."""
+    def assert_fails(self, source, *needles, extra=("--image-size", str(SIZE)), script=CONVERTER):
+        """Runs the converter (or SCRIPT) on SOURCE into an absent OUT_DIR, then into an existing empty
+        OUT_DIR with --force: exit 1, one "error: " line holding every needle, no traceback, nothing
+        written."""
         for existing in (False, True):
             with self.subTest(out_dir="existing, --force" if existing else "absent"):
                 parent = self.fresh_parent()
@@ -265,8 +276,7 @@ class ConvertNotebookCheckpointTests(unittest.TestCase):
                 if existing:
                     os.mkdir(out)
                 before = self.snapshot(parent)
-                r = self.run_converter(prefix, out, "--image-size", str(SIZE), *extra,
-                                       *(["--force"] if existing else []))
+                r = self.run_converter(source, out, *extra, *(["--force"] if existing else []), script=script)
                 self.assertEqual(r.returncode, 1, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
                 errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
                 self.assertEqual(len(errors), 1, r.stderr)
@@ -355,11 +365,108 @@ class ConvertNotebookCheckpointTests(unittest.TestCase):
     # -- help ------------------------------------------------------------------
 
     def test_help_names_requirements(self):
-        r = self.run_converter("--help")
+        for script in (CONVERTER, EXPORTER):
+            r = self.run_converter("--help", script=script)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            text = re.sub(r"-\n\s*", "-", r.stdout)   # argparse may wrap "tf-keras" after its hyphen
+            for package in REQUIREMENTS:
+                self.assertIn(package, text, script)
+
+    # -- the export back to the notebook ----------------------------------------
+
+    def export_ok(self, model_dir):
+        out = os.path.join(self.fresh_parent(), "notebook")
+        r = self.run_converter(model_dir, out, script=EXPORTER)
         self.assertEqual(r.returncode, 0, r.stderr)
-        text = re.sub(r"-\n\s*", "-", r.stdout)   # argparse may wrap "tf-keras" after its hyphen
-        for package in REQUIREMENTS:
-            self.assertIn(package, text)
+        self.assertEqual(sorted(os.listdir(out)), ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"])
+        self.assertEqual(os.listdir(os.path.dirname(out)), ["notebook"], "temporary folders left next to OUT_DIR")
+        return out
+
+    def restore_notebook_way(self, directory):
+        """A fresh notebook model (other random weights) restored from DIRECTORY as the notebook does."""
+        import tensorflow as tf
+        model = self.notebook_unet(99)
+        tf.train.Checkpoint(u_net=model).restore(tf.train.latest_checkpoint(directory)).assert_existing_objects_matched()
+        return model
+
+    def test_export_round_trip(self):
+        import numpy as np
+        out = os.path.join(self.fresh_parent(), "model")
+        self.assertEqual(self.run_converter(self.good, out, "--image-size", str(SIZE)).returncode, 0)
+        model = self.restore_notebook_way(self.export_ok(out))
+        self.assertEqual(len(model.weights), len(self.weights))
+        for restored, original in zip(model.weights, self.weights):
+            self.assertTrue(np.array_equal(restored.numpy(), original), restored.name)
+
+    def test_export_fixture_gives_tensorflows_outputs(self):
+        import numpy as np
+        from safetensors.numpy import load_file
+        io = load_file(os.path.join(FIXTURE, "io.safetensors"))
+        model = self.restore_notebook_way(self.export_ok(os.path.join(FIXTURE, "model")))
+        y = np.array(model([io["x"].transpose(0, 2, 3, 1), io["t"]])).transpose(0, 3, 1, 2)
+        self.assertLessEqual(float(np.abs(y - io["out"]).max()), 1e-5 * float(np.abs(io["out"]).max()))
+
+    def test_export_warns_of_another_schedule(self):
+        folder = self.damaged_folder()
+        with open(os.path.join(folder, "scheduler_config.json")) as f:
+            scheduler = json.load(f)
+        del scheduler["trained_betas"]   # the plain linear schedule, not the notebook's shifted one
+        with open(os.path.join(folder, "scheduler_config.json"), "w") as f:
+            json.dump(scheduler, f)
+        out = os.path.join(self.fresh_parent(), "notebook")
+        r = self.run_converter(folder, out, script=EXPORTER)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("scheduler_config.json: not the notebook's schedule", r.stdout)
+        self.assertNotIn("warning", self.run_converter(os.path.join(FIXTURE, "model"), out + "2", script=EXPORTER).stdout)
+
+    def damaged_folder(self, edit_config=None, edit_tensors=None):
+        """A copy of the fixture's model folder with its config.json or weights edited."""
+        from safetensors.numpy import load_file, save_file
+        folder = os.path.join(self.fresh_parent(), "haze-model")
+        shutil.copytree(os.path.join(FIXTURE, "model"), folder)
+        if edit_config:
+            path = os.path.join(folder, "config.json")
+            with open(path) as f:
+                config = json.load(f)
+            edit_config(config)
+            with open(path, "w") as f:
+                json.dump(config, f)
+        if edit_tensors:
+            path = os.path.join(folder, "diffusion_pytorch_model.safetensors")
+            tensors = load_file(path)
+            edit_tensors(tensors)
+            save_file(tensors, path)
+        return folder
+
+    def test_export_bad_folders(self):
+        import numpy as np
+        empty = self.fresh_parent()
+        training = self.fresh_parent()
+        os.makedirs(os.path.join(training, "model"))
+        cases = [
+            (empty, [os.path.join(empty, "config.json"), "missing"]),
+            (training, [os.path.join(training, "config.json"), "model/ and ema/"]),
+            (self.damaged_folder(lambda c: c.update(_class_name="UNet2DModel")), ["'UNet2DModel'", "TFArticleUNet"]),
+            (self.damaged_folder(lambda c: c.update(attention_heads=8)), ["attention_heads is 8", "heads=4"]),
+            (self.damaged_folder(lambda c: c.update(norm_type="batch")), ["norm_type is 'batch'", "BatchNorm"]),
+            (self.damaged_folder(edit_tensors=lambda t: t.pop("mid.0.conv1.bias")),
+             ["diffusion_pytorch_model.safetensors", "missing ['mid.0.conv1.bias']"]),
+            (self.damaged_folder(edit_tensors=lambda t: t.update({"mid.0.conv1.bias": np.zeros(5, np.float32)})),
+             ["diffusion_pytorch_model.safetensors", "mid.0.conv1.bias has shape [5]"]),
+        ]
+        for folder, needles in cases:
+            with self.subTest(folder=folder, needles=needles):
+                self.assert_fails(folder, *needles, extra=(), script=EXPORTER)
+
+    def test_export_keeps_existing_out_dir(self):
+        parent = self.fresh_parent()
+        out = os.path.join(parent, "notebook")
+        os.mkdir(out)
+        before = self.snapshot(parent)
+        r = self.run_converter(os.path.join(FIXTURE, "model"), out, script=EXPORTER)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"error: {out}: already exists (pass --force", r.stderr)
+        self.assertEqual(self.snapshot(parent), before)
 
 
 if __name__ == "__main__":
