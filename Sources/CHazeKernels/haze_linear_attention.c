@@ -147,17 +147,30 @@ INLINE void row_products(const float *a, const float *b, float *c, long d, long 
     for (long x = 0; x < d * d; x++) c[x] *= alpha;
 }
 
-// The head's q, k, v (softmaxed) and α·k vᵀ from qkv. work: 3·d·n + 2·n floats after c [d·d].
-INLINE void head_forward(const float *qkv, long p, long n, long heads, long d, float alpha, long b, long h,
+// The head's q, k, v (softmaxed) and α·k vᵀ from its blocks of q̃, k̃, ṽ: [P, N/heads] each, rows
+// ld floats apart, k̃ at block + P·ld and ṽ at block + 2·P·ld; with block NULL, from q, k, v as
+// haze_linear_attention_load left them. work: 3·d·n + 2·n floats after c [d·d].
+INLINE void head_forward(const float *block, long ld, long p, long n, long heads, long d, float alpha,
                          float *q, float *k, float *v, float *c, float *scratch) {
     const long chunk = n / heads;
-    const float *image = qkv + b * 3 * p * n + h * chunk;
-    haze_transpose_tiled(image, n, q, p, p, chunk);
-    haze_transpose_tiled(image + p * n, n, k, p, p, chunk);
-    haze_transpose_tiled(image + 2 * p * n, n, v, p, p, chunk);
+    if (block) {
+        haze_transpose_tiled(block, ld, q, p, p, chunk);
+        haze_transpose_tiled(block + p * ld, ld, k, p, p, chunk);
+        haze_transpose_tiled(block + 2 * p * ld, ld, v, p, p, chunk);
+    }
     softmax_columns(q, d, n, scratch, scratch + n);
     softmax_rows(k, d, n);
     row_products(k, v, c, d, n, alpha);
+}
+
+// One head's output o = cᵀ q, scattered into image b's positions of y.
+INLINE void head_output(const float *block, long ld, float *y, long p, long n, long heads, long d, float alpha,
+                        long b, long h, float *work) {
+    float *c = work, *q = c + 2 * d * d, *k = q + d * n, *v = k + d * n, *o = v + d * n, *scratch = o + d * n;
+    const long chunk = n / heads;
+    head_forward(block, ld, p, n, heads, d, alpha, q, k, v, c, scratch);
+    combine_rows(c, 1, d, q, o, d, n);  // o[e] = Σ_i c[i][e] q[i]
+    haze_transpose_tiled(o, p, y + b * p * n + h * chunk, n, chunk, p);
 }
 
 long haze_linear_attention_work_size(long n, long d, int backward) {
@@ -166,14 +179,19 @@ long haze_linear_attention_work_size(long n, long d, int backward) {
 
 MULTIVERSION void haze_linear_attention_forward(const float *qkv, float *y, long p, long n, long heads, long d, float alpha,
                                                 long first, long count, float *work) {
-    float *c = work, *q = c + 2 * d * d, *k = q + d * n, *v = k + d * n, *o = v + d * n, *scratch = o + d * n;
-    const long chunk = n / heads;
     for (long task = first; task < first + count; task++) {
         const long b = task / heads, h = task % heads;
-        head_forward(qkv, p, n, heads, d, alpha, b, h, q, k, v, c, scratch);
-        combine_rows(c, 1, d, q, o, d, n);  // o[e] = Σ_i c[i][e] q[i]
-        haze_transpose_tiled(o, p, y + b * p * n + h * chunk, n, chunk, p);
+        head_output(qkv + b * 3 * p * n + h * (n / heads), n, y, p, n, heads, d, alpha, b, h, work);
     }
+}
+
+void haze_linear_attention_load(const float *block, long ld, long p, long n, long heads, long d, int part, float *work) {
+    haze_transpose_tiled(block, ld, work + 2 * d * d + part * d * n, p, p, n / heads);
+}
+
+MULTIVERSION void haze_linear_attention_forward_loaded(float *y, long p, long n, long heads, long d, float alpha, long b,
+                                                       long h, float *work) {
+    head_output(NULL, 0, y, p, n, heads, d, alpha, b, h, work);
 }
 
 MULTIVERSION void haze_linear_attention_backward(const float *qkv, const float *dy, float *dqkv, long p, long n, long heads,
@@ -183,7 +201,7 @@ MULTIVERSION void haze_linear_attention_backward(const float *qkv, const float *
     const long chunk = n / heads;
     for (long task = first; task < first + count; task++) {
         const long b = task / heads, h = task % heads;
-        head_forward(qkv, p, n, heads, d, alpha, b, h, q, k, v, c, scratch);
+        head_forward(qkv + b * 3 * p * n + h * chunk, n, p, n, heads, d, alpha, q, k, v, c, scratch);
         haze_transpose_tiled(dy + b * p * n + h * chunk, n, dout, p, p, chunk);
         combine_rows(c, d, 1, dout, dq, d, n);  // ∂q[i] = Σ_e c[i][e] ∂o[e]
         row_products(q, dout, dc, d, n, alpha);  // ∂(k vᵀ)

@@ -201,9 +201,10 @@ struct TFArticleLinearAttention: Module {
 
     /// x: [B, C, H, W] → [B, C, H, W]
     func callAsFunction(_ x: Tensor, _ p: ParameterSet) -> Tensor {
-        let qkv = Tensor.conv2d(x, weight: p.value(key(prefix, "to_qkv.weight")), bias: nil)
+        let qkvWeight = p.value(key(prefix, "to_qkv.weight"))
         let y = (x.shape[2] * x.shape[3]) % heads == 0
-            ? Tensor.reshapedLinearAttention(qkv, heads: heads, headDimension: headDim) : literalCore(qkv)
+            ? Tensor.reshapedLinearAttention(projecting: x, weight: qkvWeight, heads: heads, headDimension: headDim)
+            : literalCore(Tensor.conv2d(x, weight: qkvWeight, bias: nil))
         let projected = Tensor.conv2d(y, weight: p.value(key(prefix, "to_out.0.weight")), bias: p.value(key(prefix, "to_out.0.bias")))
         let normalised = Tensor.channelLayerNorm(projected, weight: p.value(key(prefix, "to_out.1.weight")),
                                                  bias: p.value(key(prefix, "to_out.1.bias")), epsilon: epsilon)

@@ -9,7 +9,8 @@ enum PreparedWeights {
     enum Form: Hashable {
         /// `Winograd.TransformedWeights` (of the input-gradient convolution with `flip`).
         case winograd(flip: Bool, large: Bool, packed: Bool)
-        /// The `PackedMatrices` of a 1×1 convolution's bf16 products.
+        /// The `PackedMatrices` of a 1×1 convolution: its bf16 products, or the float32 q/k/v
+        /// projection of `Tensor.reshapedLinearAttention(projecting:…)`.
         case pointwise
         /// The packed weights of the direct strided convolution (haze_direct_pack).
         case direct

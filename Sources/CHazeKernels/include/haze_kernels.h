@@ -32,13 +32,6 @@ void haze_transpose(const float *x, float *y, long rows, long cols);
 /// y[j·ldy + i] = x[i·ldx + j] for i < rows, j < cols, in cache-sized tiles (large transposes).
 void haze_transpose_tiled(const float *x, long ldx, float *y, long ldy, long rows, long cols);
 
-/// The TensorFlow notebook's linear attention between its two 1×1 convolutions, per head
-/// (haze_linear_attention.c): qkv [B, 3P, N] (NCHW planes of q, k, v; P = heads·d channels, N
-/// positions, N a multiple of heads) → y [B, P, N], for heads `first ..< first + count` counted
-/// over (image, head). The backward writes ∂qkv for those heads from ∂y, recomputing the forward.
-/// `work`: haze_linear_attention_work_size(N, d, backward) floats per calling thread.
-long haze_linear_attention_work_size(long n, long d, int backward);
-
 /// Layer norm over the channels of one image's NCHW planes x [C, S], positions [first, first +
 /// count) (haze_channel_norm.c). Forward: y, and per position mean and 1/std (S floats each).
 /// Backward: ∂x for those positions, and ∂γ, ∂β [C] accumulated (+=); scratch: 2·count floats.
@@ -47,8 +40,20 @@ void haze_channel_norm_forward(const float *x, float *y, const float *gamma, con
 void haze_channel_norm_backward(const float *x, const float *g, const float *gamma, const float *mean,
                                 const float *rstd, float *dx, float *dgamma, float *dbeta, long c, long s,
                                 long first, long count, float *scratch);
+/// The TensorFlow notebook's linear attention between its two 1×1 convolutions, per head
+/// (haze_linear_attention.c): qkv [B, 3P, N] (NCHW planes of q, k, v; P = heads·d channels, N
+/// positions, N a multiple of heads) → y [B, P, N], for heads `first ..< first + count` counted
+/// over (image, head). The backward writes ∂qkv for those heads from ∂y, recomputing the forward.
+/// `work`: haze_linear_attention_work_size(N, d, backward) floats per calling thread.
+long haze_linear_attention_work_size(long n, long d, int backward);
 void haze_linear_attention_forward(const float *qkv, float *y, long p, long n, long heads, long d, float alpha,
                                    long first, long count, float *work);
+/// The forward of one head (image b, head h) from q̃, k̃, ṽ blocks that the caller computes per
+/// head (the head's positions of the q/k/v convolution) instead of the whole qkv: load each block
+/// [P, N/heads] (rows `ld` floats apart; part 0, 1, 2 = q̃, k̃, ṽ) into `work`, then run the head.
+void haze_linear_attention_load(const float *block, long ld, long p, long n, long heads, long d, int part, float *work);
+void haze_linear_attention_forward_loaded(float *y, long p, long n, long heads, long d, float alpha, long b, long h,
+                                          float *work);
 void haze_linear_attention_backward(const float *qkv, const float *dy, float *dqkv, long p, long n, long heads,
                                     long d, float alpha, long first, long count, float *work);
 /// One attention head, o [L, DV] = softmax(α q kᵀ) v for q [L, D], k [S, D], v [S, DV]
