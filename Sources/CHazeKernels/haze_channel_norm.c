@@ -11,8 +11,9 @@
 #include "haze_multiversion.h"
 #include <math.h>
 
-MULTIVERSION void haze_channel_norm_forward(const float *x, float *y, const float *gamma, const float *beta, long c, long s,
-                                            long first, long count, float eps, float *mean, float *rstd) {
+MULTIVERSION void haze_channel_norm_forward(const float *x, const float *residual, float *y, const float *gamma,
+                                            const float *beta, long c, long s, long first, long count, float eps,
+                                            float *mean, float *rstd) {
     float *mu = mean + first, *r = rstd + first;
     for (long j = 0; j < count; j++) mu[j] = 0, r[j] = 0;
     for (long ch = 0; ch < c; ch++)
@@ -24,9 +25,12 @@ MULTIVERSION void haze_channel_norm_forward(const float *x, float *y, const floa
             r[j] += d * d;
         }
     for (long j = 0; j < count; j++) r[j] = 1.0f / sqrtf(r[j] / (float)c + eps);
-    for (long ch = 0; ch < c; ch++)
+    for (long ch = 0; ch < c; ch++) {
         for (long j = 0; j < count; j++)
             y[ch * s + first + j] = (x[ch * s + first + j] - mu[j]) * r[j] * gamma[ch] + beta[ch];
+        if (residual)  // the row is still in L1
+            for (long j = 0; j < count; j++) y[ch * s + first + j] += residual[ch * s + first + j];
+    }
 }
 
 MULTIVERSION void haze_channel_norm_backward(const float *x, const float *g, const float *gamma, const float *mean,

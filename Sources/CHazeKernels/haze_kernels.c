@@ -197,9 +197,10 @@ MULTIVERSION void haze_transpose_tiled(const float *x, long ldx, float *y, long 
 }
 
 // Group normalisation over groups [first, first + count) of x: [N·G, C/G, S] (see the header).
-MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float *gamma, const float *beta,
-                                          long affine_stride, long first, long count, long groups, long per_group,
-                                          long spatial, float eps, int silu, float *mean_out, float *rstd_out) {
+MULTIVERSION void haze_group_norm_forward(const float *x, const float *residual, float *y, const float *gamma,
+                                          const float *beta, long affine_stride, long first, long count, long groups,
+                                          long per_group, long spatial, float eps, int silu, float *mean_out,
+                                          float *rstd_out) {
 #pragma clang fp reassociate(on)
     const long m = per_group * spatial;
     for (long q = first; q < first + count; q++) {
@@ -226,6 +227,10 @@ MULTIVERSION void haze_group_norm_forward(const float *x, float *y, const float 
                 }
             } else {
                 for (long i = 0; i < spatial; i++) d[i] = s[i] * scale + shift;
+            }
+            if (residual) {  // the channel's plane is still in L1
+                const float *r = residual + q * m + c * spatial;
+                for (long i = 0; i < spatial; i++) d[i] += r[i];
             }
         }
     }

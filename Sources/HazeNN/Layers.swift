@@ -114,12 +114,14 @@ public struct Norm: Module {
                                  ParameterSpec(key(prefix, "running_var"), [channels], .ones, isBuffer: true)] : [])
     }
 
-    /// x: [N, C, *] → same shape; followed by SiLU when `silu` (fused into the group norm).
-    public func callAsFunction(_ x: Tensor, _ p: ParameterSet, _ context: ForwardContext, silu: Bool = false) -> Tensor {
+    /// x: [N, C, *] → same shape; followed by SiLU when `silu`, then plus `residual` (x's shape)
+    /// when given (both fused into the group norm).
+    public func callAsFunction(_ x: Tensor, _ p: ParameterSet, _ context: ForwardContext, silu: Bool = false,
+                               adding residual: Tensor? = nil) -> Tensor {
         let (w, b) = (p.value(key(prefix, "weight")), p.value(key(prefix, "bias")))
         switch kind {
         case .group:
-            return groupNormalized(x, weight: w, bias: b, silu: silu)
+            return Tensor.groupNorm(x, groups: groups, weight: w, bias: b, epsilon: epsilon, applyingSiLU: silu, adding: residual)
         case .batch:
             let (meanKey, varKey) = (key(prefix, "running_mean"), key(prefix, "running_var"))
             var mean = context.buffers[meanKey] ?? p.value(meanKey)
@@ -127,7 +129,8 @@ public struct Norm: Module {
             let y = Tensor.batchNorm(x, weight: w, bias: b, runningMean: &mean, runningVariance: &variance,
                                      training: context.training, epsilon: epsilon)
             if context.training { context.buffers[meanKey] = mean; context.buffers[varKey] = variance }
-            return silu ? y.silu() : y
+            let activated = silu ? y.silu() : y
+            return residual.map { activated + $0 } ?? activated
         }
     }
 

@@ -168,8 +168,8 @@ struct TFArticleResBlock: Module {
     /// x: [B, Cin, H, W], e: [B, T] → [B, width, H, W]
     func callAsFunction(_ x: Tensor, _ e: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
         let film = timeProjection(e, p).chunked(2, alongAxis: 1)  // γ, β: [B, width] each
-        let h = norm2(conv2(normalizing: conv1(x, p), with: norm1, scale: film[0], shift: film[1], p, context), p, context, silu: true)
-        return h + (shortcut.map { $0(x, p) } ?? x)
+        return norm2(conv2(normalizing: conv1(x, p), with: norm1, scale: film[0], shift: film[1], p, context), p, context, silu: true,
+                     adding: shortcut.map { $0(x, p) } ?? x)
     }
 }
 
@@ -206,9 +206,8 @@ struct TFArticleLinearAttention: Module {
             ? Tensor.reshapedLinearAttention(projecting: x, weight: qkvWeight, heads: heads, headDimension: headDim)
             : literalCore(Tensor.conv2d(x, weight: qkvWeight, bias: nil))
         let projected = Tensor.conv2d(y, weight: p.value(key(prefix, "to_out.0.weight")), bias: p.value(key(prefix, "to_out.0.bias")))
-        let normalised = Tensor.channelLayerNorm(projected, weight: p.value(key(prefix, "to_out.1.weight")),
-                                                 bias: p.value(key(prefix, "to_out.1.bias")), epsilon: epsilon)
-        return normalised + x
+        return Tensor.channelLayerNorm(projected, weight: p.value(key(prefix, "to_out.1.weight")),
+                                       bias: p.value(key(prefix, "to_out.1.bias")), epsilon: epsilon, adding: x)
     }
 
     /// The attention between the two convolutions as the notebook writes it, reshapes and all:

@@ -27,12 +27,14 @@ extension Tensor {
     /// backward. Parallel over the N·G groups (forward and ∂x) and over channels (∂γ, ∂β).
     /// With `applyingSiLU`, returns SiLU(groupNorm(x)) in one pass (as ResNet blocks use it);
     /// the backward recomputes the normalised values from x, mean and rstd instead of keeping them.
+    /// With `residual` (x's shape), returns that plus the result, in the same pass (a ResNet
+    /// block's skip connection; ∂residual = ∂y).
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, epsilon: Float = 1e-5,
-                                 applyingSiLU silu: Bool = false) -> Tensor {
+                                 applyingSiLU silu: Bool = false, adding residual: Tensor? = nil) -> Tensor {
         let c = x.rank >= 2 ? x.shape[1] : 0
         precondition(weight == nil || weight!.shape == [c], "groupNorm: weight shape \(weight!.shape) for \(c) channels")
         precondition(bias == nil || bias!.shape == [c], "groupNorm: bias shape \(bias!.shape) for \(c) channels")
-        return groupNorm(x, groups: groups, scale: weight, shift: bias, perImage: false, epsilon: epsilon, silu: silu)
+        return groupNorm(x, groups: groups, scale: weight, shift: bias, perImage: false, epsilon: epsilon, silu: silu, residual: residual)
     }
 
     /// Group normalisation with a scale and shift per image and channel, [N, C] each:
@@ -45,29 +47,31 @@ extension Tensor {
                                  applyingSiLU silu: Bool = false) -> Tensor {
         let nc = x.rank >= 2 ? [x.shape[0], x.shape[1]] : []
         precondition(scale.shape == nc && shift.shape == nc, "groupNorm: scale \(scale.shape) and shift \(shift.shape) for x \(x.shape)")
-        return groupNorm(x, groups: groups, scale: scale, shift: shift, perImage: true, epsilon: epsilon, silu: silu)
+        return groupNorm(x, groups: groups, scale: scale, shift: shift, perImage: true, epsilon: epsilon, silu: silu, residual: nil)
     }
 
     private static func groupNorm(_ x: Tensor, groups: Int, scale weight: Tensor?, shift bias: Tensor?, perImage: Bool,
-                                  epsilon: Float, silu: Bool) -> Tensor {
+                                  epsilon: Float, silu: Bool, residual: Tensor?) -> Tensor {
         precondition(x.rank >= 2 && x.shape[1] % groups == 0, "groupNorm: \(x.shape[1]) channels do not split into \(groups) groups")
+        precondition(residual == nil || residual!.shape == x.shape, "groupNorm: residual \(residual!.shape) for x \(x.shape)")
         let (n, c) = (x.shape[0], x.shape[1])
         let spatial = x.count / Swift.max(n * c, 1), perGroup = c / groups, m = perGroup * spatial, stride = perImage ? c : 0
         var mean = [Float](repeating: 0, count: n * groups), rstd = mean
         let gamma = weight?.scalars, beta = bias?.scalars
         let y = Tensor(shape: x.shape) { out, _ in
-            x.withScalars { px in
-                mean.withUnsafeMutableBufferPointer { pm in rstd.withUnsafeMutableBufferPointer { pr in
+            x.withScalars { px in Tensor.withOptionalScalars(residual) { pr in
+                mean.withUnsafeMutableBufferPointer { pm in rstd.withUnsafeMutableBufferPointer { ps in
                     Parallel.forEach(n * groups, cost: 4 * m) { range in
-                        haze_group_norm_forward(px, out, gamma, beta, stride, range.lowerBound, range.count, groups, perGroup,
-                                                spatial, epsilon, silu ? 1 : 0, pm.baseAddress!, pr.baseAddress!)
+                        haze_group_norm_forward(px, pr, out, gamma, beta, stride, range.lowerBound, range.count, groups, perGroup,
+                                                spatial, epsilon, silu ? 1 : 0, pm.baseAddress!, ps.baseAddress!)
                     }
                 } }
-            }
+            } }
         }
         var inputs = [x]
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
+        if let residual { inputs.append(residual) }
         let vx = x.detached
         return record(y, inputs) { g in
             // Per (n, c): Σ g x̂ and Σ g, reduced over n afterwards for ∂γ, ∂β of per-channel ones.
@@ -88,6 +92,7 @@ extension Tensor {
             var grads: [Tensor?] = [dx]
             if weight != nil { grads.append(gradient(dgammaParts)) }
             if bias != nil { grads.append(gradient(dbetaParts)) }
+            if residual != nil { grads.append(g) }
             return grads
         }
     }
@@ -112,10 +117,13 @@ extension Tensor {
     /// `layerNorm` and back, without the two permutes (haze_channel_norm.c):
     ///   y = γ (x − μ)/√(σ² + ε) + β,  μ, σ² over the C values of each position.
     /// Work in items of (image, 512 positions), so the sums of ∂γ, ∂β are the same whatever the
-    /// thread count. Saved for backward: μ and 1/√(σ² + ε) per position.
-    public static func channelLayerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float = 1e-5) -> Tensor {
+    /// thread count. Saved for backward: μ and 1/√(σ² + ε) per position. With `residual` (x's
+    /// shape), returns that plus y in the same pass (∂residual = ∂y).
+    public static func channelLayerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float = 1e-5,
+                                        adding residual: Tensor? = nil) -> Tensor {
         let (b, c) = (x.shape[0], x.shape[1]), s = x.count / Swift.max(b * c, 1)
         precondition(x.rank >= 2 && weight.shape == [c] && bias.shape == [c], "channelLayerNorm: x \(x.shape), γ \(weight.shape), β \(bias.shape)")
+        precondition(residual == nil || residual!.shape == x.shape, "channelLayerNorm: residual \(residual!.shape) for x \(x.shape)")
         let block = 512, blocks = (s + block - 1) / block, items = b * blocks
         func forEachItem(cost: Int, _ body: @escaping (_ image: Int, _ first: Int, _ count: Int, _ item: Int) -> Void) {
             Parallel.forEach(items, cost: cost * c * block) { range in
@@ -127,18 +135,18 @@ extension Tensor {
         }
         var mean = [Float](repeating: 0, count: b * s), rstd = mean
         let y = Tensor(shape: x.shape) { out, _ in
-            x.withScalars { px in weight.withScalars { pg in bias.withScalars { pb in
+            x.withScalars { px in weight.withScalars { pg in bias.withScalars { pb in Tensor.withOptionalScalars(residual) { pr in
                 mean.withUnsafeMutableBufferPointer { m in rstd.withUnsafeMutableBufferPointer { r in
                     let (m, r) = (m.baseAddress!, r.baseAddress!)
                     forEachItem(cost: 6) { image, first, count, _ in
-                        haze_channel_norm_forward(px + image * c * s, out + image * c * s, pg, pb, c, s, first, count, epsilon,
-                                                  m + image * s, r + image * s)
+                        haze_channel_norm_forward(px + image * c * s, pr.map { $0 + image * c * s }, out + image * c * s, pg, pb,
+                                                  c, s, first, count, epsilon, m + image * s, r + image * s)
                     }
                 } }
-            } } }
+            } } } }
         }
         let (savedMean, savedRstd) = (mean, rstd)
-        return Tensor.record(y, [x, weight, bias]) { g in
+        return Tensor.record(y, [x, weight, bias] + (residual.map { [$0] } ?? [])) { g in
             var partials = [Float](repeating: 0, count: items * 2 * c)  // ∂γ, ∂β of each item
             let dx = Tensor(shape: x.shape) { out, _ in
                 x.withScalars { px in g.withScalars { pd in weight.withScalars { pg in
@@ -161,7 +169,7 @@ extension Tensor {
             for item in 0..<items {
                 for ch in 0..<c { dGamma[ch] += partials[item * 2 * c + ch]; dBeta[ch] += partials[item * 2 * c + c + ch] }
             }
-            return [dx, Tensor(shape: [c], scalars: dGamma), Tensor(shape: [c], scalars: dBeta)]
+            return [dx, Tensor(shape: [c], scalars: dGamma), Tensor(shape: [c], scalars: dBeta)] + (residual == nil ? [] : [g])
         }
     }
 

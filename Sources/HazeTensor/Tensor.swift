@@ -93,6 +93,12 @@ public struct Tensor {
         try scalars.withUnsafeBufferPointer { try body($0.baseAddress ?? UnsafePointer(bitPattern: 16)!) }
     }
 
+    /// `tensor.withScalars(body)`, or `body(nil)` without a tensor (an optional operand of a kernel).
+    static func withOptionalScalars<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {
+        guard let tensor else { return try body(nil) }
+        return try tensor.withScalars { try body($0) }
+    }
+
     /// Calls `body` with a pointer to the elements for in-place updates (copying first if the
     /// storage is shared). Not recorded on the tape.
     public mutating func withMutableScalars<R>(_ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {

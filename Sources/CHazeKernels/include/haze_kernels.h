@@ -35,8 +35,9 @@ void haze_transpose_tiled(const float *x, long ldx, float *y, long ldy, long row
 /// Layer norm over the channels of one image's NCHW planes x [C, S], positions [first, first +
 /// count) (haze_channel_norm.c). Forward: y, and per position mean and 1/std (S floats each).
 /// Backward: ∂x for those positions, and ∂γ, ∂β [C] accumulated (+=); scratch: 2·count floats.
-void haze_channel_norm_forward(const float *x, float *y, const float *gamma, const float *beta, long c, long s,
-                               long first, long count, float eps, float *mean, float *rstd);
+/// With residual non-NULL (x's layout), the forward's y is that plus residual.
+void haze_channel_norm_forward(const float *x, const float *residual, float *y, const float *gamma, const float *beta,
+                               long c, long s, long first, long count, float eps, float *mean, float *rstd);
 void haze_channel_norm_backward(const float *x, const float *g, const float *gamma, const float *mean,
                                 const float *rstd, float *dx, float *dgamma, float *dbeta, long c, long s,
                                 long first, long count, float *scratch);
@@ -69,9 +70,10 @@ void haze_softmax_columns_backward(const float *pt, float *dpt, float *dot, long
 /// Group norm forward for groups q in [first, first + count): x, y are [N·G groups, per_group, spatial];
 /// channel of (q, c) = (q mod groups)·per_group + c; gamma/beta may be NULL, else read at
 /// (q / groups)·affine_stride + channel: per channel [C] (affine_stride 0) or per image and
-/// channel [N, C] (affine_stride C). With silu != 0, y is SiLU of the normalised values. Writes
+/// channel [N, C] (affine_stride C). With silu != 0, y is SiLU of the normalised values. With
+/// residual non-NULL (x's layout), y is that plus residual (a ResNet block's skip). Writes
 /// mean, rstd [N·G].
-void haze_group_norm_forward(const float *x, float *y, const float *gamma, const float *beta,
+void haze_group_norm_forward(const float *x, const float *residual, float *y, const float *gamma, const float *beta,
                              long affine_stride, long first, long count, long groups, long per_group,
                              long spatial, float eps, int silu, float *mean_out, float *rstd_out);
 /// Group norm backward for the same groups: dx, and per (n, channel) partial sums
