@@ -165,6 +165,31 @@ final class GradientTests: XCTestCase {
         }
         XCTAssertEqual(channels.scalars[0], last.scalars[0], accuracy: 1e-3)
         for (a, e) in zip(channelGrads, lastGrads) { assertClose(a, e, tolerance: 1e-4) }
+        // Both norms with a residual added in their pass: finite differences, and the same bits as
+        // the norm followed by a separate add, values and gradients.
+        let residual = normal([2, 6, 3, 3], 43), planesResidual = normal([2, 12, 30, 40], 44)
+        checkGradients([x, w, b, residual]) { Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2], applyingSiLU: true, adding: $0[3]) }
+        checkGradients([planes, gamma, beta, normal([2, 5, 3, 4], 45)]) {
+            Tensor.channelLayerNorm($0[0], weight: $0[1], bias: $0[2], epsilon: 1e-3, adding: $0[3])
+        }
+        for silu in [false, true] {
+            let fusedAdd = valueWithGradient(at: [x, w, b, residual]) {
+                (Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2], applyingSiLU: silu, adding: $0[3]) * cotangent).sum()
+            }
+            let separateAdd = valueWithGradient(at: [x, w, b, residual]) {
+                ((Tensor.groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2], applyingSiLU: silu) + $0[3]) * cotangent).sum()
+            }
+            XCTAssertEqual(fusedAdd.value, separateAdd.value)
+            XCTAssertEqual(fusedAdd.gradients, separateAdd.gradients)
+        }
+        let channelAdd = valueWithGradient(at: [wide, gamma12, beta12, planesResidual]) {
+            (Tensor.channelLayerNorm($0[0], weight: $0[1], bias: $0[2], epsilon: 1e-3, adding: $0[3]) * r).sum()
+        }
+        let channelSeparate = valueWithGradient(at: [wide, gamma12, beta12, planesResidual]) {
+            ((Tensor.channelLayerNorm($0[0], weight: $0[1], bias: $0[2], epsilon: 1e-3) + $0[3]) * r).sum()
+        }
+        XCTAssertEqual(channelAdd.value, channelSeparate.value)
+        XCTAssertEqual(channelAdd.gradients, channelSeparate.gradients)
         for training in [true, false] {
             checkGradients([x, w, b]) {
                 var mean = Tensor.normal([6], seed: 35), variance = Tensor.uniform([6], low: 0.5, high: 2, seed: 36)
