@@ -62,6 +62,18 @@ class ConversionError(Exception):
     pass
 
 
+def missing_requirement(modules, requirements=REQUIREMENTS):
+    """None when every module imports, else the "error: ..." line to print (the import's message
+    and the requirements)."""
+    import importlib
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    except ImportError as e:
+        return f"error: {e}. {requirements}"
+    return None
+
+
 # ---------------------------------------------------------------------------
 # Checkpoint files
 # ---------------------------------------------------------------------------
@@ -659,12 +671,9 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import numpy  # noqa: F401
-        import safetensors  # noqa: F401
-        import tensorflow  # noqa: F401
-    except ImportError as e:
-        print(f"error: {e}. {REQUIREMENTS}", file=sys.stderr)
+    missing = missing_requirement(["numpy", "safetensors", "tensorflow"])
+    if missing:
+        print(missing, file=sys.stderr)
         return 2
     try:
         _, _, mapping, _ = convert(args.ckpt, None if args.dry_run else args.out_dir, args.image_size,

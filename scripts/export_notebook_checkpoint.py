@@ -241,11 +241,9 @@ def main(argv=None):
         return 1
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")   # the notebook's Keras 2 (tf-keras)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow  # noqa: F401
-        import tf_keras  # noqa: F401
-    except ImportError as e:
-        print(f"error: {e}. {REQUIREMENTS}", file=sys.stderr)
+    missing = cnc.missing_requirement(["tensorflow", "tf_keras"], REQUIREMENTS)
+    if missing:
+        print(missing, file=sys.stderr)
         return 2
     try:
         export(args.model_dir, args.out_dir, args.force)
