@@ -9,9 +9,10 @@ enum PreparedWeights {
     enum Form: Hashable {
         /// `Winograd.TransformedWeights` (of the input-gradient convolution with `flip`).
         case winograd(flip: Bool, large: Bool, packed: Bool)
-        /// The `PackedMatrices` of a 1×1 convolution: its bf16 products, or the float32 q/k/v
-        /// projection of `Tensor.reshapedLinearAttention(projecting:…)`.
+        /// The `PackedMatrices` of a 1×1 convolution's bf16 products.
         case pointwise
+        /// The q, k, v thirds of a projection, packed for `Tensor.reshapedLinearAttention(projecting:…)`.
+        case attentionProjection
         /// The packed weights of the direct strided convolution (haze_direct_pack).
         case direct
     }

@@ -60,7 +60,7 @@ extension Tensor {
             return reshapedLinearAttention(conv2d(x, weight: weight), heads: heads, headDimension: d)
         }
         FlopCounter.add(2 * b * 3 * p * c * n)
-        let packed = PreparedWeights.value(for: weight, as: .pointwise) {
+        let packed = PreparedWeights.value(for: weight, as: .attentionProjection) {
             weight.withScalars { PackedMatrices($0, count: 3, rows: p, columns: c, bfloat16Allowed: false) }
         }
         let (chunk, alpha) = (n / heads, 1 / Float(d).squareRoot())
