@@ -204,6 +204,7 @@ MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long f
     if (has_avx512()) {
         if (is_small(tiles_h, tiles_w)) return input_small_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
         if (rows_avx512(w)) return input_rows_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
+        return input_wide_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
     }
 #endif
     if (is_small(tiles_h, tiles_w)) return input_small(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
@@ -243,6 +244,7 @@ MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const
     if (has_avx512()) {
         if (is_small(tiles_h, tiles_w)) return output_small_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
         if (rows_avx512(w)) return output_rows_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
+        return output_wide_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
     }
 #endif
     if (is_small(tiles_h, tiles_w)) return output_small(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);

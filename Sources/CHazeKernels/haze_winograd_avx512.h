@@ -157,6 +157,70 @@ static AVX512 void input_rows_avx512(const float *x, float *v, long first_image,
         }
 }
 
+// Planes wider than 32: each tile row in segments of 16 tiles (32 columns). Segment s reads the row's
+// columns [32s − 1, 32s + 47) as three registers loaded at that offset, zero outside the plane, so
+// every segment picks its tiles' columns 2t + j from them alike.
+static inline AVX512 __m512 load_columns(const float *row, long first, long w) {
+    const long lo = first < 0 ? -first : 0, hi = w - first < 16 ? w - first : 16;
+    if (hi <= lo) return _mm512_setzero_ps();
+    const __mmask16 mask = (__mmask16)(first_lanes(hi) & ~first_lanes(lo));
+    return _mm512_maskz_loadu_ps(mask, row + first);
+}
+
+static AVX512 void input_wide_avx512(const float *x, float *v, long first_image, long images, long c, long h, long w,
+                                     long tiles_h, long tiles_w) {
+    const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(c, tiles);
+    selection columns[4];  // column j of tile t: window lane 2t + j
+    for (int j = 0; j < 4; j++) {
+        int source[16];
+        for (int t = 0; t < 16; t++) source[t] = 2 * t + j;
+        columns[j] = make_selection(source, 16);
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (long ci = 0; ci < c; ci++)
+        for (long b = 0; b < images; b++) {
+            const float *plane = x + ((first_image + b) * c + ci) * h * w;
+            float *dst = v + ci * tiles + b * per_image;
+            for (long ty = 0; ty < tiles_h; ty++, dst += tiles_w)
+                for (long s = 0; 16 * s < tiles_w; s++) {
+                    __m512 d[16];
+                    for (int i = 0; i < 4; i++) {
+                        const long y = 2 * ty - 1 + i;
+                        __m512 window[3] = {zero, zero, zero};
+                        if (y >= 0 && y < h)
+                            for (int k = 0; k < 3; k++) window[k] = load_columns(plane + y * w, 32 * s - 1 + 16 * k, w);
+                        for (int j = 0; j < 4; j++) d[4 * i + j] = select_lanes(columns[j], window[0], window[1], window[2], zero);
+                    }
+                    store_input_transform(d, dst + 16 * s, stride, first_lanes(tiles_w - 16 * s));
+                }
+        }
+}
+
+static AVX512 void output_wide_avx512(const float *m, float *y, const float *bias, long first_image, long images,
+                                      long o, long h, long w, long tiles_h, long tiles_w) {
+    const long tiles = images * tiles_h * tiles_w, stride = haze_winograd_block(o, tiles);
+    int interleave[32];  // output column q of a segment's row pair: tile q/2's left (q even) or right value
+    for (int q = 0; q < 32; q++) interleave[q] = (q % 2) * 16 + q / 2;
+    const __m512i left = _mm512_loadu_si512(interleave), right = _mm512_loadu_si512(interleave + 16);
+    for (long b = 0; b < images; b++)
+        for (long oc = 0; oc < o; oc++) {
+            float *plane = y + ((first_image + b) * o + oc) * h * w;
+            const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0);
+            for (long ty = 0; ty < tiles_h; ty++)
+                for (long s = 0; 16 * s < tiles_w; s++) {
+                    __m512 r[4];  // y00, y01, y10, y11 of the segment's tiles
+                    output_transform(m + oc * tiles + (b * tiles_h + ty) * tiles_w + 16 * s, stride,
+                                     first_lanes(tiles_w - 16 * s), shift, r);
+                    const __mmask16 lo = first_lanes(w - 32 * s), hi = first_lanes(w - 32 * s - 16);
+                    for (long k = 0; k < 2 && 2 * ty + k < h; k++) {
+                        float *row = plane + (2 * ty + k) * w + 32 * s;
+                        _mm512_mask_storeu_ps(row, lo, _mm512_permutex2var_ps(r[2 * k], left, r[2 * k + 1]));
+                        _mm512_mask_storeu_ps(row + 16, hi, _mm512_permutex2var_ps(r[2 * k], right, r[2 * k + 1]));
+                    }
+                }
+        }
+}
+
 static AVX512 void output_gradient_rows_avx512(const float *g, float *gt, long first_image, long images, long o,
                                                long h, long w, long tiles_h, long tiles_w) {
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles);

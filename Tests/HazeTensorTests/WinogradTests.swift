@@ -54,7 +54,10 @@ final class WinogradTests: XCTestCase {
                                      // A plane over 16 wide and of odd height (two row registers with AVX-512).
                                      (n: 2, c: 8, h: 9, w: 21, o: 5),
                                      // 256 and 1024 tiles per image (32×32, 64×64): the packed products.
-                                     (n: 2, c: 12, h: 32, w: 32, o: 20), (n: 1, c: 6, h: 64, w: 64, o: 7)].enumerated() {
+                                     (n: 2, c: 12, h: 32, w: 32, o: 20), (n: 1, c: 6, h: 64, w: 64, o: 7),
+                                     // Planes over 32 wide (segments of 16 tiles with AVX-512), the last
+                                     // segment partial, odd heights.
+                                     (n: 2, c: 8, h: 11, w: 45, o: 5), (n: 1, c: 4, h: 5, w: 66, o: 3)].enumerated() {
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(10 + i))
             let w = Tensor.normal([s.o, s.c, 3, 3], seed: UInt64(20 + i)) * 0.3
             let b = Tensor.normal([s.o], seed: UInt64(30 + i))
