@@ -3,38 +3,56 @@
 `haze sample` at 10, 20 and 50 steps (and DDPM at 1000), scored by FID and KID on Haze's
 classifier features, with the sampling time per image; a Markdown table and an FID-vs-steps SVG.
 
-Three phases, each resumable (run the same command again to go on, in this or a later session):
+The phases, each resumable (run the same command again to go on):
 
   train     haze train --data fashion-mnist --preset fmnist-small --steps STEPS (batch 64, the
             defaults of `haze train`: AdamW 2e-4, warmup, clipping, EMA), checkpointing every 500
             steps into WORK/run. With --max-minutes M it stops cleanly after M minutes; the next
             call resumes it bit-exactly.
+  publish   writes the trained EMA weights as float16 safetensors (half the size) with their
+            config into --model (default assets/fmnist-small-guide), the folder every later phase
+            evaluates. Checked into the repository, it carries the guide over sessions.
   evaluate  for every cell (sampler, σ spacing, steps):
-              haze evaluate --model WORK/run/checkpoints/step-STEPS/ema --scheduler S --steps N
-                            --count COUNT --seed 1 --batch-size 250 --threads T --json CELL.json
-            Every cell starts from the same initial noise (seed 1). A finished cell is skipped.
-  report    WORK/report.md (the table) and WORK/sampler-fid.svg (FID against steps, one line per
-            sampler), from the cells that exist.
+              haze evaluate --model MODEL --scheduler S --steps N --count COUNT --seed 1
+                            --batch-size 250 --threads T --json CELLS/CELL.json
+            Every cell starts from the same initial noise (seed 1). A finished cell is skipped, so
+            with --cells in the repository (default Documentation/sampler-guide/cells) and
+            --max-minutes, the work spreads over sessions.
+  time      the sampling time per image of every cell, all in one run on one machine (cells
+            evaluated in different sessions may have run on different CPUs): the same command
+            with --count TIMING_COUNT, into WORK/timing.
+  report    REPORT_DIR/report.md (the table) and REPORT_DIR/sampler-fid.svg (FID against steps,
+            one line per sampler), from the cells that exist; times from WORK/timing when there.
 
-    python3 scripts/sampler_guide.py all --work ~/haze-guide --steps 10000 --max-minutes 150
-    python3 scripts/sampler_guide.py report --work ~/haze-guide
+    python3 scripts/sampler_guide.py train --work ~/haze-guide --steps 8000
+    python3 scripts/sampler_guide.py publish --work ~/haze-guide --steps 8000
+    python3 scripts/sampler_guide.py evaluate --max-minutes 120     # again in later sessions
+    python3 scripts/sampler_guide.py time
+    python3 scripts/sampler_guide.py report
 
 Only the Python standard library and a release build of haze are needed (--haze, default
-.build/release/haze). The work folder remembers --steps and --count; other values are refused.
+.build/release/haze). The work folder remembers --steps, and a cells folder holds one --count only.
 Smoke test (a minute):
     python3 scripts/sampler_guide.py all --work /tmp/guide-smoke --steps 20 --count 64 \\
-        --cells ddim:10,dpm++2m:10,heun:5 --threads 1
+        --cells-dir /tmp/guide-smoke/cells --model /tmp/guide-smoke/model --report-dir /tmp/guide-smoke \\
+        --timing-count 16 --cells ddim:10,dpm++2m:10,heun:5 --threads 1
 """
 import argparse
 import json
 import math
 import os
+import platform
+import shutil
+import struct
 import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSIFIER = os.path.join(REPO, "assets", "fmnist-classifier.safetensors")
+MODEL = os.path.join(REPO, "assets", "fmnist-small-guide")
+CELLS = os.path.join(REPO, "Documentation", "sampler-guide", "cells")
+REPORT = os.path.join(REPO, "Documentation", "sampler-guide")
 
 # (scheduler, σ spacing or None for the schedule's own, steps); DDPM also at its full 1000.
 SAMPLERS = [("ddim", None), ("ddpm", None), ("euler", None), ("euler-a", None), ("heun", None),
@@ -110,40 +128,106 @@ def train(args):
     return done
 
 
-def evaluate(args):
-    model = os.path.join(checkpoint(args.work, args.steps), "ema")
-    if not os.path.isdir(model):
-        sys.exit(f"evaluate: {model} does not exist yet; train first")
-    os.makedirs(os.path.join(args.work, "cells"), exist_ok=True)
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def publish(args):
+    """The EMA weights of the finished run as float16 safetensors (the guide's model from then on)."""
+    source = os.path.join(checkpoint(args.work, args.steps), "ema")
+    if not os.path.isdir(source):
+        sys.exit(f"publish: {source} does not exist yet; train first")
+    weights = os.path.join(source, "diffusion_pytorch_model.safetensors")
+    with open(weights, "rb") as f:
+        header_size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(header_size))
+        data = f.read()
+    tensors, chunks, offset = {}, [], 0
+    for name in sorted(k for k in header if k != "__metadata__"):
+        entry = header[name]
+        if entry["dtype"] != "F32":
+            sys.exit(f"publish: {weights}: {name} is {entry['dtype']}, expected F32")
+        begin, end = entry["data_offsets"]
+        count = (end - begin) // 4
+        values = struct.unpack(f"<{count}f", data[begin:end])
+        try:
+            chunk = struct.pack(f"<{count}e", *values)
+        except OverflowError:
+            sys.exit(f"publish: {weights}: {name} has a value beyond float16's range")
+        tensors[name] = {"dtype": "F16", "shape": entry["shape"], "data_offsets": [offset, offset + len(chunk)]}
+        chunks.append(chunk)
+        offset += len(chunk)
+    tensors["__metadata__"] = {"format": "pt", "source": f"haze sampler guide, EMA of {args.steps} training steps"}
+    encoded = json.dumps(tensors, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    staging = args.model.rstrip("/") + ".tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    with open(os.path.join(staging, "diffusion_pytorch_model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks))
+    for name in ("config.json", "scheduler_config.json"):
+        shutil.copy(os.path.join(source, name), staging)
+    with open(os.path.join(staging, "guide.json"), "w") as f:
+        json.dump({"training_steps": args.steps, "weights": "float16 rounding of the float32 EMA weights"}, f, indent=2)
+    shutil.rmtree(args.model, ignore_errors=True)
+    os.replace(staging, args.model)
+    log(f"publish: wrote {args.model} ({offset / 1e6:.1f} MB of float16 weights)")
+
+
+def training_steps(model):
+    with open(os.path.join(model, "guide.json")) as f:
+        return json.load(f)["training_steps"]
+
+
+def run_cells(args, folder, count, phase):
+    """`haze evaluate` for every cell not yet in FOLDER; False when --max-minutes ran out first."""
+    if not os.path.isdir(args.model):
+        sys.exit(f"{phase}: the model folder {args.model} does not exist; train and publish first")
+    os.makedirs(folder, exist_ok=True)
+    for done in load_cells(folder):
+        if done["count"] != count:
+            sys.exit(f"{phase}: {folder} holds cells of {done['count']} samples, not {count}; use another folder")
     deadline = time.time() + args.max_minutes * 60 if args.max_minutes else None
     for scheduler, sigmas, steps in args.cells:
         name = cell_name(scheduler, sigmas, steps)
-        path = os.path.join(args.work, "cells", name + ".json")
+        path = os.path.join(folder, name + ".json")
         if os.path.exists(path):
             continue
         if deadline and time.time() > deadline:
-            log("evaluate: --max-minutes reached; run again to go on")
+            log(f"{phase}: --max-minutes reached; run again to go on")
             return False
-        command = [args.haze, "evaluate", "--model", model, "--scheduler", scheduler, "--steps", str(steps),
-                   "--count", str(args.count), "--seed", "1", "--batch-size", "250", "--threads", str(args.threads),
+        command = [args.haze, "evaluate", "--model", args.model, "--scheduler", scheduler, "--steps", str(steps),
+                   "--count", str(count), "--seed", "1", "--batch-size", "250", "--threads", str(args.threads),
                    "--reference", "fashion-mnist", "--features", "classifier", "--classifier", CLASSIFIER,
                    "--json", path + ".tmp"]
         if sigmas:
             command += ["--sigmas", sigmas]
-        log(f"evaluate {name}: " + " ".join(command))
-        with open(os.path.join(args.work, "cells", name + ".log"), "w") as out:
+        log(f"{phase} {name}: " + " ".join(command))
+        os.makedirs(os.path.join(args.work, "logs"), exist_ok=True)
+        with open(os.path.join(args.work, "logs", f"{phase}-{name}.log"), "w") as out:
             result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
         if result.returncode != 0:
-            sys.exit(f"evaluate {name}: haze evaluate exited with {result.returncode}; see cells/{name}.log")
-        os.replace(path + ".tmp", path)
-        with open(path) as f:
+            sys.exit(f"{phase} {name}: haze evaluate exited with {result.returncode}; see {args.work}/logs/{phase}-{name}.log")
+        with open(path + ".tmp") as f:
             cell = json.load(f)
-        log(f"evaluate {name}: FID {cell['fid']:.2f}, {cell['seconds_per_image'] * 1000:.1f} ms/image")
+        cell.update({"cpu": cpu_model(), "training_steps": training_steps(args.model),
+                     "model": os.path.relpath(os.path.abspath(args.model), REPO), "date": time.strftime("%Y-%m-%d")})
+        with open(path + ".tmp", "w") as f:
+            json.dump(cell, f, indent=2, sort_keys=True)
+        os.replace(path + ".tmp", path)
+        log(f"{phase} {name}: FID {cell['fid']:.2f}, {cell['seconds_per_image'] * 1000:.1f} ms/image")
     return True
 
 
-def load_cells(work):
-    folder = os.path.join(work, "cells")
+def load_cells(folder):
     cells = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.endswith(".json"):
@@ -198,49 +282,65 @@ def svg_plot(cells, path):
 
 
 def report(args):
-    cells = load_cells(args.work)
+    cells = load_cells(args.cells_dir)
     if not cells:
-        sys.exit(f"report: no evaluated cells in {args.work}/cells")
+        sys.exit(f"report: no evaluated cells in {args.cells_dir}")
+    timing = {cell_name(c["scheduler"], c.get("sigmas"), c["steps"]): c for c in load_cells(os.path.join(args.work, "timing"))}
+    cpus = sorted({c["cpu"] for c in (timing.values() if timing else cells)})
     by_sampler = {}
     for c in cells:
+        timed = timing.get(cell_name(c["scheduler"], c.get("sigmas"), c["steps"]))
+        c["milliseconds"] = (timed or c)["seconds_per_image"] * 1000
         by_sampler.setdefault(label(c["scheduler"], c.get("sigmas")), {})[c["steps"]] = c
     step_columns = sorted({c["steps"] for c in cells})
-    lines = [f"{len(cells)} cells, {cells[0]['count']} samples each, EMA weights of {args.steps} training steps, "
-             f"{cells[0].get('threads', '?')} threads. FID / KID / milliseconds per image (model calls per image):", "",
+    source = (f"timed by a separate run of {next(iter(timing.values()))['count']} samples per cell" if timing
+              else "timed while evaluating")
+    lines = [f"{len(cells)} cells, {cells[0]['count']} samples each, EMA weights of {cells[0]['training_steps']} training "
+             f"steps; sampling {source} on {' / '.join(cpus)}, {cells[0].get('threads', '?')} threads. "
+             "FID / KID / milliseconds per image (model calls per image):", "",
              "| sampler | " + " | ".join(f"{n} steps" for n in step_columns) + " |",
              "|---|" + "---|" * len(step_columns)]
     for name in sorted(by_sampler, key=lambda n: min(c["fid"] for c in by_sampler[n].values())):
         row = []
         for n in step_columns:
             c = by_sampler[name].get(n)
-            row.append("–" if c is None else f"{c['fid']:.2f} / {c['kid_mean']:.2f} / {c['seconds_per_image'] * 1000:.1f} "
+            row.append("–" if c is None else f"{c['fid']:.2f} / {c['kid_mean']:.3g} / {c['milliseconds']:.1f} "
                        f"({c['model_calls']})")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(args.work, "report.md"), "w") as f:
+    os.makedirs(args.report_dir, exist_ok=True)
+    with open(os.path.join(args.report_dir, "report.md"), "w") as f:
         f.write(text)
-    svg_plot(cells, os.path.join(args.work, "sampler-fid.svg"))
+    svg_plot(cells, os.path.join(args.report_dir, "sampler-fid.svg"))
     print(text)
-    print(f"wrote {args.work}/report.md and {args.work}/sampler-fid.svg")
+    print(f"wrote {args.report_dir}/report.md and {args.report_dir}/sampler-fid.svg")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=["train", "evaluate", "report", "all"])
+    parser.add_argument("phase", choices=["train", "publish", "evaluate", "time", "report", "all"])
     parser.add_argument("--work", default=os.path.expanduser("~/haze-guide"), help="work folder (default ~/haze-guide)")
     parser.add_argument("--haze", default=os.path.join(REPO, ".build", "release", "haze"), help="the haze executable")
-    parser.add_argument("--steps", type=int, default=10000, help="training steps of the model (default 10000, about 2 hours on 2 cores)")
+    parser.add_argument("--steps", type=int, default=8000, help="training steps of the model (default 8000, about 100 minutes on 2 cores)")
+    parser.add_argument("--model", default=MODEL, help=f"the published model folder (default {os.path.relpath(MODEL, REPO)})")
+    parser.add_argument("--cells-dir", default=CELLS, help=f"finished cells (default {os.path.relpath(CELLS, REPO)})")
+    parser.add_argument("--report-dir", default=REPORT, help=f"where report.md and the SVG go (default {os.path.relpath(REPORT, REPO)})")
     parser.add_argument("--count", type=int, default=2000, help="samples per cell (default 2000)")
+    parser.add_argument("--timing-count", type=int, default=250, help="samples per cell of the time phase (default 250)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cells", type=parse_cells, default=DEFAULT_CELLS,
                         help="SCHEDULER[/SIGMAS]:STEPS,... (default: every sampler at 10, 20, 50; DDPM at 1000)")
     parser.add_argument("--max-minutes", type=float, help="stop training or evaluating cleanly after this long")
     args = parser.parse_args()
-    if args.phase != "report":
-        remember_settings(args.work, {"steps": args.steps, "count": args.count})
+    if args.phase in ("train", "publish", "all"):
+        remember_settings(args.work, {"steps": args.steps})
     if args.phase in ("train", "all") and not train(args):
         return
-    if args.phase in ("evaluate", "all") and not evaluate(args):
+    if args.phase in ("publish", "all"):
+        publish(args)
+    if args.phase in ("evaluate", "all") and not run_cells(args, args.cells_dir, args.count, "evaluate"):
+        return
+    if args.phase in ("time", "all") and not run_cells(args, os.path.join(args.work, "timing"), args.timing_count, "time"):
         return
     if args.phase in ("report", "all"):
         report(args)
