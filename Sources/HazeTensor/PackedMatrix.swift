@@ -1,4 +1,5 @@
 import CHazeKernels
+import Dispatch
 
 /// Left-hand matrices A [M, K] of many products A · B — the transformed weights U[ξ] of a Winograd
 /// convolution against the tiles of every work item. With AVX-512 they are packed once per
@@ -117,4 +118,30 @@ public enum Precision: String, CaseIterable, Sendable, Codable {
     public static let bfloat16Kernel = haze_gemm_bf16_kernel().map { String(cString: $0) }
     /// The instruction sets with a bf16 kernel, for messages.
     public static let bfloat16Kernels = "AVX512_BF16, AMX-BF16 or ARMv8.6 BF16"
+
+    /// The AVX512_BF16 kernel's multiply-add rate over float32's on this core: VDPBF16PS against
+    /// FMA, both from registers (haze_fma_ceiling_*), best of 7 alternating runs of about 0.2 ms.
+    /// The instruction does twice an FMA's multiply-adds, but not every core issues it as often:
+    /// about 2 on AMD Zen 4, 0.46 on an Intel Xeon (Emerald Rapids, AMX not exposed), where bf16
+    /// runs slower than float32. Nil for the other kernels (AMX-BF16's tiles and Arm's BFDOT are
+    /// taken to be faster) and where there is no bf16 kernel.
+    public static let bfloat16RateRatio: Double? = {
+        guard bfloat16Kernel == "AVX512_BF16" else { return nil }
+        let rounds = 1 << 13
+        func seconds(_ body: (Int) -> Double) -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = body(rounds)
+            return Double(DispatchTime.now().uptimeNanoseconds - start)
+        }
+        var float32 = Double.infinity, bfloat16 = Double.infinity
+        for _ in 0..<7 {
+            float32 = min(float32, seconds { haze_fma_ceiling_f32($0) })
+            bfloat16 = min(bfloat16, seconds { haze_fma_ceiling_bf16($0) })
+        }
+        return 2 * float32 / bfloat16  // VDPBF16PS does two multiply-adds per lane where an FMA does one
+    }()
+
+    /// Whether bf16 beats float32 here (what `--precision auto` picks): a bf16 kernel, and for
+    /// AVX512_BF16 a measured rate at least 1.2 times float32's (`bfloat16RateRatio`).
+    public static var bfloat16Faster: Bool { bfloat16Available && (bfloat16RateRatio ?? 2) >= 1.2 }
 }

@@ -128,13 +128,14 @@ struct UNetBench: ParsableCommand {
         getrusage(RUSAGE_SELF, &usage)
         let peakRSSMB = Double(usage.ru_maxrss) / 1048576  // bytes on macOS
         #endif
-        let result: [String: Any] = [
+        var result: [String: Any] = [
             "workload": workload, "mode": mode.rawValue, "batch": batch, "threads": threads,
             "median_ms": timing.medianMs, "min_ms": timing.minMs, "gflop_per_call": flops / 1e9,
             "gflops": flops / timing.medianMs / 1e6, "peak_rss_mb": peakRSSMB,
             "params": model.parameterCount, "precision": precision.rawValue, "bf16_kernel": precision == .bfloat16 ? Precision.bfloat16Kernel ?? "none" : "none",
             "prepared_weights": preparedWeights, "blas": blasDescription, "kernels": CPUFeatures.current.kernelDescription,
         ]
+        if let ratio = Precision.bfloat16RateRatio { result["bf16_rate_ratio"] = ratio }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .withoutEscapingSlashes])
         print(String(decoding: data, as: UTF8.self))
     }

@@ -36,10 +36,20 @@ struct ComputeOptions: ParsableArguments {
         }
         if report && group.isRoot {
             let ranks = group.usesMPI ? "; MPI: \(group.size) ranks, \(group.localSize) on this host" : ""
-            let lower = Precision.current == .bfloat16 ? "; bf16 products on \(Precision.bfloat16Kernel ?? "none") (Winograd F(2×2), 1×1 convolutions)" : ""
-            FileHandle.standardError.write(Data("compute: \(computeDescription)\(ranks)\(lower)\n".utf8))
+            FileHandle.standardError.write(Data("compute: \(computeDescription)\(ranks)\(precisionDescription)\n".utf8))
         }
     }
+}
+
+/// The bf16 part of the start line: the kernel and its measured rate where bf16 runs, or why
+/// float32 runs on a CPU that has bf16 products slower than its float32 ones.
+private var precisionDescription: String {
+    guard let kernel = Precision.bfloat16Kernel else { return "" }
+    let rate = Precision.bfloat16RateRatio.map { String(format: " at %.2f× float32's multiply-add rate", $0) } ?? ""
+    if Precision.current == .bfloat16 {
+        return "; bf16 products on \(kernel)\(rate) (Winograd F(2×2), 1×1 convolutions)" + (Precision.bfloat16Faster ? "" : ", slower than float32 on this CPU")
+    }
+    return Precision.bfloat16Faster ? "" : "; float32 (bf16 products on \(kernel)\(rate) here: --precision auto keeps f32)"
 }
 
 /// The precision option of the commands that compute (set before `ComputeOptions.apply`).
@@ -58,7 +68,7 @@ struct PrecisionOption: ParsableArguments {
         }
     }
 
-    @Option(help: "f32 (float32, the default), bf16 (bfloat16: the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on CPUs with bf16 products (AVX512_BF16, AMX-BF16, ARMv8.6 BF16); about 0.4 % RMS error per convolution; in training the forward and input-gradient products, with float32 weights, gradients and AdamW), or auto (bf16 where the CPU has them, else f32).")
+    @Option(help: "f32 (float32, the default), bf16 (bfloat16: the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on CPUs with bf16 products (AVX512_BF16, AMX-BF16, ARMv8.6 BF16); about 0.4 % RMS error per convolution; in training the forward and input-gradient products, with float32 weights, gradients and AdamW), or auto (bf16 where the CPU's bf16 products are measured faster than its float32 ones, else f32).")
     var precision: Choice?
 
     /// The precision asked for, or `fallback` when --precision is not given.
@@ -66,7 +76,7 @@ struct PrecisionOption: ParsableArguments {
         switch precision {
         case nil: return fallback
         case .f32: return .float32
-        case .auto: return Precision.bfloat16Available ? .bfloat16 : .float32
+        case .auto: return Precision.bfloat16Faster ? .bfloat16 : .float32
         case .bf16:
             guard Precision.bfloat16Available else { throw ValidationError("--precision bf16 needs a CPU with bf16 products (\(Precision.bfloat16Kernels)); this one has none (use f32 or auto)") }
             return .bfloat16

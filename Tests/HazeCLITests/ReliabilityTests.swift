@@ -81,7 +81,8 @@ extension CLITests {
         }
     }
 
-    /// `haze train --precision bf16` (mixed precision; `auto` picks it on a CPU with AVX512_BF16):
+    /// `haze train --precision bf16` (mixed precision; `auto` picks it where the CPU's bf16
+    /// products are faster than its float32 ones, and says which it took):
     /// the run records its precision, a resumed run continues in it and ends with the bits of an
     /// uninterrupted one, and its losses stay near float32's while its weights differ from them
     /// (the bf16 products did run).
@@ -94,8 +95,11 @@ extension CLITests {
         }
         let common = ["--data", try writeGrayImages(count: 40, size: 28), "--preset", "fmnist-tiny", "--batch-size", "20",
                       "--checkpoint-every", "2", "--sample-every", "0", "--log-every", "1", "--no-tensorboard"]
-        // auto is bf16 on this CPU: the same bits as the bf16 run below.
-        let straight = try haze(["train", "--out", folder + "/straight", "--steps", "4", "--precision", "auto"] + common)
+        let auto = try haze(["train", "--out", folder + "/auto", "--steps", "1", "--precision", "auto"] + common)
+        XCTAssertEqual(auto.status, 0, auto.err)
+        let expected = Precision.bfloat16Faster ? "bf16 products on" : "--precision auto keeps f32"
+        XCTAssertTrue(auto.err.contains(expected), "the start-up report says what auto took: \(auto.err)")
+        let straight = try haze(["train", "--out", folder + "/straight", "--steps", "4", "--precision", "bf16"] + common)
         XCTAssertEqual(straight.status, 0, straight.err)
         XCTAssertTrue(straight.err.contains("bf16 products"), "the start-up report names the precision: \(straight.err)")
         let first = try haze(["train", "--out", folder + "/resumed", "--steps", "2", "--precision", "bf16"] + common)

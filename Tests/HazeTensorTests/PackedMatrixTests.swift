@@ -66,6 +66,14 @@ final class BFloat16Tests: XCTestCase {
             XCTAssertNil(Precision.bfloat16Kernel)
         }
         #endif
+        if Precision.bfloat16Kernel == "AVX512_BF16" {
+            // VDPBF16PS against FMA: 0.46 and about 2 on the CPUs measured; far outside is a bad timer.
+            let ratio = Precision.bfloat16RateRatio ?? 0
+            XCTAssertTrue(ratio > 0.2 && ratio < 8, "bf16 rate ratio \(ratio)")
+            XCTAssertEqual(Precision.bfloat16Faster, ratio >= 1.2)
+        } else {
+            XCTAssertNil(Precision.bfloat16RateRatio)
+        }
     }
 
     func testProductsOfRoundedInputs() throws {
