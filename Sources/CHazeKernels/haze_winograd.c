@@ -243,8 +243,7 @@ MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const
 #ifdef HAZE_AVX512
     if (has_avx512()) {
         if (is_small(tiles_h, tiles_w)) return output_small_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
-        if (rows_avx512(w)) return output_rows_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
-        return output_wide_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
+        return output_rows_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
     }
 #endif
     if (is_small(tiles_h, tiles_w)) return output_small(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);

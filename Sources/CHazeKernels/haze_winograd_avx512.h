@@ -196,7 +196,9 @@ static AVX512 void input_wide_avx512(const float *x, float *v, long first_image,
         }
 }
 
-static AVX512 void output_wide_avx512(const float *m, float *y, const float *bias, long first_image, long images,
+// Any width: each tile row in segments of 16 tiles (32 columns of the plane), one segment where the
+// plane is at most 32 wide.
+static AVX512 void output_rows_avx512(const float *m, float *y, const float *bias, long first_image, long images,
                                       long o, long h, long w, long tiles_h, long tiles_w) {
     const long tiles = images * tiles_h * tiles_w, stride = haze_winograd_block(o, tiles);
     int interleave[32];  // output column q of a segment's row pair: tile q/2's left (q even) or right value
@@ -240,32 +242,6 @@ static AVX512 void output_gradient_rows_avx512(const float *g, float *gt, long f
                                                 _mm512_maskz_permutex2var_ps(columns[0].low, lo1, columns[0].index, hi1),
                                                 _mm512_maskz_permutex2var_ps(columns[1].low, lo1, columns[1].index, hi1),
                                                 dst, stride, lanes);
-            }
-        }
-}
-
-static AVX512 void output_rows_avx512(const float *m, float *y, const float *bias, long first_image, long images,
-                                      long o, long h, long w, long tiles_h, long tiles_w) {
-    const long tiles = images * tiles_h * tiles_w, stride = haze_winograd_block(o, tiles);
-    // Output column q of a row pair is tile q/2's left (q even) or right (q odd) value.
-    int interleave[32];
-    for (int q = 0; q < 32; q++) interleave[q] = (q % 2) * 16 + q / 2;
-    const __m512i left = _mm512_loadu_si512(interleave), right = _mm512_loadu_si512(interleave + 16);
-    const __mmask16 lanes = (__mmask16)((1u << tiles_w) - 1), lo_mask = plane_mask(w, 0), hi_mask = plane_mask(w, 1);
-    for (long b = 0; b < images; b++)
-        for (long oc = 0; oc < o; oc++) {
-            float *plane = y + ((first_image + b) * o + oc) * h * w;
-            const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0);
-            for (long ty = 0; ty < tiles_h; ty++) {
-                __m512 r[4];  // y00, y01, y10, y11 of the tile row
-                output_transform(m + oc * tiles + (b * tiles_h + ty) * tiles_w, stride, lanes, shift, r);
-                float *row = plane + 2 * ty * w;
-                _mm512_mask_storeu_ps(row, lo_mask, _mm512_permutex2var_ps(r[0], left, r[1]));
-                _mm512_mask_storeu_ps(row + 16, hi_mask, _mm512_permutex2var_ps(r[0], right, r[1]));
-                if (2 * ty + 1 < h) {
-                    _mm512_mask_storeu_ps(row + w, lo_mask, _mm512_permutex2var_ps(r[2], left, r[3]));
-                    _mm512_mask_storeu_ps(row + w + 16, hi_mask, _mm512_permutex2var_ps(r[2], right, r[3]));
-                }
             }
         }
 }
