@@ -120,7 +120,7 @@ public enum Precision: String, CaseIterable, Sendable, Codable {
     public static let bfloat16Kernels = "AVX512_BF16, AMX-BF16 or ARMv8.6 BF16"
 
     /// The AVX512_BF16 kernel's multiply-add rate over float32's on this core: VDPBF16PS against
-    /// FMA, both from registers (haze_fma_ceiling_*), best of 7 alternating runs of about 0.2 ms.
+    /// FMA, both from registers (haze_fma_ceiling_*), best of 7 alternating runs of 0.03–0.1 ms.
     /// The instruction does twice an FMA's multiply-adds, but not every core issues it as often:
     /// about 2 on AMD Zen 4, 0.46 on an Intel Xeon (Emerald Rapids, AMX not exposed), where bf16
     /// runs slower than float32. Nil for the other kernels (AMX-BF16's tiles and Arm's BFDOT are
