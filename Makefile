@@ -117,7 +117,7 @@ bench: deps
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .build/release/haze-bench kernels
 
 ## demo: train a small model on Fashion-MNIST (about 8 minutes), then samples, a denoising GIF,
-## the forward process and the loss curve in demo/
+## the forward process and the loss curve in demo/, and samples of the checked-in pretrained model
 DEMO_MINUTES ?= 8
 demo: deps
 	$(SWIFT) build -c release --product haze
@@ -128,8 +128,11 @@ demo: deps
 	.build/release/haze sample --model demo/run --scheduler ddim --steps 50 --count 64 --seed 1 \
 	  --out demo/samples.png --gif demo/denoise.gif
 	.build/release/haze noise --data fashion-mnist --out demo/forward.png
+	.build/release/haze sample --model assets/fmnist-small-guide --scheduler dpm++2m --steps 20 --count 64 --seed 1 \
+	  --out demo/pretrained.png
 	cp demo/run/loss.svg demo/loss.svg
-	@echo "demo/: samples.png (64 DDIM samples), denoise.gif, forward.png, loss.svg; the run is in demo/run"
+	@echo "demo/: samples.png (64 DDIM samples), denoise.gif, forward.png, loss.svg; the run is in demo/run;"
+	@echo "  pretrained.png: 64 samples of the checked-in fmnist-small model (8,000 steps), DPM-Solver++ 20 steps"
 
 ## install: release build of `haze`, installed as $(DESTDIR)$(PREFIX)/bin/haze with its help: each command's
 ## `--help` as text in share/doc/haze/ (haze.txt, haze-COMMAND.txt) and all of them in one man page,

@@ -57,7 +57,7 @@ REPORT = os.path.join(REPO, "Documentation", "sampler-guide")
 # (scheduler, σ spacing or None for the schedule's own, steps); DDPM also at its full 1000.
 SAMPLERS = [("ddim", None), ("ddpm", None), ("euler", None), ("euler-a", None), ("heun", None),
             ("dpm++2m", None), ("dpm++2m", "karras"), ("dpm++2m-sde", None), ("unipc", None)]
-DEFAULT_CELLS = [(s, sig, n) for s, sig in SAMPLERS for n in (10, 20, 50)] + [("ddpm", None, 1000)]
+DEFAULT_CELLS = [(s, sig, n) for n in (10, 20, 50) for s, sig in SAMPLERS] + [("ddpm", None, 1000)]  # column by column
 
 
 def log(message):

@@ -140,6 +140,27 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(version.out.trimmingCharacters(in: .whitespacesAndNewlines), "0.1.0")
     }
 
+    /// The sampler guide's model (assets/fmnist-small-guide, float16 EMA weights checked in): it
+    /// reads as fmnist-small and samples finite images.
+    func testGuideModelLoadsAndSamples() throws {
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("assets/fmnist-small-guide").path
+        let inspected = try haze(["inspect", model])
+        XCTAssertEqual(inspected.status, 0, inspected.err)
+        XCTAssertTrue(inspected.out.contains("parameters: 3939393 (270 tensors, dtypes F16)"), inspected.out)
+        let tensor = folder + "/guide.safetensors"
+        let sampled = try haze(["sample", "--model", model, "--scheduler", "dpm++2m", "--steps", "4", "--count", "2",
+                                "--out", folder + "/guide.png", "--save-tensor", tensor])
+        XCTAssertEqual(sampled.status, 0, sampled.err)
+        let images = try SafeTensors.read(contentsOf: tensor).tensor("sample")
+        XCTAssertEqual(images.shape, [2, 1, 28, 28])
+        let values = images.scalars.sorted()
+        XCTAssertTrue(values.allSatisfy { $0.isFinite && abs($0) <= 1.5 }, "samples near [-1, 1]: \(values.first!)…\(values.last!)")
+        // Fashion-MNIST's background is black: a trained model's median pixel is near −1 (−0.98 when
+        // this was written), a broken one's noise near 0.
+        XCTAssertLessThan(values[values.count / 2], -0.5)
+    }
+
     func testSampleWritesFilesAndRejectsBadInput() throws {
         let conditional = Self.unetFixtures + "/class_cond", plain = Self.unetFixtures + "/attn"
         let grid = folder + "/grid.png", tensor = folder + "/s.safetensors", gif = folder + "/d.gif"
