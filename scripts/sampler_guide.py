@@ -22,7 +22,8 @@ The phases, each resumable (run the same command again to go on):
             evaluated in different sessions may have run on different CPUs): the same command
             with --count TIMING_COUNT, into WORK/timing.
   report    REPORT_DIR/report.md (the table) and REPORT_DIR/sampler-fid.svg (FID against steps,
-            one line per sampler), from the cells that exist; times from WORK/timing when there.
+            one line per sampler), from the cells that exist; milliseconds per image only from
+            WORK/timing (the evaluation runs may have shared the CPU).
 
     python3 scripts/sampler_guide.py train --work ~/haze-guide --steps 8000
     python3 scripts/sampler_guide.py publish --work ~/haze-guide --steps 8000
@@ -290,22 +291,21 @@ def report(args):
     by_sampler = {}
     for c in cells:
         timed = timing.get(cell_name(c["scheduler"], c.get("sigmas"), c["steps"]))
-        c["milliseconds"] = (timed or c)["seconds_per_image"] * 1000
+        c["milliseconds"] = f" / {timed['seconds_per_image'] * 1000:.1f}" if timed else ""
         by_sampler.setdefault(label(c["scheduler"], c.get("sigmas")), {})[c["steps"]] = c
     step_columns = sorted({c["steps"] for c in cells})
-    source = (f"timed by a separate run of {next(iter(timing.values()))['count']} samples per cell" if timing
-              else "timed while evaluating")
+    # Times only from the time phase: the evaluation runs may have shared the CPU or been paused.
+    source = (f"; sampling timed by a separate run of {next(iter(timing.values()))['count']} samples per cell on "
+              f"{' / '.join(cpus)}, {next(iter(timing.values())).get('threads', '?')} threads" if timing else "")
     lines = [f"{len(cells)} cells, {cells[0]['count']} samples each, EMA weights of {cells[0]['training_steps']} training "
-             f"steps; sampling {source} on {' / '.join(cpus)}, {cells[0].get('threads', '?')} threads. "
-             "FID / KID / milliseconds per image (model calls per image):", "",
+             f"steps{source}. FID / KID{' / milliseconds per image' if timing else ''} (model calls per image):", "",
              "| sampler | " + " | ".join(f"{n} steps" for n in step_columns) + " |",
              "|---|" + "---|" * len(step_columns)]
     for name in sorted(by_sampler, key=lambda n: min(c["fid"] for c in by_sampler[n].values())):
         row = []
         for n in step_columns:
             c = by_sampler[name].get(n)
-            row.append("–" if c is None else f"{c['fid']:.2f} / {c['kid_mean']:.3g} / {c['milliseconds']:.1f} "
-                       f"({c['model_calls']})")
+            row.append("–" if c is None else f"{c['fid']:.2f} / {c['kid_mean']:.3g}{c['milliseconds']} ({c['model_calls']})")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     text = "\n".join(lines) + "\n"
     os.makedirs(args.report_dir, exist_ok=True)
