@@ -42,12 +42,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import struct
 import subprocess
 import sys
 import time
+
+from speed_table import cpu_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSIFIER = os.path.join(REPO, "assets", "fmnist-classifier.safetensors")
@@ -129,18 +130,6 @@ def train(args):
     return done
 
 
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def publish(args):
     """The EMA weights of the finished run as float16 safetensors (the guide's model from then on)."""
     source = os.path.join(checkpoint(args.work, args.steps), "ema")
@@ -219,7 +208,7 @@ def run_cells(args, folder, count, phase):
             sys.exit(f"{phase} {name}: haze evaluate exited with {result.returncode}; see {args.work}/logs/{phase}-{name}.log")
         with open(path + ".tmp") as f:
             cell = json.load(f)
-        cell.update({"cpu": cpu_model(), "training_steps": training_steps(args.model),
+        cell.update({"cpu": cpu_name(), "training_steps": training_steps(args.model),
                      "model": os.path.relpath(os.path.abspath(args.model), REPO), "date": time.strftime("%Y-%m-%d")})
         with open(path + ".tmp", "w") as f:
             json.dump(cell, f, indent=2, sort_keys=True)
