@@ -20,10 +20,10 @@ The phases, each resumable (run the same command again to go on):
             --max-minutes, the work spreads over sessions.
   time      the sampling time per image of every cell, all in one run on one machine (cells
             evaluated in different sessions may have run on different CPUs): the same command
-            with --count TIMING_COUNT, into WORK/timing.
+            with --count TIMING_COUNT, into --timing-dir (default Documentation/sampler-guide/timing).
   report    REPORT_DIR/report.md (the table) and REPORT_DIR/sampler-fid.svg (FID against steps,
             one line per sampler), from the cells that exist; milliseconds per image only from
-            WORK/timing (the evaluation runs may have shared the CPU).
+            the time phase's cells (the evaluation runs may have shared the CPU).
 
     python3 scripts/sampler_guide.py train --work ~/haze-guide --steps 8000
     python3 scripts/sampler_guide.py publish --work ~/haze-guide --steps 8000
@@ -36,7 +36,7 @@ Only the Python standard library and a release build of haze are needed (--haze,
 Smoke test (a minute):
     python3 scripts/sampler_guide.py all --work /tmp/guide-smoke --steps 20 --count 64 \\
         --cells-dir /tmp/guide-smoke/cells --model /tmp/guide-smoke/model --report-dir /tmp/guide-smoke \\
-        --timing-count 16 --cells ddim:10,dpm++2m:10,heun:5 --threads 1
+        --timing-dir /tmp/guide-smoke/timing --timing-count 16 --cells ddim:10,dpm++2m:10,heun:5 --threads 1
 """
 import argparse
 import json
@@ -55,6 +55,7 @@ CLASSIFIER = os.path.join(REPO, "assets", "fmnist-classifier.safetensors")
 MODEL = os.path.join(REPO, "assets", "fmnist-small-guide")
 CELLS = os.path.join(REPO, "Documentation", "sampler-guide", "cells")
 REPORT = os.path.join(REPO, "Documentation", "sampler-guide")
+TIMING = os.path.join(REPORT, "timing")
 
 # (scheduler, σ spacing or None for the schedule's own, steps); DDPM also at its full 1000.
 SAMPLERS = [("ddim", None), ("ddpm", None), ("euler", None), ("euler-a", None), ("heun", None),
@@ -275,7 +276,7 @@ def report(args):
     cells = load_cells(args.cells_dir)
     if not cells:
         sys.exit(f"report: no evaluated cells in {args.cells_dir}")
-    timing = {cell_name(c["scheduler"], c.get("sigmas"), c["steps"]): c for c in load_cells(os.path.join(args.work, "timing"))}
+    timing = {cell_name(c["scheduler"], c.get("sigmas"), c["steps"]): c for c in load_cells(args.timing_dir)}
     cpus = sorted({c["cpu"] for c in (timing.values() if timing else cells)})
     by_sampler = {}
     for c in cells:
@@ -315,7 +316,8 @@ def main():
     parser.add_argument("--cells-dir", default=CELLS, help=f"finished cells (default {os.path.relpath(CELLS, REPO)})")
     parser.add_argument("--report-dir", default=REPORT, help=f"where report.md and the SVG go (default {os.path.relpath(REPORT, REPO)})")
     parser.add_argument("--count", type=int, default=2000, help="samples per cell (default 2000)")
-    parser.add_argument("--timing-count", type=int, default=250, help="samples per cell of the time phase (default 250)")
+    parser.add_argument("--timing-dir", default=TIMING, help=f"the time phase's cells (default {os.path.relpath(TIMING, REPO)})")
+    parser.add_argument("--timing-count", type=int, default=100, help="samples per cell of the time phase (default 100)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cells", type=parse_cells, default=DEFAULT_CELLS,
                         help="SCHEDULER[/SIGMAS]:STEPS,... (default: every sampler at 10, 20, 50; DDPM at 1000)")
@@ -329,7 +331,7 @@ def main():
         publish(args)
     if args.phase in ("evaluate", "all") and not run_cells(args, args.cells_dir, args.count, "evaluate"):
         return
-    if args.phase in ("time", "all") and not run_cells(args, os.path.join(args.work, "timing"), args.timing_count, "time"):
+    if args.phase in ("time", "all") and not run_cells(args, args.timing_dir, args.timing_count, "time"):
         return
     if args.phase in ("report", "all"):
         report(args)
