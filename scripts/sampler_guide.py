@@ -23,7 +23,9 @@ The phases, each resumable (run the same command again to go on):
             with --count TIMING_COUNT, into --timing-dir (default Documentation/sampler-guide/timing).
   report    REPORT_DIR/report.md (the table) and REPORT_DIR/sampler-fid.svg (FID against steps,
             one line per sampler), from the cells that exist; milliseconds per image only from
-            the time phase's cells (the evaluation runs may have shared the CPU).
+            the time phase's cells (the evaluation runs may have shared the CPU). With the default
+            REPORT_DIR it also rewrites the table between the sampler-guide markers of README.md
+            and Documentation/quality.md.
 
     python3 scripts/sampler_guide.py train --work ~/haze-guide --steps 8000
     python3 scripts/sampler_guide.py publish --work ~/haze-guide --steps 8000
@@ -56,6 +58,10 @@ MODEL = os.path.join(REPO, "assets", "fmnist-small-guide")
 CELLS = os.path.join(REPO, "Documentation", "sampler-guide", "cells")
 REPORT = os.path.join(REPO, "Documentation", "sampler-guide")
 TIMING = os.path.join(REPORT, "timing")
+# The documents whose table `report` rewrites, between these two lines.
+DOCUMENTS = [os.path.join(REPO, "README.md"), os.path.join(REPO, "Documentation", "quality.md")]
+BEGIN = "<!-- sampler-guide table: written by scripts/sampler_guide.py report -->"
+END = "<!-- sampler-guide table end -->"
 
 # (scheduler, σ spacing or None for the schedule's own, steps); DDPM also at its full 1000.
 SAMPLERS = [("ddim", None), ("ddpm", None), ("euler", None), ("euler-a", None), ("heun", None),
@@ -304,6 +310,23 @@ def report(args):
     svg_plot(cells, os.path.join(args.report_dir, "sampler-fid.svg"))
     print(text)
     print(f"wrote {args.report_dir}/report.md and {args.report_dir}/sampler-fid.svg")
+    if os.path.abspath(args.report_dir) == REPORT:
+        for path in DOCUMENTS:
+            replace_block(path, text)
+            print(f"rewrote the table in {os.path.relpath(path, REPO)}")
+
+
+def replace_block(path, text):
+    """The lines between BEGIN and END in PATH become TEXT."""
+    with open(path) as f:
+        document = f.read()
+    begin, end = document.find(BEGIN), document.find(END)
+    if begin < 0 or end < begin:
+        sys.exit(f"report: {path} lacks the lines {BEGIN} … {END} around the sampler table")
+    document = document[:begin + len(BEGIN)] + "\n" + text + document[end:]
+    with open(path + ".tmp", "w") as f:
+        f.write(document)
+    os.replace(path + ".tmp", path)
 
 
 def main():
