@@ -57,7 +57,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "A model folder, saved diffusers pipeline or Haze run to sample from.") var model: String?
     @Option(help: "Score these images instead of sampling: a folder of PNG/JPEG images, or DATASET:train / DATASET:test (fashion-mnist or an IDX folder; the first --count images).")
     var samples: String?
-    @Option(name: [.long, .customLong("sampler")], help: "Scheduler (ddpm, ddim, dpm++2m, dpm++2m-sde, unipc, euler, euler-a, heun); --sampler is the same.")
+    @Option(name: [.long, .customLong("sampler")], help: "Scheduler (ddpm, ddim, dpm++2m, dpm++2m-sde, unipc, euler, euler-a, heun, continuous-ddim); --sampler is the same.")
     var scheduler = "ddim"
     @Option(help: "σ spacing of euler, heun, unipc and dpm++2m(-sde): schedule, karras or exponential (default: the model's scheduler config).")
     var sigmas: SigmaSpacing?

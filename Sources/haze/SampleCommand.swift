@@ -26,7 +26,7 @@ struct Sample: ParsableCommand {
     @Option(help: "A model folder (diffusers UNet2DModel, or TFArticleUNet from scripts/convert_notebook_checkpoint.py), a saved diffusers pipeline (model_index.json, unet/, scheduler/), or a Haze training run (its EMA weights when present).")
     var model: String
     @Option(name: [.long, .customLong("sampler")],
-            help: "ddpm, ddim, dpm++2m, dpm++2m-sde, unipc, euler, euler-a or heun (default: the folder's scheduler_config.json); --sampler is the same. heun calls the model twice per step (2·steps − 1 calls).")
+            help: "ddpm, ddim, dpm++2m, dpm++2m-sde, unipc, euler, euler-a, heun, or continuous-ddim (a --continuous-schedule run's own) (default: the folder's scheduler_config.json); --sampler is the same. heun calls the model twice per step (2·steps − 1 calls).")
     var scheduler: String?
     @Option(help: "σ spacing of euler, heun, unipc and dpm++2m(-sde): schedule (the timesteps' own σ), karras (Karras et al. 2022, ρ = 7) or exponential (even in log σ). Default: the folder's scheduler_config.json.")
     var sigmas: SigmaSpacing?
