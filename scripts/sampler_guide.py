@@ -20,7 +20,9 @@ The phases, each resumable (run the same command again to go on):
             --max-minutes, the work spreads over sessions.
   time      the sampling time per image of every cell, all in one run on one machine (cells
             evaluated in different sessions may have run on different CPUs): the same command
-            with --count TIMING_COUNT, into --timing-dir (default Documentation/sampler-guide/timing).
+            with --count TIMING_COUNT, into --timing-dir (default Documentation/sampler-guide/timing),
+            in TIMING_ROUNDS sweeps over the cells; each cell keeps its fastest run (a shared VM's
+            noise only ever slows a run down).
   report    REPORT_DIR/report.md (the table) and REPORT_DIR/sampler-fid.svg (FID against steps,
             one line per sampler), from the cells that exist; milliseconds per image only from
             the time phase's cells (the evaluation runs may have shared the CPU). With the default
@@ -184,8 +186,10 @@ def training_steps(model):
         return json.load(f)["training_steps"]
 
 
-def run_cells(args, folder, count, phase):
-    """`haze evaluate` for every cell not yet in FOLDER; False when --max-minutes ran out first."""
+def run_cells(args, folder, count, phase, rounds=1):
+    """`haze evaluate` for every cell of FOLDER with fewer than ROUNDS runs, one sweep over the cells
+    after another (with ROUNDS > 1 a cell keeps its fastest time, and every run's in
+    seconds_per_image_runs); False when --max-minutes ran out first."""
     if not os.path.isdir(args.model):
         sys.exit(f"{phase}: the model folder {args.model} does not exist; train and publish first")
     os.makedirs(folder, exist_ok=True)
@@ -193,10 +197,15 @@ def run_cells(args, folder, count, phase):
         if done["count"] != count:
             sys.exit(f"{phase}: {folder} holds cells of {done['count']} samples, not {count}; use another folder")
     deadline = time.time() + args.max_minutes * 60 if args.max_minutes else None
-    for scheduler, sigmas, steps in args.cells:
+    for scheduler, sigmas, steps, sweep in [cell + (sweep,) for sweep in range(1, rounds + 1) for cell in args.cells]:
         name = cell_name(scheduler, sigmas, steps)
         path = os.path.join(folder, name + ".json")
+        runs = []
         if os.path.exists(path):
+            with open(path) as f:
+                done = json.load(f)
+            runs = done.get("seconds_per_image_runs", [done["seconds_per_image"]])
+        if len(runs) >= sweep:
             continue
         if deadline and time.time() > deadline:
             log(f"{phase}: --max-minutes reached; run again to go on")
@@ -217,10 +226,14 @@ def run_cells(args, folder, count, phase):
             cell = json.load(f)
         cell.update({"cpu": cpu_name(), "training_steps": training_steps(args.model),
                      "model": os.path.relpath(os.path.abspath(args.model), REPO), "date": time.strftime("%Y-%m-%d")})
+        seconds = cell["seconds_per_image"]
+        if rounds > 1:
+            runs.append(seconds)
+            cell.update({"seconds_per_image_runs": runs, "seconds_per_image": min(runs)})
         with open(path + ".tmp", "w") as f:
             json.dump(cell, f, indent=2, sort_keys=True)
         os.replace(path + ".tmp", path)
-        log(f"{phase} {name}: FID {cell['fid']:.2f}, {cell['seconds_per_image'] * 1000:.1f} ms/image")
+        log(f"{phase} {name}: FID {cell['fid']:.2f}, {seconds * 1000:.1f} ms/image")
     return True
 
 
@@ -291,7 +304,9 @@ def report(args):
         by_sampler.setdefault(label(c["scheduler"], c.get("sigmas")), {})[c["steps"]] = c
     step_columns = sorted({c["steps"] for c in cells})
     # Times only from the time phase: the evaluation runs may have shared the CPU or been paused.
-    source = (f"; sampling timed by a separate run of {next(iter(timing.values()))['count']} samples per cell on "
+    rounds = min((len(c.get("seconds_per_image_runs", [0])) for c in timing.values()), default=0)
+    runs = "one run" if rounds == 1 else f"the fastest of {rounds} runs"
+    source = (f"; sampling timed separately, {runs} of {next(iter(timing.values()))['count']} samples per cell on "
               f"{' / '.join(cpus)}, {next(iter(timing.values())).get('threads', '?')} threads" if timing else "")
     lines = [f"{len(cells)} cells, {cells[0]['count']} samples each, EMA weights of {cells[0]['training_steps']} training "
              f"steps{source}. FID / KID{' / milliseconds per image' if timing else ''} (model calls per image):", "",
@@ -341,6 +356,8 @@ def main():
     parser.add_argument("--count", type=int, default=2000, help="samples per cell (default 2000)")
     parser.add_argument("--timing-dir", default=TIMING, help=f"the time phase's cells (default {os.path.relpath(TIMING, REPO)})")
     parser.add_argument("--timing-count", type=int, default=100, help="samples per cell of the time phase (default 100)")
+    parser.add_argument("--timing-rounds", type=int, default=3,
+                        help="sweeps of the time phase over the cells; each cell keeps its fastest (default 3)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cells", type=parse_cells, default=DEFAULT_CELLS,
                         help="SCHEDULER[/SIGMAS]:STEPS,... (default: every sampler at 10, 20, 50; DDPM at 1000)")
@@ -354,7 +371,7 @@ def main():
         publish(args)
     if args.phase in ("evaluate", "all") and not run_cells(args, args.cells_dir, args.count, "evaluate"):
         return
-    if args.phase in ("time", "all") and not run_cells(args, args.timing_dir, args.timing_count, "time"):
+    if args.phase in ("time", "all") and not run_cells(args, args.timing_dir, args.timing_count, "time", args.timing_rounds):
         return
     if args.phase in ("report", "all"):
         report(args)
