@@ -65,7 +65,7 @@ def main():
             result["max_difference"] = max(abs(x - y) for x, y in zip(a, b))
             rows.append(result)
             print(json.dumps(result), file=sys.stderr)
-    print(f"| sampler | FID f32 | FID bf16 | bf16/f32 | KID f32 (×1000) | KID bf16 (×1000) | mean \\|x_bf16 − x_f32\\| | max |")
+    print(f"| sampler | FID f32 | FID bf16 | bf16/f32 | KID f32 | KID bf16 | mean \\|x_bf16 − x_f32\\| | max |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         f, b = r["f32"], r["bf16"]
