@@ -45,7 +45,7 @@ final class WinogradTests: XCTestCase {
     func testMatchesIm2col() {
         let original = ConvolutionAlgorithm.current
         defer { ConvolutionAlgorithm.current = original }
-        for (i, s) in [(n: 3, c: 5, h: 7, w: 9, o: 4), (n: 2, c: 8, h: 6, w: 6, o: 3), (n: 1, c: 3, h: 1, w: 1, o: 2),
+        for (i, s) in [(n: 3, c: 5, h: 7, w: 9, o: 4), (n: 2, c: 8, h: 6, w: 6, o: 3), (n: 1, c: 4, h: 1, w: 1, o: 2),
                                      (n: 2, c: 4, h: 2, w: 3, o: 5), (n: 5, c: 16, h: 14, w: 14, o: 24),
                                      // Images of ≤ 16 tiles (one vector lane per tile): 7×7, 8×8, 4×5;
                                      // the first has several work items per thread (weight-gradient slots).
@@ -115,10 +115,10 @@ final class WinogradTests: XCTestCase {
         defer { ConvolutionAlgorithm.current = original }
         XCTAssertFalse(Winograd.usesLargeTiles(n: 16, h: 7, w: 7), "one item of 16 images: F(2×2)")
         for (i, s) in [(n: 32, c: 128, h: 7, w: 7, o: 96), (n: 37, c: 9, h: 8, w: 8, o: 20), (n: 40, c: 16, h: 4, w: 4, o: 8),
-                       (n: 33, c: 5, h: 5, w: 3, o: 70), (n: 32, c: 3, h: 1, w: 1, o: 2),
+                       (n: 33, c: 5, h: 5, w: 3, o: 70), (n: 32, c: 4, h: 1, w: 1, o: 2),
                        // The tiles along the lanes, at any batch: 64×64 (a group is one tile row),
                        // 32×32 and 24×32 (two), 16×16 and 48×16 (four).
-                       (n: 1, c: 6, h: 64, w: 64, o: 7), (n: 3, c: 20, h: 32, w: 32, o: 9), (n: 2, c: 3, h: 24, w: 32, o: 17),
+                       (n: 1, c: 6, h: 64, w: 64, o: 7), (n: 3, c: 20, h: 32, w: 32, o: 9), (n: 2, c: 4, h: 24, w: 32, o: 17),
                        (n: 5, c: 9, h: 16, w: 16, o: 33), (n: 1, c: 4, h: 48, w: 16, o: 3),
                        // Narrower planes laid out 16 wide: 14×14 (fmnist-s's middle level), 10×13,
                        // 20×9 (two groups, the second half below the image).
