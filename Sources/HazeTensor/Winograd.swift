@@ -43,9 +43,8 @@ enum Winograd {
     /// Whether a convolution of this geometry runs through Winograd: 3×3, stride 1, padding 1, and
     /// at least 4 input channels. A stem over 1–3 image channels takes im2col, whose column matrix
     /// is then only 9–27 rows while Winograd's transforms cost as much as for wide inputs (`haze-bench
-    /// convs`, forward / forward + backward ms, Winograd → im2col: fmnist-s [64,1,28,28]→32
-    /// 1.35 → 0.38 / 11.3 → 7.6, faces-64 [16,3,64,64]→64 3.9 → 2.2 / 31.1 → 25.4, cifar-ddpm
-    /// [8,3,32,32]→128 0.67 → 0.78 / 8.2 → 7.3).
+    /// convs`, forward ms, Winograd → im2col: fmnist-s [64,1,28,28]→32 1.35 → 0.38, faces-64
+    /// [16,3,64,64]→64 3.9 → 2.2, cifar-ddpm [8,3,32,32]→128 0.67 → 0.78).
     static func applies(_ geo: ConvGeometry) -> Bool {
         ConvolutionAlgorithm.current != .im2col && geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.padding == Padding2D(1)
             && geo.c >= 4
