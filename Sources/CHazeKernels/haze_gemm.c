@@ -69,8 +69,27 @@ AVX512 void haze_gemm_packed(const float *packed, const float *b, long ldb, floa
         }
     }
 }
+// packed[(r / 8) · K · 8 + p · 8 + r % 8] = a[p · lda + r]: each 8-row block is K runs of 8
+// consecutive floats of a's rows (zero for the rows past M), two blocks per 16-float load.
+AVX512 void haze_gemm_pack_transposed(const float *a, long lda, float *packed, long m, long k) {
+    for (long r0 = 0; r0 < m; r0 += 2 * ROWS) {
+        const __mmask16 lanes = first_lanes(m - r0);
+        float *first = packed + r0 * k, *second = first + ROWS * k;
+        for (long p = 0; p < k; p++) {
+            const __m512 v = _mm512_maskz_loadu_ps(lanes, a + p * lda + r0);
+            _mm256_storeu_ps(first + p * ROWS, _mm512_castps512_ps256(v));
+            if (m - r0 > ROWS) _mm256_storeu_ps(second + p * ROWS, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        }
+    }
+}
 #else
 int haze_gemm_packed_available(void) { return 0; }
+
+void haze_gemm_pack_transposed(const float *a, long lda, float *packed, long m, long k) {
+    for (long r0 = 0; r0 < m; r0 += ROWS)
+        for (long p = 0; p < k; p++)
+            for (long r = 0; r < ROWS; r++) packed[r0 * k + p * ROWS + r] = r0 + r < m ? a[p * lda + r0 + r] : 0.0f;
+}
 
 // Portable and slow (callers use BLAS where this returns 0); kept so the function is always correct.
 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,

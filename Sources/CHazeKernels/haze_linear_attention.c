@@ -149,7 +149,7 @@ INLINE void row_products(const float *a, const float *b, float *c, long d, long 
 
 // The head's q, k, v (softmaxed) and α·k vᵀ from its blocks of q̃, k̃, ṽ: [P, N/heads] each, rows
 // ld floats apart, k̃ at block + P·ld and ṽ at block + 2·P·ld; with block NULL, from q, k, v as
-// haze_linear_attention_load left them. work: 3·d·n + 2·n floats after c [d·d].
+// haze_linear_attention_project left them. work: 3·d·n + 2·n floats after c [d·d].
 INLINE void head_forward(const float *block, long ld, long p, long n, long heads, long d, float alpha,
                          float *q, float *k, float *v, float *c, float *scratch) {
     const long chunk = n / heads;
@@ -185,8 +185,12 @@ MULTIVERSION void haze_linear_attention_forward(const float *qkv, float *y, long
     }
 }
 
-void haze_linear_attention_load(const float *block, long ld, long p, long n, long heads, long d, int part, float *work) {
-    haze_transpose_tiled(block, ld, work + 2 * d * d + part * d * n, p, p, n / heads);
+void haze_linear_attention_project(const float *x_packed, const float *wt, long c, long p, long n, long heads, long d,
+                                   float *work) {
+    // Head h's [d, N] matrix is the memory of its positions' NHWC rows [N/heads, P]: the products
+    // land in that layout, q̃, k̃, ṽ one after another where head_forward reads them.
+    for (long part = 0; part < 3; part++)
+        haze_gemm_packed(x_packed, wt + part * p, 3 * p, work + 2 * d * d + part * d * n, p, n / heads, p, c, 0);
 }
 
 MULTIVERSION void haze_linear_attention_forward_loaded(float *y, long p, long n, long heads, long d, float alpha, long b,

@@ -11,7 +11,7 @@ enum PreparedWeights {
         case winograd(flip: Bool, large: Bool, packed: Bool)
         /// The `PackedMatrices` of a 1×1 convolution's bf16 products.
         case pointwise
-        /// The q, k, v thirds of a projection, packed for `Tensor.reshapedLinearAttention(projecting:…)`.
+        /// The transpose Wᵀ [C, 3P] of a q/k/v projection, for `Tensor.reshapedLinearAttention(projecting:…)`.
         case attentionProjection
         /// The packed weights of the direct strided convolution (haze_direct_pack).
         case direct

@@ -45,12 +45,15 @@ extension Tensor {
 
     /// `reshapedLinearAttention(conv2d(x, weight: weight), heads:, headDimension:)` for inference,
     /// without the [B, 3P, H, W] tensor between them: each head computes its own positions of the
-    /// q/k/v convolution with the packed kernel, one [P, N/heads] block at a time (512 KB at 64 × 64
-    /// with P = 128, so it is transposed into the head's work from L2), and goes on from there. The
-    /// weights are packed once per call, or once per sampling run inside
-    /// `ConvolutionAlgorithm.reusingTransformedWeights`. Equal to the composition up to the order of
-    /// the projection's sums; the composition itself runs where a gradient is recorded, in bf16 and
-    /// without AVX-512. (tf-article forward, batch 16: 446/446/475 → 436/431/429 ms.)
+    /// q/k/v convolution with the packed kernel, straight into the layout the head reads. TensorFlow's
+    /// head matrix is the memory of its N/heads positions' NHWC rows, so the products are taken
+    /// transposed, [N/heads, P] = Xᵀ · Wᵀ: the head's [C, N/heads] block of x is packed (runs of 8
+    /// consecutive floats, no transpose) and Wᵀ [C, 3P] is made once per call, or once per sampling
+    /// run inside `ConvolutionAlgorithm.reusingTransformedWeights`. Equal to the composition up to
+    /// the order of the projection's sums; the composition itself runs where a gradient is recorded,
+    /// in bf16 and without AVX-512. (tf-article forward, batch 16, `perf` shares: the products in
+    /// NCHW and three transposes per head into this layout took 11.3 % + 4.6 %; these products and
+    /// the pack take 9.9 % + 0.7 %.)
     ///
     /// x: [B, C, H, W], weight: [3P, C, 1, 1] (no bias) → [B, P, H, W].
     public static func reshapedLinearAttention(projecting x: Tensor, weight: Tensor, heads: Int, headDimension d: Int) -> Tensor {
@@ -60,27 +63,30 @@ extension Tensor {
             return reshapedLinearAttention(conv2d(x, weight: weight), heads: heads, headDimension: d)
         }
         FlopCounter.add(2 * b * 3 * p * c * n)
-        let packed = PreparedWeights.value(for: weight, as: .attentionProjection) {
-            weight.withScalars { PackedMatrices($0, count: 3, rows: p, columns: c, bfloat16Allowed: false) }
+        let transposed = PreparedWeights.value(for: weight, as: .attentionProjection) {  // Wᵀ [C, 3P]
+            weight.withScalars { w in
+                [Float](unsafeUninitializedCapacity: c * 3 * p) { buffer, initialized in
+                    for j in 0..<3 * p { for i in 0..<c { buffer[i * 3 * p + j] = w[j * c + i] } }
+                    initialized = c * 3 * p
+                }
+            }
         }
         let (chunk, alpha) = (n / heads, 1 / Float(d).squareRoot())
-        let workSize = haze_linear_attention_work_size(n, d, 0)
+        let (packedSize, workSize) = (haze_gemm_packed_size(chunk, c), haze_linear_attention_work_size(n, d, 0))
         return Tensor(shape: [b, p, h, w]) { out, _ in
-            x.withScalars { px in
+            x.withScalars { px in transposed.withUnsafeBufferPointer { wt in
                 Parallel.forEach(b * heads, cost: 4 * d * n * d + 3 * p * c * chunk) { range in
-                    Scratch.withBuffer(p * chunk + workSize) { block in
-                        let work = block + p * chunk
+                    Scratch.withBuffer(packedSize + workSize) { block in
+                        let work = block + packedSize
                         for task in range {
                             let (image, head) = task.quotientAndRemainder(dividingBy: heads)
-                            for part in 0..<3 {
-                                packed.multiply(px + image * c * n + head * chunk, ldb: n, into: block, ldc: chunk, columns: chunk, matrix: part)
-                                haze_linear_attention_load(block, chunk, p, n, heads, d, Int32(part), work)
-                            }
+                            haze_gemm_pack_transposed(px + image * c * n + head * chunk, n, block, chunk, c)
+                            haze_linear_attention_project(block, wt.baseAddress!, c, p, n, heads, d, work)
                             haze_linear_attention_forward_loaded(out, p, n, heads, d, alpha, image, head, work)
                         }
                     }
                 }
-            }
+            } }
         }
     }
 }

@@ -49,10 +49,13 @@ void haze_channel_norm_backward(const float *x, const float *g, const float *gam
 long haze_linear_attention_work_size(long n, long d, int backward);
 void haze_linear_attention_forward(const float *qkv, float *y, long p, long n, long heads, long d, float alpha,
                                    long first, long count, float *work);
-/// The forward of one head (image b, head h) from q̃, k̃, ṽ blocks that the caller computes per
-/// head (the head's positions of the q/k/v convolution) instead of the whole qkv: load each block
-/// [P, N/heads] (rows `ld` floats apart; part 0, 1, 2 = q̃, k̃, ṽ) into `work`, then run the head.
-void haze_linear_attention_load(const float *block, long ld, long p, long n, long heads, long d, int part, float *work);
+/// The forward of one head (image b, head h) with the q/k/v convolution computed per head instead
+/// of the whole qkv: haze_linear_attention_project writes the head's q̃, k̃, ṽ into `work` as the
+/// products [N/heads, P] = Xᵀ · Wᵀ_part, from the head's positions of x [C, N] packed by
+/// haze_gemm_pack_transposed (x_packed) and the projection's transpose wt [C, 3P] (needs
+/// haze_gemm_packed_available()); then haze_linear_attention_forward_loaded runs the head.
+void haze_linear_attention_project(const float *x_packed, const float *wt, long c, long p, long n, long heads, long d,
+                                   float *work);
 void haze_linear_attention_forward_loaded(float *y, long p, long n, long heads, long d, float alpha, long b, long h,
                                           float *work);
 void haze_linear_attention_backward(const float *qkv, const float *dy, float *dqkv, long p, long n, long heads,
@@ -94,12 +97,14 @@ void haze_col2im(const float *cols, float *dx, long first_image, long images, lo
                  long kh, long kw, long stride, long top, long left, long ho, long wo);
 
 /// Products with a packed left-hand matrix (haze_gemm.c). haze_gemm_packed_size: floats of the
-/// packed form of an M × K matrix. haze_gemm_pack: A [M, K] (row stride lda) → packed.
+/// packed form of an M × K matrix. haze_gemm_pack: A [M, K] (row stride lda) → packed;
+/// haze_gemm_pack_transposed: the same for A = aᵀ, a [K, M] (row stride lda).
 /// haze_gemm_packed: C [M, N] (row stride ldc) = A · B, or C += A · B with `accumulate`, for
 /// B [K, N] (row stride ldb). Fast where haze_gemm_packed_available() (AVX-512); elsewhere a plain
 /// loop (use BLAS instead).
 long haze_gemm_packed_size(long m, long k);
 void haze_gemm_pack(const float *a, long lda, float *packed, long m, long k);
+void haze_gemm_pack_transposed(const float *a, long lda, float *packed, long m, long k);
 int haze_gemm_packed_available(void);
 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                       int accumulate);
