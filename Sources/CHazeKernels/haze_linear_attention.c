@@ -193,9 +193,21 @@ void haze_linear_attention_project(const float *x_packed, const float *wt, long 
         haze_gemm_packed(x_packed, wt + part * p, 3 * p, work + 2 * d * d + part * d * n, p, n / heads, p, c, 0);
 }
 
-MULTIVERSION void haze_linear_attention_forward_loaded(float *y, long p, long n, long heads, long d, float alpha, long b,
-                                                       long h, float *work) {
-    head_output(NULL, 0, y, p, n, heads, d, alpha, b, h, work);
+MULTIVERSION void haze_linear_attention_block_forward(const float *x, float *y, const float *out_packed, const float *out_bias,
+                                                     const float *gamma, const float *beta, float eps, long channels, long p,
+                                                     long n, long heads, long d, float alpha, long b, long h, float *work) {
+    float *c = work, *q = c + 2 * d * d, *k = q + d * n, *v = k + d * n, *o = v + d * n, *scratch = o + d * n;
+    const long chunk = n / heads, offset = b * channels * n + h * chunk;
+    head_forward(NULL, 0, p, n, heads, d, alpha, q, k, v, c, scratch);
+    combine_rows(c, 1, d, q, o, d, n);  // o[e] = Σ_i c[i][e] q[i]: the positions' NHWC rows [N/heads, P]
+    // z = W_out · oᵀ + b_out [C, N/heads], into y's planes at these positions (oᵀ where q was).
+    haze_transpose_tiled(o, p, q, chunk, chunk, p);
+    float *z = y + offset;
+    haze_gemm_packed(out_packed, q, chunk, z, n, channels, chunk, p, 0);
+    for (long ch = 0; ch < channels; ch++)
+        for (long j = 0; j < chunk; j++) z[ch * n + j] += out_bias[ch];
+    // y = x + LayerNorm over the channels of z, in place.
+    haze_channel_norm_forward(z, x + offset, z, gamma, beta, channels, n, 0, chunk, eps, scratch, scratch + chunk);
 }
 
 MULTIVERSION void haze_linear_attention_backward(const float *qkv, const float *dy, float *dqkv, long p, long n, long heads,

@@ -201,13 +201,16 @@ struct TFArticleLinearAttention: Module {
 
     /// x: [B, C, H, W] → [B, C, H, W]
     func callAsFunction(_ x: Tensor, _ p: ParameterSet) -> Tensor {
-        let qkvWeight = p.value(key(prefix, "to_qkv.weight"))
-        let y = (x.shape[2] * x.shape[3]) % heads == 0
-            ? Tensor.reshapedLinearAttention(projecting: x, weight: qkvWeight, heads: heads, headDimension: headDim)
-            : literalCore(Tensor.conv2d(x, weight: qkvWeight, bias: nil))
-        let projected = Tensor.conv2d(y, weight: p.value(key(prefix, "to_out.0.weight")), bias: p.value(key(prefix, "to_out.0.bias")))
-        return Tensor.channelLayerNorm(projected, weight: p.value(key(prefix, "to_out.1.weight")),
-                                       bias: p.value(key(prefix, "to_out.1.bias")), epsilon: epsilon, adding: x)
+        let (qkvWeight, outWeight, outBias) = (p.value(key(prefix, "to_qkv.weight")), p.value(key(prefix, "to_out.0.weight")),
+                                               p.value(key(prefix, "to_out.0.bias")))
+        let (normWeight, normBias) = (p.value(key(prefix, "to_out.1.weight")), p.value(key(prefix, "to_out.1.bias")))
+        if (x.shape[2] * x.shape[3]) % heads == 0 {
+            return Tensor.reshapedLinearAttentionBlock(x, qkvWeight: qkvWeight, outWeight: outWeight, outBias: outBias,
+                                                       normWeight: normWeight, normBias: normBias, epsilon: epsilon,
+                                                       heads: heads, headDimension: headDim)
+        }
+        let projected = Tensor.conv2d(literalCore(Tensor.conv2d(x, weight: qkvWeight, bias: nil)), weight: outWeight, bias: outBias)
+        return Tensor.channelLayerNorm(projected, weight: normWeight, bias: normBias, epsilon: epsilon, adding: x)
     }
 
     /// The attention between the two convolutions as the notebook writes it, reshapes and all:

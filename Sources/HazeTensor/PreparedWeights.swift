@@ -11,8 +11,10 @@ enum PreparedWeights {
         case winograd(flip: Bool, large: Bool, packed: Bool)
         /// The `PackedMatrices` of a 1×1 convolution's bf16 products.
         case pointwise
-        /// The transpose Wᵀ [C, 3P] of a q/k/v projection, for `Tensor.reshapedLinearAttention(projecting:…)`.
+        /// The transpose Wᵀ [C, 3P] of a q/k/v projection, for `Tensor.reshapedLinearAttentionBlock`.
         case attentionProjection
+        /// An attention block's output convolution [C, P], packed for `Tensor.reshapedLinearAttentionBlock`.
+        case attentionOutput
         /// The packed weights of the direct strided convolution (haze_direct_pack).
         case direct
     }

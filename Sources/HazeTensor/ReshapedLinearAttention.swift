@@ -43,50 +43,73 @@ extension Tensor {
         }
     }
 
-    /// `reshapedLinearAttention(conv2d(x, weight: weight), heads:, headDimension:)` for inference,
-    /// without the [B, 3P, H, W] tensor between them: each head computes its own positions of the
-    /// q/k/v convolution with the packed kernel, straight into the layout the head reads. TensorFlow's
-    /// head matrix is the memory of its N/heads positions' NHWC rows, so the products are taken
-    /// transposed, [N/heads, P] = Xᵀ · Wᵀ: the head's [C, N/heads] block of x is packed (runs of 8
-    /// consecutive floats, no transpose) and Wᵀ [C, 3P] is made once per call, or once per sampling
-    /// run inside `ConvolutionAlgorithm.reusingTransformedWeights`. Equal to the composition up to
-    /// the order of the projection's sums; the composition itself runs where a gradient is recorded,
-    /// in bf16 and without AVX-512. (tf-article forward, batch 16, `perf` shares: the products in
-    /// NCHW and three transposes per head into this layout took 11.3 % + 4.6 %; these products and
-    /// the pack take 9.9 % + 0.7 %.)
+    /// The notebook's whole attention block,
+    ///   y = x + LayerNorm_C(conv1×1(reshapedLinearAttention(conv1×1(x, W_qkv)), W_out) + b_out)
+    /// (LayerNorm over the channels of each position with γ = `normWeight`, β = `normBias`, ε), as
+    /// one op for inference: each head computes its own positions from x to y, and none of the
+    /// block's intermediate tensors is written. The q/k/v products are taken transposed,
+    /// [N/heads, P] = Xᵀ · Wᵀ, straight into the head's layout (TensorFlow's head matrix is the
+    /// memory of its positions' NHWC rows; x's [C, N/heads] block is packed in runs of 8 floats,
+    /// no transpose); the head's output, transposed once in the cache, goes through W_out by the
+    /// packed kernel into y's planes, where the bias, the norm and the residual are applied in
+    /// place. Wᵀ_qkv and the packed W_out are made once per call, or once per sampling run inside
+    /// `ConvolutionAlgorithm.reusingTransformedWeights`. Equal to the composition up to the order
+    /// of the products' sums; the composition itself runs where a gradient is recorded, in bf16,
+    /// without AVX-512 and where the positions do not split into the heads. (tf-article forward,
+    /// batch 16, `perf` shares: the attention blocks as separate ops, the q/k/v products per head
+    /// in NCHW with three transposes into the head's layout, 11.3 % + 4.6 % for those; these
+    /// products and the pack, 9.9 % + 0.7 %.)
     ///
-    /// x: [B, C, H, W], weight: [3P, C, 1, 1] (no bias) → [B, P, H, W].
-    public static func reshapedLinearAttention(projecting x: Tensor, weight: Tensor, heads: Int, headDimension d: Int) -> Tensor {
+    /// x: [B, C, H, W], qkvWeight: [3P, C, 1, 1] (no bias), outWeight: [C, P, 1, 1], outBias,
+    /// normWeight, normBias: [C] → [B, C, H, W], with P = heads · d.
+    public static func reshapedLinearAttentionBlock(_ x: Tensor, qkvWeight: Tensor, outWeight: Tensor, outBias: Tensor,
+                                                    normWeight: Tensor, normBias: Tensor, epsilon: Float,
+                                                    heads: Int, headDimension d: Int) -> Tensor {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]), p = heads * d, n = h * w
-        precondition(weight.shape == [3 * p, c, 1, 1], "reshapedLinearAttention: weight \(weight.shape) for x \(x.shape), \(heads) heads of \(d)")
-        guard !x.isRecorded, !weight.isRecorded, PackedMatrices.available, Precision.current == .float32, n % heads == 0 else {
-            return reshapedLinearAttention(conv2d(x, weight: weight), heads: heads, headDimension: d)
+        precondition(qkvWeight.shape == [3 * p, c, 1, 1] && outWeight.shape == [c, p, 1, 1],
+                     "reshapedLinearAttentionBlock: weights \(qkvWeight.shape), \(outWeight.shape) for x \(x.shape), \(heads) heads of \(d)")
+        let parameters = [qkvWeight, outWeight, outBias, normWeight, normBias]
+        guard !x.isRecorded, !parameters.contains(where: \.isRecorded), PackedMatrices.available, Precision.current == .float32,
+              n % heads == 0 else {
+            let attention = reshapedLinearAttention(conv2d(x, weight: qkvWeight), heads: heads, headDimension: d)
+            return channelLayerNorm(conv2d(attention, weight: outWeight, bias: outBias), weight: normWeight, bias: normBias,
+                                    epsilon: epsilon, adding: x)
         }
-        FlopCounter.add(2 * b * 3 * p * c * n)
-        let transposed = PreparedWeights.value(for: weight, as: .attentionProjection) {  // Wᵀ [C, 3P]
-            weight.withScalars { w in
+        FlopCounter.add(2 * b * 4 * p * c * n)
+        let transposed = PreparedWeights.value(for: qkvWeight, as: .attentionProjection) {  // Wᵀ_qkv [C, 3P]
+            qkvWeight.withScalars { w in
                 [Float](unsafeUninitializedCapacity: c * 3 * p) { buffer, initialized in
                     for j in 0..<3 * p { for i in 0..<c { buffer[i * 3 * p + j] = w[j * c + i] } }
                     initialized = c * 3 * p
                 }
             }
         }
+        let packedOut = PreparedWeights.value(for: outWeight, as: .attentionOutput) {
+            outWeight.withScalars { w in
+                [Float](unsafeUninitializedCapacity: haze_gemm_packed_size(c, p)) { buffer, initialized in
+                    haze_gemm_pack(w, p, buffer.baseAddress!, c, p)
+                    initialized = buffer.count
+                }
+            }
+        }
         let (chunk, alpha) = (n / heads, 1 / Float(d).squareRoot())
         let (packedSize, workSize) = (haze_gemm_packed_size(chunk, c), haze_linear_attention_work_size(n, d, 0))
-        return Tensor(shape: [b, p, h, w]) { out, _ in
-            x.withScalars { px in transposed.withUnsafeBufferPointer { wt in
-                Parallel.forEach(b * heads, cost: 4 * d * n * d + 3 * p * c * chunk) { range in
+        return Tensor(shape: x.shape) { out, _ in
+            x.withScalars { px in transposed.withUnsafeBufferPointer { wt in packedOut.withUnsafeBufferPointer { wo in
+            outBias.withScalars { bias in normWeight.withScalars { gamma in normBias.withScalars { beta in
+                Parallel.forEach(b * heads, cost: 4 * d * n * d + 4 * p * c * chunk) { range in
                     Scratch.withBuffer(packedSize + workSize) { block in
                         let work = block + packedSize
                         for task in range {
                             let (image, head) = task.quotientAndRemainder(dividingBy: heads)
                             haze_gemm_pack_transposed(px + image * c * n + head * chunk, n, block, chunk, c)
                             haze_linear_attention_project(block, wt.baseAddress!, c, p, n, heads, d, work)
-                            haze_linear_attention_forward_loaded(out, p, n, heads, d, alpha, image, head, work)
+                            haze_linear_attention_block_forward(px, out, wo.baseAddress!, bias, gamma, beta, epsilon, c, p, n,
+                                                                heads, d, alpha, image, head, work)
                         }
                     }
                 }
-            } }
+            } } } } } }
         }
     }
 }

@@ -147,35 +147,42 @@ final class TFArticleUNetTests: XCTestCase {
         }
     }
 
-    /// The inference path that projects q, k, v per head (`reshapedLinearAttention(projecting:…)`)
-    /// equals the 1×1 convolution followed by the attention core, with the weights packed per call
-    /// and once inside `reusingTransformedWeights`; where a gradient is recorded it is the
-    /// composition itself (same bits, gradients through the weight).
-    func testProjectedAttentionMatchesTheComposition() throws {
+    /// The attention block's inference path, head by head (`reshapedLinearAttentionBlock`), equals
+    /// the composition of its ops, with the weights prepared per call and once inside
+    /// `reusingTransformedWeights`; where a gradient is recorded it is the composition itself (same
+    /// bits, gradients through every input).
+    func testAttentionBlockMatchesTheComposition() throws {
         for (heads, d, channels, side, batch) in [(4, 32, 64, 16, 2), (2, 8, 24, 8, 3), (1, 8, 5, 4, 1), (3, 5, 16, 6, 2), (4, 32, 64, 64, 1)] {
             var generator = RandomGenerator(seed: UInt64(heads * 100 + d))
             let x = generator.normal([batch, channels, side, side])
-            let w = generator.normal([3 * heads * d, channels, 1, 1]) * (1 / Float(channels).squareRoot())
-            let expected = Tensor.reshapedLinearAttention(Tensor.conv2d(x, weight: w), heads: heads, headDimension: d)
+            let qkv = generator.normal([3 * heads * d, channels, 1, 1]) * (1 / Float(channels).squareRoot())
+            let out = generator.normal([channels, heads * d, 1, 1]) * (1 / Float(heads * d).squareRoot())
+            let (bias, gamma, beta) = (generator.normal([channels]), generator.normal([channels]) + 1, generator.normal([channels]))
+            func composition(_ t: [Tensor]) -> Tensor {
+                let attention = Tensor.reshapedLinearAttention(Tensor.conv2d(t[0], weight: t[1]), heads: heads, headDimension: d)
+                return Tensor.channelLayerNorm(Tensor.conv2d(attention, weight: t[2], bias: t[3]), weight: t[4], bias: t[5],
+                                               epsilon: 1e-3, adding: t[0])
+            }
+            func block(_ t: [Tensor]) -> Tensor {
+                Tensor.reshapedLinearAttentionBlock(t[0], qkvWeight: t[1], outWeight: t[2], outBias: t[3], normWeight: t[4],
+                                                    normBias: t[5], epsilon: 1e-3, heads: heads, headDimension: d)
+            }
+            let inputs = [x, qkv, out, bias, gamma, beta]
+            let expected = composition(inputs)
             let scale = expected.scalars.map(abs).max()!
             for prepared in [false, true] {
                 let y = prepared
-                    ? ConvolutionAlgorithm.reusingTransformedWeights { (0..<2).map { _ in Tensor.reshapedLinearAttention(projecting: x, weight: w, heads: heads, headDimension: d) }.last! }
-                    : Tensor.reshapedLinearAttention(projecting: x, weight: w, heads: heads, headDimension: d)
+                    ? ConvolutionAlgorithm.reusingTransformedWeights { (0..<2).map { _ in block(inputs) }.last! }
+                    : block(inputs)
                 XCTAssertEqual(y.shape, expected.shape)
                 XCTAssertLessThanOrEqual(zip(y.scalars, expected.scalars).map { abs($0 - $1) }.max()!, 1e-5 * scale,
                                          "\(heads) heads of \(d), \(channels) channels, \(side)×\(side), prepared \(prepared)")
             }
             let r = generator.normal(expected.shape)
-            let (projected, gradients) = valueWithGradient(at: [x, w]) { t in
-                (Tensor.reshapedLinearAttention(projecting: t[0], weight: t[1], heads: heads, headDimension: d) * r).sum()
-            }
-            let (composed, composedGradients) = valueWithGradient(at: [x, w]) { t in
-                (Tensor.reshapedLinearAttention(Tensor.conv2d(t[0], weight: t[1]), heads: heads, headDimension: d) * r).sum()
-            }
-            XCTAssertEqual(projected.scalar, composed.scalar)
-            XCTAssertEqual(gradients[0], composedGradients[0])
-            XCTAssertEqual(gradients[1], composedGradients[1])
+            let (value, gradients) = valueWithGradient(at: inputs) { (block($0) * r).sum() }
+            let (composed, composedGradients) = valueWithGradient(at: inputs) { (composition($0) * r).sum() }
+            XCTAssertEqual(value.scalar, composed.scalar)
+            for i in inputs.indices { XCTAssertEqual(gradients[i], composedGradients[i], "gradient \(i)") }
         }
     }
 }

@@ -72,15 +72,18 @@ final class ThreadCountTests: XCTestCase {
         // The TensorFlow notebook's attention (4 heads of 32 at 16×16) and channel LayerNorm.
         let notebook = Tensor.normal([4, 3 * 128, 16, 16], seed: 24)
         assertSameBits("reshaped linear attention", [notebook]) { Tensor.reshapedLinearAttention($0[0], heads: 4, headDimension: 32) }
-        // Its inference path with the q/k/v projection per head (no gradient: assertSameBits records).
+        // The whole block's inference path, head by head (no gradient: assertSameBits records).
         let (planes64, projection) = (Tensor.normal([3, 64, 16, 16], seed: 28), Tensor.normal([3 * 128, 64, 1, 1], std: 0.1, seed: 29))
+        let output = Tensor.normal([64, 128, 1, 1], std: 0.1, seed: 30)
+        let (bias, gamma, beta) = (Tensor.normal([64], seed: 31), Tensor.normal([64], seed: 32), Tensor.normal([64], seed: 33))
         let saved = Parallel.threadCount
-        let projected = (1...3).map { threads in
+        let blocks = (1...3).map { threads in
             Parallel.threadCount = threads
-            return Tensor.reshapedLinearAttention(projecting: planes64, weight: projection, heads: 4, headDimension: 32)
+            return Tensor.reshapedLinearAttentionBlock(planes64, qkvWeight: projection, outWeight: output, outBias: bias,
+                                                       normWeight: gamma, normBias: beta, epsilon: 1e-3, heads: 4, headDimension: 32)
         }
         Parallel.threadCount = saved
-        XCTAssertTrue(projected[1] == projected[0] && projected[2] == projected[0], "projected linear attention: thread counts")
+        XCTAssertTrue(blocks[1] == blocks[0] && blocks[2] == blocks[0], "linear attention block: thread counts")
         let planes = Tensor.normal([8, 128, 16, 16], seed: 25)
         assertSameBits("channel layer norm", [planes, Tensor.normal([128], seed: 26), Tensor.normal([128], seed: 27)]) {
             Tensor.channelLayerNorm($0[0], weight: $0[1], bias: $0[2], epsilon: 1e-3).averagePooled2x2().upsampledNearest2x()

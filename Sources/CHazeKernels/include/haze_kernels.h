@@ -49,15 +49,19 @@ void haze_channel_norm_backward(const float *x, const float *g, const float *gam
 long haze_linear_attention_work_size(long n, long d, int backward);
 void haze_linear_attention_forward(const float *qkv, float *y, long p, long n, long heads, long d, float alpha,
                                    long first, long count, float *work);
-/// The forward of one head (image b, head h) with the q/k/v convolution computed per head instead
-/// of the whole qkv: haze_linear_attention_project writes the head's q̃, k̃, ṽ into `work` as the
-/// products [N/heads, P] = Xᵀ · Wᵀ_part, from the head's positions of x [C, N] packed by
-/// haze_gemm_pack_transposed (x_packed) and the projection's transpose wt [C, 3P] (needs
-/// haze_gemm_packed_available()); then haze_linear_attention_forward_loaded runs the head.
+/// The notebook's whole attention block for inference, one head (image b, head h) at a time:
+/// y = x + LayerNorm_C(W_out · attention(W_qkv · x) + b_out) at the head's positions, with the
+/// q/k/v convolution computed per head. haze_linear_attention_project writes the head's q̃, k̃, ṽ
+/// into `work` as the products [N/heads, P] = Xᵀ · Wᵀ_part, from the head's positions of x [C, N]
+/// packed by haze_gemm_pack_transposed (x_packed) and the projection's transpose wt [C, 3P];
+/// haze_linear_attention_block_forward runs the head, its output convolution (out_packed: W_out
+/// [C, P] packed by haze_gemm_pack) and the channel layer norm (γ, β, ε) plus x, into y [B, C, N].
+/// Both need haze_gemm_packed_available().
 void haze_linear_attention_project(const float *x_packed, const float *wt, long c, long p, long n, long heads, long d,
                                    float *work);
-void haze_linear_attention_forward_loaded(float *y, long p, long n, long heads, long d, float alpha, long b, long h,
-                                          float *work);
+void haze_linear_attention_block_forward(const float *x, float *y, const float *out_packed, const float *out_bias,
+                                         const float *gamma, const float *beta, float eps, long channels, long p, long n,
+                                         long heads, long d, float alpha, long b, long h, float *work);
 void haze_linear_attention_backward(const float *qkv, const float *dy, float *dqkv, long p, long n, long heads,
                                     long d, float alpha, long first, long count, float *work);
 /// One attention head, o [L, DV] = softmax(α q kᵀ) v for q [L, D], k [S, D], v [S, DV]
