@@ -69,6 +69,7 @@ AVX512 void haze_gemm_packed(const float *packed, const float *b, long ldb, floa
         }
     }
 }
+
 // packed[(r / 8) · K · 8 + p · 8 + r % 8] = a[p · lda + r]: each 8-row block is K runs of 8
 // consecutive floats of a's rows (zero for the rows past M), two blocks per 16-float load.
 AVX512 void haze_gemm_pack_transposed(const float *a, long lda, float *packed, long m, long k) {

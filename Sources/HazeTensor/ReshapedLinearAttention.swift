@@ -56,9 +56,8 @@ extension Tensor {
     /// `ConvolutionAlgorithm.reusingTransformedWeights`. Equal to the composition up to the order
     /// of the products' sums; the composition itself runs where a gradient is recorded, in bf16,
     /// without AVX-512 and where the positions do not split into the heads. (tf-article forward,
-    /// batch 16, `perf` shares: the attention blocks as separate ops, the q/k/v products per head
-    /// in NCHW with three transposes into the head's layout, 11.3 % + 4.6 % for those; these
-    /// products and the pack, 9.9 % + 0.7 %.)
+    /// batch 16, against the block as separate ops: transposes 6.1 → 0.75 % of the time, OpenBLAS
+    /// 11.5 → 8 %, 471 → 415 ms in one run; Documentation/speed.md.)
     ///
     /// x: [B, C, H, W], qkvWeight: [3P, C, 1, 1] (no bias), outWeight: [C, P, 1, 1], outBias,
     /// normWeight, normBias: [C] → [B, C, H, W], with P = heads · d.
