@@ -78,7 +78,7 @@ extension Tensor {
         let transposed = PreparedWeights.value(for: qkvWeight, as: .attentionProjection) {  // Wᵀ_qkv [C, 3P]
             qkvWeight.withScalars { w in
                 [Float](unsafeUninitializedCapacity: c * 3 * p) { buffer, initialized in
-                    for j in 0..<3 * p { for i in 0..<c { buffer[i * 3 * p + j] = w[j * c + i] } }
+                    haze_transpose(w, buffer.baseAddress!, 3 * p, c)
                     initialized = c * 3 * p
                 }
             }
