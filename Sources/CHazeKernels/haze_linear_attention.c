@@ -173,6 +173,26 @@ INLINE void head_output(const float *block, long ld, float *y, long p, long n, l
     haze_transpose_tiled(o, p, y + b * p * n + h * chunk, n, chunk, p);
 }
 
+// The head's backward from its saved q, k (softmaxed), v, c = α k vᵀ and ∂o [d, N]: ∂q̃, ∂k̃, ∂ṽ
+// (the gradients before the softmaxes), with dc [d, d] and colsum [n] of scratch.
+INLINE void head_backward(const float *q, const float *k, const float *v, const float *c, const float *dout, float *dq,
+                          float *dk, float *dv, long d, long n, float alpha, float *dc, float *colsum) {
+    combine_rows(c, d, 1, dout, dq, d, n);  // ∂q[i] = Σ_e c[i][e] ∂o[e]
+    row_products(q, dout, dc, d, n, alpha);  // ∂(k vᵀ)
+    combine_rows(dc, d, 1, v, dk, d, n);  // ∂k[i] = Σ_e ∂c[i][e] v[e]
+    combine_rows(dc, 1, d, k, dv, d, n);  // ∂v[e] = Σ_i ∂c[i][e] k[i]
+    // Through the softmaxes: rows of k, columns of q.
+    for (long i = 0; i < d; i++) {
+        const float s = dot(dk + i * n, k + i * n, n);
+        for (long j = 0; j < n; j++) dk[i * n + j] = k[i * n + j] * (dk[i * n + j] - s);
+    }
+    memset(colsum, 0, (size_t)n * sizeof(float));
+    for (long i = 0; i < d; i++)
+        for (long j = 0; j < n; j++) colsum[j] += dq[i * n + j] * q[i * n + j];
+    for (long i = 0; i < d; i++)
+        for (long j = 0; j < n; j++) dq[i * n + j] = q[i * n + j] * (dq[i * n + j] - colsum[j]);
+}
+
 long haze_linear_attention_work_size(long n, long d, int backward) {
     return d * d * 2 + (backward ? 7 : 4) * d * n + 2 * n;
 }
@@ -185,12 +205,25 @@ MULTIVERSION void haze_linear_attention_forward(const float *qkv, float *y, long
     }
 }
 
-void haze_linear_attention_project(const float *x_packed, const float *wt, long c, long p, long n, long heads, long d,
-                                   float *work) {
+void haze_linear_attention_project(const float *x_packed, const float *wt, long c, long p, long n, long heads,
+                                   float *qkv, long part_stride) {
     // Head h's [d, N] matrix is the memory of its positions' NHWC rows [N/heads, P]: the products
-    // land in that layout, q̃, k̃, ṽ one after another where head_forward reads them.
+    // land in that layout, q̃, k̃, ṽ part_stride floats apart.
     for (long part = 0; part < 3; part++)
-        haze_gemm_packed(x_packed, wt + part * p, 3 * p, work + 2 * d * d + part * d * n, p, n / heads, p, c, 0);
+        haze_gemm_packed(x_packed, wt + part * p, 3 * p, qkv + part * part_stride, p, n / heads, p, c, 0);
+}
+
+// z = W_out · oᵀ + b_out [C, N/heads] for the head's positions (o [N/heads, P], their NHWC rows; ot:
+// P · N/heads floats for its transpose), then y = x + LayerNorm_C(z) there, with their mean and
+// 1/std. x, z, y point at the head's first position of planes of N floats; z may be y.
+INLINE void output_and_norm(const float *o, float *ot, const float *x, float *z, float *y, const float *out_packed,
+                            const float *out_bias, const float *gamma, const float *beta, float eps, long channels,
+                            long p, long n, long chunk, float *mean, float *rstd) {
+    haze_transpose_tiled(o, p, ot, chunk, chunk, p);
+    haze_gemm_packed(out_packed, ot, chunk, z, n, channels, chunk, p, 0);
+    for (long ch = 0; ch < channels; ch++)
+        for (long j = 0; j < chunk; j++) z[ch * n + j] += out_bias[ch];
+    haze_channel_norm_forward(z, x, y, gamma, beta, channels, n, 0, chunk, eps, mean, rstd);
 }
 
 MULTIVERSION void haze_linear_attention_block_forward(const float *x, float *y, const float *out_packed, const float *out_bias,
@@ -200,40 +233,41 @@ MULTIVERSION void haze_linear_attention_block_forward(const float *x, float *y, 
     const long chunk = n / heads, offset = b * channels * n + h * chunk;
     head_forward(NULL, 0, p, n, heads, d, alpha, q, k, v, c, scratch);
     combine_rows(c, 1, d, q, o, d, n);  // o[e] = Σ_i c[i][e] q[i]: the positions' NHWC rows [N/heads, P]
-    // z = W_out · oᵀ + b_out [C, N/heads], into y's planes at these positions (oᵀ where q was).
-    haze_transpose_tiled(o, p, q, chunk, chunk, p);
-    float *z = y + offset;
-    haze_gemm_packed(out_packed, q, chunk, z, n, channels, chunk, p, 0);
-    for (long ch = 0; ch < channels; ch++)
-        for (long j = 0; j < chunk; j++) z[ch * n + j] += out_bias[ch];
-    // y = x + LayerNorm over the channels of z, in place.
-    haze_channel_norm_forward(z, x + offset, z, gamma, beta, channels, n, 0, chunk, eps, scratch, scratch + chunk);
+    // z, the norm and the residual in place in y's planes (oᵀ where q was; mean, 1/std in scratch).
+    output_and_norm(o, q, x + offset, y + offset, y + offset, out_packed, out_bias, gamma, beta, eps, channels, p, n, chunk,
+                    scratch, scratch + chunk);
+}
+
+MULTIVERSION void haze_linear_attention_block_train_forward(const float *x, float *y, float *qkv, float *c, float *o, float *z,
+                                                           float *mean, float *rstd, const float *out_packed,
+                                                           const float *out_bias, const float *gamma, const float *beta,
+                                                           float eps, long channels, long p, long n, long heads, long d,
+                                                           float alpha, long h, float *work) {
+    const long chunk = n / heads;
+    float *q = qkv + h * chunk * p, *k = q + n * p, *v = k + n * p, *oh = o + h * chunk * p;
+    head_forward(NULL, 0, p, n, heads, d, alpha, q, k, v, c, work);
+    combine_rows(c, 1, d, q, oh, d, n);
+    const long first = h * chunk;
+    output_and_norm(oh, work, x + first, z + first, y + first, out_packed, out_bias, gamma, beta, eps, channels, p, n, chunk,
+                    mean + first, rstd + first);
+}
+
+MULTIVERSION void haze_linear_attention_head_backward(const float *q, const float *k, const float *v, const float *c,
+                                                      const float *dout, float *dq, float *dk, float *dv, long d, long n,
+                                                      float alpha, float *scratch) {
+    head_backward(q, k, v, c, dout, dq, dk, dv, d, n, alpha, scratch, scratch + d * d);
 }
 
 MULTIVERSION void haze_linear_attention_backward(const float *qkv, const float *dy, float *dqkv, long p, long n, long heads,
                                                  long d, float alpha, long first, long count, float *work) {
-    float *c = work, *dc = c + d * d, *q = dc + d * d, *k = q + d * n, *v = k + d * n, *dout = v + d * n;
+    float *c = work, *q = c + 2 * d * d, *k = q + d * n, *v = k + d * n, *dout = v + d * n;
     float *dq = dout + d * n, *dk = dq + d * n, *dv = dk + d * n, *scratch = dv + d * n;
     const long chunk = n / heads;
     for (long task = first; task < first + count; task++) {
         const long b = task / heads, h = task % heads;
         head_forward(qkv + b * 3 * p * n + h * chunk, n, p, n, heads, d, alpha, q, k, v, c, scratch);
         haze_transpose_tiled(dy + b * p * n + h * chunk, n, dout, p, p, chunk);
-        combine_rows(c, d, 1, dout, dq, d, n);  // ∂q[i] = Σ_e c[i][e] ∂o[e]
-        row_products(q, dout, dc, d, n, alpha);  // ∂(k vᵀ)
-        combine_rows(dc, d, 1, v, dk, d, n);  // ∂k[i] = Σ_e ∂c[i][e] v[e]
-        combine_rows(dc, 1, d, k, dv, d, n);  // ∂v[e] = Σ_i ∂c[i][e] k[i]
-        // Through the softmaxes: rows of k, columns of q.
-        for (long i = 0; i < d; i++) {
-            const float s = dot(dk + i * n, k + i * n, n);
-            for (long j = 0; j < n; j++) dk[i * n + j] = k[i * n + j] * (dk[i * n + j] - s);
-        }
-        float *colsum = scratch;
-        memset(colsum, 0, (size_t)n * sizeof(float));
-        for (long i = 0; i < d; i++)
-            for (long j = 0; j < n; j++) colsum[j] += dq[i * n + j] * q[i * n + j];
-        for (long i = 0; i < d; i++)
-            for (long j = 0; j < n; j++) dq[i * n + j] = q[i * n + j] * (dq[i * n + j] - colsum[j]);
+        head_backward(q, k, v, c, dout, dq, dk, dv, d, n, alpha, c + d * d, scratch);
         float *image = dqkv + b * 3 * p * n + h * chunk;
         haze_transpose_tiled(dq, p, image, n, chunk, p);
         haze_transpose_tiled(dk, p, image + p * n, n, chunk, p);

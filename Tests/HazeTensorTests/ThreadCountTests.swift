@@ -72,10 +72,14 @@ final class ThreadCountTests: XCTestCase {
         // The TensorFlow notebook's attention (4 heads of 32 at 16×16) and channel LayerNorm.
         let notebook = Tensor.normal([4, 3 * 128, 16, 16], seed: 24)
         assertSameBits("reshaped linear attention", [notebook]) { Tensor.reshapedLinearAttention($0[0], heads: 4, headDimension: 32) }
-        // The whole block's inference path, head by head (no gradient: assertSameBits records).
+        // The whole block head by head: its training path (assertSameBits records), then inference.
         let (planes64, projection) = (Tensor.normal([3, 64, 16, 16], seed: 28), Tensor.normal([3 * 128, 64, 1, 1], std: 0.1, seed: 29))
         let output = Tensor.normal([64, 128, 1, 1], std: 0.1, seed: 30)
         let (bias, gamma, beta) = (Tensor.normal([64], seed: 31), Tensor.normal([64], seed: 32), Tensor.normal([64], seed: 33))
+        assertSameBits("linear attention block, training", [planes64, projection, output, bias, gamma, beta]) {
+            Tensor.reshapedLinearAttentionBlock($0[0], qkvWeight: $0[1], outWeight: $0[2], outBias: $0[3], normWeight: $0[4],
+                                                normBias: $0[5], epsilon: 1e-3, heads: 4, headDimension: 32)
+        }
         let saved = Parallel.threadCount
         let blocks = (1...3).map { threads in
             Parallel.threadCount = threads

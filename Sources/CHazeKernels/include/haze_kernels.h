@@ -56,12 +56,27 @@ void haze_linear_attention_forward(const float *qkv, float *y, long p, long n, l
 /// packed by haze_gemm_pack_transposed (x_packed) and the projection's transpose wt [C, 3P];
 /// haze_linear_attention_block_forward runs the head, its output convolution (out_packed: W_out
 /// [C, P] packed by haze_gemm_pack) and the channel layer norm (γ, β, ε) plus x, into y [B, C, N].
-/// Both need haze_gemm_packed_available().
-void haze_linear_attention_project(const float *x_packed, const float *wt, long c, long p, long n, long heads, long d,
-                                   float *work);
+/// Both need haze_gemm_packed_available(). The projection writes q̃, k̃, ṽ part_stride floats apart
+/// (for the block forward: at work + 2·d², d·N apart).
+void haze_linear_attention_project(const float *x_packed, const float *wt, long c, long p, long n, long heads,
+                                   float *qkv, long part_stride);
 void haze_linear_attention_block_forward(const float *x, float *y, const float *out_packed, const float *out_bias,
                                          const float *gamma, const float *beta, float eps, long channels, long p, long n,
                                          long heads, long d, float alpha, long b, long h, float *work);
+/// The same block for training, head h of one image, keeping what the backward needs: qkv [3, N, P]
+/// holds the image's projected q̃, k̃, ṽ in the head layout (haze_linear_attention_project with
+/// part_stride N·P), and the head's q and k are softmaxed there in place; c [d, d] gets α k vᵀ,
+/// o [N, P] the head's output rows, z [C, N] the output convolution plus bias, mean and rstd [N]
+/// the norm's statistics; x, y: the image's [C, N]. work: d·N floats.
+void haze_linear_attention_block_train_forward(const float *x, float *y, float *qkv, float *c, float *o, float *z,
+                                               float *mean, float *rstd, const float *out_packed, const float *out_bias,
+                                               const float *gamma, const float *beta, float eps, long channels, long p,
+                                               long n, long heads, long d, float alpha, long h, float *work);
+/// One head's backward in the head layout: ∂q̃, ∂k̃, ∂ṽ [d, N] (before the softmaxes) from the saved
+/// q, k (softmaxed), v, c = α k vᵀ and ∂o [d, N]. scratch: d·d + N floats.
+void haze_linear_attention_head_backward(const float *q, const float *k, const float *v, const float *c,
+                                         const float *dout, float *dq, float *dk, float *dv, long d, long n,
+                                         float alpha, float *scratch);
 void haze_linear_attention_backward(const float *qkv, const float *dy, float *dqkv, long p, long n, long heads,
                                     long d, float alpha, long first, long count, float *work);
 /// One attention head, o [L, DV] = softmax(α q kᵀ) v for q [L, D], k [S, D], v [S, DV]
