@@ -79,5 +79,21 @@ static inline AVX512 void column_selections(selection *columns, int count, long 
     }
 }
 
+// Lane x of the result: the sum of acc[x]'s 16 lanes, for 16 accumulators at once (a tree of
+// 128-bit and 32-bit lane shuffles, 16 adds instead of 16 horizontal reductions).
+static inline AVX512 __m512 haze_sum16(const __m512 *acc) {
+    // Lane x of the tree's sums comes from acc[order[x]] before the last permute (and back).
+    static const int order[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+    __m512 v[8], q[4], z[2];
+    for (int i = 0; i < 8; i++)  // lanes 0–7: acc[i]'s halves added; 8–15: acc[i + 8]'s
+        v[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[i], acc[i + 8], 0x44), _mm512_shuffle_f32x4(acc[i], acc[i + 8], 0xEE));
+    for (int i = 0; i < 4; i++)  // quarters
+        q[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[i], v[i + 4], 0x88), _mm512_shuffle_f32x4(v[i], v[i + 4], 0xDD));
+    for (int i = 0; i < 2; i++)
+        z[i] = _mm512_add_ps(_mm512_shuffle_ps(q[i], q[i + 2], 0x44), _mm512_shuffle_ps(q[i], q[i + 2], 0xEE));
+    const __m512 sums = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x88), _mm512_shuffle_ps(z[0], z[1], 0xDD));
+    return _mm512_permutexvar_ps(_mm512_loadu_si512(order), sums);
+}
+
 #endif
 #endif

@@ -3,18 +3,19 @@
 // A is packed once per convolution (haze_gemm_pack); B and C are read and written in place.
 //
 // AVX-512 register blocking, 8 rows × 32 columns: per step of K, two 16-float loads of B's row and
-// eight broadcasts of A's column feed 16 FMAs into 16 accumulators. B is walked in panels of 32
-// columns × 256 rows (32 KB, L1) that serve every 8-row block of A before the next panel; A's
-// packed rows stream from L2. Nothing is packed per call, which is what a BLAS call spends much
-// of its time on at the small sizes of a U-Net's lower levels (128 × 128 × 128 at 7×7, 64 × 245 ×
-// 64 at 14×14: 15–27 % faster than OpenBLAS 0.3.21 there in a single-thread harness; OpenBLAS is
-// as fast or faster for wide B, so the callers choose).
+// eight broadcasts of A's column feed 16 FMAs into 16 accumulators (8 × 16 for a last panel of 16
+// or fewer columns). B is walked in panels of 32 columns × 128 rows (16 KB, L1) that serve every
+// 8-row block of A before the next panel; A's packed rows stream from L2. B is packed only where
+// its rows would alias in L1 (below); otherwise nothing is packed per call, which is what a BLAS
+// call spends much of its time on at the small sizes of a U-Net's lower levels (128 × 128 × 128 at
+// 7×7, 64 × 245 × 64 at 14×14: 15–27 % faster than OpenBLAS 0.3.21 there in a single-thread
+// harness; OpenBLAS is as fast or faster for wide B, so the callers choose).
 
 #include "haze_kernels.h"
 #include "haze_avx512.h"
 #include <stddef.h>
 
-enum { ROWS = 8, COLUMNS = 32, DEPTH = 256 };
+enum { ROWS = 8, COLUMNS = 32, DEPTH = 128 };
 
 long haze_gemm_packed_size(long m, long k) { return (m + ROWS - 1) / ROWS * ROWS * k; }
 
@@ -57,15 +58,58 @@ static inline AVX512 void block_8x32(const float *restrict a, const float *restr
     }
 }
 
+// block_8x32 for the last 16 or fewer columns: 8 accumulators, half the work of a masked block_8x32.
+static inline AVX512 void block_8x16(const float *restrict a, const float *restrict b, long ldb, float *restrict c,
+                                     long ldc, long depth, long rows, __mmask16 left, int accumulate) {
+    __m512 acc[ROWS];
+    for (int r = 0; r < ROWS; r++) acc[r] = _mm512_setzero_ps();
+    for (long p = 0; p < depth; p++) {
+        const __m512 b0 = _mm512_maskz_loadu_ps(left, b + p * ldb);
+        for (int r = 0; r < ROWS; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[p * ROWS + r]), b0, acc[r]);
+    }
+    for (int r = 0; r < ROWS && r < rows; r++) {
+        float *row = c + r * ldc;
+        if (accumulate) acc[r] = _mm512_add_ps(acc[r], _mm512_maskz_loadu_ps(left, row));
+        _mm512_mask_storeu_ps(row, left, acc[r]);
+    }
+}
+
+// The panel B[0..depth, 0..32) copied to 32 consecutive floats per row (zeros past the masks).
+static inline AVX512 void copy_panel(const float *restrict b, long ldb, float *restrict panel, long depth, __mmask16 left,
+                                     __mmask16 right) {
+    for (long p = 0; p < depth; p++) {
+        _mm512_store_ps(panel + p * COLUMNS, _mm512_maskz_loadu_ps(left, b + p * ldb));
+        _mm512_store_ps(panel + p * COLUMNS + 16, _mm512_maskz_loadu_ps(right, b + p * ldb + 16));
+    }
+}
+
 AVX512 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                              int accumulate) {
+    // Where several 8-row blocks share a panel whose rows are a multiple of 512 bytes apart, the
+    // panel is copied first: read in place its 128 rows would fall into 1/8 or fewer of L1's 64
+    // sets and be read from L2 for every block, which holds a core with two FMA ports (Intel's) to
+    // 55–65 % of its rate (`haze-bench kernels --filter sgemm`).
+    _Alignas(64) float panel[DEPTH * COLUMNS];
+    const int copy = m > 2 * ROWS && ldb % 128 == 0;
     for (long p0 = 0; p0 < k; p0 += DEPTH) {
         const long depth = k - p0 < DEPTH ? k - p0 : DEPTH;
         for (long n0 = 0; n0 < n; n0 += COLUMNS) {
             const __mmask16 left = first_lanes(n - n0), right = first_lanes(n - n0 - 16);
+            const float *source = b + p0 * ldb + n0;
+            long ld = ldb;
+            if (copy) {
+                copy_panel(source, ldb, panel, depth, left, right);
+                source = panel, ld = COLUMNS;
+            }
+            if (!right) {
+                for (long m0 = 0; m0 < m; m0 += ROWS)
+                    block_8x16(packed + m0 * k + p0 * ROWS, source, ld, c + m0 * ldc + n0, ldc, depth, m - m0, left,
+                               accumulate || p0 > 0);
+                continue;
+            }
             for (long m0 = 0; m0 < m; m0 += ROWS)
-                block_8x32(packed + m0 * k + p0 * ROWS, b + p0 * ldb + n0, ldb, c + m0 * ldc + n0, ldc, depth,
-                           m - m0, left, right, accumulate || p0 > 0);
+                block_8x32(packed + m0 * k + p0 * ROWS, source, ld, c + m0 * ldc + n0, ldc, depth, m - m0, left, right,
+                           accumulate || p0 > 0);
         }
     }
 }

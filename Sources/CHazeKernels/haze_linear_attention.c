@@ -70,40 +70,71 @@ INLINE float dot(const float *a, const float *b, long n) {
 }
 
 #ifdef HAZE_AVX512
-// combine_rows for n a multiple of 16 and d of 8: 8 output rows × 16 columns accumulate over s
-// in registers (one load of m per 8 multiply-adds); the sums run over s in order, as the plain
-// loop's do.
-static AVX512 void combine_rows_avx512(const float *coef, long rs, long cs, const float *m, float *out, long d, long n) {
-    for (long r0 = 0; r0 < d; r0 += 8)
-        for (long j0 = 0; j0 < n; j0 += 16) {
-            __m512 acc[8];
-            for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
-            for (long s = 0; s < d; s++) {
-                const __m512 x = _mm512_loadu_ps(m + s * n + j0);
-                for (int r = 0; r < 8; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(coef[s * cs + (r0 + r) * rs]), x, acc[r]);
-            }
-            for (int r = 0; r < 8; r++) _mm512_storeu_ps(out + (r0 + r) * n + j0, acc[r]);
-        }
+// The head's rows are N floats apart, 16 KB at 64 × 64: read in place, the d rows of a column block
+// fall into the same few L1 sets and come from L2 on every pass. So both kernels first copy a block
+// of columns of every row they read into a contiguous panel (at most PANEL floats) and work there.
+enum { PANEL = 4096 };
+
+// m[0..d, j0..j0 + width) → panel [d, width].
+static inline AVX512 void copy_columns(const float *m, long n, long d, long j0, long width, float *panel) {
+    for (long s = 0; s < d; s++)
+        for (long j = 0; j < width; j += 16) _mm512_storeu_ps(panel + s * width + j, _mm512_loadu_ps(m + s * n + j0 + j));
 }
 
-// row_products for n a multiple of 16 and d of 4: 4 × 4 (i, e) pairs keep 16 lane sums each in
-// registers over JB columns (8 loads per 16 multiply-adds), added into c per block of columns.
+// combine_rows for n a multiple of 32, d of 8 and d ≤ 128: per panel of 32 columns, 8 output rows ×
+// 32 columns accumulate over s in registers (two loads per 16 multiply-adds); the sums run over s
+// in order, as the plain loop's do.
+static AVX512 void combine_rows_avx512(const float *coef, long rs, long cs, const float *m, float *out, long d, long n) {
+    float panel[PANEL] __attribute__((aligned(64)));
+    for (long j0 = 0; j0 < n; j0 += 32) {
+        copy_columns(m, n, d, j0, 32, panel);
+        for (long r0 = 0; r0 < d; r0 += 8) {
+            __m512 acc[8][2];
+            for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+            for (long s = 0; s < d; s++) {
+                const __m512 x0 = _mm512_load_ps(panel + s * 32), x1 = _mm512_load_ps(panel + s * 32 + 16);
+                for (int r = 0; r < 8; r++) {
+                    const __m512 a = _mm512_set1_ps(coef[s * cs + (r0 + r) * rs]);
+                    acc[r][0] = _mm512_fmadd_ps(a, x0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(a, x1, acc[r][1]);
+                }
+            }
+            for (int r = 0; r < 8; r++) {
+                _mm512_storeu_ps(out + (r0 + r) * n + j0, acc[r][0]);
+                _mm512_storeu_ps(out + (r0 + r) * n + j0 + 16, acc[r][1]);
+            }
+        }
+    }
+}
+
+// row_products for n a multiple of 64, d of 4 and d ≤ 64: per panel of `width` columns of a and of
+// b (256, 128 or 64, as many as divide n and fit), 4 × 4 (i, e) pairs keep 16 lane sums each in
+// registers (8 loads per 16 multiply-adds), folded by haze_sum16 and added into c.
 static AVX512 void row_products_avx512(const float *a, const float *b, float *c, long d, long n) {
-    for (long j0 = 0; j0 < n; j0 += JB) {
-        const long end = j0 + JB < n ? j0 + JB : n;
+    float panels[2 * PANEL] __attribute__((aligned(64)));
+    float *pa = panels, *pb = panels + PANEL;
+    long width = 256;
+    while (width > 64 && (n % width != 0 || d * width > PANEL)) width /= 2;
+    for (long j0 = 0; j0 < n; j0 += width) {
+        copy_columns(a, n, d, j0, width, pa);
+        copy_columns(b, n, d, j0, width, pb);
         for (long i0 = 0; i0 < d; i0 += 4)
             for (long e0 = 0; e0 < d; e0 += 4) {
                 __m512 acc[16];
                 for (int x = 0; x < 16; x++) acc[x] = _mm512_setzero_ps();
-                for (long j = j0; j < end; j += 16) {
+                for (long j = 0; j < width; j += 16) {
                     __m512 ra[4], rb[4];
-                    for (int i = 0; i < 4; i++) ra[i] = _mm512_loadu_ps(a + (i0 + i) * n + j);
-                    for (int e = 0; e < 4; e++) rb[e] = _mm512_loadu_ps(b + (e0 + e) * n + j);
+                    for (int i = 0; i < 4; i++) ra[i] = _mm512_load_ps(pa + (i0 + i) * width + j);
+                    for (int e = 0; e < 4; e++) rb[e] = _mm512_load_ps(pb + (e0 + e) * width + j);
                     for (int i = 0; i < 4; i++)
                         for (int e = 0; e < 4; e++) acc[4 * i + e] = _mm512_fmadd_ps(ra[i], rb[e], acc[4 * i + e]);
                 }
-                for (int i = 0; i < 4; i++)
-                    for (int e = 0; e < 4; e++) c[(i0 + i) * d + e0 + e] += _mm512_reduce_add_ps(acc[4 * i + e]);
+                const __m512 sums = haze_sum16(acc);  // lane 4i + e: row i0 + i, column e0 + e
+                float *row = c + i0 * d + e0;
+                _mm_storeu_ps(row, _mm_add_ps(_mm_loadu_ps(row), _mm512_extractf32x4_ps(sums, 0)));
+                _mm_storeu_ps(row + d, _mm_add_ps(_mm_loadu_ps(row + d), _mm512_extractf32x4_ps(sums, 1)));
+                _mm_storeu_ps(row + 2 * d, _mm_add_ps(_mm_loadu_ps(row + 2 * d), _mm512_extractf32x4_ps(sums, 2)));
+                _mm_storeu_ps(row + 3 * d, _mm_add_ps(_mm_loadu_ps(row + 3 * d), _mm512_extractf32x4_ps(sums, 3)));
             }
     }
 }
@@ -113,7 +144,7 @@ static AVX512 void row_products_avx512(const float *a, const float *b, float *c,
 // by strides) times m, by blocks of JB columns.
 INLINE void combine_rows(const float *coef, long rs, long cs, const float *m, float *out, long d, long n) {
 #ifdef HAZE_AVX512
-    if (n % 16 == 0 && d % 8 == 0 && has_avx512()) return combine_rows_avx512(coef, rs, cs, m, out, d, n);
+    if (n % 32 == 0 && d % 8 == 0 && d * 32 <= PANEL && has_avx512()) return combine_rows_avx512(coef, rs, cs, m, out, d, n);
 #endif
     for (long j0 = 0; j0 < n; j0 += JB) {
         const long len = n - j0 < JB ? n - j0 : JB;
@@ -133,7 +164,7 @@ INLINE void combine_rows(const float *coef, long rs, long cs, const float *m, fl
 INLINE void row_products(const float *a, const float *b, float *c, long d, long n, float alpha) {
     for (long x = 0; x < d * d; x++) c[x] = 0;
 #ifdef HAZE_AVX512
-    if (n % 16 == 0 && d % 4 == 0 && has_avx512()) {
+    if (n % 64 == 0 && d % 4 == 0 && d * 64 <= PANEL && has_avx512()) {
         row_products_avx512(a, b, c, d, n);
         for (long x = 0; x < d * d; x++) c[x] *= alpha;
         return;

@@ -346,22 +346,6 @@ AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, lo
     }
 }
 
-// Lane x of the sums of `sum16` comes from acc[order[x]] before the last permute (and back).
-static const int sum16_order[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
-
-// Lane x of the result: the sum of acc[x]'s lanes (a tree of 128-bit and 32-bit lane shuffles).
-INLINE __m512 sum16(const __m512 *acc) {
-    __m512 v[8], q[4], z[2];
-    for (int i = 0; i < 8; i++)  // lanes 0–7: acc[i]'s halves added; 8–15: acc[i + 8]'s
-        v[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[i], acc[i + 8], 0x44), _mm512_shuffle_f32x4(acc[i], acc[i + 8], 0xEE));
-    for (int i = 0; i < 4; i++)  // quarters
-        q[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[i], v[i + 4], 0x88), _mm512_shuffle_f32x4(v[i], v[i + 4], 0xDD));
-    for (int i = 0; i < 2; i++)
-        z[i] = _mm512_add_ps(_mm512_shuffle_ps(q[i], q[i + 2], 0x44), _mm512_shuffle_ps(q[i], q[i + 2], 0xEE));
-    const __m512 sums = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x88), _mm512_shuffle_ps(z[0], z[1], 0xDD));
-    return _mm512_permutexvar_ps(_mm512_loadu_si512(sum16_order), sums);
-}
-
 AVX512 void haze_gemm_nt(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                          int accumulate) {
     for (long i0 = 0; i0 < m; i0 += 4)
@@ -376,7 +360,7 @@ AVX512 void haze_gemm_nt(const float *a, long lda, const float *b, long ldb, flo
                     for (int e = 0; e < 4; e++) acc[4 * i + e] = _mm512_fmadd_ps(ra[i], rb[e], acc[4 * i + e]);
             }
             float sums[16];  // 4i + e: row i0 + i, column e0 + e
-            _mm512_storeu_ps(sums, sum16(acc));
+            _mm512_storeu_ps(sums, haze_sum16(acc));
             for (long i = 0; i < 4; i++)
                 for (long e = 0; e < 4; e++) {
                     float *dst = c + (i0 + i) * ldc + e0 + e;
