@@ -33,15 +33,21 @@ void haze_gemm_pack(const float *a, long lda, float *packed, long m, long k) {
 
 int haze_gemm_packed_available(void) { return __builtin_cpu_supports("avx512f"); }
 
+// A's element (row r of a block, step p) is a[r · ars + p · acs]: packed, ars = 1 and acs = 8; row-major,
+// ars = lda and acs = 1. Rows past `rows` read the last row (their results are not stored).
+#define A_AT(r, p) a[((r) < rows ? (r) : rows - 1) * ars + (p) * acs]
+
 // C[0..rows, 0..32) (=|+=) A-block · B-panel over `depth` steps; columns past the masks untouched.
-static inline AVX512 void block_8x32(const float *restrict a, const float *restrict b, long ldb, float *restrict c,
-                                     long ldc, long depth, long rows, __mmask16 left, __mmask16 right, int accumulate) {
+static inline __attribute__((always_inline)) AVX512 void block_8x32(const float *restrict a, long ars, long acs,
+                                                                     const float *restrict b, long ldb, float *restrict c,
+                                                                     long ldc, long depth, long rows, __mmask16 left,
+                                                                     __mmask16 right, int accumulate) {
     __m512 acc[ROWS][2];
     for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (long p = 0; p < depth; p++) {
         const __m512 b0 = _mm512_maskz_loadu_ps(left, b + p * ldb), b1 = _mm512_maskz_loadu_ps(right, b + p * ldb + 16);
         for (int r = 0; r < ROWS; r++) {
-            const __m512 ar = _mm512_set1_ps(a[p * ROWS + r]);
+            const __m512 ar = _mm512_set1_ps(A_AT(r, p));
             acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
         }
@@ -59,13 +65,15 @@ static inline AVX512 void block_8x32(const float *restrict a, const float *restr
 }
 
 // block_8x32 for the last 16 or fewer columns: 8 accumulators, half the work of a masked block_8x32.
-static inline AVX512 void block_8x16(const float *restrict a, const float *restrict b, long ldb, float *restrict c,
-                                     long ldc, long depth, long rows, __mmask16 left, int accumulate) {
+static inline __attribute__((always_inline)) AVX512 void block_8x16(const float *restrict a, long ars, long acs,
+                                                                     const float *restrict b, long ldb, float *restrict c,
+                                                                     long ldc, long depth, long rows, __mmask16 left,
+                                                                     int accumulate) {
     __m512 acc[ROWS];
     for (int r = 0; r < ROWS; r++) acc[r] = _mm512_setzero_ps();
     for (long p = 0; p < depth; p++) {
         const __m512 b0 = _mm512_maskz_loadu_ps(left, b + p * ldb);
-        for (int r = 0; r < ROWS; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[p * ROWS + r]), b0, acc[r]);
+        for (int r = 0; r < ROWS; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(A_AT(r, p)), b0, acc[r]);
     }
     for (int r = 0; r < ROWS && r < rows; r++) {
         float *row = c + r * ldc;
@@ -73,6 +81,7 @@ static inline AVX512 void block_8x16(const float *restrict a, const float *restr
         _mm512_mask_storeu_ps(row, left, acc[r]);
     }
 }
+#undef A_AT
 
 // The panel B[0..depth, 0..32) copied to 32 consecutive floats per row (zeros past the masks).
 static inline AVX512 void copy_panel(const float *restrict b, long ldb, float *restrict panel, long depth, __mmask16 left,
@@ -83,8 +92,11 @@ static inline AVX512 void copy_panel(const float *restrict b, long ldb, float *r
     }
 }
 
-AVX512 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
-                             int accumulate) {
+// The loops over depth, panels and 8-row blocks, for A's layout given by `block` (floats between
+// 8-row blocks), ars and acs (see A_AT).
+static inline __attribute__((always_inline)) AVX512 void gemm_blocks(const float *a, long block, long ars, long acs,
+                                                                      const float *b, long ldb, float *c, long ldc, long m,
+                                                                      long n, long k, int accumulate) {
     // Where several 8-row blocks share a panel whose rows are a multiple of 512 bytes apart, the
     // panel is copied first: read in place its 128 rows would fall into 1/8 or fewer of L1's 64
     // sets and be read from L2 for every block, which holds a core with two FMA ports (Intel's) to
@@ -101,17 +113,26 @@ AVX512 void haze_gemm_packed(const float *packed, const float *b, long ldb, floa
                 copy_panel(source, ldb, panel, depth, left, right);
                 source = panel, ld = COLUMNS;
             }
-            if (!right) {
-                for (long m0 = 0; m0 < m; m0 += ROWS)
-                    block_8x16(packed + m0 * k + p0 * ROWS, source, ld, c + m0 * ldc + n0, ldc, depth, m - m0, left,
+            for (long m0 = 0; m0 < m; m0 += ROWS) {
+                const float *ablock = a + m0 / ROWS * block + p0 * acs;
+                if (right)
+                    block_8x32(ablock, ars, acs, source, ld, c + m0 * ldc + n0, ldc, depth, m - m0, left, right,
                                accumulate || p0 > 0);
-                continue;
+                else
+                    block_8x16(ablock, ars, acs, source, ld, c + m0 * ldc + n0, ldc, depth, m - m0, left, accumulate || p0 > 0);
             }
-            for (long m0 = 0; m0 < m; m0 += ROWS)
-                block_8x32(packed + m0 * k + p0 * ROWS, source, ld, c + m0 * ldc + n0, ldc, depth, m - m0, left, right,
-                           accumulate || p0 > 0);
         }
     }
+}
+
+AVX512 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
+                             int accumulate) {
+    gemm_blocks(packed, ROWS * k, 1, ROWS, b, ldb, c, ldc, m, n, k, accumulate);
+}
+
+AVX512 void haze_gemm_rows(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
+                           int accumulate) {
+    gemm_blocks(a, ROWS * lda, lda, 1, b, ldb, c, ldc, m, n, k, accumulate);
 }
 
 // packed[(r / 8) · K · 8 + p · 8 + r % 8] = a[p · lda + r]: each 8-row block is K runs of 8
@@ -134,6 +155,16 @@ void haze_gemm_pack_transposed(const float *a, long lda, float *packed, long m, 
     for (long r0 = 0; r0 < m; r0 += ROWS)
         for (long p = 0; p < k; p++)
             for (long r = 0; r < ROWS; r++) packed[r0 * k + p * ROWS + r] = r0 + r < m ? a[p * lda + r0 + r] : 0.0f;
+}
+
+void haze_gemm_rows(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
+                    int accumulate) {
+    for (long r = 0; r < m; r++)
+        for (long q = 0; q < n; q++) {
+            float sum = accumulate ? c[r * ldc + q] : 0.0f;
+            for (long p = 0; p < k; p++) sum += a[r * lda + p] * b[p * ldb + q];
+            c[r * ldc + q] = sum;
+        }
 }
 
 // Portable and slow (callers use BLAS where this returns 0); kept so the function is always correct.

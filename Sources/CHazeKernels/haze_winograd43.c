@@ -346,28 +346,6 @@ AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, lo
     }
 }
 
-AVX512 void haze_gemm_nt(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
-                         int accumulate) {
-    for (long i0 = 0; i0 < m; i0 += 4)
-        for (long e0 = 0; e0 < n; e0 += 4) {
-            __m512 acc[16];
-            for (int x = 0; x < 16; x++) acc[x] = _mm512_setzero_ps();
-            for (long j = 0; j < k; j += 16) {
-                __m512 ra[4], rb[4];
-                for (int i = 0; i < 4; i++) ra[i] = _mm512_loadu_ps(a + (i0 + i) * lda + j);
-                for (int e = 0; e < 4; e++) rb[e] = _mm512_loadu_ps(b + (e0 + e) * ldb + j);
-                for (int i = 0; i < 4; i++)
-                    for (int e = 0; e < 4; e++) acc[4 * i + e] = _mm512_fmadd_ps(ra[i], rb[e], acc[4 * i + e]);
-            }
-            float sums[16];  // 4i + e: row i0 + i, column e0 + e
-            _mm512_storeu_ps(sums, haze_sum16(acc));
-            for (long i = 0; i < 4; i++)
-                for (long e = 0; e < 4; e++) {
-                    float *dst = c + (i0 + i) * ldc + e0 + e;
-                    *dst = accumulate ? *dst + sums[4 * i + e] : sums[4 * i + e];
-                }
-        }
-}
 #else
 int haze_winograd43_available(void) { return 0; }
 void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
@@ -379,8 +357,6 @@ void haze_winograd43_packed_weights(const float *w, float *packed, long o, long 
 // Callers use F(2×2, 3×3) where haze_winograd43_available() is 0; these are never reached.
 int haze_winograd43_rows_fit(long h, long w) { return 0; }
 long haze_winograd43_rows_groups(long h, long w) { return 0; }
-void haze_gemm_nt(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
-                  int accumulate) {}
 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
                                 long first_group, long groups, long ld, long block) {}
 void haze_winograd43_rows_output(const float *m, float *y, const float *bias, long image, long o, long h,

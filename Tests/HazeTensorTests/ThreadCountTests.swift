@@ -26,7 +26,7 @@ final class ThreadCountTests: XCTestCase {
 
     func testConvolutions() {
         // (images, input channels, output channels, size): Winograd F(4×4) (AVX-512, > 16 images of
-        // ≤ 8×8; tiles along the lanes on 9–16, 32 and 64-wide planes (14×14 among them), ∂w by haze_gemm_nt or by BLAS),
+        // ≤ 8×8; tiles along the lanes on 9–16, 32 and 64-wide planes (14×14 among them), ∂w by haze_gemm_rows),
         // F(2×2) at every plane size, batches smaller than the work items.
         for (n, c, o, s) in [(32, 128, 128, 7), (6, 128, 64, 7), (20, 64, 64, 14), (64, 32, 32, 28), (3, 16, 24, 28), (17, 64, 32, 4),
                              (4, 32, 32, 64), (6, 64, 64, 32), (10, 24, 16, 16), (3, 6, 7, 32)] {

@@ -105,8 +105,8 @@ final class WinogradTests: XCTestCase {
     /// F(4×4, 3×3) against im2col: y, ∂x (the same convolution with flipped kernels), ∂w and ∂b,
     /// with and without bias; on images ≤ 8×8 (16 images per item, one per vector lane) of 7×7,
     /// 8×8, 4×4, 5×3 and 1×1 in batches that do not fill the lanes, and with the tiles along the
-    /// lanes on 32 and 64 wide planes and planes 9–16 wide (∂w by BLAS, or by haze_gemm_nt where
-    /// the channel counts are multiples of 4).
+    /// lanes on 32 and 64 wide planes and planes 9–16 wide (∂w by haze_gemm_rows on the transposed
+    /// tiles, any channel counts).
     /// Its transforms have larger coefficients than F(2×2, 3×3)'s (up to 8 and 1/24), so the
     /// rounding error is larger (`largeTileGrowth`).
     func testLargeTilesMatchIm2col() throws {
@@ -124,7 +124,7 @@ final class WinogradTests: XCTestCase {
                        // 20×9 (two groups, the second half below the image).
                        (n: 3, c: 9, h: 14, w: 14, o: 10), (n: 2, c: 5, h: 10, w: 13, o: 3), (n: 2, c: 6, h: 20, w: 9, o: 5),
                        (n: 4, c: 8, h: 14, w: 14, o: 12),
-                       // Channels in fours: ∂w by haze_gemm_nt.
+                       // Channels in fours.
                        (n: 2, c: 16, h: 64, w: 64, o: 4), (n: 5, c: 8, h: 32, w: 32, o: 12), (n: 3, c: 12, h: 16, w: 16, o: 8)].enumerated() {
             ConvolutionAlgorithm.current = .automatic
             XCTAssertTrue(Winograd.usesLargeTiles(n: s.n, h: s.h, w: s.w), "case \(i)")

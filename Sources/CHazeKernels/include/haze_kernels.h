@@ -127,6 +127,10 @@ void haze_gemm_pack_transposed(const float *a, long lda, float *packed, long m, 
 int haze_gemm_packed_available(void);
 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                       int accumulate);
+/// The same product for A [M, K] row-major (row stride lda), not packed: for a left-hand matrix used
+/// in one product only (a Winograd weight gradient's M̄[ξ]).
+void haze_gemm_rows(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
+                    int accumulate);
 
 /// The bf16 products (haze_gemm_bf16.c): A packed as pairs of bf16 along K from haze_gemm_pack's
 /// float layout (haze_gemm_pack_bf16, haze_gemm_packed_bf16_size 32-bit words, a layout that
@@ -218,12 +222,6 @@ void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw
 /// floats apart).
 int haze_winograd43_rows_fit(long h, long w);
 long haze_winograd43_rows_groups(long h, long w);
-/// C [M, N] (rows ldc apart) = A [M, K] · B [N, K]ᵀ (rows lda, ldb apart), or C += with
-/// `accumulate`, for M and N multiples of 4 and K of 16, where haze_winograd43_available(): 4 × 4
-/// blocks of C, 16 lane sums each over K in registers (the weight gradients ∂U[ξ] += M̄[ξ] V[ξ]ᵀ,
-/// whose K runs along the rows).
-void haze_gemm_nt(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
-                  int accumulate);
 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
                                 long first_group, long groups, long ld, long block);
 void haze_winograd43_rows_output(const float *m, float *y, const float *bias, long image, long o, long h,
