@@ -257,23 +257,11 @@ static inline AVX512 selection tile_columns(long w, long k, long shift) {
     return make_selection(sources, 16);
 }
 
-// The four registers of image rows `row` (+ R − 1 tile rows below, see group_row) of a plane h × w
-// in a layout W wide, zero outside 0..<h and past column w.
-static inline AVX512 void load_group_rows(const float *plane, long row, long h, long w, long layout, __m512 *reg) {
-    for (long s = 0; s < 4; s++) {
-        const long y = row + group_row(s, layout), x = group_column(s, layout);
-        reg[s] = y >= 0 && y < h ? _mm512_maskz_loadu_ps(first_lanes(w - x), plane + y * w + x) : _mm512_setzero_ps();
-    }
-}
-
-// The n × n windows of a group's 16 tiles, rows `first_row`… of a plane: d[n·r + k] holds row r,
-// column k of every tile's window (pick[k] picks the columns, see tile_columns).
-INLINE void load_tile_windows(const float *plane, long first_row, int n, const selection *pick, long h, long w, __m512 *d) {
-    for (int r = 0; r < n; r++) {
-        __m512 reg[4];
-        load_group_rows(plane, first_row + r, h, w, layout_width(w), reg);
-        for (int k = 0; k < n; k++) d[n * r + k] = select_lanes(pick[k], reg[0], reg[1], reg[2], reg[3]);
-    }
+// Register s (of four) of image row `row` of a group (+ s's tile rows below, see group_row) of a
+// plane h × w in a layout W wide, zero outside 0..<h and past column w.
+static inline AVX512 __m512 load_group_register(const float *plane, long row, long s, long h, long w, long layout) {
+    const long y = row + group_row(s, layout), x = group_column(s, layout);
+    return y >= 0 && y < h ? _mm512_maskz_loadu_ps(first_lanes(w - x), plane + y * w + x) : _mm512_setzero_ps();
 }
 
 AVX512 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
@@ -281,15 +269,26 @@ AVX512 void haze_winograd43_rows_input(const float *x, float *v, long image, lon
     const long layout = layout_width(w), tile_rows = 64 / layout;
     selection pick[6];
     for (long k = 0; k < 6; k++) pick[k] = tile_columns(layout, k, -1);
+    // Bᵀ d down the columns is taken on the six input rows' whole registers, before the permutes
+    // pick the tiles' columns (a selection commutes with it, lane by lane the same arithmetic), then
+    // each transformed row's six picks go through B and out: 24 + 12 live registers, not 3 × 36.
     for (long ci = 0; ci < c; ci++) {
         const float *plane = x + (image * c + ci) * h * w;
         for (long g = first_group; g < first_group + groups; g++) {
-            __m512 d[36], rows[36], out[36];
-            load_tile_windows(plane, 4 * g * tile_rows - 1, 6, pick, h, w, d);
-            for (int j = 0; j < 6; j++) input_1d(d + j, 6, rows + j, 6);           // Bᵀ d: columns
-            for (int i = 0; i < 6; i++) input_1d(rows + 6 * i, 1, out + 6 * i, 1);  // (Bᵀ d) B: rows
+            const long first_row = 4 * g * tile_rows - 1;
+            __m512 t[24];  // t[4i + s]: register s of row i of Bᵀ d
+            for (long s = 0; s < 4; s++) {
+                __m512 rows[6];
+                for (long r = 0; r < 6; r++) rows[r] = load_group_register(plane, first_row + r, s, h, w, layout);
+                input_1d(rows, 1, t + s, 4);
+            }
             float *dst = v + ci * ld + (g - first_group) * 16;
-            for (int xi = 0; xi < 36; xi++) _mm512_storeu_ps(dst + xi * block, out[xi]);
+            for (int i = 0; i < 6; i++) {
+                __m512 d[6], out[6];
+                for (int k = 0; k < 6; k++) d[k] = select_lanes(pick[k], t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+                input_1d(d, 1, out, 1);  // (Bᵀ d) B: the row
+                for (int k = 0; k < 6; k++) _mm512_storeu_ps(dst + (6 * i + k) * block, out[k]);
+            }
         }
     }
 }
@@ -312,18 +311,24 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, const float *b
         float *plane = y + (image * o + oc) * h * w;
         const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0.0f);
         for (long g = first_group; g < first_group + groups; g++) {
-            __m512 in[36], cols[24], out[16];
+            // Column by column as M is read, then row by row to the image (24 live registers, not 36 + 24 + 16).
+            __m512 cols[24];
             const float *src = m + oc * ld + (g - first_group) * 16;
-            for (int xi = 0; xi < 36; xi++) in[xi] = _mm512_loadu_ps(src + xi * block);
-            for (int j = 0; j < 6; j++) output_1d(in + j, 6, cols + j, 6);        // Aᵀ m: [4][6]
-            for (int i = 0; i < 4; i++) output_1d(cols + 6 * i, 1, out + 4 * i, 1);  // (Aᵀ m) A: [4][4]
-            for (long i = 0; i < 4; i++)
+            for (int j = 0; j < 6; j++) {
+                __m512 in[6];
+                for (int r = 0; r < 6; r++) in[r] = _mm512_loadu_ps(src + (6 * r + j) * block);
+                output_1d(in, 1, cols + j, 6);  // Aᵀ m: [4][6]
+            }
+            for (long i = 0; i < 4; i++) {
+                __m512 out[4];
+                output_1d(cols + 6 * i, 1, out, 1);  // (Aᵀ m) A: row i
                 for (long s = 0; s < 4; s++) {
                     const long yr = 4 * g * tile_rows + i + group_row(s, layout), x = group_column(s, layout);
                     if (yr >= h) continue;
-                    const __m512 row = select_lanes(place[s], out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]);
+                    const __m512 row = select_lanes(place[s], out[0], out[1], out[2], out[3]);
                     _mm512_mask_storeu_ps(plane + yr * w + x, first_lanes(w - x), _mm512_add_ps(row, shift));
                 }
+            }
         }
     }
 }
@@ -336,12 +341,22 @@ AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, lo
     for (long oc = 0; oc < o; oc++) {
         const float *plane = g + (image * o + oc) * h * w;
         for (long gi = first_group; gi < first_group + groups; gi++) {
-            __m512 d[16], cols[24], out[36];
-            load_tile_windows(plane, 4 * gi * tile_rows, 4, pick, h, w, d);
-            for (int j = 0; j < 4; j++) output_gradient_1d(d + j, 4, cols + j, 4);         // A ḡ: [6][4]
-            for (int i = 0; i < 6; i++) output_gradient_1d(cols + 4 * i, 1, out + 6 * i, 1);  // (A ḡ) Aᵀ: [6][6]
+            // As in haze_winograd43_rows_input: A ḡ down the columns on the rows' whole registers,
+            // then each transformed row's picks through Aᵀ and out.
+            const long first_row = 4 * gi * tile_rows;
+            __m512 t[24];  // t[4i + s]: register s of row i of A ḡ
+            for (long s = 0; s < 4; s++) {
+                __m512 rows[4];
+                for (long r = 0; r < 4; r++) rows[r] = load_group_register(plane, first_row + r, s, h, w, layout);
+                output_gradient_1d(rows, 1, t + s, 4);
+            }
             float *dst = mbar + oc * ld + (gi - first_group) * 16;
-            for (int xi = 0; xi < 36; xi++) _mm512_storeu_ps(dst + xi * block, out[xi]);
+            for (int i = 0; i < 6; i++) {
+                __m512 d[4], out[6];
+                for (int k = 0; k < 4; k++) d[k] = select_lanes(pick[k], t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+                output_gradient_1d(d, 1, out, 1);  // (A ḡ) Aᵀ: the row
+                for (int k = 0; k < 6; k++) _mm512_storeu_ps(dst + (6 * i + k) * block, out[k]);
+            }
         }
     }
 }
