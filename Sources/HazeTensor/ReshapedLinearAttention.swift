@@ -144,11 +144,10 @@ extension Tensor {
         let (x, qkvWeight, outWeight, outBias, normWeight, normBias) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
         let (b, c, n, heads, d, p, chunk, alpha) = (s.batch, s.channels, s.positions, s.heads, s.headDimension, s.hidden, s.chunk, s.alpha)
         let tasks = b * heads
-        FlopCounter.add(4 * b * 4 * p * c * n)  // the backward's products
         // Saved for the backward, written by the forward.
         var qkv = Tensor(shape: [b, 3, n, p]) { _, _ in }, contexts = Tensor(shape: [tasks, d, d]) { _, _ in }
         var outputs = Tensor(shape: [b, n, p]) { _, _ in }, z = Tensor(shape: x.shape) { _, _ in }
-        var mean = Tensor(shape: [b, n]) { _, _ in }, rstd = mean
+        var mean = Tensor(shape: [b, n]) { _, _ in }, rstd = Tensor(shape: [b, n]) { _, _ in }
         let packedSize = haze_gemm_packed_size(chunk, c)
         let y = Tensor(shape: x.shape) { out, _ in
             x.withScalars { px in transposedProjection.withUnsafeBufferPointer { wt in packedOutput.withUnsafeBufferPointer { wo in
@@ -174,6 +173,7 @@ extension Tensor {
         }
         let (savedQKV, savedContexts, savedOutputs, savedZ, savedMean, savedRstd) = (qkv, contexts, outputs, z, mean, rstd)
         return Tensor.record(y, inputs) { g in
+            FlopCounter.add(4 * b * 4 * p * c * n)  // the backward's products
             // Per (image, head): ∂W_qkv [3P, C], ∂W_out [C, P], ∂b_out, ∂γ, ∂β [C].
             let partSize = 3 * p * c + c * p + 3 * c
             var partials = [Float](repeating: 0, count: tasks * partSize)
