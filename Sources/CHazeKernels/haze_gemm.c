@@ -100,7 +100,7 @@ static inline __attribute__((always_inline)) AVX512 void gemm_blocks(const float
     // Where several 8-row blocks share a panel whose rows are a multiple of 512 bytes apart, the
     // panel is copied first: read in place its 128 rows would fall into 1/8 or fewer of L1's 64
     // sets and be read from L2 for every block, which holds a core with two FMA ports (Intel's) to
-    // 55–65 % of its rate (`haze-bench kernels --filter sgemm`).
+    // 60–75 % of its rate (`haze-bench kernels --filter sgemm`; Documentation/speed.md).
     _Alignas(64) float panel[DEPTH * COLUMNS];
     const int copy = m > 2 * ROWS && ldb % 128 == 0;
     for (long p0 = 0; p0 < k; p0 += DEPTH) {
