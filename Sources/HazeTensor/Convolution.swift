@@ -57,12 +57,15 @@ struct ConvGeometry {
         haze_im2col(x, cols, b0, images, c, h, w, kh, kw, stride, padding.top, padding.left, ho, wo)
     }
 
-    /// Whether the forward of this 1×1 convolution runs in bf16 (`Precision.current`, a bf16 kernel):
-    /// the weights packed as bf16 pairs (`PreparedWeights`: once per call, or once per sampling
-    /// run), each image one product on the packed bf16 kernel with float32 sums. (In float32 BLAS is
-    /// as fast as the packed kernel here.)
-    var usesBFloat16Pointwise: Bool {
-        ConvolutionAlgorithm.current != .im2col && isPointwise && Precision.current == .bfloat16 && Precision.bfloat16Available
+    /// Whether the forward of this 1×1 convolution runs on the packed kernel: the weights packed
+    /// (`PreparedWeights`: once per call, or once per sampling run; as bf16 pairs where
+    /// `Precision.current` is bf16 and a bf16 kernel runs), each image one product A · x[b] read in
+    /// place. In float32 on AVX-512 it replaced OpenBLAS's call, which copies x and clears y first:
+    /// single-threaded at M 32–128, K 32–384 and N 256–4096, 119–153 GFLOP/s against OpenBLAS's
+    /// 92–129 (2026-12-06, Intel Xeon; haze_gemm.c).
+    var usesPackedPointwise: Bool {
+        ConvolutionAlgorithm.current != .im2col && isPointwise
+            && (PackedMatrices.available || Precision.current == .bfloat16 && Precision.bfloat16Available)
     }
 
     /// y [N, rows, H, W] = A · x per image (+ bias) for x [N, A.columns, H, W]: items of whole
@@ -156,7 +159,7 @@ extension Tensor {
                 x.withScalars { geo.convolveDirectly($0, weight: weight, bias: biasValues, into: out) }
                 return
             }
-            if geo.usesBFloat16Pointwise {
+            if geo.usesPackedPointwise {
                 let packed = PreparedWeights.value(for: weight, as: .pointwise) {
                     weight.withScalars { PackedMatrices($0, rows: o, columns: geo.c) }
                 }

@@ -9,7 +9,7 @@ enum PreparedWeights {
     enum Form: Hashable {
         /// `Winograd.TransformedWeights` (of the input-gradient convolution with `flip`).
         case winograd(flip: Bool, large: Bool, packed: Bool)
-        /// The `PackedMatrices` of a 1×1 convolution's bf16 products.
+        /// The `PackedMatrices` of a 1×1 convolution's products.
         case pointwise
         /// The transpose Wᵀ [C, 3P] of a q/k/v projection, for `Tensor.reshapedLinearAttentionBlock`.
         case attentionProjection

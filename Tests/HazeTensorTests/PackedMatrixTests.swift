@@ -42,6 +42,36 @@ final class PackedMatrixTests: XCTestCase {
             }
         }
     }
+
+    /// 1×1 convolutions on the packed kernel (`usesPackedPointwise`) against im2col + SGEMM: planes
+    /// of one image over and under 512 pixels, output channels not a multiple of 8, input channels
+    /// over one 128-deep panel, plane sizes that leave a partial 32- and 16-column panel; with and
+    /// without bias. The same C + 1 terms per output, summed in another order.
+    func testPointwiseConvolutionsMatchIm2col() throws {
+        try XCTSkipUnless(PackedMatrices.available, "no AVX-512: 1×1 convolutions use BLAS")
+        let original = ConvolutionAlgorithm.current
+        defer { ConvolutionAlgorithm.current = original }
+        var differing = 0
+        let cases: [(n: Int, c: Int, s: Int, o: Int)] = [(2, 64, 32, 64), (3, 13, 7, 20), (1, 384, 16, 128), (2, 200, 23, 9), (2, 32, 4, 3)]
+        for (index, s) in cases.enumerated() {
+            let x = Tensor.normal([s.n, s.c, s.s, s.s], seed: UInt64(930 + index))
+            let w = Tensor.normal([s.o, s.c, 1, 1], std: 0.2, seed: UInt64(940 + index))
+            let b = Tensor.normal([s.o], seed: UInt64(950 + index))
+            for bias in [b, nil] {
+                ConvolutionAlgorithm.current = .automatic
+                let packed = Tensor.conv2d(x, weight: w, bias: bias)
+                ConvolutionAlgorithm.current = .im2col
+                let reference = Tensor.conv2d(x, weight: w, bias: bias)
+                if packed.scalars != reference.scalars { differing += 1 }
+                let magnitude = ConvolutionMagnitudes(x: x, weight: w, bias: bias, cotangent: reference, stride: 1,
+                                                      padding: .zero).y
+                RoundingBound.assertAgree(packed, reference, magnitude: magnitude, length: s.c + 1,
+                                          "case \(index) bias \(bias != nil)")
+            }
+        }
+        // Two summation orders: equal bits everywhere would mean the packed kernel did not run.
+        XCTAssertGreaterThan(differing, cases.count / 2, "the packed kernel did not run")
+    }
 }
 
 /// The bf16 products (haze_gemm_bf16.c): equal, up to float32 summation order, to the float64
@@ -115,7 +145,7 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
-    /// 1×1 convolutions in bf16 (`usesBFloat16Pointwise`) against float32, with and without bias:
+    /// 1×1 convolutions in bf16 (`usesPackedPointwise`) against float32, with and without bias:
     /// each output is a float32 sum of C products of bf16-rounded inputs, so its error is at most
     /// 2⁻⁸ Σ|w x| + C·2⁻²⁴ of it (the bound of `testProductsOfRoundedInputs`), checked per value.
     func testPointwiseConvolutionsInBFloat16() throws {
