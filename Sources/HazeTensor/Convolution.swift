@@ -248,6 +248,13 @@ extension Tensor {
         var partialB = [Float](repeating: 0, count: items * o)
         var dx = needInput ? Tensor(shape: x.shape) { _, _ in } : Tensor.zeros([0])
         var dw = [Float](repeating: 0, count: o * k)
+        // A 1×1 convolution's ∂x = Wᵀ G per image on the packed kernel where the forward uses it
+        // (`usesPackedPointwise`), Wᵀ packed once; in float32 whatever the precision.
+        let transposedWeight = needInput && chunk == 1 && geo.isPointwise && ConvolutionAlgorithm.current != .im2col
+            && PackedMatrices.available
+            ? weight.withScalars { pw in
+                PackedMatrices(count: 1, rows: k, columns: o, bfloat16Allowed: false) { packed, _ in haze_gemm_pack_transposed(pw, k, packed, k, o) }
+            } : nil
         Scratch.withBuffer(items * o * k) { partialW in
         x.withScalars { px in weight.withScalars { pw in g.withScalars { pg in dx.withMutableScalars { pdx in
             partialB.withUnsafeMutableBufferPointer { pb in
@@ -268,7 +275,11 @@ extension Tensor {
                             }
                             if chunk == 1 && geo.isPointwise {  // x and ∂x are the columns themselves
                                 gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: px + b0 * k * p, c: partialW + item * o * k)
-                                if needInput { gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: pdx + b0 * k * p) }
+                                if let transposedWeight {
+                                    transposedWeight.multiply(gt, ldb: p, into: pdx + b0 * k * p, ldc: p, columns: ld)
+                                } else if needInput {
+                                    gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: pdx + b0 * k * p)
+                                }
                                 continue
                             }
                             geo.im2col(px, firstImage: b0, images: images, into: cols)

@@ -43,34 +43,46 @@ final class PackedMatrixTests: XCTestCase {
         }
     }
 
-    /// 1×1 convolutions on the packed kernel (`usesPackedPointwise`) against im2col + SGEMM: planes
-    /// of one image over and under 512 pixels, output channels not a multiple of 8, input channels
-    /// over one 128-deep panel, plane sizes that leave a partial 32- and 16-column panel; with and
-    /// without bias. The same C + 1 terms per output, summed in another order.
+    /// 1×1 convolutions on the packed kernel (`usesPackedPointwise`; ∂x = Wᵀ G too) against
+    /// im2col + SGEMM: planes of one image over and under 512 pixels, output channels not a
+    /// multiple of 8, input channels over one 128-deep panel, plane sizes that leave a partial 32-
+    /// and 16-column panel; with and without bias. y, the loss and the gradients are the same sums
+    /// in another order (`RoundingBound`).
     func testPointwiseConvolutionsMatchIm2col() throws {
         try XCTSkipUnless(PackedMatrices.available, "no AVX-512: 1×1 convolutions use BLAS")
         let original = ConvolutionAlgorithm.current
         defer { ConvolutionAlgorithm.current = original }
-        var differing = 0
-        let cases: [(n: Int, c: Int, s: Int, o: Int)] = [(2, 64, 32, 64), (3, 13, 7, 20), (1, 384, 16, 128), (2, 200, 23, 9), (2, 32, 4, 3)]
+        var differing = (y: 0, dx: 0)
+        let cases: [(n: Int, c: Int, s: Int, o: Int)] = [(2, 64, 32, 64), (3, 13, 7, 20), (1, 384, 16, 128), (2, 200, 23, 9), (2, 32, 4, 3),
+                                                          (2, 24, 24, 160)]
         for (index, s) in cases.enumerated() {
             let x = Tensor.normal([s.n, s.c, s.s, s.s], seed: UInt64(930 + index))
             let w = Tensor.normal([s.o, s.c, 1, 1], std: 0.2, seed: UInt64(940 + index))
             let b = Tensor.normal([s.o], seed: UInt64(950 + index))
-            for bias in [b, nil] {
-                ConvolutionAlgorithm.current = .automatic
-                let packed = Tensor.conv2d(x, weight: w, bias: bias)
-                ConvolutionAlgorithm.current = .im2col
-                let reference = Tensor.conv2d(x, weight: w, bias: bias)
-                if packed.scalars != reference.scalars { differing += 1 }
-                let magnitude = ConvolutionMagnitudes(x: x, weight: w, bias: bias, cotangent: reference, stride: 1,
-                                                      padding: .zero).y
-                RoundingBound.assertAgree(packed, reference, magnitude: magnitude, length: s.c + 1,
-                                          "case \(index) bias \(bias != nil)")
+            let cotangent = Tensor.normal([s.n, s.o, s.s, s.s], seed: UInt64(960 + index))
+            for bias in [true, false] {
+                func run(_ algorithm: ConvolutionAlgorithm) -> [Tensor] {
+                    ConvolutionAlgorithm.current = algorithm
+                    let (loss, grads) = valueWithGradient(at: bias ? [x, w, b] : [x, w]) { t in
+                        (Tensor.conv2d(t[0], weight: t[1], bias: bias ? t[2] : nil) * cotangent).sum()
+                    }
+                    return [Tensor.conv2d(x, weight: w, bias: bias ? b : nil), loss] + grads
+                }
+                let (packed, reference) = (run(.automatic), run(.im2col))
+                if packed[0].scalars != reference[0].scalars { differing.y += 1 }
+                if packed[2].scalars != reference[2].scalars { differing.dx += 1 }
+                let magnitudes = ConvolutionMagnitudes(x: x, weight: w, bias: bias ? b : nil, cotangent: cotangent, padding: .zero)
+                let lengths = ConvolutionMagnitudes.lengthList(weight: w.shape, output: cotangent.shape)
+                for (name, ((f, r), (m, n))) in zip(["y", "loss", "dx", "dw", "db"], zip(zip(packed, reference), zip(magnitudes.all, lengths))) {
+                    RoundingBound.assertAgree(f, r, magnitude: m, length: n, "\(name) case \(index) bias \(bias)")
+                }
             }
         }
-        // Two summation orders: equal bits everywhere would mean the packed kernel did not run.
-        XCTAssertGreaterThan(differing, cases.count / 2, "the packed kernel did not run")
+        // Two summation orders: equal bits everywhere would mean the packed kernel did not run. (For
+        // ∂x up to 128 terms both sum in order from zero, the same bits; the last case's 160 go
+        // through two 128-deep panels, which BLAS does not split.)
+        XCTAssertGreaterThan(differing.y, cases.count / 2, "the packed kernel did not run forward")
+        XCTAssertEqual(differing.dx, 2, "the packed kernel did not run for ∂x")
     }
 }
 
