@@ -275,8 +275,14 @@ MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const
             const long channel = (q % groups) * per_group + c, affine = (q / groups) * affine_stride + channel;
             const float gm = gamma ? gamma[affine] : 1.0f;
             float *d = dxs + c * spatial;
-            const float *xc = xs + c * spatial, *gc = silu ? d : gs + c * spatial;
-            for (long i = 0; i < spatial; i++) d[i] = r * (gc[i] * gm - mean_g - (xc[i] - mu) * r * mean_gx);
+            const float *xc = xs + c * spatial, *gc = gs + c * spatial;
+            // With SiLU the gradient of y is in d already. Two loops, so that the compiler sees d read
+            // and written in place: through a second pointer equal to d, its overlap check sent the
+            // loop down the one-float-at-a-time path.
+            if (silu)
+                for (long i = 0; i < spatial; i++) d[i] = r * (d[i] * gm - mean_g - (xc[i] - mu) * r * mean_gx);
+            else
+                for (long i = 0; i < spatial; i++) d[i] = r * (gc[i] * gm - mean_g - (xc[i] - mu) * r * mean_gx);
         }
     }
 }
