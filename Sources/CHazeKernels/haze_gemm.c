@@ -9,7 +9,8 @@
 // its rows would alias in L1 (below); otherwise nothing is packed per call, which is what a BLAS
 // call spends much of its time on at the small sizes of a U-Net's lower levels (128 × 128 × 128 at
 // 7×7, 64 × 245 × 64 at 14×14: 15–27 % faster than OpenBLAS 0.3.21 there in a single-thread
-// harness; OpenBLAS is as fast or faster for wide B, so the callers choose).
+// harness). With plain loads for full panels (load_b) it also beats OpenBLAS on the 1×1
+// convolutions' wide B (N 256–4096) on Intel; the callers choose per shape.
 
 #include "haze_kernels.h"
 #include "haze_avx512.h"

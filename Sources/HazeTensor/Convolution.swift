@@ -135,7 +135,7 @@ extension Tensor {
     /// Backward, per item: G = g as [O, B·P]; ∂W += G colsᵀ; ∂cols = Wᵀ G, ∂x = col2im(∂cols);
     /// ∂b = Σ G over columns. ∂W and ∂b are summed per worker, then across workers.
     /// (3×3 stride-1 padding-1: Winograd for y, ∂x and ∂W, see `Winograd`; strided on AVX-512: y
-    /// by `haze_conv_direct`.)
+    /// by `haze_conv_direct`; 1×1 on AVX-512: y and ∂x by the packed kernel, `usesPackedPointwise`.)
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
                               stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
         precondition(x.rank == 4 && weight.rank == 4 && x.shape[1] == weight.shape[1],
