@@ -253,7 +253,9 @@ extension Tensor {
         let transposedWeight = needInput && chunk == 1 && geo.isPointwise && ConvolutionAlgorithm.current != .im2col
             && PackedMatrices.available
             ? weight.withScalars { pw in
-                PackedMatrices(count: 1, rows: k, columns: o, bfloat16Allowed: false) { packed, _ in haze_gemm_pack_transposed(pw, k, packed, k, o) }
+                PackedMatrices(count: 1, rows: k, columns: o, bfloat16Allowed: false) { packed, _ in
+                    haze_gemm_pack_transposed(pw, k, packed, k, o)
+                }
             } : nil
         Scratch.withBuffer(items * o * k) { partialW in
         x.withScalars { px in weight.withScalars { pw in g.withScalars { pg in dx.withMutableScalars { pdx in

@@ -41,7 +41,9 @@ public enum ConvolutionShapes {
                 return "F(2×2), " + (packed ? "packed products" : "BLAS products")
             }
             if geo.isDirect { return "direct (strided)" }
-            if geo.usesPackedPointwise { return Precision.current == .bfloat16 ? "1×1, packed bf16 products" : "1×1, packed products" }
+            if geo.usesPackedPointwise {
+                return Precision.current == .bfloat16 && Precision.bfloat16Available ? "1×1, packed bf16 products" : "1×1, packed products"
+            }
             return geo.isPointwise && geo.chunk == 1 ? "1×1, SGEMM on the planes" : "im2col + SGEMM"
         }
     }
