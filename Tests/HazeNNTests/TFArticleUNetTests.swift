@@ -147,6 +147,38 @@ final class TFArticleUNetTests: XCTestCase {
         }
     }
 
+    /// The attention's kernels flush subnormal floats to zero (FTZ/DAZ) while they run and restore
+    /// the thread's mode on return: with keys spread so far that k's softmax underflows, the block
+    /// still matches the composition, and afterwards half the smallest normal float is not zero on
+    /// the calling thread (one thread, so that every head ran on it), in the forward and backward.
+    func testAttentionRestoresTheSubnormalMode() throws {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        Parallel.threadCount = 1
+        let (heads, d, channels, side) = (2, 8, 16, 16)
+        var generator = RandomGenerator(seed: 77)
+        let x = generator.normal([2, channels, side, side]) * 40
+        let qkv = generator.normal([3 * heads * d, channels, 1, 1])
+        let out = generator.normal([channels, heads * d, 1, 1]) * 0.1
+        let (bias, gamma, beta) = (generator.normal([channels]), generator.normal([channels]) + 1, generator.normal([channels]))
+        let inputs = [x, qkv, out, bias, gamma, beta]
+        func block(_ t: [Tensor]) -> Tensor {
+            Tensor.reshapedLinearAttentionBlock(t[0], qkvWeight: t[1], outWeight: t[2], outBias: t[3], normWeight: t[4],
+                                                normBias: t[5], epsilon: 1e-3, heads: heads, headDimension: d)
+        }
+        let composed = Tensor.channelLayerNorm(
+            Tensor.conv2d(Tensor.reshapedLinearAttention(Tensor.conv2d(x, weight: qkv), heads: heads, headDimension: d),
+                          weight: out, bias: bias),
+            weight: gamma, bias: beta, epsilon: 1e-3, adding: x)
+        let tiny = Tensor([Float.leastNormalMagnitude])  // a value the compiler cannot fold
+        let y = block(inputs)
+        XCTAssertGreaterThan(tiny.scalars[0] * 0.5, 0, "flush-to-zero left on after the forward")
+        let scale = composed.scalars.map(abs).max()!
+        XCTAssertLessThanOrEqual(zip(y.scalars, composed.scalars).map { abs($0 - $1) }.max()!, 1e-5 * scale)
+        _ = valueWithGradient(at: inputs) { block($0).sum() }
+        XCTAssertGreaterThan(tiny.scalars[0] * 0.5, 0, "flush-to-zero left on after the backward")
+    }
+
     /// The attention block head by head (`reshapedLinearAttentionBlock`) equals the composition of
     /// its ops: in inference, with the weights prepared per call and once inside
     /// `reusingTransformedWeights`; where a gradient is recorded (its training path), the value and
