@@ -530,7 +530,7 @@ def scheduler_config():
         "thresholding": False,
         "set_alpha_to_one": True,
         "timestep_spacing": "leading",
-        "steps_offset": 5,
+        "steps_offset": 0,
         "rescale_betas_zero_snr": False,
     }
 
@@ -644,7 +644,7 @@ def main(argv=None):
                     "saved as tf.train.Checkpoint(u_net=u_net) by a CheckpointManager; Keras 2 "
                     "'u_net/layer_with_weights-N/...' or Keras 3 'u_net/_operations/N/...' variables) into a Haze "
                     "model folder: config.json (TFArticleUNet), diffusion_pytorch_model.safetensors (PyTorch "
-                    "layouts) and scheduler_config.json (DDIM, the notebook's shifted schedule; sample with 199 "
+                    "layouts) and scheduler_config.json (DDIM, the notebook's shifted schedule; sample with 200 "
                     "steps). OUT_DIR is written atomically. " + REQUIREMENTS,
         epilog="Spec: Documentation/tf-article-network.md. " + REQUIREMENTS)
     ap.add_argument("ckpt", metavar="CKPT_PREFIX",

@@ -27,6 +27,13 @@ public final class DDPMScheduler: Scheduler {
 
     public func needsNoise(stepIndex index: Int) -> Bool { timesteps[index] > 0 }
 
+    /// False where x_t and x_{t′} are both clean (ᾱ = 1) and x̂₀ = x_t: the posterior is x̂₀ = x_t.
+    public func needsModelOutput(stepIndex index: Int) -> Bool {
+        let prevT = index + 1 < timesteps.count ? Int(timesteps[index + 1]) : -1
+        return !stepIgnoresModelOutput(Double(schedule.alphasCumprod[Int(timesteps[index])]),
+                                       prevT >= 0 ? Double(schedule.alphasCumprod[prevT]) : 1, type: config.predictionType)
+    }
+
     /// Notation: x = x_t, a = ᾱ_t, a′ = ᾱ_{t′} (t′ the previous timestep of the run, ᾱ = 1 before 0),
     /// α = a/a′ and β = 1 − α (the effective β over the stride).
     public func step(modelOutput: Tensor, stepIndex index: Int, sample x: Tensor, noise: Tensor?) -> SchedulerStep {
@@ -48,10 +55,12 @@ public final class DDPMScheduler: Scheduler {
 
     /// The posterior q(x_{t′} | x_t, x₀) = N(c₀ x₀ + c_t x_t, σ²) (Ho et al. 2020, eqs. 6–7) with
     /// c₀ = √a′ β/(1 − a), c_t = √α (1 − a′)/(1 − a), and σ² = β̃ = (1 − a′)/(1 − a) β
-    /// (fixed_small) or β (fixed_large) (§3.2). `previous` < 0 means before t = 0 (a′ = 1).
+    /// (fixed_small) or β (fixed_large) (§3.2). `previous` < 0 means before t = 0 (a′ = 1). Where
+    /// x_t is clean (a = 1, t = 0 of the notebook's shifted schedule) x_{t′} = x̂₀.
     public func posterior(t: Int, previous: Int) -> (coefX0: Double, coefXt: Double, variance: Double) {
         let a = Double(schedule.alphasCumprod[t])
         let aPrev = previous >= 0 ? Double(schedule.alphasCumprod[previous]) : 1
+        guard a < 1 else { return (1, 0, 0) }
         let (alpha, beta) = (a / aPrev, 1 - a / aPrev)
         let variance = config.varianceType == "fixed_large" ? beta : max((1 - aPrev) / (1 - a) * beta, 1e-20)
         return (aPrev.squareRoot() * beta / (1 - a), alpha.squareRoot() * (1 - aPrev) / (1 - a), variance)

@@ -37,7 +37,8 @@ public struct SamplingLoop {
     ///   to the step that `strength` selects and denoised from there. As diffusers' img2img
     ///   pipelines: the first N − ⌊N·strength⌋ of the N steps are skipped (`order` calls each), and
     ///   the unit noise (`initialNoise` or drawn) is added by the scheduler's `addNoise`.
-    /// - progress: called after each model call with (call, calls).
+    /// - progress: called after each step with (step, steps) (a step whose output the scheduler
+    ///   does not use skips its model call: `Scheduler.needsModelOutput`).
     /// - trajectory: called after each step with (step, x_{t−1}, predicted x₀) for animations.
     public func run<Noise: NoiseSource>(shape: [Int], steps: Int, initialNoise: Tensor? = nil, classLabels: [Int]? = nil,
                     guidance: Guidance? = nil, initialImage: Tensor? = nil, strength: Double = 1, generator: inout Noise,
@@ -66,7 +67,9 @@ public struct SamplingLoop {
         for (i, t) in scheduler.timesteps.enumerated() where i >= (initialImage == nil ? 0 : first) {
             let input = scheduler.scaleModelInput(x, stepIndex: i)
             let output: Tensor
-            if let guidance, guidance.scale != 1, let classLabels {
+            if !scheduler.needsModelOutput(stepIndex: i) {
+                output = Tensor.zeros(x.shape)
+            } else if let guidance, guidance.scale != 1, let classLabels {
                 // One call on [x; x] with [labels; null].
                 let both = model(Tensor.concatenate([input, input], alongAxis: 0), [Float](repeating: t, count: 2 * shape[0]),
                                  Tensor((classLabels + [Int](repeating: guidance.nullClass, count: shape[0])).map(Float.init)))

@@ -31,6 +31,10 @@ public protocol Scheduler: AnyObject {
     func scaleModelInput(_ sample: Tensor, stepIndex index: Int) -> Tensor
     /// Whether step `index` consumes a noise tensor.
     func needsNoise(stepIndex index: Int) -> Bool
+    /// Whether step `index` depends on the network's output. Not where x_t is already clean
+    /// (ᾱ_t = 1, as at t = 0 of the TensorFlow notebook's shifted schedule) and so is x_{t′}: an ε
+    /// or v prediction is multiplied by √(1 − ᾱ) = 0 there, and the sampling loop skips the call.
+    func needsModelOutput(stepIndex index: Int) -> Bool
     /// Step `index` (timestep `timesteps[index]`) of the reverse process.
     func step(modelOutput: Tensor, stepIndex index: Int, sample: Tensor, noise: Tensor?) -> SchedulerStep
     /// Network calls per inference step (diffusers' `order`: 2 for Heun, else 1).
@@ -42,6 +46,8 @@ public protocol Scheduler: AnyObject {
 
 extension Scheduler {
     public func scaleModelInput(_ sample: Tensor, stepIndex index: Int) -> Tensor { sample }
+    /// Every step uses the output unless the scheduler says otherwise.
+    public func needsModelOutput(stepIndex index: Int) -> Bool { true }
     public var order: Int { 1 }
     public func addNoise(_ x0: Tensor, noise: Tensor, stepIndex index: Int) -> Tensor {
         let a = Double(schedule.alphasCumprod[min(max(Int(timesteps[index]), 0), schedule.alphasCumprod.count - 1)])
@@ -100,6 +106,12 @@ func linspace64(_ start: Double, _ end: Double, _ count: Int) -> [Double] {
     guard count > 1 else { return count == 1 ? [start] : [] }
     let step = (end - start) / Double(count - 1)
     return (0..<count).map { $0 == count - 1 ? end : start + Double($0) * step }
+}
+
+/// Whether a step from ᾱ = `a` to ᾱ = `aPrev` ignores the network's output: both clean (1), and
+/// x̂₀ = x_t does not come from the output (ε or v prediction; a predicted sample does).
+func stepIgnoresModelOutput(_ a: Double, _ aPrev: Double, type: PredictionType) -> Bool {
+    a == 1 && aPrev == 1 && type != .sample
 }
 
 /// Clips or dynamically thresholds a predicted x₀ as configured (DDPM/DDIM).

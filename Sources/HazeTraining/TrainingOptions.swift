@@ -109,15 +109,16 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     /// The TensorFlow notebook's schedule and sampler as diffusers' DDIM: ᾱ shifted by one
     /// (ᾱ₀ = 1, ᾱ_t = ∏_{s<t} (1 − β_s) for β = linspace(1e-4, 0.02, T)), expressed as trained
-    /// betas [0, β₀, …, β_{T−2}]; with `--steps 199`, "leading" spacing and steps_offset 5 call the
-    /// network at t = 995, 990, …, 5, and no clipping — the notebook's 200-step loop
-    /// (Documentation/tf-article-network.md, §6 and §12).
+    /// betas [0, β₀, …, β_{T−2}]; with `--steps 200` and "leading" spacing the timesteps are
+    /// 995, 990, …, 5, 0, and no clipping — the notebook's 200-step loop, which calls the network at
+    /// all but t = 0, where ᾱ = 1 and the step returns x̂₀ of t = 5 unchanged (the sampling loop
+    /// skips that call: `Scheduler.needsModelOutput`; Documentation/tf-article-network.md, §6 and §12).
     public static func notebookSchedule(trainTimesteps: Int = 1000, objective: PredictionType = .epsilon) -> SchedulerConfig {
         var c = SchedulerConfig(kind: .ddim)
         c.numTrainTimesteps = trainTimesteps
         let betas = (0..<(trainTimesteps - 1)).map { Float(1e-4 + (0.02 - 1e-4) * Double($0) / Double(trainTimesteps - 1)) }
         c.trainedBetas = [0] + betas
-        (c.timestepSpacing, c.stepsOffset, c.clipSample, c.setAlphaToOne, c.predictionType) = (.leading, 5, false, true, objective)
+        (c.timestepSpacing, c.stepsOffset, c.clipSample, c.setAlphaToOne, c.predictionType) = (.leading, 0, false, true, objective)
         return c
     }
 }

@@ -16,7 +16,7 @@ struct Sample: ParsableCommand {
         --scheduler picks another class but keeps the betas. Examples:
           haze sample --model runs/fm1 --scheduler ddim --steps 50 --count 64 --out grid.png
           haze sample --model runs/fm1 --class-label 3 --guidance-scale 3 --out boots.png
-          haze sample --model faces-model --scheduler ddim --steps 199 --out faces.png   # a converted notebook checkpoint
+          haze sample --model faces-model --scheduler ddim --steps 200 --out faces.png   # a converted notebook checkpoint
           haze sample --model runs/fm1 --init-image sketches/ --strength 0.6 --out-dir cleaned/   # SDEdit, one output per input
         With --init-image (SDEdit, Meng et al. 2022) each image is noised to the step that --strength selects, as \
         diffusers' img2img pipelines do (the first N − ⌊N·strength⌋ of the N steps are skipped), and denoised from there.

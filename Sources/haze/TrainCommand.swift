@@ -60,7 +60,7 @@ struct Train: ParsableCommand {
     var emaPower: Float = 0.75
     @Option(help: "epsilon, v_prediction or sample (default: epsilon; with --init-from, the model's).") var objective: String?
     @Option(help: "Min-SNR-γ loss weighting (e.g. 5; default uniform).") var minSnrGamma: Double?
-    @Option(help: "linear (default), scaled_linear, squaredcos_cap_v2, sigmoid, or notebook (the TensorFlow notebook's ᾱ, shifted by one; sample with --scheduler ddim --steps 199). With --init-from: the model's.")
+    @Option(help: "linear (default), scaled_linear, squaredcos_cap_v2, sigmoid, or notebook (the TensorFlow notebook's ᾱ, shifted by one; sample with --scheduler ddim --steps 200). With --init-from: the model's.")
     var betaSchedule: String?
     @Flag(help: "The TensorFlow notebook's training run: its tf-article network (unless --model-config), its schedule (--beta-schedule notebook), Keras' Adam (--optimizer adam-keras) lr 1e-4 (ε 1e-7, no weight decay), batch 32, no EMA, no clipping, no warm-up. Overrides those options.")
     var notebookRecipe = false

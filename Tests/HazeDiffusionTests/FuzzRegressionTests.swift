@@ -37,8 +37,8 @@ final class SchedulerFuzzRegressionTests: XCTestCase {
                        #"\#(Self.fixtures)/scheduler_threshold_ratio.json: field "dynamic_thresholding_ratio": value 2.0 is not a quantile between 0 and 1"#)
     }
 
-    /// "leading" spacing with steps_offset passes T − 1 when the steps are many (the notebook's
-    /// config: T = 1000, offset 5; 1000 steps reach 1004): DDPM and DDIM throw, as diffusers'
+    /// "leading" spacing with steps_offset passes T − 1 when the steps are many (T = 1000,
+    /// offset 5; 1000 steps reach 1004): DDPM and DDIM throw, as diffusers'
     /// step fails on it; DPM-Solver++ takes σ_{T−1} there, as diffusers' np.interp does.
     func testLeadingStepsPastTheLastTimestep() throws {
         var config = SchedulerConfig(kind: .ddim)

@@ -329,7 +329,7 @@ final class NotebookScheduleTests: XCTestCase {
             XCTAssertEqual(Double(abar[t]), product, accuracy: 1e-5 * product, "ᾱ[\(t)]")
         }
         let scheduler = makeScheduler(ours)
-        try scheduler.setTimesteps(199)
-        XCTAssertEqual(scheduler.timesteps, stride(from: 995, through: 5, by: -5).map(Float.init))
+        try scheduler.setTimesteps(200)
+        XCTAssertEqual(scheduler.timesteps, stride(from: 995, through: 0, by: -5).map(Float.init))
     }
 }
