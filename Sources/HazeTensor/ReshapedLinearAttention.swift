@@ -133,12 +133,17 @@ extension Tensor {
     /// `reshapedLinearAttentionBlock` where a gradient is recorded. Inputs: x, W_qkv, W_out, b_out,
     /// γ, β. Per (image, head), forward: the projection into qkv [B, 3, N, P] (the head layout),
     /// the head (haze_linear_attention_block_train_forward), keeping what the backward needs.
-    /// Backward, per (image, head), with g = ∂y at the head's positions:
+    /// Backward, per (image, head), with g = ∂y at the head's positions (X, ∂z: [C, N/heads]; o, ∂o
+    /// and ∂part: [N/heads, P], the head layout):
     ///   ∂z = LayerNorm backward (g),  ∂b_out = Σ_positions ∂z,  ∂o = ∂zᵀ W_out,  ∂W_out = ∂z o,
     ///   ∂q̃, ∂k̃, ∂ṽ = the head's backward (∂o),
-    ///   ∂x = g + Σ_part W_partᵀ ∂partᵀ,  ∂W_part = ∂partᵀ Xᵀ   (part ∈ q, k, v: W_part [P, C])
-    /// Each head's parameter gradients are kept apart and summed in (image, head) order afterwards,
-    /// so every thread count gives the same bits. ∂z is written where ∂x will go, then replaced.
+    ///   ∂x = g + (Σ_part ∂part W_part)ᵀ,  ∂W_partᵀ = X ∂part   (part ∈ q, k, v: W_part [P, C])
+    /// every product on the packed kernel, its left-hand matrix packed from the head's rows or
+    /// planes (∂zᵀ, ∂z, ∂part, X: a copy per product, 1/P to 1/C of its multiply-adds), where
+    /// OpenBLAS took the transposed forms with copies of its own. Each head's parameter gradients
+    /// (∂W_qkv as its transpose [C, 3P]) are kept apart and summed in (image, head) order
+    /// afterwards, so every thread count gives the same bits. ∂z is written where ∂x will go, then
+    /// replaced.
     private static func trainingBlock(_ inputs: [Tensor], shape s: AttentionBlockShape, transposedProjection: [Float],
                                       packedOutput: [Float]) -> Tensor {
         let (x, qkvWeight, outWeight, outBias, normWeight, normBias) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5])
@@ -174,9 +179,10 @@ extension Tensor {
         let (savedQKV, savedContexts, savedOutputs, savedZ, savedMean, savedRstd) = (qkv, contexts, outputs, z, mean, rstd)
         return Tensor.record(y, inputs) { g in
             FlopCounter.add(4 * b * 4 * p * c * n)  // the backward's products
-            // Per (image, head): ∂W_qkv [3P, C], ∂W_out [C, P], ∂b_out, ∂γ, ∂β [C].
+            // Per (image, head): ∂W_qkvᵀ [C, 3P], ∂W_out [C, P], ∂b_out, ∂γ, ∂β [C].
             let partSize = 3 * p * c + c * p + 3 * c
             var partials = [Float](repeating: 0, count: tasks * partSize)
+            let packedSize = Swift.max(haze_gemm_packed_size(chunk, Swift.max(c, p)), haze_gemm_packed_size(c, chunk))
             let dx = Tensor(shape: x.shape) { dx, _ in
                 x.withScalars { px in g.withScalars { dy in qkvWeight.withScalars { wqkv in outWeight.withScalars { wout in
                 normWeight.withScalars { gamma in savedQKV.withScalars { saved in savedContexts.withScalars { ctx in
@@ -184,15 +190,18 @@ extension Tensor {
                 partials.withUnsafeMutableBufferPointer { partials in
                     let partials = partials.baseAddress!
                     Parallel.forEach(tasks, cost: 2 * s.costPerHead) { range in
-                        // ∂o, ∂q̃, ∂k̃, ∂ṽ [d, N] each, then the head backward's and the norm's scratch.
-                        Scratch.withBuffer(4 * d * n + Swift.max(d * d + n, 2 * chunk)) { work in
+                        // ∂o, ∂q̃, ∂k̃, ∂ṽ [d, N] each; the head backward's and the norm's scratch; a
+                        // packed left-hand matrix; (Σ ∂part W_part) [N/heads, C].
+                        let scratchSize = Swift.max(d * d + n, 2 * chunk)
+                        Scratch.withBuffer(4 * d * n + scratchSize + packedSize + chunk * c) { work in
                             let (dOut, dParts, scratch) = (work, work + d * n, work + 4 * d * n)
+                            let (packed, dxRows) = (scratch + scratchSize, scratch + scratchSize + packedSize)
                             for task in range {
                                 let (image, head) = task.quotientAndRemainder(dividingBy: heads)
                                 let (planes, first) = (image * c * n, head * chunk)
                                 let (dxAt, dyAt, xAt) = (dx + planes + first, dy + planes + first, px + planes + first)
                                 let part = partials + task * partSize
-                                let (dWqkv, dWout, dBias, dGamma) = (part, part + 3 * p * c, part + 3 * p * c + c * p, part + 3 * p * c + c * p + c)
+                                let (dWqkvT, dWout, dBias, dGamma) = (part, part + 3 * p * c, part + 3 * p * c + c * p, part + 3 * p * c + c * p + c)
                                 haze_channel_norm_backward(pz + planes, dy + planes, gamma, mu + image * n, r + image * n, dx + planes,
                                                            dGamma, dGamma + c, c, n, first, chunk, scratch)  // ∂z, in ∂x's place
                                 for ch in 0..<c {
@@ -200,19 +209,25 @@ extension Tensor {
                                     for j in 0..<chunk { sum += dxAt[ch * n + j] }
                                     dBias[ch] = sum
                                 }
-                                let outputsAt = o + image * n * p + first * p
-                                gemm(transposeA: true, m: chunk, n: p, k: c, a: dxAt, lda: n, b: wout, c: dOut)
-                                gemm(m: c, n: p, k: chunk, a: dxAt, lda: n, b: outputsAt, c: dWout)
+                                haze_gemm_pack_transposed(dxAt, n, packed, chunk, c)
+                                haze_gemm_packed(packed, wout, p, dOut, p, chunk, p, c, 0)  // ∂o = ∂zᵀ W_out
+                                haze_gemm_pack(dxAt, n, packed, c, chunk)
+                                haze_gemm_packed(packed, o + image * n * p + first * p, p, dWout, p, c, p, chunk, 0)  // ∂W_out = ∂z o
                                 let q = saved + image * 3 * n * p + first * p
                                 haze_linear_attention_head_backward(q, q + n * p, q + 2 * n * p, ctx + task * d * d, dOut, dParts,
                                                                     dParts + d * n, dParts + 2 * d * n, d, n, alpha, scratch)
-                                for ch in 0..<c { (dxAt + ch * n).update(from: dyAt + ch * n, count: chunk) }
                                 for part in 0..<3 {
-                                    let (wPart, dPart) = (wqkv + part * p * c, dParts + part * d * n)
-                                    gemm(transposeA: true, transposeB: true, m: c, n: chunk, k: p, a: wPart, lda: c, b: dPart, ldb: p,
-                                         beta: 1, c: dxAt, ldc: n)
-                                    gemm(transposeA: true, transposeB: true, m: p, n: c, k: chunk, a: dPart, lda: p, b: xAt, ldb: n,
-                                         c: dWqkv + part * p * c)
+                                    haze_gemm_pack(dParts + part * d * n, p, packed, chunk, p)
+                                    haze_gemm_packed(packed, wqkv + part * p * c, c, dxRows, c, chunk, c, p, part > 0 ? 1 : 0)
+                                }
+                                haze_transpose_tiled(dxRows, c, dxAt, n, chunk, c)
+                                for ch in 0..<c {
+                                    let (to, from) = (dxAt + ch * n, dyAt + ch * n)
+                                    for j in 0..<chunk { to[j] += from[j] }
+                                }
+                                haze_gemm_pack(xAt, n, packed, c, chunk)
+                                for part in 0..<3 {
+                                    haze_gemm_packed(packed, dParts + part * d * n, p, dWqkvT + part * p, 3 * p, c, p, chunk, 0)
                                 }
                             }
                         }
@@ -235,7 +250,8 @@ extension Tensor {
                 initialized = partSize
             }
             let (outOffset, biasOffset) = (3 * p * c, 3 * p * c + c * p)
-            return [dx, Tensor(shape: qkvWeight.shape, scalars: Array(sums[0..<outOffset])),
+            let dWqkv = Tensor(shape: qkvWeight.shape) { out, _ in sums.withUnsafeBufferPointer { haze_transpose($0.baseAddress!, out, c, 3 * p) } }
+            return [dx, dWqkv,
                     Tensor(shape: outWeight.shape, scalars: Array(sums[outOffset..<biasOffset])),
                     Tensor(shape: [c], scalars: Array(sums[biasOffset..<biasOffset + c])),
                     Tensor(shape: [c], scalars: Array(sums[biasOffset + c..<biasOffset + 2 * c])),
