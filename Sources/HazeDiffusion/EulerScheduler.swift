@@ -26,7 +26,8 @@ public final class EulerScheduler: SigmaSpaceScheduler {
     /// The timesteps and σ of an N-step run in σ space, as diffusers' Euler and Heun schedulers
     /// make them: timesteps by the config's spacing, σ(t) by linear interpolation of the training
     /// σ (np.interp); respaced by Karras or exponential spacing between the first and last of
-    /// those σ, with each timestep then the (fractional) t of its σ. Both in Float32.
+    /// those σ, with each timestep then the (fractional) t of its σ. Both in Float32. A last σ of 0
+    /// is left out (one step fewer: the sample is already clean there).
     static func sigmaRun(config: SchedulerConfig, schedule: NoiseSchedule, count: Int,
                          sampler: String) throws -> (timesteps: [Float], sigmas: [Double]) {
         let t = config.numTrainTimesteps
@@ -37,8 +38,11 @@ public final class EulerScheduler: SigmaSpaceScheduler {
             ? linspace64(0, Double(t - 1), count).reversed().map { Double(Float($0)) }
             : spacedTimesteps(config.timestepSpacing, trainingSteps: t, count: count, offset: config.stepsOffset).map(Double.init)
         var sigmas = schedule.sigmas(atTimesteps: steps)
+        // A clean last timestep (σ = 0: ᾱ = 1, t = 0 of the TensorFlow notebook's shifted schedule)
+        // is where the run's last step goes anyway: it is dropped, so that no step divides by σ = 0.
+        if sigmas.count > 1, sigmas.last == 0 { (steps, sigmas) = (Array(steps.dropLast()), Array(sigmas.dropLast())) }
         if config.sigmaSpacing != .schedule {
-            sigmas = config.sigmaSpacing.sigmas(from: sigmas[0], to: sigmas[count - 1], count: count)
+            sigmas = config.sigmaSpacing.sigmas(from: sigmas[0], to: sigmas[sigmas.count - 1], count: sigmas.count)
             steps = sigmas.map { schedule.timestep(ofSigma: $0) }
         }
         return (steps.map(Float.init), sigmas.map { Double(Float($0)) })

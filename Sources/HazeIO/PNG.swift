@@ -40,8 +40,9 @@ public enum PNG {
         png.appendBigEndian(UInt32(crc))
     }
 
-    /// 8-bit pixels of images in [−1, 1]: v ↦ round((v + 1)/2 · 255), clamped. images: [N, C, H, W]
-    /// with C = 1 or 3 → N images of H·W·C interleaved bytes.
+    /// 8-bit pixels of images in [−1, 1]: v ↦ round((v + 1)/2 · 255), clamped (NaN ↦ 0, where
+    /// the conversion would trap; the commands refuse non-finite samples before writing them).
+    /// images: [N, C, H, W] with C = 1 or 3 → N images of H·W·C interleaved bytes.
     public static func pixels(_ images: Tensor) -> [[UInt8]] {
         precondition(images.rank == 4 && (images.shape[1] == 1 || images.shape[1] == 3), "images must be [N, 1 or 3, H, W], got \(images.shape)")
         let (n, c, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
@@ -50,7 +51,8 @@ public enum PNG {
             for ch in 0..<c {
                 for p in 0..<(h * w) {
                     let v = images.scalars[(i * c + ch) * h * w + p]
-                    out[p * c + ch] = UInt8(min(max(((v + 1) * 127.5).rounded(), 0), 255))
+                    let x = ((v + 1) * 127.5).rounded()
+                    out[p * c + ch] = x.isNaN ? 0 : UInt8(min(max(x, 0), 255))
                 }
             }
             return out

@@ -118,6 +118,9 @@ struct Sample: ParsableCommand {
             guard x.rank == 4, x.shape[0] > 0 else {
                 throw CLIError("\(initialNoise): x_T has shape \(x.shape); expected [B, C, H, W] with at least one image")
             }
+            if let bad = x.scalars.firstIndex(where: { !$0.isFinite }) {
+                throw CLIError("\(initialNoise): x_T holds \(x.scalars[bad]) at element \(bad); noise must be finite")
+            }
             noise = x
         }
         let side = try imageSize(unet)
@@ -188,6 +191,10 @@ struct Sample: ParsableCommand {
         let columns = classGrid ? perRow * perGuidance.count : (perGuidance.count > 1 ? total : nil)
         if perGuidance.count > 1 {
             print("guidance \(guidanceScale!): " + (classGrid ? "a block of \(perRow) columns per weight, a row per class" : "a row per weight"))
+        }
+        if let bad = samples.scalars.firstIndex(where: { !$0.isFinite }) {
+            throw SamplingError("the samples hold non-finite values (\(samples.scalars[bad]) at element \(bad) of \(samples.shape)): "
+                                  + "the model's output or the sampler diverged; nothing written")
         }
         if let saveTensor {
             try SafeTensors(tensors: ["sample": samples]).write(to: saveTensor)

@@ -191,6 +191,21 @@ final class CLITests: XCTestCase {
         }
         let wrongNoise = try writeInput(Tensor.normal([2, 1, 8, 4], seed: 3))
         try expectFailure(["--model", conditional, "--class-label", "1", "--initial-noise", wrongNoise], "x_T has shape [2, 1, 8, 4]")
+        var nonFinite = Tensor.normal([1, 1, 8, 8], seed: 4).scalars
+        nonFinite[5] = .nan
+        try expectFailure(["--model", conditional, "--class-label", "1", "--initial-noise", try writeInput(Tensor(shape: [1, 1, 8, 8], scalars: nonFinite))],
+                          "x_T holds nan at element 5")
+        // A model whose output is NaN: a clear error, and no file written.
+        let broken = folder + "/nan-model", brokenGrid = folder + "/nan.png"
+        try FileManager.default.createDirectory(atPath: broken, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: plain + "/config.json", toPath: broken + "/config.json")
+        var weights = try SafeTensors.read(contentsOf: plain + "/diffusion_pytorch_model.safetensors").tensors
+        var bias = weights["conv_out.bias"]!.scalars
+        bias[0] = .nan
+        weights["conv_out.bias"] = Tensor(shape: [bias.count], scalars: bias)
+        try SafeTensors(tensors: weights, metadata: ["format": "pt"]).write(to: broken + "/diffusion_pytorch_model.safetensors")
+        try expectFailure(["--model", broken, "--steps", "3", "--count", "1", "--out", brokenGrid], "the samples hold non-finite values")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: brokenGrid))
         try expectFailure(["--model", conditional, "--class-label", "10"], "class label 10 is out of range")
         try expectFailure(["--model", plain, "--guidance-scale", "3"], "--guidance-scale needs a class-conditional model")
         try expectFailure(["--model", plain, "--steps", "2000"], "trained with 1000 timesteps")

@@ -59,4 +59,28 @@ final class TFArticleSamplingTests: XCTestCase {
         try scheduler.setTimesteps(200)
         XCTAssertTrue(scheduler.needsModelOutput(stepIndex: 199))
     }
+
+    /// The σ-space samplers (Euler, Euler ancestral, Heun) on the shifted schedule with "leading"
+    /// spacing: t = 0 has σ = 0, and a step there would divide by it. The run leaves it out and ends
+    /// at σ = 0 as always, so every call has σ > 0 and the sample stays finite, with each σ spacing.
+    func testSigmaSchedulersStopBeforeTheCleanTimestep() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("HazeNNTests/Fixtures/tf_article").path
+        var config = try SchedulerConfig(contentsOf: folder + "/model/scheduler_config.json")
+        var generator = RandomGenerator(seed: 5)
+        let output = generator.normal([1, 3, 4, 4]) * 0.5
+        for kind in [SchedulerConfig.Kind.euler, .eulerAncestral, .heun] {
+            for spacing in [SigmaSpacing.schedule, .karras, .exponential] {
+                (config.kind, config.sigmaSpacing) = (kind, spacing)
+                let scheduler = makeScheduler(config)
+                try scheduler.setTimesteps(10)
+                let sigmas = (scheduler as! SigmaSpaceScheduler).sigmas
+                XCTAssertEqual(sigmas.last, 0)
+                XCTAssertTrue(sigmas.dropLast().allSatisfy { $0 > 0 }, "\(kind) \(spacing): \(sigmas)")
+                let sample = try SamplingLoop(scheduler: scheduler) { _, _, _ in output }
+                    .run(shape: output.shape, steps: 10, generator: &generator)
+                XCTAssertTrue(sample.scalars.allSatisfy(\.isFinite), "\(kind) \(spacing)")
+            }
+        }
+    }
 }

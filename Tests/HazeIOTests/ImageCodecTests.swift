@@ -334,4 +334,10 @@ final class ImageCodecTests: XCTestCase {
         }
         throw GIFFormatError(problem: "no end code")
     }
+
+    /// Non-finite values map to bytes instead of trapping in the conversion (NaN to 0).
+    func testPixelsOfNonFiniteValues() {
+        let images = Tensor(shape: [1, 1, 1, 5], scalars: [.nan, .infinity, -.infinity, 0, -1])
+        XCTAssertEqual(PNG.pixels(images)[0], [0, 255, 0, 128, 0])
+    }
 }
