@@ -260,6 +260,16 @@ extension Tensor {
         Scratch.withBuffer(items * o * k) { partialW in
         x.withScalars { px in weight.withScalars { pw in g.withScalars { pg in dx.withMutableScalars { pdx in
             partialB.withUnsafeMutableBufferPointer { pb in
+                // A single item (the whole batch of small images: cifar-ddpm's 8 images at 4×4 and
+                // 8×8) runs its two products over the threads, in blocks fixed by the shape.
+                func product(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+                             a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+                    if items == 1 {
+                        parallelGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c)
+                    } else {
+                        gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c)
+                    }
+                }
                 Parallel.forEach(items, cost: 1 << 20) { range in
                     Scratch.withBuffer(k * chunk * p) { cols in Scratch.withBuffer(chunk > 1 ? o * chunk * p : 0) { gathered in
                         for item in range {
@@ -276,18 +286,18 @@ extension Tensor {
                                 pb[item * o + oc] = acc
                             }
                             if chunk == 1 && geo.isPointwise {  // x and ∂x are the columns themselves
-                                gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: px + b0 * k * p, c: partialW + item * o * k)
+                                product(transposeB: true, m: o, n: k, k: ld, a: gt, b: px + b0 * k * p, c: partialW + item * o * k)
                                 if let transposedWeight {
                                     transposedWeight.multiply(gt, ldb: p, into: pdx + b0 * k * p, ldc: p, columns: ld)
                                 } else if needInput {
-                                    gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: pdx + b0 * k * p)
+                                    product(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: pdx + b0 * k * p)
                                 }
                                 continue
                             }
                             geo.im2col(px, firstImage: b0, images: images, into: cols)
-                            gemm(transposeB: true, m: o, n: k, k: ld, a: gt, b: cols, c: partialW + item * o * k)
+                            product(transposeB: true, m: o, n: k, k: ld, a: gt, b: cols, c: partialW + item * o * k)
                             if needInput {
-                                gemm(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: cols)
+                                product(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: cols)
                                 geo.col2im(cols, firstImage: b0, images: images, into: pdx)
                             }
                         }

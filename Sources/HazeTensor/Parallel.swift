@@ -1,3 +1,4 @@
+import CHazeKernels
 import Dispatch
 import Foundation
 
@@ -23,6 +24,14 @@ public enum Parallel {
     /// `chunksPerThread` > 1 (a few chunks per thread) evens out uneven work; with 1 the ranges
     /// are fixed by the thread count alone, so a range can accumulate into its own buffer and
     /// the buffers be summed in a fixed order.
+    ///
+    /// The chunks run on the calling thread and the workers of haze_parallel.c, which spin for a
+    /// moment between loops instead of sleeping: a training step runs about a thousand loops, many
+    /// of them tens of microseconds long, and libdispatch's `concurrentPerform` (used before) paid a
+    /// thread wake-up for each (fmnist-s batch 64 and cifar-ddpm batch 8, 2-core Intel Xeon,
+    /// alternating runs: training step −3 % and −8 %, inference −4 % and −11 %). A loop nested in
+    /// another's chunk runs on its thread; one started while another thread's loop runs goes to
+    /// `concurrentPerform`.
     public static func forEach(_ count: Int, cost: Int = 1, chunksPerThread: Int = 4, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let threads = min(threadCount, count, max(1, count * max(cost, 1) / 32_768))
@@ -31,10 +40,23 @@ public enum Parallel {
             return
         }
         let chunks = min(count, threads * chunksPerThread)
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+        func run(_ chunk: Int) {
             let start = chunk * count / chunks
             let end = (chunk + 1) * count / chunks
             if start < end { body(start..<end) }
+        }
+        let outcome = withoutActuallyEscaping(run) { run in
+            var task = run
+            return withUnsafeMutablePointer(to: &task) { pointer in
+                haze_parallel_run(chunks, threads, { context, chunk in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(chunk)
+                }, pointer)
+            }
+        }
+        switch outcome {
+        case 1: return
+        case 0: for chunk in 0..<chunks { run(chunk) }
+        default: DispatchQueue.concurrentPerform(iterations: chunks, execute: run)
         }
     }
 }

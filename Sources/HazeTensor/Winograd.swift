@@ -165,21 +165,27 @@ enum Winograd {
         case .smallTiles(let values, let packedValues): (u, packed) = (values, packedValues)
         }
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
+        // Fewer items than threads (small images in a small batch: cifar-ddpm's 8 images at 4×4 make
+        // one item): the items in turn, each item's 16 products over the threads. The same calls, the same bits.
+        let splitsItems = plan.items < Parallel.threadCount
         u.withUnsafeBufferPointer { pu in
-            Parallel.forEach(plan.items, cost: 1 << 20) { range in
+            Parallel.forEach(splitsItems ? 1 : plan.items, cost: 1 << 20) { range in
                 let tiles = plan.chunk * plan.perImage
                 Scratch.withBuffer(16 * haze_winograd_block(c, tiles)) { v in Scratch.withBuffer(16 * haze_winograd_block(o, tiles)) { m in
-                    for item in range {
+                    for item in splitsItems ? 0..<plan.items : range {
                         let (b0, images, t) = plan.images(of: item, n: n)
                         let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
                         haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
-                        for xi in 0..<16 {
-                            if let packed {
-                                packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
-                            } else {
-                                gemm(m: o, n: t, k: c, a: pu.baseAddress! + xi * o * c, b: v + xi * vBlock, c: m + xi * mBlock)
+                        func multiply(_ positions: Range<Int>) {
+                            for xi in positions {
+                                if let packed {
+                                    packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
+                                } else {
+                                    gemm(m: o, n: t, k: c, a: pu.baseAddress! + xi * o * c, b: v + xi * vBlock, c: m + xi * mBlock)
+                                }
                             }
                         }
+                        if splitsItems { Parallel.forEach(16, cost: 1 << 20, chunksPerThread: 1, multiply) } else { multiply(0..<16) }
                         haze_winograd_output(m, y, bias, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                     }
                 } }
@@ -278,12 +284,15 @@ enum Winograd {
             return weightGradient(g, items: (n + chunk - 1) / chunk, positions: 36, tiles: { $0 * perImage }, c: c, h: h, w: w, o: o,
                                   products: PackedMatrices.available ? .transposedTiles : .blas,
                                   images: { (chunk * $0, Swift.min(chunk, n - chunk * $0)) },
-                                  transform: { b0, images, v, mbar, vBlock, mBlock in
+                                  transform: { b0, images, v, mbar, vBlock, mBlock, inParallel in
                                       let t = images * perImage
-                                      for b in 0..<images {
-                                          haze_winograd43_rows_input(x, v + b * perImage, b0 + b, c, h, w, 0, perImage / 16, t, vBlock)
-                                          haze_winograd43_rows_output_gradient(g, mbar + b * perImage, b0 + b, o, h, w, 0, perImage / 16, t, mBlock)
+                                      func transform(_ range: Range<Int>) {
+                                          for b in range {
+                                              haze_winograd43_rows_input(x, v + b * perImage, b0 + b, c, h, w, 0, perImage / 16, t, vBlock)
+                                              haze_winograd43_rows_output_gradient(g, mbar + b * perImage, b0 + b, o, h, w, 0, perImage / 16, t, mBlock)
+                                          }
                                       }
+                                      if inParallel { Parallel.forEach(images, cost: 1 << 20, transform) } else { transform(0..<images) }
                                   },
                                   finish: haze_winograd43_weights_gradient)
         }
@@ -291,7 +300,7 @@ enum Winograd {
             let t = haze_winograd43_tiles(h, w)
             return weightGradient(g, items: (n + 15) / 16, positions: 36, tiles: { _ in t }, c: c, h: h, w: w, o: o,
                                   images: { (16 * $0, Swift.min(16, n - 16 * $0)) },
-                                  transform: { b0, images, v, mbar, vBlock, mBlock in
+                                  transform: { b0, images, v, mbar, vBlock, mBlock, _ in
                                       haze_winograd43_input(x, v, b0, images, c, h, w, vBlock)
                                       haze_winograd43_output_gradient(g, mbar, b0, images, o, h, w, mBlock)
                                   },
@@ -300,7 +309,7 @@ enum Winograd {
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
         return weightGradient(g, items: plan.items, positions: 16, tiles: { $0 * plan.perImage }, c: c, h: h, w: w, o: o,
                               images: { let i = plan.images(of: $0, n: n); return (i.first, i.count) },
-                              transform: { b0, images, v, mbar, _, _ in
+                              transform: { b0, images, v, mbar, _, _, _ in
                                   haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
                                   haze_winograd_output_gradient(g, mbar, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                               },
@@ -327,48 +336,66 @@ enum Winograd {
 
     /// `weightGradient` for either tile size: `images(item)` gives an item's images, `tiles(count)`
     /// the columns T of that many images' transforms, `transform` fills V [positions, C, T] and
-    /// M̄ [positions, O, T] (blocks vBlock, mBlock apart), and `finish` turns the slots into ∂w.
+    /// M̄ [positions, O, T] (blocks vBlock, mBlock apart; over the images in parallel where it can
+    /// and its last argument asks), and `finish` turns the slots into ∂w.
     /// The items form `slotGroups` consecutive groups, each accumulating into its own slot; the
-    /// groups are fixed by the shape, so the sums do not depend on the thread count.
+    /// groups are fixed by the shape, so the sums do not depend on the thread count. With at least
+    /// as many groups as threads the groups run in parallel; with fewer (a small batch: cifar-ddpm's
+    /// 8 images at 16×16 make one item) each item's transforms and its `positions` products are split
+    /// over the threads instead. Every product is the same call either way, so are the bits.
     private static func weightGradient(
         _ g: UnsafePointer<Float>, items: Int, positions: Int, tiles: (Int) -> Int, c: Int, h: Int, w: Int, o: Int,
         products: WeightGradientProducts = .blas,
         images: (Int) -> (first: Int, count: Int),
         transform: (_ first: Int, _ count: Int, _ v: UnsafeMutablePointer<Float>, _ mbar: UnsafeMutablePointer<Float>,
-                    _ vBlock: Int, _ mBlock: Int) -> Void,
+                    _ vBlock: Int, _ mBlock: Int, _ inParallel: Bool) -> Void,
         finish: (UnsafePointer<UnsafeMutablePointer<Float>?>, Int, UnsafeMutablePointer<Float>, Int, Int, Int, Int) -> Void
     ) -> (weight: [Float], bias: [Float]) {
         let size = positions * o * c
         var partialB = [Float](repeating: 0, count: items * o)
         let groups = slotGroups(items: items, slotSize: size)
         let largest = (0..<items).map { tiles(images($0).count) }.max() ?? 0
+        let splitsItems = groups < Parallel.threadCount
         let dw = Scratch.withBuffer(groups * size) { partial in
             partialB.withUnsafeMutableBufferPointer { pb in
-                Parallel.forEach(groups, cost: 1 << 20, chunksPerThread: 1) { range in
-                    Scratch.withBuffer(positions * haze_winograd_block(c, largest)) { v in
-                    Scratch.withBuffer(positions * haze_winograd_block(o, largest)) { mbar in
-                    Scratch.withBuffer(products == .transposedTiles ? c * largest : 0) { transposed in
-                        for group in range {
-                        let slot = partial + group * size, first = group * items / groups
-                        for item in first..<(group + 1) * items / groups {
-                            let (b0, count) = images(item), t = tiles(count)
-                            let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
-                            for oc in 0..<o {
-                                var acc: Float = 0
-                                for b in 0..<count { acc += haze_sum(g + ((b0 + b) * o + oc) * h * w, h * w) }
-                                pb[item * o + oc] = acc
-                            }
-                            transform(b0, count, v, mbar, vBlock, mBlock)
-                            for xi in 0..<positions {
-                                let (a, b, product) = (mbar + xi * mBlock, v + xi * vBlock, slot + xi * o * c)
-                                if products == .transposedTiles {
-                                    haze_transpose_tiled(b, t, transposed, c, c, t)
-                                    haze_gemm_rows(a, t, transposed, c, product, c, o, c, t, item == first ? 0 : 1)
-                                } else {
-                                    gemm(transposeB: true, m: o, n: c, k: t, a: a, b: b, beta: item == first ? 0 : 1, c: product)
-                                }
+                /// Item `item` of `group`: its bias sums, its transforms, and its products accumulated
+                /// into the group's slot; `inParallel`: the transforms and products over the threads
+                /// (`transposed`: the calling worker's buffer, used otherwise).
+                func accumulate(item: Int, group: Int, v: UnsafeMutablePointer<Float>, mbar: UnsafeMutablePointer<Float>,
+                                inParallel: Bool, transposed: UnsafeMutablePointer<Float>) {
+                    let slot = partial + group * size, first = group * items / groups
+                    let (b0, count) = images(item), t = tiles(count)
+                    let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
+                    for oc in 0..<o {
+                        var acc: Float = 0
+                        for b in 0..<count { acc += haze_sum(g + ((b0 + b) * o + oc) * h * w, h * w) }
+                        pb[item * o + oc] = acc
+                    }
+                    transform(b0, count, v, mbar, vBlock, mBlock, inParallel)
+                    func multiply(_ positions: Range<Int>, transposed: UnsafeMutablePointer<Float>) {
+                        for xi in positions {
+                            let (a, b, product) = (mbar + xi * mBlock, v + xi * vBlock, slot + xi * o * c)
+                            if products == .transposedTiles {
+                                haze_transpose_tiled(b, t, transposed, c, c, t)
+                                haze_gemm_rows(a, t, transposed, c, product, c, o, c, t, item == first ? 0 : 1)
+                            } else {
+                                gemm(transposeB: true, m: o, n: c, k: t, a: a, b: b, beta: item == first ? 0 : 1, c: product)
                             }
                         }
+                    }
+                    guard inParallel else { return multiply(0..<positions, transposed: transposed) }
+                    Parallel.forEach(positions, cost: 1 << 20, chunksPerThread: 1) { range in
+                        Scratch.withBuffer(products == .transposedTiles ? c * t : 0) { multiply(range, transposed: $0) }
+                    }
+                }
+                Parallel.forEach(splitsItems ? 1 : groups, cost: 1 << 20, chunksPerThread: 1) { range in
+                    Scratch.withBuffer(positions * haze_winograd_block(c, largest)) { v in
+                    Scratch.withBuffer(positions * haze_winograd_block(o, largest)) { mbar in
+                    Scratch.withBuffer(!splitsItems && products == .transposedTiles ? c * largest : 0) { transposed in
+                        for group in splitsItems ? 0..<groups : range {
+                            for item in group * items / groups..<(group + 1) * items / groups {
+                                accumulate(item: item, group: group, v: v, mbar: mbar, inParallel: splitsItems, transposed: transposed)
+                            }
                         }
                     } } }
                 }

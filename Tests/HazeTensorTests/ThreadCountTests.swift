@@ -27,20 +27,22 @@ final class ThreadCountTests: XCTestCase {
     func testConvolutions() {
         // (images, input channels, output channels, size): Winograd F(4×4) (AVX-512, > 16 images of
         // ≤ 8×8; tiles along the lanes on 9–16, 32 and 64-wide planes (14×14 among them), ∂w by haze_gemm_rows),
-        // F(2×2) at every plane size, batches smaller than the work items.
+        // F(2×2) at every plane size, batches smaller than the work items: a single item whose
+        // products are split over the threads (10 images at 16×16 for ∂w, 8 at 4×4 and 2 at 8×8).
         for (n, c, o, s) in [(32, 128, 128, 7), (6, 128, 64, 7), (20, 64, 64, 14), (64, 32, 32, 28), (3, 16, 24, 28), (17, 64, 32, 4),
-                             (4, 32, 32, 64), (6, 64, 64, 32), (10, 24, 16, 16), (3, 6, 7, 32)] {
+                             (4, 32, 32, 64), (6, 64, 64, 32), (10, 24, 16, 16), (3, 6, 7, 32), (8, 48, 40, 4), (2, 32, 16, 8)] {
             let x = Tensor.normal([n, c, s, s], seed: 1), w = Tensor.normal([o, c, 3, 3], std: 0.05, seed: 2)
             let b = Tensor.normal([o], seed: 3)
             assertSameBits("3×3 conv \(n)×\(c)→\(o) at \(s)×\(s)", [x, w, b]) { Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], padding: 1) }
         }
-        for (n, c, o, s) in [(32, 128, 64, 14), (8, 64, 32, 28), (64, 32, 16, 7)] {
+        // The last two: one item of all the images, its ∂w and ∂x products split over the threads.
+        for (n, c, o, s) in [(32, 128, 64, 14), (8, 64, 32, 28), (64, 32, 16, 7), (8, 64, 96, 4), (8, 128, 64, 8)] {
             let x = Tensor.normal([n, c, s, s], seed: 4), w = Tensor.normal([o, c, 1, 1], std: 0.1, seed: 5)
             assertSameBits("1×1 conv \(n)×\(c)→\(o) at \(s)×\(s)", [x, w, Tensor.normal([o], seed: 6)]) {
                 Tensor.conv2d($0[0], weight: $0[1], bias: $0[2])
             }
         }
-        for (n, c, s) in [(32, 64, 28), (5, 32, 14)] {
+        for (n, c, s) in [(32, 64, 28), (5, 32, 14), (8, 64, 8)] {
             let x = Tensor.normal([n, c, s, s], seed: 7), w = Tensor.normal([c, c, 3, 3], std: 0.05, seed: 8)
             assertSameBits("strided conv \(n)×\(c) at \(s)×\(s)", [x, w]) { Tensor.conv2d($0[0], weight: $0[1], stride: 2, padding: 1) }
         }

@@ -27,6 +27,12 @@ double haze_sum_squares(const float *x, long n);
 /// C[m,n] = alpha * A[m,k] B[k,n], all row-major and contiguous: for matrices too small for
 /// a BLAS call to pay off (attention heads of a few dozen tokens).
 void haze_small_matmul(const float *a, const float *b, float *c, long m, long n, long k, float alpha);
+/// The worker pool of Parallel.forEach (haze_parallel.c): fn(context, chunk) for every chunk in
+/// 0..<chunks, on the calling thread and up to threads − 1 workers that spin a moment between jobs.
+/// Returns 1 when done; 0 (nothing run) inside a chunk of another job or for fewer than 2 chunks or
+/// threads; −1 (nothing run) while another thread's job runs.
+typedef void (*haze_chunk_fn)(void *context, long chunk);
+int haze_parallel_run(long chunks, long threads, haze_chunk_fn fn, void *context);
 /// y[cols, rows] = x[rows, cols]ᵀ
 void haze_transpose(const float *x, float *y, long rows, long cols);
 /// y[j·ldy + i] = x[i·ldx + j] for i < rows, j < cols, in cache-sized tiles (large transposes).
