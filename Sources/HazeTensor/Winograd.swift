@@ -165,14 +165,14 @@ enum Winograd {
         case .smallTiles(let values, let packedValues): (u, packed) = (values, packedValues)
         }
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
-        // Fewer items than threads (small images in a small batch: cifar-ddpm's 8 images at 4×4 make
-        // one item): the items in turn, each item's 16 products over the threads. The same calls, the same bits.
-        let splitsItems = plan.items < Parallel.threadCount
+        // A single item (small images in a small batch: cifar-ddpm's 8 images at 4×4) splits its 16
+        // products over the threads: the same calls, the same bits.
+        let splitsPositions = plan.items == 1
         u.withUnsafeBufferPointer { pu in
-            Parallel.forEach(splitsItems ? 1 : plan.items, cost: 1 << 20) { range in
+            Parallel.forEach(plan.items, cost: 1 << 20) { range in
                 let tiles = plan.chunk * plan.perImage
                 Scratch.withBuffer(16 * haze_winograd_block(c, tiles)) { v in Scratch.withBuffer(16 * haze_winograd_block(o, tiles)) { m in
-                    for item in splitsItems ? 0..<plan.items : range {
+                    for item in range {
                         let (b0, images, t) = plan.images(of: item, n: n)
                         let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
                         haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
@@ -185,7 +185,7 @@ enum Winograd {
                                 }
                             }
                         }
-                        if splitsItems { Parallel.forEach(16, cost: 1 << 20, chunksPerThread: 1, multiply) } else { multiply(0..<16) }
+                        if splitsPositions { Parallel.forEach(16, cost: 1 << 20, chunksPerThread: 1, multiply) } else { multiply(0..<16) }
                         haze_winograd_output(m, y, bias, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                     }
                 } }
@@ -339,10 +339,10 @@ enum Winograd {
     /// M̄ [positions, O, T] (blocks vBlock, mBlock apart; over the images in parallel where it can
     /// and its last argument asks), and `finish` turns the slots into ∂w.
     /// The items form `slotGroups` consecutive groups, each accumulating into its own slot; the
-    /// groups are fixed by the shape, so the sums do not depend on the thread count. With at least
-    /// as many groups as threads the groups run in parallel; with fewer (a small batch: cifar-ddpm's
-    /// 8 images at 16×16 make one item) each item's transforms and its `positions` products are split
-    /// over the threads instead. Every product is the same call either way, so are the bits.
+    /// groups are fixed by the shape, so the sums do not depend on the thread count. The groups run
+    /// in parallel; a single group (a small batch: cifar-ddpm's 8 images at 16×16 make one item)
+    /// splits each item's transforms (where `transform` can) and its `positions` products over the
+    /// threads instead. Every product is the same call either way, so are the bits.
     private static func weightGradient(
         _ g: UnsafePointer<Float>, items: Int, positions: Int, tiles: (Int) -> Int, c: Int, h: Int, w: Int, o: Int,
         products: WeightGradientProducts = .blas,
@@ -355,7 +355,7 @@ enum Winograd {
         var partialB = [Float](repeating: 0, count: items * o)
         let groups = slotGroups(items: items, slotSize: size)
         let largest = (0..<items).map { tiles(images($0).count) }.max() ?? 0
-        let splitsItems = groups < Parallel.threadCount
+        let splitsPositions = groups == 1
         let dw = Scratch.withBuffer(groups * size) { partial in
             partialB.withUnsafeMutableBufferPointer { pb in
                 /// Item `item` of `group`: its bias sums, its transforms, and its products accumulated
@@ -388,13 +388,13 @@ enum Winograd {
                         Scratch.withBuffer(products == .transposedTiles ? c * t : 0) { multiply(range, transposed: $0) }
                     }
                 }
-                Parallel.forEach(splitsItems ? 1 : groups, cost: 1 << 20, chunksPerThread: 1) { range in
+                Parallel.forEach(groups, cost: 1 << 20, chunksPerThread: 1) { range in
                     Scratch.withBuffer(positions * haze_winograd_block(c, largest)) { v in
                     Scratch.withBuffer(positions * haze_winograd_block(o, largest)) { mbar in
-                    Scratch.withBuffer(!splitsItems && products == .transposedTiles ? c * largest : 0) { transposed in
-                        for group in splitsItems ? 0..<groups : range {
+                    Scratch.withBuffer(!splitsPositions && products == .transposedTiles ? c * largest : 0) { transposed in
+                        for group in range {
                             for item in group * items / groups..<(group + 1) * items / groups {
-                                accumulate(item: item, group: group, v: v, mbar: mbar, inParallel: splitsItems, transposed: transposed)
+                                accumulate(item: item, group: group, v: v, mbar: mbar, inParallel: splitsPositions, transposed: transposed)
                             }
                         }
                     } } }
