@@ -185,7 +185,7 @@ enum Winograd {
                                 }
                             }
                         }
-                        if splitsPositions { Parallel.forEach(16, cost: 1 << 20, chunksPerThread: 1, multiply) } else { multiply(0..<16) }
+                        if splitsPositions { Parallel.forEach(16, cost: 1 << 20, multiply) } else { multiply(0..<16) }
                         haze_winograd_output(m, y, bias, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                     }
                 } }
@@ -384,11 +384,12 @@ enum Winograd {
                         }
                     }
                     guard inParallel else { return multiply(0..<positions, transposed: transposed) }
-                    Parallel.forEach(positions, cost: 1 << 20, chunksPerThread: 1) { range in
+                    Parallel.forEach(positions, cost: 1 << 20) { range in
                         Scratch.withBuffer(products == .transposedTiles ? c * t : 0) { multiply(range, transposed: $0) }
                     }
                 }
-                Parallel.forEach(groups, cost: 1 << 20, chunksPerThread: 1) { range in
+                // A chunk per group (each has its own slot), taken as the threads come free.
+                Parallel.forEach(groups, cost: 1 << 20, chunksPerThread: groups) { range in
                     Scratch.withBuffer(positions * haze_winograd_block(c, largest)) { v in
                     Scratch.withBuffer(positions * haze_winograd_block(o, largest)) { mbar in
                     Scratch.withBuffer(!splitsPositions && products == .transposedTiles ? c * largest : 0) { transposed in
