@@ -52,7 +52,8 @@ public struct SamplingLoop {
         }
         if guidance != nil && classLabels == nil { throw SamplingError("guidance needs class labels") }
         try scheduler.setTimesteps(steps)
-        let first = try Self.firstStep(steps: steps, strength: strength, order: scheduler.order)
+        // `strength` selects the start of image-to-image sampling only; without an image every step runs.
+        let first = initialImage == nil ? 0 : try Self.firstStep(steps: steps, strength: strength, order: scheduler.order)
         var x: Tensor
         if let initialImage {
             guard initialImage.shape == shape else { throw SamplingError("the initial image has shape \(initialImage.shape), expected \(shape)") }
@@ -64,7 +65,7 @@ public struct SamplingLoop {
         let calls = scheduler.timesteps.count
         // The model's weights do not change during the run: their convolution transforms are made once.
         return ConvolutionAlgorithm.reusingTransformedWeights {
-        for (i, t) in scheduler.timesteps.enumerated() where i >= (initialImage == nil ? 0 : first) {
+        for (i, t) in scheduler.timesteps.enumerated() where i >= first {
             let input = scheduler.scaleModelInput(x, stepIndex: i)
             let output: Tensor
             if !scheduler.needsModelOutput(stepIndex: i) {

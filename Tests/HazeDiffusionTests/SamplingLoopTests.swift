@@ -139,6 +139,13 @@ final class ImageToImageTests: XCTestCase {
             XCTAssertEqual(inputs[0].0, scheduler.scaleModelInput(start, stepIndex: first), "\(kind)")
             XCTAssertTrue(out.scalars.allSatisfy(\.isFinite), "\(kind)")
         }
+        // Without an initial image the strength selects nothing: one step runs at any strength
+        // (`haze sample --steps 1` passed its default --strength 0.8 and was refused, ⌊1·0.8⌋ = 0).
+        var calls = 0
+        let plain = SamplingLoop(scheduler: makeScheduler(SchedulerConfig(kind: .ddim))) { x, _, _ in calls += 1; return x * 0.1 }
+        var generator = RandomGenerator(seed: 0)
+        XCTAssertNoThrow(try plain.run(shape: image.shape, steps: 1, initialNoise: noise, strength: 0.8, generator: &generator))
+        XCTAssertEqual(calls, 1)
         // Euler's start is x₀ + σ ε; DDIM's √ᾱ x₀ + √(1 − ᾱ) ε.
         let euler = EulerScheduler(SchedulerConfig(kind: .euler))
         try euler.setTimesteps(10)
