@@ -37,7 +37,7 @@ static struct {
     // (20 bits) in one word: a worker still leaving one job cannot take a chunk of the next.
     atomic_ulong next;
     atomic_long finished;     // chunks done
-    long participants;        // workers with index < participants join the job
+    atomic_long participants; // workers with index < participants join the job (read by workers between jobs)
     haze_chunk_fn fn;
     void *context;
     int sleeping;             // workers waiting on `wake` (under mutex)
@@ -94,7 +94,7 @@ static void *worker_main(void *argument) {
             }
         }
         seen = current;
-        if (index < pool.participants) run_chunks(current);
+        if (index < atomic_load_explicit(&pool.participants, memory_order_relaxed)) run_chunks(current);
     }
     return NULL;
 }
@@ -121,7 +121,7 @@ int haze_parallel_run(long chunks, long threads, haze_chunk_fn fn, void *context
     long generation = atomic_load_explicit(&pool.generation, memory_order_relaxed) + 1;
     pool.fn = fn;
     pool.context = context;
-    pool.participants = participants;
+    atomic_store_explicit(&pool.participants, participants, memory_order_relaxed);
     atomic_store_explicit(&pool.finished, 0, memory_order_relaxed);
     // Publishes the fields above to workers that read `next` or `generation`.
     atomic_store_explicit(&pool.next, job_word(generation, chunks), memory_order_release);
