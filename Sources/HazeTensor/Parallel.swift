@@ -28,8 +28,9 @@ public enum Parallel {
     /// The chunks run on the calling thread and the workers of haze_parallel.c, which spin for a
     /// moment between loops instead of sleeping: a training step runs about a thousand loops, many
     /// of them tens of microseconds long, and libdispatch's `concurrentPerform` (used before) paid a
-    /// thread wake-up for each (fmnist-s batch 64 and cifar-ddpm batch 8, 2-core Intel Xeon,
-    /// alternating runs: training step −3 % and −8 %, inference −4 % and −11 %). A loop nested in
+    /// thread wake-up for each (2-core Intel Xeon, medians of three alternating runs, training step
+    /// and inference: fmnist-s batch 64 770 → 654 and 187 → 178 ms, cifar-ddpm batch 8 922 → 822 and
+    /// 265 → 226 ms; Documentation/speed.md, "The worker pool and small batches"). A loop nested in
     /// another's chunk runs on its thread; one started while another thread's loop runs goes to
     /// `concurrentPerform`.
     public static func forEach(_ count: Int, cost: Int = 1, chunksPerThread: Int = 4, _ body: (Range<Int>) -> Void) {
