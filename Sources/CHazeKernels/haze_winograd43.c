@@ -1,5 +1,5 @@
 // Winograd F(4×4, 3×3) for 3×3, stride-1, padding-1 convolutions, AVX-512: on small images (at
-// most 8×8, the lower levels of a U-Net, 16 images along the lanes) and on planes 9–16, 32 or 64
+// most 8×8, the lower levels of a U-Net, 16 images along the lanes) and on planes 9–16, 25–32 or 64
 // wide (16 tiles of one image along the lanes, at the end of this file). Each 4×4 output tile is
 //   Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A
 // over the 6×6 input tiles d_c (stride 4, starting one pixel up-left, zero outside the image), with
@@ -219,9 +219,11 @@ AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, fl
 }
 
 // Tiles along the lanes, for larger planes: planes W = 32 or 64 wide with H a multiple of 256 / W
-// (32×32, 64×64 images), and planes 9–16 wide and over 8 high, laid out as W = 16 (14×14, 16×16,
-// 16×48 images; a narrower plane's missing columns, and the rows past its last below a group,
-// read as zeros and are not written). A group is 16 consecutive tiles of one image in raster
+// (32×32, 64×64 images), planes 9–16 wide and over 8 high, laid out as W = 16 (14×14, 16×16,
+// 16×48 images), and planes 25–31 wide and over 16 high, laid out as W = 32 (28×28); a narrower
+// plane's missing columns, and the rows past its last below a group, read as zeros and are not
+// written. (On a 28×28 plane that is 64 tiles where 49 would do, and still 27 % fewer products than
+// F(2×2, 3×3)'s 196 tiles of 16; below 25 columns the empty tiles would cost more than that.) A group is 16 consecutive tiles of one image in raster
 // order: R = 64 / W tile rows of W / 4 tiles. Each of the six input rows under a group's tiles
 // spans R image rows of W pixels, 64 floats in four registers, and two-source permutes pick every
 // tile's six columns out of them (zero where a column falls into the padding), so x is read by
@@ -229,7 +231,7 @@ AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, fl
 // gathers or scatters. Column `16 (g − first_group) + l` of an item's V and M (rows `ld` floats
 // apart) holds tile l of group g. h, w are the plane's own height and width (its row stride).
 int haze_winograd43_rows_fit(long h, long w) {
-    return ((w == 32 || w == 64) && h % (256 / w) == 0) || (w > 8 && w <= 16 && h > 8);
+    return ((w == 32 || w == 64) && h % (256 / w) == 0) || (w > 8 && w <= 16 && h > 8) || (w > 24 && w < 32 && h > 16);
 }
 
 // The layout width W of a plane w wide.

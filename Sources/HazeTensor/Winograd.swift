@@ -10,7 +10,8 @@ import CHazeKernels
 /// (CHazeKernels/haze_winograd.c). On AVX-512 CPUs F(4×4, 3×3) (haze_winograd43.c: 36 products
 /// over 4×4 output tiles, 44 % fewer multiplications than F(2×2, 3×3)) takes images of at most
 /// 8×8 when there are more than 16 (16 images per vector), and at any batch planes 32 or 64 wide
-/// (32×32, 64×64) and 9–16 wide (14×14, 16×16) (16 tiles of one image per vector).
+/// (32×32, 64×64), 9–16 wide (14×14, 16×16) and 25–31 wide (28×28) (16 tiles of one image per
+/// vector).
 ///
 /// Threading as im2col: work items of whole images, one per worker at a time (about
 /// `tilesPerItem` tiles each), each with its own transform buffers and single-threaded SGEMMs.
@@ -68,9 +69,12 @@ enum Winograd {
     nonisolated(unsafe) static var largeTiles = true
 
     /// Whether F(4×4, 3×3) runs with the tiles along the lanes (haze_winograd43_rows_*): planes 32
-    /// or 64 wide, and planes 9–16 wide laid out 16 wide (14×14 against F(2×2, 3×3), fmnist-s,
+    /// or 64 wide, planes 9–16 wide laid out 16 wide (14×14 against F(2×2, 3×3), fmnist-s,
     /// batch 64, `haze-bench convs`, two alternating rounds: 128→128 11.1/11.4 → 7.7/7.7 ms,
-    /// 192→64 9.7/8.6 → 7.0/6.5, 128→64 5.6/5.7 → 3.9/4.0, 64→64 2.8/2.9 → 2.8/2.8). In bf16 the
+    /// 192→64 9.7/8.6 → 7.0/6.5, 128→64 5.6/5.7 → 3.9/4.0, 64→64 2.8/2.9 → 2.8/2.8), and planes
+    /// 25–31 wide laid out 32 wide (28×28, same bench, forward ms: 32→32 3.80 → 2.77, 64→64 8.59 →
+    /// 7.27, 96→32 9.53 → 6.89, 64→32 5.01 → 4.61; 32→1 1.42 → 1.74, where the products are too few
+    /// to repay the larger transforms; the whole forward 146 → 128 ms). In bf16 the
     /// forward and input-gradient convolutions there take F(2×2) with the bf16 kernel instead;
     /// the weight gradient, which has no bf16 kernel, keeps F(4×4) in float32 (bf16 training step,
     /// same run, alternating, `haze-bench unet --precision bfloat16`: faces-64 b16 2627/2588 →

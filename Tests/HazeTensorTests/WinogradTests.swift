@@ -105,7 +105,7 @@ final class WinogradTests: XCTestCase {
     /// F(4×4, 3×3) against im2col: y, ∂x (the same convolution with flipped kernels), ∂w and ∂b,
     /// with and without bias; on images ≤ 8×8 (16 images per item, one per vector lane) of 7×7,
     /// 8×8, 4×4, 5×3 and 1×1 in batches that do not fill the lanes, and with the tiles along the
-    /// lanes on 32 and 64 wide planes and planes 9–16 wide (∂w by haze_gemm_rows on the transposed
+    /// lanes on 32 and 64 wide planes and planes 9–16 and 25–31 wide (∂w by haze_gemm_rows on the transposed
     /// tiles, any channel counts).
     /// Its transforms have larger coefficients than F(2×2, 3×3)'s (up to 8 and 1/24), so the
     /// rounding error is larger (`largeTileGrowth`).
@@ -114,6 +114,7 @@ final class WinogradTests: XCTestCase {
         let original = ConvolutionAlgorithm.current
         defer { ConvolutionAlgorithm.current = original }
         XCTAssertFalse(Winograd.usesLargeTiles(n: 16, h: 7, w: 7), "one item of 16 images: F(2×2)")
+        XCTAssertFalse(Winograd.usesLargeTiles(n: 16, h: 20, w: 20), "20 wide: 8 tiles a row laid out for 5, F(2×2)")
         for (i, s) in [(n: 32, c: 128, h: 7, w: 7, o: 96), (n: 37, c: 9, h: 8, w: 8, o: 20), (n: 40, c: 16, h: 4, w: 4, o: 8),
                        (n: 33, c: 5, h: 5, w: 3, o: 70), (n: 32, c: 4, h: 1, w: 1, o: 2),
                        // The tiles along the lanes, at any batch: 64×64 (a group is one tile row),
@@ -124,6 +125,9 @@ final class WinogradTests: XCTestCase {
                        // 20×9 (two groups, the second half below the image).
                        (n: 3, c: 9, h: 14, w: 14, o: 10), (n: 2, c: 5, h: 10, w: 13, o: 3), (n: 2, c: 6, h: 20, w: 9, o: 5),
                        (n: 4, c: 8, h: 14, w: 14, o: 12),
+                       // Planes 25–31 wide laid out 32 wide: 28×28 (fmnist-s's top level: the last
+                       // tile of each row and the last tile row are empty), 17×25, 30×31.
+                       (n: 2, c: 7, h: 28, w: 28, o: 6), (n: 3, c: 4, h: 17, w: 25, o: 9), (n: 1, c: 10, h: 30, w: 31, o: 5),
                        // Channels in fours.
                        (n: 2, c: 16, h: 64, w: 64, o: 4), (n: 5, c: 8, h: 32, w: 32, o: 12), (n: 3, c: 12, h: 16, w: 16, o: 8)].enumerated() {
             ConvolutionAlgorithm.current = .automatic

@@ -221,7 +221,8 @@ void haze_winograd43_output_gradient(const float *g, float *mbar, long first_ima
 void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw, long o, long c, long first_row,
                                       long row_count);
 /// The same with the tiles along the lanes, for planes where haze_winograd43_rows_fit(H, W) (W = 32
-/// or 64 with H a multiple of 256 / W; or W from 9 to 16 and H over 8, laid out 16 wide): groups of
+/// or 64 with H a multiple of 256 / W; W from 9 to 16 and H over 8, laid out 16 wide; or W from 25
+/// to 31 and H over 16, laid out 32 wide): groups of
 /// 16 consecutive tiles of one image (haze_winograd43_rows_groups(H, W) groups per image). Groups
 /// [first_group, first_group + groups) of image `image` go to (or come from) columns
 /// 16 (g − first_group) + tile of v [36, C, ld] / m [36, O, ld] / m̄ [36, O, ld] (blocks `block`
