@@ -221,10 +221,12 @@ enum Winograd {
 
     /// The work split of F(4×4) with the tiles along the lanes: the n · haze_winograd43_rows_groups
     /// groups of 16 tiles, image after image, in items of `groupsPerItem` consecutive groups (which
-    /// may span images): V and M of an item, 36·(C + O)·16 floats a group, fill about 2 MB, at
-    /// least 4 groups (64 columns for the products), and there are `Parallel.minimumItems` items
-    /// where that fits.
-    /// Fixed by the shape.
+    /// may span images): V and M of an item, 36·(C + O)·16 floats a group, fill about 512 KB, a
+    /// quarter of a core's L2, at least 4 groups (64 columns for the products), and there are
+    /// `Parallel.minimumItems` items where that fits. Fixed by the shape. (Items filling the whole
+    /// 2 MB of L2 left no room for the input and output planes and the weights: `haze-bench
+    /// kernels --threads 1`, forward ms, 28×28 32→32 4.6 → 3.7, 64→64 14.7 → 12.5, 14×14 64→64
+    /// 3.5 → 3.1.)
     struct RowTilePlan {
         let perImage: Int, groups: Int, groupsPerItem: Int
         var items: Int { (groups + groupsPerItem - 1) / groupsPerItem }
@@ -232,7 +234,7 @@ enum Winograd {
         init(n: Int, h: Int, w: Int, c: Int, o: Int) {
             perImage = haze_winograd43_rows_groups(h, w)
             groups = n * perImage
-            let most = Swift.max(4, (2 << 20) / (4 * 36 * 16 * (c + o)))
+            let most = Swift.max(4, (1 << 19) / (4 * 36 * 16 * (c + o)))
             groupsPerItem = Swift.min(most, Swift.max(4, (groups + Parallel.minimumItems - 1) / Parallel.minimumItems))
         }
 
@@ -283,8 +285,11 @@ enum Winograd {
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
                                n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
         if usesLargeTiles(n: n, h: h, w: w, forWeightGradient: true) && usesRowTiles(h: h, w: w, forWeightGradient: true) {
-            // Items of whole images (the bias sums), at least 256 columns.
-            let perImage = 16 * haze_winograd43_rows_groups(h, w), chunk = Swift.max(1, 256 / perImage)
+            // Items of whole images (the bias sums), at least 64 columns: V and M̄ of 256 columns
+            // (four 28×28 images, sixteen 14×14) overflowed L2 as the forward's items did (`haze-bench
+            // kernels --threads 1`, forward + backward ms: 28×28 32→32 16.7 → 14.0, 64→64 49 → 41,
+            // 14×14 64→64 12.4 → 10.2; 32 columns at 14×14 was no faster).
+            let perImage = 16 * haze_winograd43_rows_groups(h, w), chunk = Swift.max(1, 64 / perImage)
             return weightGradient(g, items: (n + chunk - 1) / chunk, positions: 36, tiles: { $0 * perImage }, c: c, h: h, w: w, o: o,
                                   products: PackedMatrices.available ? .transposedTiles : .blas,
                                   images: { (chunk * $0, Swift.min(chunk, n - chunk * $0)) },
