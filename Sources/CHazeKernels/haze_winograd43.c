@@ -128,14 +128,18 @@ AVX512 void haze_winograd43_input(const float *x, float *v, long first_image, lo
     }
 }
 
-AVX512 void haze_winograd43_output(const float *m, float *y, const float *bias, long first_image, long images,
+AVX512 void haze_winograd43_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
                                    long o, long h, long w, long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, T = th * tw * 16;
     const __mmask16 lanes = first_lanes(images);
     const __m512i apart = lane_offsets(o * h * w);
     for (long oc = 0; oc < o; oc++) {
         float *dst = y + (first_image * o + oc) * h * w;
-        const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0.0f);
+        const float *residual = terms.residual ? terms.residual + (first_image * o + oc) * h * w : NULL;
+        const __m512 shift = _mm512_set1_ps(terms.bias ? terms.bias[oc] : 0.0f);
+        const __m512 image_shift = terms.shifts ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, lane_offsets(o),
+                                                                           terms.shifts + first_image * o + oc, 4)
+                                                : _mm512_setzero_ps();
         for (long ti = 0; ti < th; ti++)
             for (long tj = 0; tj < tw; tj++) {
                 __m512 in[36], cols[24], out[16];
@@ -144,9 +148,15 @@ AVX512 void haze_winograd43_output(const float *m, float *y, const float *bias, 
                 for (int j = 0; j < 6; j++) output_1d(in + j, 6, cols + j, 6);        // Aᵀ m: [4][6]
                 for (int i = 0; i < 4; i++) output_1d(cols + 6 * i, 1, out + 4 * i, 1);  // (Aᵀ m) A: [4][4]
                 for (int i = 0; i < 4 && 4 * ti + i < h; i++)
-                    for (int j = 0; j < 4 && 4 * tj + j < w; j++)
-                        _mm512_mask_i32scatter_ps(dst + (4 * ti + i) * w + 4 * tj + j, lanes, apart,
-                                                  _mm512_add_ps(out[4 * i + j], shift), 4);
+                    for (int j = 0; j < 4 && 4 * tj + j < w; j++) {
+                        const long pixel = (4 * ti + i) * w + 4 * tj + j;
+                        __m512 value = _mm512_add_ps(out[4 * i + j], shift);
+                        if (terms.shifts) value = _mm512_add_ps(value, image_shift);
+                        if (residual)
+                            value = _mm512_add_ps(value, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, apart,
+                                                                                  residual + pixel, 4));
+                        _mm512_mask_i32scatter_ps(dst + pixel, lanes, apart, value, 4);
+                    }
             }
     }
 }
@@ -295,7 +305,7 @@ AVX512 void haze_winograd43_rows_input(const float *x, float *v, long image, lon
     }
 }
 
-AVX512 void haze_winograd43_rows_output(const float *m, float *y, const float *bias, long image, long o, long h,
+AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long image, long o, long h,
                                         long w, long first_group, long groups, long ld, long block) {
     // Lane e of output register s is pixel p = 16 s + e of a group's row: tile row p / W, column
     // p mod W = 4 tj + j, the lane (p / W)·(W/4) + tj of out[·][j] (source 16 j + lane).
@@ -311,7 +321,9 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, const float *b
     }
     for (long oc = 0; oc < o; oc++) {
         float *plane = y + (image * o + oc) * h * w;
-        const __m512 shift = _mm512_set1_ps(bias ? bias[oc] : 0.0f);
+        const float *residual = terms.residual ? terms.residual + (image * o + oc) * h * w : NULL;
+        const __m512 shift = _mm512_set1_ps(terms.bias ? terms.bias[oc] : 0.0f);
+        const __m512 image_shift = _mm512_set1_ps(terms.shifts ? terms.shifts[image * o + oc] : 0.0f);
         for (long g = first_group; g < first_group + groups; g++) {
             // Column by column as M is read, then row by row to the image (24 live registers, not 36 + 24 + 16).
             __m512 cols[24];
@@ -327,8 +339,11 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, const float *b
                 for (long s = 0; s < 4; s++) {
                     const long yr = 4 * g * tile_rows + i + group_row(s, layout), x = group_column(s, layout);
                     if (yr >= h) continue;
-                    const __m512 row = select_lanes(place[s], out[0], out[1], out[2], out[3]);
-                    _mm512_mask_storeu_ps(plane + yr * w + x, first_lanes(w - x), _mm512_add_ps(row, shift));
+                    const __mmask16 columns = first_lanes(w - x);
+                    __m512 value = _mm512_add_ps(select_lanes(place[s], out[0], out[1], out[2], out[3]), shift);
+                    if (terms.shifts) value = _mm512_add_ps(value, image_shift);
+                    if (residual) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(columns, residual + yr * w + x));
+                    _mm512_mask_storeu_ps(plane + yr * w + x, columns, value);
                 }
             }
         }
@@ -376,12 +391,12 @@ int haze_winograd43_rows_fit(long h, long w) { return 0; }
 long haze_winograd43_rows_groups(long h, long w) { return 0; }
 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
                                 long first_group, long groups, long ld, long block) {}
-void haze_winograd43_rows_output(const float *m, float *y, const float *bias, long image, long o, long h,
+void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long image, long o, long h,
                                  long w, long first_group, long groups, long ld, long block) {}
 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long image, long o, long h, long w,
                                           long first_group, long groups, long ld, long block) {}
 void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                            long block) {}
-void haze_winograd43_output(const float *m, float *y, const float *bias, long first_image, long images,
+void haze_winograd43_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
                             long o, long h, long w, long block) {}
 #endif

@@ -58,10 +58,11 @@ public struct Conv2d: Module {
                 ParameterSpec(key(prefix, "bias"), [outChannels], .uniform(bound: bound))]
     }
 
-    /// x: [N, in, H, W] → [N, out, H', W']
-    public func callAsFunction(_ x: Tensor, _ p: ParameterSet) -> Tensor {
+    /// x: [N, in, H, W] → [N, out, H', W'], plus `adding` ([N, out, H', W'] or [N, out, 1, 1]; see
+    /// `Tensor.conv2d(_:weight:bias:stride:padding:adding:)`).
+    public func callAsFunction(_ x: Tensor, _ p: ParameterSet, adding addend: Tensor? = nil) -> Tensor {
         Tensor.conv2d(x, weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")),
-                      stride: stride, padding: padding)
+                      stride: stride, padding: padding, adding: addend)
     }
 
     /// conv(SiLU(norm(x))), the norm, activation and convolution of a U-Net block: x [N, in, H, W] →
@@ -69,18 +70,18 @@ public struct Conv2d: Module {
     /// pass but recomputes it there (`Tensor.conv2d(recomputing:from:…)`: the same values, one
     /// activation fewer in memory); a batch norm (running statistics) runs as `self(norm(x))`.
     /// With `scale` γ and `shift` β [N, C], the norm is modulated as `Norm`'s FiLM form:
-    /// conv(SiLU(norm(x) · (1 + γ) + β)).
+    /// conv(SiLU(norm(x) · (1 + γ) + β)). `adding` is added to the result, as in `callAsFunction(_:_:adding:)`.
     public func callAsFunction(normalizing x: Tensor, with norm: Norm, scale gamma: Tensor? = nil, shift beta: Tensor? = nil,
-                               _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
+                               _ p: ParameterSet, _ context: ForwardContext, adding addend: Tensor? = nil) -> Tensor {
         guard norm.kind == .group else {
-            if let gamma, let beta { return self(norm(x, p, context, scale: gamma, shift: beta, silu: true), p) }
-            return self(norm(x, p, context, silu: true), p)
+            if let gamma, let beta { return self(norm(x, p, context, scale: gamma, shift: beta, silu: true), p, adding: addend) }
+            return self(norm(x, p, context, silu: true), p, adding: addend)
         }
         let inputs = [x, p.value(key(norm.prefix, "weight")), p.value(key(norm.prefix, "bias"))] + [gamma, beta].compactMap { $0 }
         return Tensor.conv2d(recomputing: { t in norm.groupNormalized(t[0], weight: t[1], bias: t[2], scale: t.count > 3 ? t[3] : nil,
                                                                       shift: t.count > 3 ? t[4] : nil, silu: true) },
                              from: inputs, weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")),
-                             stride: stride, padding: padding)
+                             stride: stride, padding: padding, adding: addend)
     }
 }
 

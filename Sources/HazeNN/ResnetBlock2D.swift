@@ -45,26 +45,29 @@ public struct ResnetBlock2D: Module {
             + conv2.parameterSpecs + (shortcut?.parameterSpecs ?? [])
     }
 
-    /// x: [N, in, H, W], temb: [N, T] → [N, out, H, W]
+    /// x: [N, in, H, W], temb: [N, T] → [N, out, H, W]. The time embedding (default) and the
+    /// skip connection (`output_scale_factor` 1) are added by the convolutions before them
+    /// (`adding:`), the same sums as separate additions, without their passes over the activations.
     public func callAsFunction(_ x: Tensor, _ temb: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
-        var h = conv1(normalizing: x, with: norm1, p, context)
         let t = timeProjection(temb.silu(), p)
-        let c = h.shape[1]
+        let c = conv1.outChannels
         let dropping = context.training && dropout > 0
+        let residual = shortcut.map { $0(x, p) } ?? x
+        let skip = outputScaleFactor == 1 ? residual : nil
+        var h: Tensor
         switch timeEmbeddingNorm {
         case .default where !dropping:
-            h = conv2(normalizing: h + t.reshaped(to: [t.shape[0], c, 1, 1]), with: norm2, p, context)
+            h = conv1(normalizing: x, with: norm1, p, context, adding: t.reshaped(to: [t.shape[0], c, 1, 1]))
+            h = conv2(normalizing: h, with: norm2, p, context, adding: skip)
         case .default:
-            h = norm2(h + t.reshaped(to: [t.shape[0], c, 1, 1]), p, context, silu: true)
-            h = conv2(h.dropout(probability: dropout, generator: &context.generator), p)
+            h = norm2(conv1(normalizing: x, with: norm1, p, context, adding: t.reshaped(to: [t.shape[0], c, 1, 1])), p, context, silu: true)
+            h = conv2(h.dropout(probability: dropout, generator: &context.generator), p, adding: skip)
         case .scaleShift:
             let parts = t.reshaped(to: [t.shape[0], 2 * c, 1, 1]).chunked(2, alongAxis: 1)
-            h = (norm2(h, p, context) * (parts[0] + 1) + parts[1]).silu()
+            h = (norm2(conv1(normalizing: x, with: norm1, p, context), p, context) * (parts[0] + 1) + parts[1]).silu()
             if dropping { h = h.dropout(probability: dropout, generator: &context.generator) }
-            h = conv2(h, p)
+            h = conv2(h, p, adding: skip)
         }
-        let residual = shortcut.map { $0(x, p) } ?? x
-        let out = residual + h
-        return outputScaleFactor == 1 ? out : out * (1 / outputScaleFactor)
+        return skip != nil ? h : (residual + h) * (1 / outputScaleFactor)
     }
 }

@@ -136,8 +136,14 @@ extension Tensor {
     /// ∂b = Σ G over columns. ∂W and ∂b are summed per worker, then across workers.
     /// (3×3 stride-1 padding-1: Winograd for y, ∂x and ∂W, see `Winograd`; strided on AVX-512: y
     /// by `haze_conv_direct`; 1×1 on AVX-512: y and ∂x by the packed kernel, `usesPackedPointwise`.)
+    ///
+    /// `adding`: a tensor added to the result, [N, O, HO, WO] (a residual) or [N, O, 1, 1] (a
+    /// per-image, per-channel shift such as a U-Net block's time embedding): the value and
+    /// gradients of `conv2d(x, weight, bias) + adding`, to the bit. F(4×4) Winograd adds it in its
+    /// output transform (haze_output_terms), without another pass over y; the other paths add it
+    /// after.
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
-                              stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
+                              stride: Int = 1, padding: Padding2D = .zero, adding addend: Tensor? = nil) -> Tensor {
         precondition(x.rank == 4 && weight.rank == 4 && x.shape[1] == weight.shape[1],
                      "conv2d: input \(x.shape) does not match weight \(weight.shape)")
         precondition(bias == nil || bias!.shape == [weight.shape[0]], "conv2d: bias \(bias!.shape) for weight \(weight.shape)")
@@ -145,62 +151,86 @@ extension Tensor {
                                o: weight.shape[0], kh: weight.shape[2], kw: weight.shape[3],
                                stride: stride, padding: padding)
         precondition(geo.ho > 0 && geo.wo > 0, "conv2d: kernel \(weight.shape) larger than padded input \(x.shape)")
+        let outputShape = [geo.n, geo.o, geo.ho, geo.wo], shiftShape = [geo.n, geo.o, 1, 1]
+        precondition(addend == nil || addend!.shape == outputShape || addend!.shape == shiftShape,
+                     "conv2d: adding \(addend!.shape) to an output \(outputShape)")
         ConvolutionShapes.note(geo)
-        let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
-        FlopCounter.add(2 * geo.n * o * p * k)
-        let biasValues = bias?.scalars
-        let y = Tensor(shape: [geo.n, o, geo.ho, geo.wo]) { out, _ in
-            if Winograd.applies(geo) {
-                let u = Winograd.transformedWeights(weight, flip: false, n: geo.n, h: geo.h, width: geo.w)
-                x.withScalars { Winograd.convolve($0, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, bias: biasValues, into: out) }
-                return
-            }
-            if geo.isDirect {
-                x.withScalars { geo.convolveDirectly($0, weight: weight, bias: biasValues, into: out) }
-                return
-            }
-            if geo.usesPackedPointwise {
-                let packed = PreparedWeights.value(for: weight, as: .pointwise) {
-                    weight.withScalars { PackedMatrices($0, rows: o, columns: geo.c) }
-                }
-                x.withScalars { geo.multiplyPointwise(packed, $0, bias: biasValues, into: out) }
-                return
-            }
-            x.withScalars { px in weight.withScalars { pw in
-                Parallel.forEach(geo.chunkCount, cost: 1 << 20) { items in
-                    Scratch.withBuffer(k * chunk * p) { cols in Scratch.withBuffer(chunk > 1 ? o * chunk * p : 0) { tmp in
-                        for item in items {
-                            let b0 = item * chunk, images = Swift.min(chunk, geo.n - b0), ld = images * p
-                            let direct = chunk == 1
-                            let columns: UnsafePointer<Float>
-                            if direct && geo.isPointwise {
-                                columns = px + b0 * k * p
-                            } else {
-                                geo.im2col(px, firstImage: b0, images: images, into: cols)
-                                columns = UnsafePointer(cols)
-                            }
-                            gemm(m: o, n: ld, k: k, a: pw, b: columns, c: direct ? out + b0 * o * p : tmp)
-                            guard !direct || biasValues != nil else { continue }
-                            for b in 0..<images {
-                                for oc in 0..<o {
-                                    let dst = out + ((b0 + b) * o + oc) * p
-                                    let src = direct ? UnsafePointer(dst) : UnsafePointer(tmp + oc * ld + b * p)
-                                    let shift = biasValues?[oc] ?? 0
-                                    for q in 0..<p { dst[q] = src[q] + shift }
-                                }
-                            }
+        FlopCounter.add(2 * geo.n * geo.o * geo.p * geo.k)
+        let y = Tensor(shape: outputShape) { out, count in
+            Tensor.withOptionalScalars(addend) { pa in Tensor.withOptionalScalars(bias) { pb in
+                let residual = addend?.shape == outputShape ? pa : nil, shifts = residual == nil ? pa : nil
+                let terms = haze_output_terms(bias: pb, shifts: shifts, residual: residual)
+                guard !x.withScalars({ convolve($0, weight: weight, geometry: geo, terms: terms, into: out) }) else { return }
+                if let residual {
+                    Parallel.forEach(count, cost: 2) { range in for i in range { out[i] += residual[i] } }
+                } else if let shifts {
+                    Parallel.forEach(geo.n * geo.o, cost: 2 * geo.p) { planes in
+                        for plane in planes {
+                            let (row, shift) = (out + plane * geo.p, shifts[plane])
+                            for q in 0..<geo.p { row[q] += shift }
                         }
-                    } }
+                    }
                 }
             } }
         }
         let (vx, vw) = (x.detached, weight.detached)
-        var inputs = [x, weight]
-        if let bias { inputs.append(bias) }
+        let inputs = [x, weight] + [bias, addend].compactMap { $0 }
         return record(y, inputs) { g in
-            conv2dBackward(g, x: vx, weight: vw, geometry: geo,
-                           needInput: x.isRecorded, needBias: bias != nil)
+            // [∂x, ∂w, ∂b] without the bias's slot when there is none, then ∂adding.
+            conv2dBackward(g, x: vx, weight: vw, geometry: geo, needInput: x.isRecorded, needBias: bias != nil).prefix(bias != nil ? 3 : 2)
+                + (addend.map { [g.sum(toShape: $0.shape)] } ?? [])
         }
+    }
+
+    /// y = conv(x) + bias by the algorithm of `geo` (see `conv2d`), adding `terms.shifts` and
+    /// `terms.residual` too where the path can (then it returns true).
+    private static func convolve(_ x: UnsafePointer<Float>, weight: Tensor, geometry geo: ConvGeometry, terms: haze_output_terms,
+                                 into out: UnsafeMutablePointer<Float>) -> Bool {
+        let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
+        let biasValues = terms.bias.map { Array(UnsafeBufferPointer(start: $0, count: o)) }
+        if Winograd.applies(geo) {
+            let u = Winograd.transformedWeights(weight, flip: false, n: geo.n, h: geo.h, width: geo.w)
+            return Winograd.convolve(x, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, terms: terms, into: out)
+        }
+        if geo.isDirect {
+            geo.convolveDirectly(x, weight: weight, bias: biasValues, into: out)
+            return false
+        }
+        if geo.usesPackedPointwise {
+            let packed = PreparedWeights.value(for: weight, as: .pointwise) {
+                weight.withScalars { PackedMatrices($0, rows: o, columns: geo.c) }
+            }
+            geo.multiplyPointwise(packed, x, bias: biasValues, into: out)
+            return false
+        }
+        weight.withScalars { pw in
+            Parallel.forEach(geo.chunkCount, cost: 1 << 20) { items in
+                Scratch.withBuffer(k * chunk * p) { cols in Scratch.withBuffer(chunk > 1 ? o * chunk * p : 0) { tmp in
+                    for item in items {
+                        let b0 = item * chunk, images = Swift.min(chunk, geo.n - b0), ld = images * p
+                        let direct = chunk == 1
+                        let columns: UnsafePointer<Float>
+                        if direct && geo.isPointwise {
+                            columns = x + b0 * k * p
+                        } else {
+                            geo.im2col(x, firstImage: b0, images: images, into: cols)
+                            columns = UnsafePointer(cols)
+                        }
+                        gemm(m: o, n: ld, k: k, a: pw, b: columns, c: direct ? out + b0 * o * p : tmp)
+                        guard !direct || biasValues != nil else { continue }
+                        for b in 0..<images {
+                            for oc in 0..<o {
+                                let dst = out + ((b0 + b) * o + oc) * p
+                                let src = direct ? UnsafePointer(dst) : UnsafePointer(tmp + oc * ld + b * p)
+                                let shift = biasValues?[oc] ?? 0
+                                for q in 0..<p { dst[q] = src[q] + shift }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+        return false
     }
 
     /// conv2d(a, weight, bias) with a = producer(inputs), where `a` is not kept from the forward to
@@ -211,16 +241,17 @@ extension Tensor {
     /// backward pass; its value and gradients are the bits of the plain composition (within a
     /// larger graph the tape may sum an input's gradient contributions in another order). `producer`
     /// must be deterministic and free of side effects (no dropout, no running statistics).
-    /// Returns [N, O, HO, WO]; gradients flow to `inputs`, `weight` and `bias`.
+    /// Returns [N, O, HO, WO] (plus `adding`, as in `conv2d`); gradients flow to `inputs`, `weight`,
+    /// `bias` and `adding`.
     public static func conv2d(recomputing producer: @escaping ([Tensor]) -> Tensor, from inputs: [Tensor], weight: Tensor,
-                              bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero) -> Tensor {
+                              bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero, adding addend: Tensor? = nil) -> Tensor {
         let values = inputs.map(\.detached)
         let a = producer(values)
-        let y = conv2d(a, weight: weight.detached, bias: bias?.detached, stride: stride, padding: padding)
+        let y = conv2d(a, weight: weight.detached, bias: bias?.detached, stride: stride, padding: padding, adding: addend?.detached)
         let geo = ConvGeometry(n: a.shape[0], c: a.shape[1], h: a.shape[2], w: a.shape[3], o: weight.shape[0],
                                kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding)
         let (w, needInput) = (weight.detached, inputs.contains { $0.node != nil })
-        return record(y, inputs + [weight] + (bias.map { [$0] } ?? [])) { g in
+        return record(y, inputs + [weight] + [bias, addend].compactMap { $0 }) { g in
             let (tracked, leaves) = tracking(values)
             let recomputed = producer(tracked)
             let convolution = conv2dBackward(g, x: recomputed.detached, weight: w, geometry: geo, needInput: needInput,
@@ -228,7 +259,7 @@ extension Tensor {
             let upstream: [Tensor?] = needInput
                 ? backpropagate(from: recomputed, seed: convolution[0]!, to: leaves, shapes: values.map(\.shape))
                 : values.map { _ in nil }
-            return upstream + convolution.dropFirst()
+            return upstream + convolution[1..<(bias != nil ? 3 : 2)] + (addend.map { [g.sum(toShape: $0.shape)] } ?? [])
         }
     }
 
@@ -331,7 +362,7 @@ extension Tensor {
         if needInput {
             let u = Winograd.transformedWeights(weight, flip: true, n: geo.n, h: geo.h, width: geo.w)
             dx = Tensor(shape: x.shape) { pdx, _ in
-                g.withScalars { Winograd.convolve($0, n: geo.n, c: geo.o, h: geo.h, w: geo.w, u: u, o: geo.c, bias: nil, into: pdx) }
+                g.withScalars { _ = Winograd.convolve($0, n: geo.n, c: geo.o, h: geo.h, w: geo.w, u: u, o: geo.c, terms: haze_output_terms(), into: pdx) }
             }
         }
         let (dw, db) = x.withScalars { px in g.withScalars { pg in

@@ -159,13 +159,17 @@ enum Winograd {
         }
     }
 
-    /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and the transformed weights u.
+    /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and the transformed weights u. With
+    /// F(4×4) the output transforms also add `terms.shifts` and `terms.residual` (see
+    /// haze_output_terms) and this returns true; F(2×2) adds the bias only and returns false.
     static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
-                         u weights: TransformedWeights, o: Int, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
-        guard n > 0 else { return }
+                         u weights: TransformedWeights, o: Int, terms: haze_output_terms, into y: UnsafeMutablePointer<Float>) -> Bool {
+        guard n > 0 else { return true }
         let u: [Float], packed: PackedMatrices?
         switch weights {
-        case .largeTiles(let packed): return convolveLargeTiles(x, n: n, c: c, h: h, w: w, u: packed, bias: bias, into: y)
+        case .largeTiles(let packed):
+            convolveLargeTiles(x, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y)
+            return true
         case .smallTiles(let values, let packedValues): (u, packed) = (values, packedValues)
         }
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
@@ -190,19 +194,20 @@ enum Winograd {
                             }
                         }
                         if splitsPositions { Parallel.forEach(16, cost: 1 << 20, multiply) } else { multiply(0..<16) }
-                        haze_winograd_output(m, y, bias, b0, images, o, h, w, plan.tilesH, plan.tilesW)
+                        haze_winograd_output(m, y, terms.bias, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                     }
                 } }
             }
         }
+        return false
     }
 
     /// `convolve` by F(4×4, 3×3) (haze_winograd43.c): items of 16 images, one per vector lane;
     /// per item the input transform, 36 products U[ξ] · V[ξ] with the packed weights, and the
     /// output transform.
     private static func convolveLargeTiles(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
-                                           u packed: PackedMatrices, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
-        if usesRowTiles(h: h, w: w) { return convolveRowTiles(x, n: n, c: c, h: h, w: w, u: packed, bias: bias, into: y) }
+                                           u packed: PackedMatrices, terms: haze_output_terms, into y: UnsafeMutablePointer<Float>) {
+        if usesRowTiles(h: h, w: w) { return convolveRowTiles(x, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y) }
         let o = packed.rows, t = haze_winograd43_tiles(h, w)
         let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
         Parallel.forEach((n + 15) / 16, cost: 1 << 20) { range in
@@ -213,7 +218,7 @@ enum Winograd {
                     for xi in 0..<36 {
                         packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
                     }
-                    haze_winograd43_output(m, y, bias, b0, images, o, h, w, mBlock)
+                    haze_winograd43_output(m, y, terms, b0, images, o, h, w, mBlock)
                 }
             } }
         }
@@ -256,7 +261,7 @@ enum Winograd {
     /// `convolve` by F(4×4, 3×3) with the tiles along the lanes (haze_winograd43_rows_*): per item
     /// the input transform, 36 products U[ξ] · V[ξ] with the packed weights, the output transform.
     private static func convolveRowTiles(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
-                                         u packed: PackedMatrices, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+                                         u packed: PackedMatrices, terms: haze_output_terms, into y: UnsafeMutablePointer<Float>) {
         let o = packed.rows, plan = RowTilePlan(n: n, h: h, w: w, c: c, o: o), most = 16 * plan.groupsPerItem
         Parallel.forEach(plan.items, cost: 1 << 20) { range in
             Scratch.withBuffer(36 * haze_winograd_block(c, most)) { v in Scratch.withBuffer(36 * haze_winograd_block(o, most)) { m in
@@ -269,7 +274,7 @@ enum Winograd {
                         packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
                     }
                     plan.forEachImage(of: item) { image, first, count, column in
-                        haze_winograd43_rows_output(m + column, y, bias, image, o, h, w, first, count, t, mBlock)
+                        haze_winograd43_rows_output(m + column, y, terms, image, o, h, w, first, count, t, mBlock)
                     }
                 }
             } }

@@ -268,3 +268,54 @@ final class RecomputedConvolutionInputTests: XCTestCase {
         XCTAssertEqual(inference.scalars, Tensor.conv2d(normalized([x, gamma, beta]), weight: w, bias: b, padding: 1).scalars)
     }
 }
+
+/// `conv2d(…, adding:)` is `conv2d(…) + adding` to the bit, values and gradients, on every
+/// convolution path: F(4×4) with the tiles along the lanes (28×28, 14×14) and with the images
+/// along them (7×7, 20 images), where the output transform adds the term; F(2×2), 1×1, strided and
+/// im2col, where it is added after; with a residual [N, O, H, W] and a shift [N, O, 1, 1], with and
+/// without bias, and through `conv2d(recomputing:…)`.
+final class ConvolutionAddendTests: XCTestCase {
+    func testSameBitsAsAddingAfter() {
+        let original = ConvolutionAlgorithm.current
+        defer { ConvolutionAlgorithm.current = original }
+        for (i, s) in [(n: 2, c: 6, h: 28, w: 28, o: 5, k: 3, stride: 1), (n: 3, c: 8, h: 14, w: 14, o: 9, k: 3, stride: 1),
+                       (n: 20, c: 9, h: 7, w: 7, o: 7, k: 3, stride: 1), (n: 3, c: 5, h: 7, w: 7, o: 4, k: 3, stride: 1),
+                       (n: 2, c: 6, h: 9, w: 9, o: 5, k: 1, stride: 1), (n: 2, c: 4, h: 10, w: 10, o: 6, k: 3, stride: 2)].enumerated() {
+            for algorithm in [ConvolutionAlgorithm.automatic, .im2col] {
+                ConvolutionAlgorithm.current = algorithm
+                let padding = Padding2D(s.k / 2), (ho, wo) = ((s.h + 2 * (s.k / 2) - s.k) / s.stride + 1, (s.w + 2 * (s.k / 2) - s.k) / s.stride + 1)
+                let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(100 + i))
+                let w = Tensor.normal([s.o, s.c, s.k, s.k], std: 0.3, seed: UInt64(110 + i)), b = Tensor.normal([s.o], seed: UInt64(120 + i))
+                let cotangent = Tensor.normal([s.n, s.o, ho, wo], seed: UInt64(130 + i))
+                for addend in [Tensor.normal([s.n, s.o, ho, wo], seed: UInt64(140 + i)), Tensor.normal([s.n, s.o, 1, 1], seed: UInt64(150 + i))] {
+                    for bias in [true, false] {
+                        let label = "case \(i) \(algorithm) adding \(addend.shape) bias \(bias)"
+                        let inputs = bias ? [x, w, addend, b] : [x, w, addend]
+                        let after = valueWithGradient(at: inputs) { t in
+                            ((Tensor.conv2d(t[0], weight: t[1], bias: bias ? t[3] : nil, stride: s.stride, padding: padding) + t[2]) * cotangent).sum()
+                        }
+                        let fused = valueWithGradient(at: inputs) { t in
+                            (Tensor.conv2d(t[0], weight: t[1], bias: bias ? t[3] : nil, stride: s.stride, padding: padding, adding: t[2]) * cotangent).sum()
+                        }
+                        XCTAssertEqual(fused.value.scalars, after.value.scalars, label)
+                        for (j, (f, a)) in zip(fused.gradients, after.gradients).enumerated() {
+                            XCTAssertEqual(f.scalars, a.scalars, "\(label), gradient \(j)")
+                        }
+                        let recomputed = valueWithGradient(at: inputs) { t in
+                            (Tensor.conv2d(recomputing: { $0[0].silu() }, from: [t[0]], weight: t[1], bias: bias ? t[3] : nil,
+                                           stride: s.stride, padding: padding, adding: t[2]) * cotangent).sum()
+                        }
+                        let plain = valueWithGradient(at: inputs) { t in
+                            ((Tensor.conv2d(t[0].silu(), weight: t[1], bias: bias ? t[3] : nil, stride: s.stride, padding: padding) + t[2])
+                                * cotangent).sum()
+                        }
+                        XCTAssertEqual(recomputed.value.scalars, plain.value.scalars, "recomputing, \(label)")
+                        for (j, (r, p)) in zip(recomputed.gradients, plain.gradients).enumerated() {
+                            XCTAssertEqual(r.scalars, p.scalars, "recomputing, \(label), gradient \(j)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

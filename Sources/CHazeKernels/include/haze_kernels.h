@@ -203,18 +203,25 @@ void haze_avx512_permutes(int enabled);
 /// T = haze_winograd43_tiles(H, W) columns per item of ≤ 16 images: column tile · 16 + image.
 /// haze_winograd43_input: images [first_image, first_image + images) of x [N, C, H, W] →
 /// v [36, C, T] (blocks `block` floats apart); haze_winograd43_output: m [36, O, T] → those
-/// images' planes of y [N, O, H, W] plus bias (may be NULL). The weight gradient's halves:
+/// images' planes of y [N, O, H, W] plus `terms`. The weight gradient's halves:
 /// haze_winograd43_output_gradient: those images' planes of g [N, O, H, W] → m̄ [36, O, T],
 /// m̄ = A ḡ Aᵀ per tile; haze_winograd43_weights_gradient: the sum of the `count` partial sums
 /// [36, O, C] at `slots` (added in order into slots[0]) → ∂w [O, C, 3, 3] = Gᵀ ∂U G, rows
 /// [first_row, first_row + row_count).
+/// What an output transform adds to each value y[n, oc, i, j] of the product, in this order (each
+/// may be NULL): bias[oc], shifts[n · O + oc] (a U-Net block's time embedding), residual[n, oc, i, j]
+/// (its skip connection; same layout as y). Adding them here is the same sums in the same order as
+/// adding them in passes of their own, without another pass over y.
+typedef struct {
+    const float *bias, *shifts, *residual;
+} haze_output_terms;
 void haze_winograd43_packed_weights(const float *w, float *packed, long o, long c, long first_block,
                                     long block_count);
 long haze_winograd43_tiles(long h, long w);
 int haze_winograd43_available(void);
 void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                            long block);
-void haze_winograd43_output(const float *m, float *y, const float *bias, long first_image, long images,
+void haze_winograd43_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
                             long o, long h, long w, long block);
 void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
                                      long w, long block);
@@ -231,7 +238,7 @@ int haze_winograd43_rows_fit(long h, long w);
 long haze_winograd43_rows_groups(long h, long w);
 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
                                 long first_group, long groups, long ld, long block);
-void haze_winograd43_rows_output(const float *m, float *y, const float *bias, long image, long o, long h,
+void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long image, long o, long h,
                                  long w, long first_group, long groups, long ld, long block);
 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long image, long o, long h, long w,
                                           long first_group, long groups, long ld, long block);
