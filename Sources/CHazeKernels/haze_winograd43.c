@@ -233,12 +233,12 @@ AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, fl
 // 16×48 images), and planes 25–31 wide and over 16 high, laid out as W = 32 (28×28); a narrower
 // plane's missing columns, and the rows past its last below a group, read as zeros and are not
 // written. (On a 28×28 plane that is 64 tiles where 49 would do, and still 27 % fewer products than
-// F(2×2, 3×3)'s 196 tiles of 16; below 25 columns the empty tiles would cost more than that.) A group is 16 consecutive tiles of one image in raster
-// order: R = 64 / W tile rows of W / 4 tiles. Each of the six input rows under a group's tiles
-// spans R image rows of W pixels, 64 floats in four registers, and two-source permutes pick every
-// tile's six columns out of them (zero where a column falls into the padding), so x is read by
-// whole-vector loads and y written by whole-vector stores (masked to the plane's width), with no
-// gathers or scatters. Column `16 (g − first_group) + l` of an item's V and M (rows `ld` floats
+// F(2×2, 3×3)'s 196 tiles of 16; below 25 columns the empty tiles would cost more than that.) A
+// group is 16 consecutive tiles of one image in raster order: R = 64 / W tile rows of W / 4 tiles.
+// Each of the six input rows under a group's tiles spans R image rows of W pixels, 64 floats in four
+// registers, and two-source permutes pick every tile's six columns out of them (zero where a column
+// falls into the padding), so x is read by whole-vector loads and y written by whole-vector stores
+// (masked to the plane's width), with no gathers or scatters. Column `16 (g − first_group) + l` of an item's V and M (rows `ld` floats
 // apart) holds tile l of group g. h, w are the plane's own height and width (its row stride).
 int haze_winograd43_rows_fit(long h, long w) {
     return ((w == 32 || w == 64) && h % (256 / w) == 0) || (w > 8 && w <= 16 && h > 8) || (w > 24 && w < 32 && h > 16);

@@ -230,8 +230,8 @@ enum Winograd {
     /// quarter of a core's L2, at least 4 groups (64 columns for the products), and there are
     /// `Parallel.minimumItems` items where that fits. Fixed by the shape. (Items filling the whole
     /// 2 MB of L2 left no room for the input and output planes and the weights: `haze-bench
-    /// kernels --threads 1`, forward ms, 28×28 32→32 4.6 → 3.7, 64→64 14.7 → 12.5, 14×14 64→64
-    /// 3.5 → 3.1.)
+    /// kernels --threads 1`, medians of four alternating rounds, forward ms: 28×28 32→32 4.9 → 3.8,
+    /// 64→64 14.7 → 12.3, 14×14 64→64 3.6 → 3.2.)
     struct RowTilePlan {
         let perImage: Int, groups: Int, groupsPerItem: Int
         var items: Int { (groups + groupsPerItem - 1) / groupsPerItem }
