@@ -187,11 +187,11 @@ extension Tensor {
     private static func convolve(_ x: UnsafePointer<Float>, weight: Tensor, geometry geo: ConvGeometry, terms: haze_output_terms,
                                  into out: UnsafeMutablePointer<Float>) -> Bool {
         let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
-        let biasValues = terms.bias.map { Array(UnsafeBufferPointer(start: $0, count: o)) }
         if Winograd.applies(geo) {
             let u = Winograd.transformedWeights(weight, flip: false, n: geo.n, h: geo.h, width: geo.w)
             return Winograd.convolve(x, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, terms: terms, into: out)
         }
+        let biasValues = terms.bias.map { Array(UnsafeBufferPointer(start: $0, count: o)) }
         if geo.isDirect {
             geo.convolveDirectly(x, weight: weight, bias: biasValues, into: out)
             return false
