@@ -231,15 +231,18 @@ AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, fl
 // Tiles along the lanes, for larger planes: planes W = 32 or 64 wide with H a multiple of 256 / W
 // (32×32, 64×64 images), planes 9–16 wide and over 8 high, laid out as W = 16 (14×14, 16×16,
 // 16×48 images), and planes 25–31 wide and over 16 high, laid out as W = 32 (28×28); a narrower
-// plane's missing columns, and the rows past its last below a group, read as zeros and are not
-// written. (On a 28×28 plane that is 64 tiles where 49 would do, and still 27 % fewer products than
-// F(2×2, 3×3)'s 196 tiles of 16; below 25 columns the empty tiles would cost more than that.) A
-// group is 16 consecutive tiles of one image in raster order: R = 64 / W tile rows of W / 4 tiles.
-// Each of the six input rows under a group's tiles spans R image rows of W pixels, 64 floats in four
-// registers, and two-source permutes pick every tile's six columns out of them (zero where a column
-// falls into the padding), so x is read by whole-vector loads and y written by whole-vector stores
-// (masked to the plane's width), with no gathers or scatters. Column `16 (g − first_group) + l` of an item's V and M (rows `ld` floats
-// apart) holds tile l of group g. h, w are the plane's own height and width (its row stride).
+// plane's missing columns read as zeros and are not written. A group is 16 consecutive tiles in
+// raster order: R = 64 / W tile rows of W / 4 tiles. The tile rows run on from one image to the
+// next (the batch's ⌈H/4⌉ · N tile rows one after the other), so a group may end in the next image:
+// on 28×28 planes (7 tile rows) that is 3.5 groups an image, 56 tiles where 49 would do (one empty
+// tile column), not 64. (Even 64 is 27 % fewer products than F(2×2, 3×3)'s 196 tiles of 16; below
+// 25 columns the empty tiles would cost more than that.) Each of the six input rows under a
+// group's tiles spans R image rows of W pixels, 64 floats in four registers, and two-source
+// permutes pick every tile's six columns out of them (zero where a column falls into the padding),
+// so x is read by whole-vector loads and y written by whole-vector stores (masked to the plane's
+// width), with no gathers or scatters. Column `16 (g − first_group) + l` of an item's V and M (rows
+// `ld` floats apart) holds tile l of group g. n, h, w: the images and the plane's own height and
+// width (its row stride); the tile rows past the last image read as zeros and are not written.
 int haze_winograd43_rows_fit(long h, long w) {
     return ((w == 32 || w == 64) && h % (256 / w) == 0) || (w > 8 && w <= 16 && h > 8) || (w > 24 && w < 32 && h > 16);
 }
@@ -247,15 +250,41 @@ int haze_winograd43_rows_fit(long h, long w) {
 // The layout width W of a plane w wide.
 static inline long layout_width(long w) { return w <= 16 ? 16 : w <= 32 ? 32 : 64; }
 
-long haze_winograd43_rows_groups(long h, long w) {
-    const long rows = 256 / layout_width(w);  // image rows per group
-    return (h + rows - 1) / rows;
+long haze_winograd43_rows_groups(long n, long h, long w) {
+    const long tile_rows = 64 / layout_width(w);  // tile rows per group
+    return (n * ((h + 3) / 4) + tile_rows - 1) / tile_rows;
 }
 
-// The image row under register s of a group's four (relative to the group's first output row)
-// and its first column, in a layout W wide.
-static inline long group_row(long s, long layout) { return 4 * (16 * s / layout); }
-static inline long group_column(long s, long layout) { return 16 * s % layout; }
+// The first column of register s (of four) of a group's image rows, in a layout W wide, and the
+// group's tile row it belongs to.
+static inline long register_column(long s, long layout) { return 16 * s % layout; }
+static inline long register_tile_row(long s, long layout) { return 16 * s / layout; }
+
+// Where a group's tile rows lie: for each of its R tile rows, its image (−1 past the last) and
+// its first image row.
+typedef struct {
+    long image[4], row[4];
+} group_place;
+
+// The places of groups first, first + 1, …: `next_group_place` returns one and moves on.
+typedef struct {
+    long image, tile_row, per_image, n, tile_rows;
+} group_walk;
+
+static inline group_walk start_walk(long first_group, long n, long h, long w) {
+    const long tile_rows = 64 / layout_width(w), per_image = (h + 3) / 4, t = first_group * tile_rows;
+    return (group_walk){t / per_image, t % per_image, per_image, n, tile_rows};
+}
+
+static inline group_place next_group_place(group_walk *walk) {
+    group_place place;
+    for (long q = 0; q < walk->tile_rows; q++) {
+        place.image[q] = walk->image < walk->n ? walk->image : -1;
+        place.row[q] = 4 * walk->tile_row;
+        if (++walk->tile_row == walk->per_image) walk->tile_row = 0, walk->image++;
+    }
+    return place;
+}
 
 // Lane l of selection k takes column 4·(l mod W/4) + k + shift of the group's tile row l / (W/4);
 // −1 (zero) outside 0..<W.
@@ -269,32 +298,34 @@ static inline AVX512 selection tile_columns(long w, long k, long shift) {
     return make_selection(sources, 16);
 }
 
-// Register s (of four) of image row `row` of a group (+ s's tile rows below, see group_row) of a
-// plane h × w in a layout W wide, zero outside 0..<h and past column w.
-static inline AVX512 __m512 load_group_register(const float *plane, long row, long s, long h, long w, long layout) {
-    const long y = row + group_row(s, layout), x = group_column(s, layout);
-    return y >= 0 && y < h ? _mm512_maskz_loadu_ps(first_lanes(w - x), plane + y * w + x) : _mm512_setzero_ps();
+// Register s of image row `row` (counted from its tile row's first) of a group, in channel
+// `channel` of x [N, C, h, w] laid out W wide: zero outside 0..<h, past column w and past the last image.
+static inline AVX512 __m512 load_group_register(const float *x, const group_place *place, long c, long channel, long row,
+                                                long s, long h, long w, long layout) {
+    const long q = register_tile_row(s, layout), y = place->row[q] + row, column = register_column(s, layout);
+    if (place->image[q] < 0 || y < 0 || y >= h) return _mm512_setzero_ps();
+    return _mm512_maskz_loadu_ps(first_lanes(w - column), x + ((place->image[q] * c + channel) * h + y) * w + column);
 }
 
-AVX512 void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
+AVX512 void haze_winograd43_rows_input(const float *x, float *v, long n, long c, long h, long w,
                                        long first_group, long groups, long ld, long block) {
-    const long layout = layout_width(w), tile_rows = 64 / layout;
+    const long layout = layout_width(w);
     selection pick[6];
     for (long k = 0; k < 6; k++) pick[k] = tile_columns(layout, k, -1);
     // Bᵀ d down the columns is taken on the six input rows' whole registers, before the permutes
     // pick the tiles' columns (a selection commutes with it, lane by lane the same arithmetic), then
     // each transformed row's six picks go through B and out: 24 + 12 live registers, not 3 × 36.
     for (long ci = 0; ci < c; ci++) {
-        const float *plane = x + (image * c + ci) * h * w;
-        for (long g = first_group; g < first_group + groups; g++) {
-            const long first_row = 4 * g * tile_rows - 1;
+        group_walk walk = start_walk(first_group, n, h, w);
+        for (long g = 0; g < groups; g++) {
+            const group_place place = next_group_place(&walk);
             __m512 t[24];  // t[4i + s]: register s of row i of Bᵀ d
             for (long s = 0; s < 4; s++) {
                 __m512 rows[6];
-                for (long r = 0; r < 6; r++) rows[r] = load_group_register(plane, first_row + r, s, h, w, layout);
+                for (long r = 0; r < 6; r++) rows[r] = load_group_register(x, &place, c, ci, r - 1, s, h, w, layout);
                 input_1d(rows, 1, t + s, 4);
             }
-            float *dst = v + ci * ld + (g - first_group) * 16;
+            float *dst = v + ci * ld + g * 16;
             for (int i = 0; i < 6; i++) {
                 __m512 d[6], out[6];
                 for (int k = 0; k < 6; k++) d[k] = select_lanes(pick[k], t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
@@ -305,11 +336,11 @@ AVX512 void haze_winograd43_rows_input(const float *x, float *v, long image, lon
     }
 }
 
-AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long image, long o, long h,
+AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long h,
                                         long w, long first_group, long groups, long ld, long block) {
     // Lane e of output register s is pixel p = 16 s + e of a group's row: tile row p / W, column
     // p mod W = 4 tj + j, the lane (p / W)·(W/4) + tj of out[·][j] (source 16 j + lane).
-    const long layout = layout_width(w), tile_rows = 64 / layout;
+    const long layout = layout_width(w);
     selection place[4];
     for (long s = 0; s < 4; s++) {
         int sources[16];
@@ -320,14 +351,13 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_te
         place[s] = make_selection(sources, 16);
     }
     for (long oc = 0; oc < o; oc++) {
-        float *plane = y + (image * o + oc) * h * w;
-        const float *residual = terms.residual ? terms.residual + (image * o + oc) * h * w : NULL;
         const __m512 shift = _mm512_set1_ps(terms.bias ? terms.bias[oc] : 0.0f);
-        const __m512 image_shift = _mm512_set1_ps(terms.shifts ? terms.shifts[image * o + oc] : 0.0f);
-        for (long g = first_group; g < first_group + groups; g++) {
+        group_walk walk = start_walk(first_group, n, h, w);
+        for (long g = 0; g < groups; g++) {
+            const group_place tiles = next_group_place(&walk);
             // Column by column as M is read, then row by row to the image (24 live registers, not 36 + 24 + 16).
             __m512 cols[24];
-            const float *src = m + oc * ld + (g - first_group) * 16;
+            const float *src = m + oc * ld + g * 16;
             for (int j = 0; j < 6; j++) {
                 __m512 in[6];
                 for (int r = 0; r < 6; r++) in[r] = _mm512_loadu_ps(src + (6 * r + j) * block);
@@ -337,37 +367,38 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_te
                 __m512 out[4];
                 output_1d(cols + 6 * i, 1, out, 1);  // (Aᵀ m) A: row i
                 for (long s = 0; s < 4; s++) {
-                    const long yr = 4 * g * tile_rows + i + group_row(s, layout), x = group_column(s, layout);
-                    if (yr >= h) continue;
+                    const long q = register_tile_row(s, layout), yr = tiles.row[q] + i, x = register_column(s, layout);
+                    const long image = tiles.image[q], at = ((image * o + oc) * h + yr) * w + x;
+                    if (image < 0 || yr >= h) continue;
                     const __mmask16 columns = first_lanes(w - x);
                     __m512 value = _mm512_add_ps(select_lanes(place[s], out[0], out[1], out[2], out[3]), shift);
-                    if (terms.shifts) value = _mm512_add_ps(value, image_shift);
-                    if (residual) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(columns, residual + yr * w + x));
-                    _mm512_mask_storeu_ps(plane + yr * w + x, columns, value);
+                    if (terms.shifts) value = _mm512_add_ps(value, _mm512_set1_ps(terms.shifts[image * o + oc]));
+                    if (terms.residual) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(columns, terms.residual + at));
+                    _mm512_mask_storeu_ps(y + at, columns, value);
                 }
             }
         }
     }
 }
 
-AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long image, long o, long h, long w,
+AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
                                                  long first_group, long groups, long ld, long block) {
-    const long layout = layout_width(w), tile_rows = 64 / layout;
+    const long layout = layout_width(w);
     selection pick[4];
     for (long k = 0; k < 4; k++) pick[k] = tile_columns(layout, k, 0);
     for (long oc = 0; oc < o; oc++) {
-        const float *plane = g + (image * o + oc) * h * w;
-        for (long gi = first_group; gi < first_group + groups; gi++) {
+        group_walk walk = start_walk(first_group, n, h, w);
+        for (long gi = 0; gi < groups; gi++) {
+            const group_place place = next_group_place(&walk);
             // As in haze_winograd43_rows_input: A ḡ down the columns on the rows' whole registers,
             // then each transformed row's picks through Aᵀ and out.
-            const long first_row = 4 * gi * tile_rows;
             __m512 t[24];  // t[4i + s]: register s of row i of A ḡ
             for (long s = 0; s < 4; s++) {
                 __m512 rows[4];
-                for (long r = 0; r < 4; r++) rows[r] = load_group_register(plane, first_row + r, s, h, w, layout);
+                for (long r = 0; r < 4; r++) rows[r] = load_group_register(g, &place, o, oc, r, s, h, w, layout);
                 output_gradient_1d(rows, 1, t + s, 4);
             }
-            float *dst = mbar + oc * ld + (gi - first_group) * 16;
+            float *dst = mbar + oc * ld + gi * 16;
             for (int i = 0; i < 6; i++) {
                 __m512 d[4], out[6];
                 for (int k = 0; k < 4; k++) d[k] = select_lanes(pick[k], t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
@@ -388,12 +419,12 @@ void haze_winograd43_packed_weights(const float *w, float *packed, long o, long 
                                     long block_count) {}
 // Callers use F(2×2, 3×3) where haze_winograd43_available() is 0; these are never reached.
 int haze_winograd43_rows_fit(long h, long w) { return 0; }
-long haze_winograd43_rows_groups(long h, long w) { return 0; }
-void haze_winograd43_rows_input(const float *x, float *v, long image, long c, long h, long w,
+long haze_winograd43_rows_groups(long n, long h, long w) { return 0; }
+void haze_winograd43_rows_input(const float *x, float *v, long n, long c, long h, long w,
                                 long first_group, long groups, long ld, long block) {}
-void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long image, long o, long h,
+void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long h,
                                  long w, long first_group, long groups, long ld, long block) {}
-void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long image, long o, long h, long w,
+void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
                                           long first_group, long groups, long ld, long block) {}
 void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
                            long block) {}

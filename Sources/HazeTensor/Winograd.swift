@@ -224,37 +224,27 @@ enum Winograd {
         }
     }
 
-    /// The work split of F(4×4) with the tiles along the lanes: the n · haze_winograd43_rows_groups
-    /// groups of 16 tiles, image after image, in items of `groupsPerItem` consecutive groups (which
-    /// may span images): V and M of an item, 36·(C + O)·16 floats a group, fill about 512 KB, a
-    /// quarter of a core's L2, at least 4 groups (64 columns for the products), and there are
-    /// `Parallel.minimumItems` items where that fits. Fixed by the shape. (Items filling the whole
-    /// 2 MB of L2 left no room for the input and output planes and the weights: `haze-bench
-    /// kernels --threads 1`, medians of four alternating rounds, forward ms: 28×28 32→32 4.9 → 3.8,
-    /// 64→64 14.7 → 12.3, 14×14 64→64 3.6 → 3.2.)
+    /// The work split of F(4×4) with the tiles along the lanes: the haze_winograd43_rows_groups
+    /// groups of 16 tiles of the batch (whose tile rows run on from image to image), in items of
+    /// `groupsPerItem` consecutive groups: V and M of an item, 36·(C + O)·16 floats a group, fill
+    /// about 512 KB, a quarter of a core's L2, at least 4 groups (64 columns for the products), and
+    /// there are `Parallel.minimumItems` items where that fits. Fixed by the shape. (Items filling
+    /// the whole 2 MB of L2 left no room for the input and output planes and the weights:
+    /// `haze-bench kernels --threads 1`, medians of four alternating rounds, forward ms: 28×28
+    /// 32→32 4.9 → 3.8, 64→64 14.7 → 12.3, 14×14 64→64 3.6 → 3.2.)
     struct RowTilePlan {
-        let perImage: Int, groups: Int, groupsPerItem: Int
+        let groups: Int, groupsPerItem: Int
         var items: Int { (groups + groupsPerItem - 1) / groupsPerItem }
 
         init(n: Int, h: Int, w: Int, c: Int, o: Int) {
-            perImage = haze_winograd43_rows_groups(h, w)
-            groups = n * perImage
+            groups = haze_winograd43_rows_groups(n, h, w)
             let most = Swift.max(4, (1 << 19) / (4 * 36 * 16 * (c + o)))
             groupsPerItem = Swift.min(most, Swift.max(4, (groups + Parallel.minimumItems - 1) / Parallel.minimumItems))
         }
 
-        /// The columns of `item`'s V and M: 16 per group.
-        func columns(of item: Int) -> Int { 16 * (Swift.min(groups, (item + 1) * groupsPerItem) - item * groupsPerItem) }
-
-        /// Calls `body(image, first group in it, groups, column)` for the parts of `item` in each image.
-        func forEachImage(of item: Int, _ body: (_ image: Int, _ first: Int, _ count: Int, _ column: Int) -> Void) {
-            let first = item * groupsPerItem, end = Swift.min(groups, first + groupsPerItem)
-            var g = first
-            while g < end {
-                let (image, g0) = g.quotientAndRemainder(dividingBy: perImage), count = Swift.min(perImage - g0, end - g)
-                body(image, g0, count, 16 * (g - first))
-                g += count
-            }
+        /// The first group of `item` and its number of groups.
+        func groups(of item: Int) -> (first: Int, count: Int) {
+            (item * groupsPerItem, Swift.min(groups, (item + 1) * groupsPerItem) - item * groupsPerItem)
         }
     }
 
@@ -266,16 +256,13 @@ enum Winograd {
         Parallel.forEach(plan.items, cost: 1 << 20) { range in
             Scratch.withBuffer(36 * haze_winograd_block(c, most)) { v in Scratch.withBuffer(36 * haze_winograd_block(o, most)) { m in
                 for item in range {
-                    let t = plan.columns(of: item), (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
-                    plan.forEachImage(of: item) { image, first, count, column in
-                        haze_winograd43_rows_input(x, v + column, image, c, h, w, first, count, t, vBlock)
-                    }
+                    let (first, count) = plan.groups(of: item), t = 16 * count
+                    let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
+                    haze_winograd43_rows_input(x, v, n, c, h, w, first, count, t, vBlock)
                     for xi in 0..<36 {
                         packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
                     }
-                    plan.forEachImage(of: item) { image, first, count, column in
-                        haze_winograd43_rows_output(m + column, y, terms, image, o, h, w, first, count, t, mBlock)
-                    }
+                    haze_winograd43_rows_output(m, y, terms, n, o, h, w, first, count, t, mBlock)
                 }
             } }
         }
@@ -294,19 +281,19 @@ enum Winograd {
             // (four 28×28 images, sixteen 14×14) overflowed L2 as the forward's items did (`haze-bench
             // kernels --threads 1`, forward + backward ms: 28×28 32→32 16.7 → 14.0, 64→64 49 → 41,
             // 14×14 64→64 12.4 → 10.2; 32 columns at 14×14 was no faster).
-            let perImage = 16 * haze_winograd43_rows_groups(h, w), chunk = Swift.max(1, 64 / perImage)
-            return weightGradient(g, items: (n + chunk - 1) / chunk, positions: 36, tiles: { $0 * perImage }, c: c, h: h, w: w, o: o,
+            let columns = { (images: Int) in 16 * haze_winograd43_rows_groups(images, h, w) }, chunk = Swift.max(1, 64 / columns(1))
+            return weightGradient(g, items: (n + chunk - 1) / chunk, positions: 36, tiles: columns, c: c, h: h, w: w, o: o,
                                   products: PackedMatrices.available ? .transposedTiles : .blas,
                                   images: { (chunk * $0, Swift.min(chunk, n - chunk * $0)) },
                                   transform: { b0, images, v, mbar, vBlock, mBlock, inParallel in
-                                      let t = images * perImage
+                                      // The item's images as a batch of their own, its groups over the threads.
+                                      let (t, x, g) = (columns(images), x + b0 * c * h * w, g + b0 * o * h * w)
                                       func transform(_ range: Range<Int>) {
-                                          for b in range {
-                                              haze_winograd43_rows_input(x, v + b * perImage, b0 + b, c, h, w, 0, perImage / 16, t, vBlock)
-                                              haze_winograd43_rows_output_gradient(g, mbar + b * perImage, b0 + b, o, h, w, 0, perImage / 16, t, mBlock)
-                                          }
+                                          haze_winograd43_rows_input(x, v + 16 * range.lowerBound, images, c, h, w, range.lowerBound, range.count, t, vBlock)
+                                          haze_winograd43_rows_output_gradient(g, mbar + 16 * range.lowerBound, images, o, h, w,
+                                                                               range.lowerBound, range.count, t, mBlock)
                                       }
-                                      if inParallel { Parallel.forEach(images, cost: 1 << 20, transform) } else { transform(0..<images) }
+                                      if inParallel { Parallel.forEach(t / 16, cost: 1 << 20, transform) } else { transform(0..<t / 16) }
                                   },
                                   finish: haze_winograd43_weights_gradient)
         }

@@ -121,13 +121,15 @@ final class WinogradTests: XCTestCase {
                        // 32×32 and 24×32 (two), 16×16 and 48×16 (four).
                        (n: 1, c: 6, h: 64, w: 64, o: 7), (n: 3, c: 20, h: 32, w: 32, o: 9), (n: 2, c: 4, h: 24, w: 32, o: 17),
                        (n: 5, c: 9, h: 16, w: 16, o: 33), (n: 1, c: 4, h: 48, w: 16, o: 3),
-                       // Narrower planes laid out 16 wide: 14×14 (fmnist-s's middle level), 10×13,
-                       // 20×9 (two groups, the second half below the image).
+                       // Narrower planes laid out 16 wide: 14×14 (fmnist-s's middle level), 10×13 and
+                       // 12×12 (3 tile rows an image: groups of 4 run into the next image), 20×9.
                        (n: 3, c: 9, h: 14, w: 14, o: 10), (n: 2, c: 5, h: 10, w: 13, o: 3), (n: 2, c: 6, h: 20, w: 9, o: 5),
-                       (n: 4, c: 8, h: 14, w: 14, o: 12),
+                       (n: 4, c: 8, h: 14, w: 14, o: 12), (n: 3, c: 6, h: 12, w: 12, o: 5),
                        // Planes 25–31 wide laid out 32 wide: 28×28 (fmnist-s's top level: the last
-                       // tile of each row and the last tile row are empty), 17×25, 30×31.
-                       (n: 2, c: 7, h: 28, w: 28, o: 6), (n: 3, c: 4, h: 17, w: 25, o: 9), (n: 1, c: 10, h: 30, w: 31, o: 5),
+                       // tile of each row is empty, 7 tile rows an image run on into the next; 9
+                       // images end half way through a group), 17×25, 30×31.
+                       (n: 2, c: 7, h: 28, w: 28, o: 6), (n: 9, c: 4, h: 28, w: 28, o: 3), (n: 3, c: 4, h: 17, w: 25, o: 9),
+                       (n: 1, c: 10, h: 30, w: 31, o: 5),
                        // Channels in fours.
                        (n: 2, c: 16, h: 64, w: 64, o: 4), (n: 5, c: 8, h: 32, w: 32, o: 12), (n: 3, c: 12, h: 16, w: 16, o: 8)].enumerated() {
             ConvolutionAlgorithm.current = .automatic
