@@ -92,6 +92,38 @@ static inline __attribute__((always_inline)) AVX512 void block_8x16(const float 
 }
 #undef A_AT
 
+// block_8x16 (full) and R ≤ 4 more columns after it, A packed (its 8 rows of a step are 8
+// consecutive floats): per step the 16 columns' 8 FMAs as in block_8x16 and one 8-lane FMA per
+// extra column (its 8 rows), whose latency the 8 FMAs hide. A masked block_8x32 spent 16 FMAs a
+// step on these 16 + R columns (a 7×7 plane's 49 = 32 + 17 took 4 vectors of 16 per row and step;
+// now 3 and an eighth). Each element is the same sum in the same order as in the other blocks, so
+// the bits are the same.
+static inline __attribute__((always_inline)) AVX512 void block_8x16_plus(const float *restrict a, const float *restrict b,
+                                                                          long ldb, float *restrict c, long ldc, long depth,
+                                                                          long rows, const int R, int accumulate) {
+    __m512 acc[ROWS];
+    __m256 extra[4];
+    for (int r = 0; r < ROWS; r++) acc[r] = _mm512_setzero_ps();
+    for (int j = 0; j < R; j++) extra[j] = _mm256_setzero_ps();
+    for (long p = 0; p < depth; p++) {
+        const float *bp = b + p * ldb, *ap = a + p * ROWS;
+        const __m512 b0 = _mm512_loadu_ps(bp);
+        for (int r = 0; r < ROWS; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(ap[r]), b0, acc[r]);
+        const __m256 column = _mm256_loadu_ps(ap);
+        for (int j = 0; j < R; j++) extra[j] = _mm256_fmadd_ps(column, _mm256_broadcast_ss(bp + 16 + j), extra[j]);
+    }
+    for (int r = 0; r < ROWS && r < rows; r++) {
+        float *row = c + r * ldc;
+        if (accumulate) acc[r] = _mm512_add_ps(acc[r], _mm512_loadu_ps(row));
+        _mm512_storeu_ps(row, acc[r]);
+    }
+    for (int j = 0; j < R; j++) {
+        float lanes[ROWS];
+        _mm256_storeu_ps(lanes, extra[j]);
+        for (long r = 0; r < rows && r < ROWS; r++) c[r * ldc + 16 + j] = accumulate ? c[r * ldc + 16 + j] + lanes[r] : lanes[r];
+    }
+}
+
 // The panel B[0..depth, 0..32) copied to 32 consecutive floats per row (zeros past the masks).
 static inline AVX512 void copy_panel(const float *restrict b, long ldb, float *restrict panel, long depth, __mmask16 left,
                                      __mmask16 right) {
@@ -122,11 +154,20 @@ static inline __attribute__((always_inline)) AVX512 void gemm_blocks(const float
                 copy_panel(source, ldb, panel, depth, left, right);
                 source = panel, ld = COLUMNS;
             }
+            // A last panel of 16 + R columns (R ≤ 4), A packed: block_8x16_plus.
+            const long width = n - n0 < COLUMNS ? n - n0 : COLUMNS, extra = acs == ROWS && ars == 1 && width > 16 && width <= 20 ? width - 16 : 0;
             for (long m0 = 0; m0 < m; m0 += ROWS) {
                 const float *ablock = a + m0 / ROWS * block + p0 * acs;
                 float *block = c + m0 * ldc + n0;
                 const int add = accumulate || p0 > 0;
-                if (right == 0xFFFF)
+                if (extra) {
+                    switch (extra) {
+                    case 1: block_8x16_plus(ablock, source, ld, block, ldc, depth, m - m0, 1, add); break;
+                    case 2: block_8x16_plus(ablock, source, ld, block, ldc, depth, m - m0, 2, add); break;
+                    case 3: block_8x16_plus(ablock, source, ld, block, ldc, depth, m - m0, 3, add); break;
+                    default: block_8x16_plus(ablock, source, ld, block, ldc, depth, m - m0, 4, add); break;
+                    }
+                } else if (right == 0xFFFF)
                     block_8x32(ablock, ars, acs, source, ld, block, ldc, depth, m - m0, left, right, add, 1);
                 else if (right)
                     block_8x32(ablock, ars, acs, source, ld, block, ldc, depth, m - m0, left, right, add, 0);

@@ -6,7 +6,7 @@ import XCTest
 /// strides wider than the matrices, several matrices, and accumulation into C.
 final class PackedMatrixTests: XCTestCase {
     func testMatchesBLAS() {
-        for (m, n, k) in [(13, 45, 37), (8, 32, 256), (17, 70, 300), (1, 1, 1), (128, 128, 128)] {
+        for (m, n, k) in [(13, 45, 37), (8, 32, 256), (17, 70, 300), (1, 1, 1), (128, 128, 128), (13, 49, 300), (9, 20, 37), (8, 17, 5)] {
             let (ldb, ldc, count) = (n + 3, n + 5, 2)
             let a = Tensor.uniform([count, m, k], low: -1, high: 1, seed: UInt64(800 + m)).scalars
             let b = Tensor.uniform([k, ldb], low: -1, high: 1, seed: UInt64(810 + n)).scalars
@@ -38,6 +38,37 @@ final class PackedMatrixTests: XCTestCase {
                 for row in 0..<m {  // the columns past n must be left alone
                     XCTAssertEqual(actual[(row * ldc + n)..<((row + 1) * ldc)], start[(row * ldc + n)..<((row + 1) * ldc)],
                                    "\(m)×\(n)×\(k) row \(row) past column \(n)")
+                }
+            }
+        }
+    }
+
+    /// A last panel of 16 + R columns (R ≤ 4; a 7×7 plane's 49 = 32 + 17) takes its R columns as
+    /// 8-lane FMAs down the rows, each element the same sum in the same order as in a panel of 32:
+    /// the same bits as the first columns of a wider product whose extra columns of B are zero.
+    func testNarrowLastColumnsKeepTheBits() throws {
+        try XCTSkipUnless(PackedMatrices.available, "no AVX-512: BLAS products")
+        for (m, n, k) in [(13, 49, 300), (16, 17, 40), (9, 18, 129), (8, 19, 7), (11, 20, 64), (24, 52, 33)] {
+            let wide = 64
+            let a = Tensor.uniform([m, k], low: -1, high: 1, seed: UInt64(850 + n)).scalars
+            let narrowB = Tensor.uniform([k, n], low: -1, high: 1, seed: UInt64(860 + k)).scalars
+            var wideB = [Float](repeating: 0, count: k * wide)
+            for p in 0..<k { wideB[(p * wide)..<(p * wide + n)] = narrowB[(p * n)..<((p + 1) * n)] }
+            let packed = a.withUnsafeBufferPointer { PackedMatrices($0.baseAddress!, rows: m, columns: k) }
+            for accumulate in [false, true] {
+                let start = Tensor.uniform([m, wide], low: -1, high: 1, seed: UInt64(870 + m)).scalars
+                var narrowC = start, wideC = start
+                narrowB.withUnsafeBufferPointer { b in narrowC.withUnsafeMutableBufferPointer {
+                    packed.multiply(b.baseAddress!, ldb: n, into: $0.baseAddress!, ldc: wide, columns: n, accumulate: accumulate)
+                } }
+                wideB.withUnsafeBufferPointer { b in wideC.withUnsafeMutableBufferPointer {
+                    packed.multiply(b.baseAddress!, ldb: wide, into: $0.baseAddress!, ldc: wide, columns: wide, accumulate: accumulate)
+                } }
+                for row in 0..<m {
+                    XCTAssertEqual(narrowC[(row * wide)..<(row * wide + n)], wideC[(row * wide)..<(row * wide + n)],
+                                   "\(m)×\(n)×\(k) accumulate \(accumulate) row \(row)")
+                    XCTAssertEqual(narrowC[(row * wide + n)..<((row + 1) * wide)], start[(row * wide + n)..<((row + 1) * wide)],
+                                   "\(m)×\(n)×\(k) row \(row): the columns past \(n) are left alone")
                 }
             }
         }
