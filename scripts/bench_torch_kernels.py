@@ -38,6 +38,7 @@ def cases(n):
     conv(128, 128, 7)
     conv(256, 128, 7)
     conv(96, 32, 28, k=1)
+    conv(128, 384, 7, k=1)
     for c, hw in [(32, 28), (128, 7)]:
         out.append((f"group norm [{n},{c},{hw},{hw}] g8", [torch.randn(n, c, hw, hw), torch.ones(c), torch.zeros(c)],
                     lambda x, w, b: F.group_norm(x, 8, w, b)))

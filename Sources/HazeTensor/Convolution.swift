@@ -276,18 +276,12 @@ extension Tensor {
         let (o, p, k, chunk, items) = (geo.o, geo.p, geo.k, geo.chunk, geo.chunkCount)
         FlopCounter.add((needInput ? 4 : 2) * geo.n * o * p * k)
         if Winograd.applies(geo) { return winogradBackward(g, x: x, weight: weight, geometry: geo, needInput: needInput, needBias: needBias) }
+        if geo.isPointwise && geo.p >= 32 && ConvolutionAlgorithm.current != .im2col && PackedMatrices.available {
+            return pointwiseBackward(g, x: x, weight: weight, geometry: geo, needInput: needInput, needBias: needBias)
+        }
         var partialB = [Float](repeating: 0, count: items * o)
         var dx = needInput ? Tensor(shape: x.shape) { _, _ in } : Tensor.zeros([0])
         var dw = [Float](repeating: 0, count: o * k)
-        // A 1×1 convolution's ∂x = Wᵀ G per image on the packed kernel where the forward uses it
-        // (`usesPackedPointwise`), Wᵀ packed once; in float32 whatever the precision.
-        let transposedWeight = needInput && chunk == 1 && geo.isPointwise && ConvolutionAlgorithm.current != .im2col
-            && PackedMatrices.available
-            ? weight.withScalars { pw in
-                PackedMatrices(count: 1, rows: k, columns: o, bfloat16Allowed: false) { packed, _ in
-                    haze_gemm_pack_transposed(pw, k, packed, k, o)
-                }
-            } : nil
         Scratch.withBuffer(items * o * k) { partialW in
         x.withScalars { px in weight.withScalars { pw in g.withScalars { pg in dx.withMutableScalars { pdx in
             partialB.withUnsafeMutableBufferPointer { pb in
@@ -318,9 +312,7 @@ extension Tensor {
                             }
                             if chunk == 1 && geo.isPointwise {  // x and ∂x are the columns themselves
                                 product(transposeB: true, m: o, n: k, k: ld, a: gt, b: px + b0 * k * p, c: partialW + item * o * k)
-                                if let transposedWeight {
-                                    transposedWeight.multiply(gt, ldb: p, into: pdx + b0 * k * p, ldc: p, columns: ld)
-                                } else if needInput {
+                                if needInput {
                                     product(transposeA: true, m: k, n: ld, k: o, a: pw, b: gt, c: pdx + b0 * k * p)
                                 }
                                 continue
@@ -351,6 +343,55 @@ extension Tensor {
         return [needInput ? dx : nil,
                 Tensor(shape: weight.shape, scalars: dw),
                 needBias ? Tensor(shape: [o], scalars: db) : nil]
+    }
+
+    /// `conv2dBackward` for 1×1 convolutions of planes of 32 pixels or more on AVX-512 (on 4×4
+    /// planes one product over the whole batch is faster), image by image, nothing copied but each
+    /// image's x transposed in the cache: ∂x[b] = Wᵀ G[b] (Wᵀ packed once; G [O, P] is g's image
+    /// read in place), ∂W = Σ_b G[b] · x[b]ᵀ by haze_gemm_rows on x[b]ᵀ [P, C], the images in
+    /// `Winograd.slotGroups` consecutive groups that each accumulate into their own slot, the slots
+    /// added in order (fixed by the shape: the same bits at any thread count). It replaced items of
+    /// several images copied into column matrices for OpenBLAS (`haze-bench unet --config fmnist-s
+    /// --mode train`, alternating: 542/544/597/632 → 517/524/538/555 ms).
+    private static func pointwiseBackward(_ g: Tensor, x: Tensor, weight: Tensor, geometry geo: ConvGeometry,
+                                          needInput: Bool, needBias: Bool) -> [Tensor?] {
+        let (n, c, o, p) = (geo.n, geo.c, geo.o, geo.p), size = o * c
+        let slots = Winograd.slotGroups(items: n, slotSize: size)
+        var sums = [Float](repeating: 0, count: n * o)  // Σ_q g[b, oc, q], for ∂b
+        var dx = needInput ? Tensor(shape: x.shape) { _, _ in } : nil
+        let transposedWeight = needInput ? weight.withScalars { pw in
+            PackedMatrices(count: 1, rows: c, columns: o, bfloat16Allowed: false) { packed, _ in haze_gemm_pack_transposed(pw, c, packed, c, o) }
+        } : nil
+        let dw = Scratch.withBuffer(slots * size) { partial in
+            x.withScalars { px in g.withScalars { pg in
+                sums.withUnsafeMutableBufferPointer { ps in
+                    func backward(_ pdx: UnsafeMutablePointer<Float>?) {
+                        Parallel.forEach(slots, cost: 1 << 20, chunksPerThread: slots) { range in
+                            Scratch.withBuffer(p * c) { transposed in
+                                for slot in range {
+                                    for b in slot * n / slots..<(slot + 1) * n / slots {
+                                        let (xb, gb) = (px + b * c * p, pg + b * o * p)
+                                        for oc in 0..<o { ps[b * o + oc] = haze_sum(gb + oc * p, p) }
+                                        if let pdx { transposedWeight!.multiply(gb, ldb: p, into: pdx + b * c * p, ldc: p, columns: p) }
+                                        haze_transpose_tiled(xb, p, transposed, c, c, p)
+                                        haze_gemm_rows(gb, p, transposed, c, partial + slot * size, c, o, c, p, b == slot * n / slots ? 0 : 1)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if dx != nil { dx!.withMutableScalars { backward($0) } } else { backward(nil) }
+                }
+            } }
+            return [Float](unsafeUninitializedCapacity: size) { out, initialized in
+                Parallel.forEach(size, cost: slots) { range in
+                    for i in range { out[i] = (0..<slots).reduce(Float(0)) { $0 + partial[$1 * size + i] } }
+                }
+                initialized = size
+            }
+        }
+        let db = (0..<o).map { oc in (0..<n).reduce(Float(0)) { $0 + sums[$1 * o + oc] } }
+        return [dx, Tensor(shape: weight.shape, scalars: dw), needBias ? Tensor(shape: [o], scalars: db) : nil]
     }
 
     /// `conv2dBackward` for 3×3 stride-1 padding-1 convolutions, all by Winograd: ∂x = g ⊛ (w

@@ -37,6 +37,7 @@ func fmnistKernelCases(batch n: Int) -> [KernelCase] {
     conv(128, 128, 7)
     conv(256, 128, 7)
     conv(96, 32, 28, k: 1)
+    conv(128, 384, 7, k: 1)  // attention's q, k, v at fmnist-s's 7×7 level
     // The 64×64 scale of the TensorFlow article's network and faces-64, a quarter of the batch.
     conv(32, 32, 64, images: n / 4)
     conv(96, 32, 64, images: n / 4)
