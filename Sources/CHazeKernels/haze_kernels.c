@@ -20,6 +20,15 @@ MULTIVERSION void haze_sigmoid(const float *x, float *y, long n) {
     for (long i = 0; i < n; i++) y[i] = 1.0f / (1.0f + exp_approx(-x[i]));
 }
 
+MULTIVERSION void haze_upsample_nearest2x(const float *x, float *y, long rows, long w) {
+    for (long r = 0; r < rows; r++) {
+        const float *src = x + r * w;
+        float *top = y + r * 4 * w;
+        for (long j = 0; j < w; j++) top[2 * j] = top[2 * j + 1] = src[j];  // an interleaving store, vectorised
+        memcpy(top + 2 * w, top, 2 * (size_t)w * sizeof(float));
+    }
+}
+
 MULTIVERSION void haze_silu(const float *x, float *y, long n) {
     for (long i = 0; i < n; i++) y[i] = x[i] / (1.0f + exp_approx(-x[i]));
 }

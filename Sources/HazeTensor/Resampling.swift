@@ -1,6 +1,8 @@
 /// Spatial resampling of NCHW images: nearest-neighbour upsampling ×2 (diffusers' Upsample2D)
 /// and 2×2 average pooling (Downsample2D's pooling variant), forward and backward.
 
+import CHazeKernels
+
 extension Tensor {
     /// Nearest-neighbour ×2 upsampling. x: [N, C, H, W] → y: [N, C, 2H, 2W],
     /// y[n, c, i, j] = x[n, c, i/2, j/2]. Pullback: ∂x[i, j] = Σ of the 2×2 block of g.
@@ -10,13 +12,7 @@ extension Tensor {
         let y = Tensor(shape: [shape[0], shape[1], 2 * h, 2 * w]) { out, _ in
             withScalars { p in
                 Parallel.forEach(planes * h, cost: 8 * w) { rows in
-                    for r in rows {
-                        let src = p + r * w, dst0 = out + r * 4 * w, dst1 = dst0 + 2 * w
-                        for j in 0..<w {
-                            let v = src[j]
-                            dst0[2 * j] = v; dst0[2 * j + 1] = v; dst1[2 * j] = v; dst1[2 * j + 1] = v
-                        }
-                    }
+                    haze_upsample_nearest2x(p + rows.lowerBound * w, out + rows.lowerBound * 4 * w, rows.count, w)
                 }
             }
         }

@@ -114,6 +114,15 @@ final class GradientTests: XCTestCase {
         let x = normal([2, 3, 4, 6], 28)
         checkGradients([x]) { $0[0].upsampledNearest2x() }
         checkGradients([x]) { $0[0].averagePooled2x2() }
+        // The values: y[n, c, i, j] = x[n, c, i/2, j/2], on rows wider than a vector (17).
+        let wide = normal([2, 3, 5, 17], 32), up = wide.upsampledNearest2x()
+        XCTAssertEqual(up.shape, [2, 3, 10, 34])
+        let (xs, ys) = (wide.scalars, up.scalars)
+        for plane in 0..<6 {
+            for i in 0..<10 {
+                for j in 0..<34 { XCTAssertEqual(ys[(plane * 10 + i) * 34 + j], xs[(plane * 5 + i / 2) * 17 + j / 2]) }
+            }
+        }
     }
 
     func testNormalization() {

@@ -13,6 +13,9 @@ void haze_exp(const float *x, float *y, long n);
 void haze_sigmoid(const float *x, float *y, long n);
 /// y = x / (1 + e^-x)
 void haze_silu(const float *x, float *y, long n);
+/// Nearest-neighbour 2× upsampling of `rows` image rows w wide (of any planes): x [rows, w] →
+/// y [2·rows, 2w], each value copied to a 2×2 block.
+void haze_upsample_nearest2x(const float *x, float *y, long rows, long w);
 /// dx = g * s * (1 + x * (1 - s)),  s = sigmoid(x)
 void haze_silu_backward(const float *x, const float *g, float *dx, long n);
 /// Softmax (or log-softmax when log_softmax != 0) of each of `rows` rows of length d.
