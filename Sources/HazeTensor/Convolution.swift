@@ -276,7 +276,7 @@ extension Tensor {
         let (o, p, k, chunk, items) = (geo.o, geo.p, geo.k, geo.chunk, geo.chunkCount)
         FlopCounter.add((needInput ? 4 : 2) * geo.n * o * p * k)
         if Winograd.applies(geo) { return winogradBackward(g, x: x, weight: weight, geometry: geo, needInput: needInput, needBias: needBias) }
-        if geo.isPointwise && geo.p >= 32 && ConvolutionAlgorithm.current != .im2col && PackedMatrices.available {
+        if geo.isPointwise && geo.n > 0 && geo.p >= 32 && ConvolutionAlgorithm.current != .im2col && PackedMatrices.available {
             return pointwiseBackward(g, x: x, weight: weight, geometry: geo, needInput: needInput, needBias: needBias)
         }
         var partialB = [Float](repeating: 0, count: items * o)
