@@ -10,8 +10,8 @@ import CHazeKernels
 /// (CHazeKernels/haze_winograd.c). On AVX-512 CPUs F(4×4, 3×3) (haze_winograd43.c: 36 products
 /// over 4×4 output tiles, 44 % fewer multiplications than F(2×2, 3×3)) takes images of at most
 /// 8×8 when there are more than 16 (16 images per vector), and at any batch planes 32 or 64 wide
-/// (32×32, 64×64), 9–16 wide (14×14, 16×16) and 25–31 wide (28×28) (16 tiles of one image per
-/// vector).
+/// (32×32, 64×64), 9–16 wide (14×14, 16×16) and 25–31 wide (28×28) (16 consecutive tiles per
+/// vector, the tile rows running on from one image to the next).
 ///
 /// Threading as im2col: work items of whole images, one per worker at a time (about
 /// `tilesPerItem` tiles each), each with its own transform buffers and single-threaded SGEMMs.
