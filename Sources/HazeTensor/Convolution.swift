@@ -383,12 +383,14 @@ extension Tensor {
                     if dx != nil { dx!.withMutableScalars { backward($0) } } else { backward(nil) }
                 }
             } }
-            return [Float](unsafeUninitializedCapacity: size) { out, initialized in
-                Parallel.forEach(size, cost: slots) { range in
-                    for i in range { out[i] = (0..<slots).reduce(Float(0)) { $0 + partial[$1 * size + i] } }
+            // The slots added in order into the first (as the Winograd weight gradients do).
+            let pointers: [UnsafeMutablePointer<Float>?] = (0..<slots).map { partial + $0 * size }
+            pointers.withUnsafeBufferPointer { slotList in
+                Parallel.forEach(o, cost: slots * c) { rows in
+                    for r in rows { haze_winograd_sum_slots(slotList.baseAddress!, slots, 1, o, c, r) }
                 }
-                initialized = size
             }
+            return Array(UnsafeBufferPointer(start: partial, count: size))
         }
         let db = (0..<o).map { oc in (0..<n).reduce(Float(0)) { $0 + sums[$1 * o + oc] } }
         return [dx, Tensor(shape: weight.shape, scalars: dw), needBias ? Tensor(shape: [o], scalars: db) : nil]
