@@ -12,9 +12,13 @@ struct ConvolutionChoices: ParsableCommand {
         Records the convolutions of one forward of the network (--config, --preset or --model-config, at
         --batch), then times each distinct shape, forward and forward + backward (∂x and ∂w), under
         automatic (Haze's choice: Winograd F(4×4) or F(2×2) for 3×3 stride 1, the direct kernel for strided
-        forwards, SGEMM for 1×1), small-tiles (Winograd restricted to F(2×2)) and im2col. Prints one row per
-        shape (calls per forward, the automatic path, milliseconds per algorithm, the fastest) and the totals
-        over the network's calls; a shape where another algorithm beats the choice by more than 5 % is marked.
+        forwards, SGEMM for 1×1), small-tiles (Winograd restricted to F(2×2)) and im2col. Each of --rounds
+        rounds times the three in turn (the median of --iterations calls each), so that a slow spell of the
+        machine falls on all of them. Prints one row per shape (calls per forward, the automatic path, the
+        medians over the rounds per algorithm) and the totals over the network's calls. A shape is marked
+        where another path beats the choice by more than 5 % in the median of the rounds' paired ratios;
+        an algorithm that takes the same path as automatic there (1×1 and strided convolutions under
+        small-tiles) runs the same code, and its difference is noise, never a mark.
         """)
 
     @Option(help: "fmnist-s, cifar-ddpm or faces-64.") var config: Workload = .fmnistS
@@ -23,7 +27,14 @@ struct ConvolutionChoices: ParsableCommand {
     var modelConfig: String?
     @Option(help: "Batch size (default: the workload's: 64 fmnist-s, 8 cifar-ddpm, 16 faces-64 and tf-article).") var batch: Int?
     @Option(help: "Worker threads.") var threads = 2
-    @Option(help: "Timed calls per algorithm and shape (after 3 warm-ups).") var iterations = 6
+    @Option(help: "Timed calls per algorithm, shape and round (after 3 warm-ups in the first round, 1 in the others).")
+    var iterations = 6
+    @Option(help: "Rounds over the three algorithms per shape.") var rounds = 3
+
+    func validate() throws {
+        guard iterations >= 2 else { throw ValidationError("--iterations must be at least 2 (got \(iterations))") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1 (got \(rounds))") }
+    }
 
     func run() throws {
         retainFreedMemory()
@@ -46,29 +57,47 @@ struct ConvolutionChoices: ParsableCommand {
         print("shape                              calls  automatic path            forward ms: auto / F(2×2) / im2col   fwd+bwd ms: auto / F(2×2) / im2col")
         var totals = Array(repeating: (forward: 0.0, both: 0.0), count: algorithms.count)
         var best = (forward: 0.0, both: 0.0)
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
         for shape in shapes {
-            ConvolutionAlgorithm.current = .automatic
-            let path = shape.forwardPath
+            let paths = algorithms.map { _, algorithm in
+                ConvolutionAlgorithm.current = algorithm
+                return shape.forwardPath
+            }
             let input = Tensor.normal(shape.input, seed: 2), weight = Tensor.normal(shape.weight, std: 0.05, seed: 3)
             let cotangent = Tensor.conv2d(input, weight: weight, stride: shape.stride, padding: shape.padding)
-            var times: [(forward: Double, both: Double)] = []
-            for (_, algorithm) in algorithms {
-                ConvolutionAlgorithm.current = algorithm
-                let forward = measure(iterations: iterations) {
-                    _ = Tensor.conv2d(input, weight: weight, stride: shape.stride, padding: shape.padding)
-                }
-                let both = measure(iterations: iterations) {
-                    _ = valueWithGradient(at: [input, weight]) { t in
-                        (Tensor.conv2d(t[0], weight: t[1], stride: shape.stride, padding: shape.padding) * cotangent).sum()
+            // samples[algorithm][round]: the medians of one round's calls.
+            var samples = Array(repeating: [(forward: Double, both: Double)](), count: algorithms.count)
+            for round in 0..<rounds {
+                for (i, (_, algorithm)) in algorithms.enumerated() {
+                    ConvolutionAlgorithm.current = algorithm
+                    let warmup = round == 0 ? 3 : 1
+                    let forward = measure(warmup: warmup, iterations: iterations) {
+                        _ = Tensor.conv2d(input, weight: weight, stride: shape.stride, padding: shape.padding)
                     }
+                    let both = measure(warmup: warmup, iterations: iterations) {
+                        _ = valueWithGradient(at: [input, weight]) { t in
+                            (Tensor.conv2d(t[0], weight: t[1], stride: shape.stride, padding: shape.padding) * cotangent).sum()
+                        }
+                    }
+                    samples[i].append((forward.medianMs, both.medianMs))
                 }
-                times.append((forward.medianMs, both.medianMs))
             }
             ConvolutionAlgorithm.current = .automatic
+            let times = samples.map { (forward: median($0.map(\.forward)), both: median($0.map(\.both))) }
             let count = Double(counts[shape]!)
             for i in times.indices { totals[i] = (totals[i].forward + count * times[i].forward, totals[i].both + count * times[i].both) }
             best = (best.forward + count * times.map(\.forward).min()!, best.both + count * times.map(\.both).min()!)
-            let mark = times[0].both > 1.05 * times.map(\.both).min()! || times[0].forward > 1.05 * times.map(\.forward).min()! ? "  ✗" : ""
+            // Paired within each round: the choice's time over the other path's, its median over the rounds.
+            let beaten = algorithms.indices.dropFirst().contains { i in
+                paths[i] != paths[0]
+                    && (median(zip(samples[0], samples[i]).map { $0.forward / $1.forward }) > 1.05
+                        || median(zip(samples[0], samples[i]).map { $0.both / $1.both }) > 1.05)
+            }
+            let mark = beaten ? "  ✗" : ""
+            let path = paths[0]
             func row(_ values: [Double]) -> String { values.map { String(format: "%7.2f", $0) }.joined(separator: " ") }
             print(shape.description.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "%4d  ", counts[shape]!)
                   + path.padding(toLength: 26, withPad: " ", startingAt: 0) + row(times.map(\.forward)) + "          "
