@@ -97,10 +97,9 @@ struct ConvolutionChoices: ParsableCommand {
                         || median(zip(samples[0], samples[i]).map { $0.both / $1.both }) > 1.05)
             }
             let mark = beaten ? "  ✗" : ""
-            let path = paths[0]
             func row(_ values: [Double]) -> String { values.map { String(format: "%7.2f", $0) }.joined(separator: " ") }
             print(shape.description.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "%4d  ", counts[shape]!)
-                  + path.padding(toLength: 26, withPad: " ", startingAt: 0) + row(times.map(\.forward)) + "          "
+                  + paths[0].padding(toLength: 26, withPad: " ", startingAt: 0) + row(times.map(\.forward)) + "          "
                   + row(times.map(\.both)) + mark)
         }
         print("per forward (calls × ms): " + zip(algorithms, totals).map { String(format: "%@ %.1f / %.1f", $0.0.0, $0.1.forward, $0.1.both) }
