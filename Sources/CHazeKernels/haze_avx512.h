@@ -25,6 +25,32 @@ static inline AVX512 __m512i lane_offsets(long distance) {
                               _mm512_set1_epi32((int)distance));
 }
 
+// 16 × 16 transpose in registers: y[j·ldy + i] = x[i·ldx + j].
+static inline AVX512 void transpose16(const float *x, long ldx, float *y, long ldy) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(x + i * ldx);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+    for (int j = 0; j < 16; j++) _mm512_storeu_ps(y + j * ldy, r[j]);
+}
+
 // Where each lane of a 16-lane register comes from, out of 64 sources held in four registers:
 // `index` (bit 4 picks the register of a pair), the lanes taken from the first pair (sources
 // 0–31) and from the second (32–63); the other lanes are zero.

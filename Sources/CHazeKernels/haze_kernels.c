@@ -148,34 +148,6 @@ void haze_transpose(const float *x, float *y, long rows, long cols) {
         for (long j = 0; j < cols; j++) y[j * rows + i] = x[i * cols + j];
 }
 
-#ifdef HAZE_AVX512
-// 16 × 16 transpose in registers: y[j·ldy + i] = x[i·ldx + j].
-static AVX512 void transpose16_avx512(const float *x, long ldx, float *y, long ldy) {
-    __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(x + i * ldx);
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int h = 0; h < 16; h += 8)
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
-        }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    }
-    for (int j = 0; j < 16; j++) _mm512_storeu_ps(y + j * ldy, r[j]);
-}
-#endif
-
 // y[j·ldy + i] = x[i·ldx + j] in 16 × 16 tiles: each tile's 16 source rows and 16 destination rows
 // stay in L1, where the element-by-element loop of a large transpose touches a new cache line (and
 // often a new page) with every element.
@@ -188,7 +160,7 @@ MULTIVERSION void haze_transpose_tiled(const float *x, long ldx, float *y, long 
             if (ie - i0 == T && je - j0 == T) {
 #ifdef HAZE_AVX512
                 if (has_avx512()) {
-                    transpose16_avx512(x + i0 * ldx + j0, ldx, y + j0 * ldy + i0, ldy);
+                    transpose16(x + i0 * ldx + j0, ldx, y + j0 * ldy + i0, ldy);
                     continue;
                 }
 #endif
