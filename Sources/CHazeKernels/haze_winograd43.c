@@ -11,10 +11,9 @@
 // multiply-adds in the 36 matrix products M[ξ] [O, T] = U[ξ] [O, C] · V[ξ] [C, T].
 // On small images the vector lanes hold 16 images: column t = tile · 16 + image of V and M, so every transform
 // reads and writes whole vectors. x and y move between their planes and the lanes by 16 × 16
-// transposes: each image's plane of a channel is read (or written) whole, not one gather or
-// scatter per pixel, which cost AMD Zen 4 far more (7×7, 128→128 forward on one core 3.6–4.0 →
-// 3.4–3.6 ms, forward + backward 12.4–13.3 → 11.6–12.5 ms; fmnist-s inference 2–3 % faster). The weight gradient is the adjoint: with the output
-// gradient ḡ of a tile, M̄ = A ḡ Aᵀ, ∂U[ξ] [O, C] = Σ_t M̄[ξ] [O, T] · V[ξ] [C, T]ᵀ (BLAS) and
+// transposes: each image's plane of a channel is read (or written) whole, not by a gather or
+// scatter per pixel (7×7 convolutions ~6 % faster on AMD Zen 4; Documentation/speed.md).
+// The weight gradient is the adjoint: with the output gradient ḡ of a tile, M̄ = A ḡ Aᵀ, ∂U[ξ] [O, C] = Σ_t M̄[ξ] [O, T] · V[ξ] [C, T]ᵀ (BLAS) and
 // ∂g = Gᵀ ∂U G.
 
 #include "haze_kernels.h"
