@@ -13,8 +13,8 @@
 // reads and writes whole vectors. x and y move between their planes and the lanes by 16 × 16
 // transposes: each image's plane of a channel is read (or written) whole, not by a gather or
 // scatter per pixel (7×7 convolutions ~6 % faster on AMD Zen 4; Documentation/speed.md).
-// The weight gradient is the adjoint: with the output gradient ḡ of a tile, M̄ = A ḡ Aᵀ, ∂U[ξ] [O, C] = Σ_t M̄[ξ] [O, T] · V[ξ] [C, T]ᵀ (BLAS) and
-// ∂g = Gᵀ ∂U G.
+// The weight gradient is the adjoint: with the output gradient ḡ of a tile, M̄ = A ḡ Aᵀ,
+// ∂U[ξ] [O, C] = Σ_t M̄[ξ] [O, T] · V[ξ] [C, T]ᵀ (BLAS) and ∂g = Gᵀ ∂U G.
 
 #include "haze_kernels.h"
 #include "haze_avx512.h"
