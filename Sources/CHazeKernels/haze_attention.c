@@ -23,18 +23,7 @@
 #pragma clang diagnostic ignored "-Wpsabi"
 
 enum { LANES = 16 };
-typedef float lanes_t __attribute__((ext_vector_type(LANES)));  // one zmm register with AVX-512
-
-typedef int int_lanes_t __attribute__((ext_vector_type(LANES)));
-
-// exp_approx (haze_kernels.c, haze_exp.h) on a whole vector: the same steps with vector operations.
-static inline __attribute__((always_inline)) lanes_t exp_lanes(lanes_t x) {
-    x = __builtin_elementwise_min(__builtin_elementwise_max(x, (lanes_t)-87.3f), (lanes_t)88.7f);
-    const lanes_t n = __builtin_elementwise_roundeven(x * 1.44269504088896341f);
-    const lanes_t p = HAZE_EXP_POLYNOMIAL(HAZE_EXP_REDUCED(x, n));
-    const int_lanes_t bits = (__builtin_convertvector(n, int_lanes_t) + 127) << 23;
-    return p * __builtin_bit_cast(lanes_t, bits);
-}
+typedef haze_x16 lanes_t;  // one zmm register with AVX-512; exp_x16 (haze_exp.h) takes it
 
 // Lanes 0..<count of a vector from or to consecutive floats (one vector move for a full block).
 static inline __attribute__((always_inline)) lanes_t load_lanes(const float *src, long count) {
@@ -82,7 +71,7 @@ static inline __attribute__((always_inline)) void attention_block(const float *r
     }
     lanes_t sum = 0;
     for (long j = 0; j < s; j++) {
-        const lanes_t p = exp_lanes(st[j] - m);
+        const lanes_t p = exp_x16(st[j] - m);
         st[j] = p;
         sum += p;
     }

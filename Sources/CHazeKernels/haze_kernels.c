@@ -177,28 +177,44 @@ MULTIVERSION void haze_transpose_tiled(const float *x, long ldx, float *y, long 
     }
 }
 
+// Mean and rstd = 1/√(σ² + ε) of group q's m values (two passes, partial sums in float, totals in
+// double), and each channel's affine transform of the normalised values: x̂·γ + β = x·scale + shift
+// with scale = γ·rstd, shift = β − μ·scale. Shared by the forward and haze_group_norm_affine, so both
+// give the same bits.
+static inline __attribute__((always_inline)) void group_moments(const float *src, long m, float eps, float *mean,
+                                                                 float *rstd) {
+#pragma clang fp reassociate(on)
+    float sum = 0;
+    for (long i = 0; i < m; i++) sum += src[i];
+    *mean = (float)((double)sum / (double)m);
+    float squares = 0;
+    for (long i = 0; i < m; i++) { const float d = src[i] - *mean; squares += d * d; }
+    *rstd = 1.0f / sqrtf((float)((double)squares / (double)m) + eps);
+}
+
+static inline __attribute__((always_inline)) void channel_affine(const float *gamma, const float *beta, long affine,
+                                                                  float mean, float rstd, float *scale, float *shift) {
+    *scale = (gamma ? gamma[affine] : 1.0f) * rstd;
+    *shift = (beta ? beta[affine] : 0.0f) - mean * *scale;
+}
+
 // Group normalisation over groups [first, first + count) of x: [N·G, C/G, S] (see the header).
 MULTIVERSION void haze_group_norm_forward(const float *x, const float *residual, float *y, const float *gamma,
                                           const float *beta, long affine_stride, long first, long count, long groups,
                                           long per_group, long spatial, float eps, int silu, float *mean_out,
                                           float *rstd_out) {
-#pragma clang fp reassociate(on)
     const long m = per_group * spatial;
     for (long q = first; q < first + count; q++) {
         const float *src = x + q * m;
         float *dst = y + q * m;
-        float sum = 0;
-        for (long i = 0; i < m; i++) sum += src[i];
-        const float mean = (float)((double)sum / (double)m);
-        float squares = 0;
-        for (long i = 0; i < m; i++) { const float d = src[i] - mean; squares += d * d; }
-        const float rstd = 1.0f / sqrtf((float)((double)squares / (double)m) + eps);
+        float mean, rstd;
+        group_moments(src, m, eps, &mean, &rstd);
         mean_out[q] = mean;
         rstd_out[q] = rstd;
         for (long c = 0; c < per_group; c++) {
-            const long channel = (q % groups) * per_group + c, affine = (q / groups) * affine_stride + channel;
-            const float scale = (gamma ? gamma[affine] : 1.0f) * rstd;
-            const float shift = (beta ? beta[affine] : 0.0f) - mean * scale;
+            const long channel = (q % groups) * per_group + c;
+            float scale, shift;
+            channel_affine(gamma, beta, (q / groups) * affine_stride + channel, mean, rstd, &scale, &shift);
             const float *s = src + c * spatial;
             float *d = dst + c * spatial;
             if (silu) {
@@ -213,6 +229,20 @@ MULTIVERSION void haze_group_norm_forward(const float *x, const float *residual,
                 const float *r = residual + q * m + c * spatial;
                 for (long i = 0; i < spatial; i++) d[i] += r[i];
             }
+        }
+    }
+}
+
+MULTIVERSION void haze_group_norm_affine(const float *x, const float *gamma, const float *beta, long affine_stride,
+                                         long first, long count, long groups, long per_group, long spatial, float eps,
+                                         float *scale_out, float *shift_out) {
+    const long m = per_group * spatial;
+    for (long q = first; q < first + count; q++) {
+        float mean, rstd;
+        group_moments(x + q * m, m, eps, &mean, &rstd);
+        for (long c = 0; c < per_group; c++) {
+            const long channel = (q % groups) * per_group + c, at = (q / groups) * groups * per_group + channel;
+            channel_affine(gamma, beta, (q / groups) * affine_stride + channel, mean, rstd, scale_out + at, shift_out + at);
         }
     }
 }

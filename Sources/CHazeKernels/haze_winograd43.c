@@ -13,11 +13,17 @@
 // reads and writes whole vectors. x and y move between their planes and the lanes by 16 × 16
 // transposes: each image's plane of a channel is read (or written) whole, not by a gather or
 // scatter per pixel (7×7 convolutions ~6 % faster on AMD Zen 4; Documentation/speed.md).
+// The input transforms can read x through a group norm and SiLU (haze_input_activation), so that
+// a U-Net block's normalised activations are never written out.
 // The weight gradient is the adjoint: with the output gradient ḡ of a tile, M̄ = A ḡ Aᵀ,
 // ∂U[ξ] [O, C] = Σ_t M̄[ξ] [O, T] · V[ξ] [C, T]ᵀ (BLAS) and ∂g = Gᵀ ∂U G.
 
 #include "haze_kernels.h"
 #include "haze_avx512.h"
+#ifdef HAZE_AVX512
+#define HAZE_X16_TARGET AVX512
+#endif
+#include "haze_exp.h"
 
 long haze_winograd43_tiles(long h, long w) { return ((h + 3) / 4) * ((w + 3) / 4) * 16; }
 
@@ -102,8 +108,8 @@ AVX512 void haze_winograd43_packed_weights(const float *w, float *packed, long o
     }
 }
 
-AVX512 void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
-                                  long block) {
+AVX512 void haze_winograd43_input(const float *x, haze_input_activation activation, float *v, long first_image, long images,
+                                  long c, long h, long w, long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, hp = 4 * th + 2, wp = 4 * tw + 2, T = th * tw * 16;
     _Alignas(64) float planes[16][64] = {{0}};  // planes[l]: image l's plane of the channel (zero past the images)
     __m512 pixels[64];                            // lane l of pixels[p]: planes[l][p]
@@ -111,8 +117,14 @@ AVX512 void haze_winograd43_input(const float *x, float *v, long first_image, lo
     for (long ci = 0; ci < c; ci++) {
         for (long l = 0; l < images; l++) {
             const float *src = x + ((first_image + l) * c + ci) * h * w;
-            for (long p0 = 0; p0 < h * w; p0 += 16)
-                _mm512_store_ps(planes[l] + p0, _mm512_maskz_loadu_ps(first_lanes(h * w - p0), src + p0));
+            const long at = (first_image + l) * c + ci;
+            for (long p0 = 0; p0 < h * w; p0 += 16) {
+                const __mmask16 lanes = first_lanes(h * w - p0);
+                __m512 pixels = _mm512_maskz_loadu_ps(lanes, src + p0);
+                if (activation.scale)
+                    pixels = _mm512_maskz_mov_ps(lanes, (__m512)silu_affine_x16((haze_x16)pixels, activation.scale[at], activation.shift[at]));
+                _mm512_store_ps(planes[l] + p0, pixels);
+            }
         }
         for (long p0 = 0; p0 < h * w; p0 += 16) transpose16(planes[0] + p0, 64, (float *)(pixels + p0), 16);
         for (long r = 0; r < hp; r++)
@@ -310,30 +322,47 @@ static inline AVX512 selection tile_columns(long w, long k, long shift) {
 }
 
 // Register s of image row `row` (counted from its tile row's first) of a group, in channel
-// `channel` of x [N, C, h, w] laid out W wide: zero outside 0..<h, past column w and past the last image.
-static inline AVX512 __m512 load_group_register(const float *x, const group_place *place, long c, long channel, long row,
-                                                long s, long h, long w, long layout) {
+// `channel` of x [N, C, h, w] laid out W wide, through `activation`: zero outside 0..<h, past
+// column w and past the last image.
+static inline AVX512 __m512 load_group_register(const float *x, haze_input_activation activation, const group_place *place,
+                                                long c, long channel, long row, long s, long h, long w, long layout) {
     const long q = register_tile_row(s, layout), y = place->row[q] + row, column = register_column(s, layout);
-    if (place->image[q] < 0 || y < 0 || y >= h) return _mm512_setzero_ps();
-    return _mm512_maskz_loadu_ps(first_lanes(w - column), x + ((place->image[q] * c + channel) * h + y) * w + column);
+    const long image = place->image[q];
+    if (image < 0 || y < 0 || y >= h) return _mm512_setzero_ps();
+    const __mmask16 lanes = first_lanes(w - column);
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, x + ((image * c + channel) * h + y) * w + column);
+    if (!activation.scale) return v;
+    const long at = image * c + channel;
+    return _mm512_maskz_mov_ps(lanes, (__m512)silu_affine_x16((haze_x16)v, activation.scale[at], activation.shift[at]));
 }
 
-AVX512 void haze_winograd43_rows_input(const float *x, float *v, long n, long c, long h, long w,
-                                       long first_group, long groups, long ld, long block) {
+AVX512 void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c, long h,
+                                       long w, long first_group, long groups, long ld, long block) {
     const long layout = layout_width(w);
     selection pick[6];
     for (long k = 0; k < 6; k++) pick[k] = tile_columns(layout, k, -1);
     // Bᵀ d down the columns is taken on the six input rows' whole registers, before the permutes
     // pick the tiles' columns (a selection commutes with it, lane by lane the same arithmetic), then
     // each transformed row's six picks go through B and out: 24 + 12 live registers, not 3 × 36.
+    // A tile row's first two input rows are the last two of the tile row above it in the same
+    // image: they are carried over (per register column) instead of read and activated again, so
+    // each row is read once, not 1.5 times.
+    const long slots = layout / 16;  // registers per image row
     for (long ci = 0; ci < c; ci++) {
         group_walk walk = start_walk(first_group, n, h, w);
+        __m512 carried[4][2];
+        long carried_image[4] = {-1, -1, -1, -1}, carried_row[4] = {0};
         for (long g = 0; g < groups; g++) {
             const group_place place = next_group_place(&walk);
             __m512 t[24];  // t[4i + s]: register s of row i of Bᵀ d
             for (long s = 0; s < 4; s++) {
+                const long q = register_tile_row(s, layout), slot = s % slots, image = place.image[q];
+                const int below = image >= 0 && carried_image[slot] == image && carried_row[slot] + 4 == place.row[q];
                 __m512 rows[6];
-                for (long r = 0; r < 6; r++) rows[r] = load_group_register(x, &place, c, ci, r - 1, s, h, w, layout);
+                for (long r = 0; r < 6; r++)
+                    rows[r] = below && r < 2 ? carried[slot][r] : load_group_register(x, activation, &place, c, ci, r - 1, s, h, w, layout);
+                carried[slot][0] = rows[4], carried[slot][1] = rows[5];
+                carried_image[slot] = image, carried_row[slot] = place.row[q];
                 input_1d(rows, 1, t + s, 4);
             }
             float *dst = v + ci * ld + g * 16;
@@ -406,7 +435,7 @@ AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, lo
             __m512 t[24];  // t[4i + s]: register s of row i of A ḡ
             for (long s = 0; s < 4; s++) {
                 __m512 rows[4];
-                for (long r = 0; r < 4; r++) rows[r] = load_group_register(g, &place, o, oc, r, s, h, w, layout);
+                for (long r = 0; r < 4; r++) rows[r] = load_group_register(g, (haze_input_activation){0}, &place, o, oc, r, s, h, w, layout);
                 output_gradient_1d(rows, 1, t + s, 4);
             }
             float *dst = mbar + oc * ld + gi * 16;
@@ -431,14 +460,14 @@ void haze_winograd43_packed_weights(const float *w, float *packed, long o, long 
 // Callers use F(2×2, 3×3) where haze_winograd43_available() is 0; these are never reached.
 int haze_winograd43_rows_fit(long h, long w) { return 0; }
 long haze_winograd43_rows_groups(long n, long h, long w) { return 0; }
-void haze_winograd43_rows_input(const float *x, float *v, long n, long c, long h, long w,
-                                long first_group, long groups, long ld, long block) {}
+void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c, long h,
+                                long w, long first_group, long groups, long ld, long block) {}
 void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long h,
                                  long w, long first_group, long groups, long ld, long block) {}
 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
                                           long first_group, long groups, long ld, long block) {}
-void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
-                           long block) {}
+void haze_winograd43_input(const float *x, haze_input_activation activation, float *v, long first_image, long images,
+                           long c, long h, long w, long block) {}
 void haze_winograd43_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
                             long o, long h, long w, long block) {}
 #endif

@@ -66,8 +66,9 @@ public struct Conv2d: Module {
     }
 
     /// conv(SiLU(norm(x))), the norm, activation and convolution of a U-Net block: x [N, in, H, W] →
-    /// [N, out, H', W']. With a group norm, training does not keep SiLU(norm(x)) for the backward
-    /// pass but recomputes it there (`Tensor.conv2d(recomputing:from:…)`: the same values, one
+    /// [N, out, H', W']. With a group norm, SiLU(norm(x)) is not kept for the backward pass but
+    /// recomputed there, and where the convolution can, it reads x through the norm without
+    /// writing SiLU(norm(x)) out at all (`Tensor.conv2d(siluOfGroupNorm:…)`: the same values, one
     /// activation fewer in memory); a batch norm (running statistics) runs as `self(norm(x))`.
     /// With `scale` γ and `shift` β [N, C], the norm is modulated as `Norm`'s FiLM form:
     /// conv(SiLU(norm(x) · (1 + γ) + β)). `adding` is added to the result, as in `callAsFunction(_:_:adding:)`.
@@ -77,10 +78,9 @@ public struct Conv2d: Module {
             if let gamma, let beta { return self(norm(x, p, context, scale: gamma, shift: beta, silu: true), p, adding: addend) }
             return self(norm(x, p, context, silu: true), p, adding: addend)
         }
-        let inputs = [x, p.value(key(norm.prefix, "weight")), p.value(key(norm.prefix, "bias"))] + [gamma, beta].compactMap { $0 }
-        return Tensor.conv2d(recomputing: { t in norm.groupNormalized(t[0], weight: t[1], bias: t[2], scale: t.count > 3 ? t[3] : nil,
-                                                                      shift: t.count > 3 ? t[4] : nil, silu: true) },
-                             from: inputs, weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")),
+        let affine = norm.groupAffine(p, scale: gamma, shift: beta)
+        return Tensor.conv2d(siluOfGroupNorm: x, groups: norm.groups, scale: affine.scale, shift: affine.shift, epsilon: norm.epsilon,
+                             weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")),
                              stride: stride, padding: padding, adding: addend)
     }
 }
@@ -145,16 +145,17 @@ public struct Norm: Module {
             let y = self(x, p, context) * (gamma.reshaped(to: shape) + 1) + beta.reshaped(to: shape)
             return silu ? y.silu() : y
         }
-        return groupNormalized(x, weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")), scale: gamma,
-                               shift: beta, silu: silu)
+        let affine = groupAffine(p, scale: gamma, shift: beta)
+        return Tensor.groupNorm(x, groups: groups, scale: affine.scale, shift: affine.shift, epsilon: epsilon, applyingSiLU: silu)
     }
 
-    /// The group norm as a function of its tensors: norm(x) with weight and bias, modulated by
-    /// (1 + γ) and β when given (folded into one per-image affine transform), then SiLU when `silu`.
-    func groupNormalized(_ x: Tensor, weight w: Tensor, bias b: Tensor, scale gamma: Tensor? = nil, shift beta: Tensor? = nil,
-                         silu: Bool) -> Tensor {
-        guard let gamma, let beta else { return Tensor.groupNorm(x, groups: groups, weight: w, bias: b, epsilon: epsilon, applyingSiLU: silu) }
+    /// The group norm's affine transform of the normalised values: its weight and bias [C], or,
+    /// modulated by (1 + γ) and β [N, C], the per-image scale w (1 + γ) and shift b (1 + γ) + β
+    /// (`Tensor.groupNorm(_:groups:scale:shift:)`: one pass over x for norm and modulation).
+    func groupAffine(_ p: ParameterSet, scale gamma: Tensor? = nil, shift beta: Tensor? = nil) -> (scale: Tensor, shift: Tensor) {
+        let (w, b) = (p.value(key(prefix, "weight")), p.value(key(prefix, "bias")))
+        guard let gamma, let beta else { return (w, b) }
         let factor = gamma + 1
-        return Tensor.groupNorm(x, groups: groups, scale: factor * w, shift: factor * b + beta, epsilon: epsilon, applyingSiLU: silu)
+        return (factor * w, factor * b + beta)
     }
 }

@@ -126,6 +126,6 @@ public struct UNet2DModel: Module {
             skips.removeLast(block.resnets.count)
             h = block(h, skips: taken, emb, p, context)
         }
-        return convOut(convNormOut(h, p, context, silu: true), p)
+        return convOut(normalizing: h, with: convNormOut, p, context)
     }
 }

@@ -162,16 +162,18 @@ enum Winograd {
     /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and the transformed weights u. With
     /// F(4×4) the output transforms also add `terms.shifts` and `terms.residual` (see
     /// haze_output_terms) and this returns true; F(2×2) adds the bias only and returns false.
-    static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
-                         u weights: TransformedWeights, o: Int, terms: haze_output_terms, into y: UnsafeMutablePointer<Float>) -> Bool {
+    /// F(4×4) reads x through `activation` where its scale is not nil (haze_input_activation).
+    static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int, u weights: TransformedWeights, o: Int,
+                         terms: haze_output_terms, activation: haze_input_activation, into y: UnsafeMutablePointer<Float>) -> Bool {
         guard n > 0 else { return true }
         let u: [Float], packed: PackedMatrices?
         switch weights {
         case .largeTiles(let packed):
-            convolveLargeTiles(x, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y)
+            convolveLargeTiles(x, activation, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y)
             return true
         case .smallTiles(let values, let packedValues): (u, packed) = (values, packedValues)
         }
+        precondition(activation.scale == nil, "Winograd.convolve: F(2×2, 3×3) reads no input activation")
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
         // A single item (small images in a small batch: cifar-ddpm's 8 images at 4×4) splits its 16
         // products over the threads: the same calls, the same bits.
@@ -205,16 +207,19 @@ enum Winograd {
     /// `convolve` by F(4×4, 3×3) (haze_winograd43.c): items of 16 images, one per vector lane;
     /// per item the input transform, 36 products U[ξ] · V[ξ] with the packed weights, and the
     /// output transform.
-    private static func convolveLargeTiles(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
-                                           u packed: PackedMatrices, terms: haze_output_terms, into y: UnsafeMutablePointer<Float>) {
-        if usesRowTiles(h: h, w: w) { return convolveRowTiles(x, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y) }
+    private static func convolveLargeTiles(_ x: UnsafePointer<Float>, _ activation: haze_input_activation, n: Int, c: Int, h: Int,
+                                           w: Int, u packed: PackedMatrices, terms: haze_output_terms,
+                                           into y: UnsafeMutablePointer<Float>) {
+        if usesRowTiles(h: h, w: w) {
+            return convolveRowTiles(x, activation, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y)
+        }
         let o = packed.rows, t = haze_winograd43_tiles(h, w)
         let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
         Parallel.forEach((n + 15) / 16, cost: 1 << 20) { range in
             Scratch.withBuffer(36 * vBlock) { v in Scratch.withBuffer(36 * mBlock) { m in
                 for item in range {
                     let (b0, images) = (16 * item, Swift.min(16, n - 16 * item))
-                    haze_winograd43_input(x, v, b0, images, c, h, w, vBlock)
+                    haze_winograd43_input(x, activation, v, b0, images, c, h, w, vBlock)
                     for xi in 0..<36 {
                         packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
                     }
@@ -250,15 +255,16 @@ enum Winograd {
 
     /// `convolve` by F(4×4, 3×3) with the tiles along the lanes (haze_winograd43_rows_*): per item
     /// the input transform, 36 products U[ξ] · V[ξ] with the packed weights, the output transform.
-    private static func convolveRowTiles(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
-                                         u packed: PackedMatrices, terms: haze_output_terms, into y: UnsafeMutablePointer<Float>) {
+    private static func convolveRowTiles(_ x: UnsafePointer<Float>, _ activation: haze_input_activation, n: Int, c: Int, h: Int,
+                                         w: Int, u packed: PackedMatrices, terms: haze_output_terms,
+                                         into y: UnsafeMutablePointer<Float>) {
         let o = packed.rows, plan = RowTilePlan(n: n, h: h, w: w, c: c, o: o), most = 16 * plan.groupsPerItem
         Parallel.forEach(plan.items, cost: 1 << 20) { range in
             Scratch.withBuffer(36 * haze_winograd_block(c, most)) { v in Scratch.withBuffer(36 * haze_winograd_block(o, most)) { m in
                 for item in range {
                     let (first, count) = plan.groups(of: item), t = 16 * count
                     let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
-                    haze_winograd43_rows_input(x, v, n, c, h, w, first, count, t, vBlock)
+                    haze_winograd43_rows_input(x, activation, v, n, c, h, w, first, count, t, vBlock)
                     for xi in 0..<36 {
                         packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
                     }
@@ -289,7 +295,7 @@ enum Winograd {
                                       // The item's images as a batch of their own, its groups over the threads.
                                       let (t, x, g) = (columns(images), x + b0 * c * h * w, g + b0 * o * h * w)
                                       func transform(_ range: Range<Int>) {
-                                          haze_winograd43_rows_input(x, v + 16 * range.lowerBound, images, c, h, w, range.lowerBound, range.count, t, vBlock)
+                                          haze_winograd43_rows_input(x, haze_input_activation(), v + 16 * range.lowerBound, images, c, h, w, range.lowerBound, range.count, t, vBlock)
                                           haze_winograd43_rows_output_gradient(g, mbar + 16 * range.lowerBound, images, o, h, w,
                                                                                range.lowerBound, range.count, t, mBlock)
                                       }
@@ -302,7 +308,7 @@ enum Winograd {
             return weightGradient(g, items: (n + 15) / 16, positions: 36, tiles: { _ in t }, c: c, h: h, w: w, o: o,
                                   images: { (16 * $0, Swift.min(16, n - 16 * $0)) },
                                   transform: { b0, images, v, mbar, vBlock, mBlock, _ in
-                                      haze_winograd43_input(x, v, b0, images, c, h, w, vBlock)
+                                      haze_winograd43_input(x, haze_input_activation(), v, b0, images, c, h, w, vBlock)
                                       haze_winograd43_output_gradient(g, mbar, b0, images, o, h, w, mBlock)
                                   },
                                   finish: haze_winograd43_weights_gradient)

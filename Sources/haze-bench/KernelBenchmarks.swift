@@ -51,6 +51,22 @@ func fmnistKernelCases(batch n: Int) -> [KernelCase] {
             Tensor.groupNorm($0[0], groups: 8, weight: $0[1], bias: $0[2])
         })
     }
+    // A block's group norm + SiLU + 3×3 convolution, read through the norm by F(4×4)'s input
+    // transforms (`conv2d(siluOfGroupNorm:)`), and with the activations written out first (no
+    // PyTorch counterpart; the two side by side are the fusion's gain).
+    for (c, hw) in [(64, 28), (128, 14), (128, 7)] {
+        let x = Tensor.normal([n, c, hw, hw], seed: 12), w = Tensor.normal([c, c, 3, 3], std: 0.05, seed: 13)
+        let inputs = [x, Tensor.ones([c]), Tensor.zeros([c]), w, Tensor.zeros([c])], flops = 2 * Double(n * c * hw * hw * c * 9)
+        cases.append(KernelCase(name: "norm+silu+conv2d 3x3 [\(n),\(c),\(hw),\(hw)]->\(c)", forwardFlops: flops, forwardBytes: 0,
+                                inputs: inputs) {
+            Tensor.conv2d(siluOfGroupNorm: $0[0], groups: 8, scale: $0[1], shift: $0[2], weight: $0[3], bias: $0[4], padding: Padding2D(1))
+        })
+        cases.append(KernelCase(name: "norm+silu, conv2d 3x3 [\(n),\(c),\(hw),\(hw)]->\(c)", forwardFlops: flops, forwardBytes: 0,
+                                inputs: inputs) {
+            Tensor.conv2d(Tensor.groupNorm($0[0], groups: 8, weight: $0[1], bias: $0[2], applyingSiLU: true), weight: $0[3], bias: $0[4],
+                          padding: 1)
+        })
+    }
     let x = Tensor.normal([n, 64, 28, 28], seed: 4)
     cases.append(KernelCase(name: "silu [\(n),64,28,28]", forwardFlops: 0, forwardBytes: 8 * Double(x.count),
                             inputs: [x]) { $0[0].silu() })

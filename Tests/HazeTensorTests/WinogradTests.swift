@@ -321,3 +321,62 @@ final class ConvolutionAddendTests: XCTestCase {
         }
     }
 }
+
+/// `conv2d(siluOfGroupNorm:…)`, where F(4×4) reads x through the norm and SiLU in its input
+/// transforms, against the same call with the normalised activations written out first
+/// (`fusesGroupNorm` off): values and gradients to the bit. Planes with the tiles along the lanes
+/// (28×28, 14×14, 9×9, 32×32), images along them (7×7, 20 images: a full item and a partial one),
+/// and paths that do not fuse (7×7 with few images: F(2×2); stride 2; im2col); the norm's weight and
+/// bias per channel or per image (FiLM), one of them large enough that SiLU's exp clamps; with a
+/// residual, a per-image shift or nothing added, with and without bias.
+final class GroupNormConvolutionTests: XCTestCase {
+    func testSameBitsAsTheNormWrittenOut() {
+        let original = ConvolutionAlgorithm.current
+        defer { ConvolutionAlgorithm.current = original; Tensor.fusesGroupNorm = true }
+        let fuses = haze_winograd43_available() != 0 && PackedMatrices.available
+        for (i, s) in [(n: 2, c: 8, h: 28, w: 28, o: 5, stride: 1, fused: fuses), (n: 3, c: 16, h: 14, w: 14, o: 9, stride: 1, fused: fuses),
+                       (n: 2, c: 8, h: 9, w: 9, o: 4, stride: 1, fused: fuses), (n: 2, c: 8, h: 32, w: 32, o: 3, stride: 1, fused: fuses),
+                       (n: 20, c: 8, h: 7, w: 7, o: 6, stride: 1, fused: fuses), (n: 3, c: 8, h: 7, w: 7, o: 4, stride: 1, fused: false),
+                       (n: 2, c: 8, h: 10, w: 10, o: 6, stride: 2, fused: false)].enumerated() {
+            for algorithm in [ConvolutionAlgorithm.automatic, .im2col] {
+                ConvolutionAlgorithm.current = algorithm
+                let geo = ConvGeometry(n: s.n, c: s.c, h: s.h, w: s.w, o: s.o, kh: 3, kw: 3, stride: s.stride, padding: Padding2D(1))
+                XCTAssertEqual(Tensor.readsThroughActivation(geo), s.fused && algorithm == .automatic, "case \(i) \(algorithm)")
+                let x = Tensor.normal([s.n, s.c, s.h, s.w], std: 3, seed: UInt64(200 + i))
+                let w = Tensor.normal([s.o, s.c, 3, 3], std: 0.3, seed: UInt64(210 + i)), b = Tensor.normal([s.o], seed: UInt64(220 + i))
+                let cotangent = Tensor.normal([s.n, s.o, geo.ho, geo.wo], seed: UInt64(230 + i))
+                let affines = [(Tensor.normal([s.c], seed: UInt64(240 + i)), Tensor.normal([s.c], seed: UInt64(250 + i))),
+                               (Tensor.normal([s.n, s.c], std: 40, seed: UInt64(260 + i)), Tensor.normal([s.n, s.c], seed: UInt64(270 + i)))]
+                let addends: [Tensor?] = [nil, Tensor.normal([s.n, s.o, geo.ho, geo.wo], seed: UInt64(280 + i)),
+                                          Tensor.normal([s.n, s.o, 1, 1], seed: UInt64(290 + i))]
+                for (scale, shift) in affines {
+                    for (a, addend) in addends.enumerated() {
+                        let bias = a != 1, label = "case \(i) \(algorithm) scale \(scale.shape) addend \(addend?.shape ?? []) bias \(bias)"
+                        let inputs = [x, scale, shift, w, b] + (addend.map { [$0] } ?? [])
+                        func run(fusing: Bool) -> (value: Tensor, gradients: [Tensor]) {
+                            Tensor.fusesGroupNorm = fusing
+                            return valueWithGradient(at: inputs) { t in
+                                (Tensor.conv2d(siluOfGroupNorm: t[0], groups: 4, scale: t[1], shift: t[2], weight: t[3],
+                                               bias: bias ? t[4] : nil, stride: s.stride, padding: Padding2D(1),
+                                               adding: addend == nil ? nil : t[5]) * cotangent).sum()
+                            }
+                        }
+                        let (fused, written) = (run(fusing: true), run(fusing: false))
+                        XCTAssertEqual(fused.value.scalars, written.value.scalars, label)
+                        for (j, (f, p)) in zip(fused.gradients, written.gradients).enumerated() {
+                            XCTAssertEqual(f.scalars, p.scalars, "\(label), gradient \(j)")
+                        }
+                        // The forward alone (sampling: nothing recorded).
+                        Tensor.fusesGroupNorm = true
+                        let inference = Tensor.conv2d(siluOfGroupNorm: x, groups: 4, scale: scale, shift: shift, weight: w, bias: bias ? b : nil,
+                                                      stride: s.stride, padding: Padding2D(1), adding: addend)
+                        let normalized = scale.rank == 2 ? Tensor.groupNorm(x, groups: 4, scale: scale, shift: shift, applyingSiLU: true)
+                            : Tensor.groupNorm(x, groups: 4, weight: scale, bias: shift, applyingSiLU: true)
+                        let plain = Tensor.conv2d(normalized, weight: w, bias: bias ? b : nil, stride: s.stride, padding: Padding2D(1), adding: addend)
+                        XCTAssertEqual(inference.scalars, plain.scalars, "\(label), inference")
+                    }
+                }
+            }
+        }
+    }
+}

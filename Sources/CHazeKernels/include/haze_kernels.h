@@ -107,6 +107,13 @@ void haze_softmax_columns_backward(const float *pt, float *dpt, float *dot, long
 void haze_group_norm_forward(const float *x, const float *residual, float *y, const float *gamma, const float *beta,
                              long affine_stride, long first, long count, long groups, long per_group,
                              long spatial, float eps, int silu, float *mean_out, float *rstd_out);
+/// The group norm of the same groups as a per-image affine transform, without writing y: for
+/// each (n, channel) of those groups, scale = γ·rstd and shift = β − μ·scale into scale_out and
+/// shift_out [N, C], so that the forward's y = x·scale + shift (then SiLU) to the bit (see
+/// haze_input_activation). gamma, beta and affine_stride as in the forward.
+void haze_group_norm_affine(const float *x, const float *gamma, const float *beta, long affine_stride,
+                            long first, long count, long groups, long per_group, long spatial, float eps,
+                            float *scale_out, float *shift_out);
 /// Group norm backward for the same groups: dx, and per (n, channel) partial sums
 /// dgamma_parts = Σ g·x̂, dbeta_parts = Σ g, both [N, C]. With silu != 0, g is the gradient of
 /// the SiLU output (the forward's silu), and beta must be the forward's; gamma, beta and
@@ -218,12 +225,19 @@ void haze_avx512_permutes(int enabled);
 typedef struct {
     const float *bias, *shifts, *residual;
 } haze_output_terms;
+/// What an input transform applies to each value x[n, c, i, j] as it reads it, where scale is not
+/// NULL: SiLU(x · scale[n · C + c] + shift[n · C + c]), the padding staying zero. With the
+/// scale and shift of haze_group_norm_affine, the convolution reads haze_group_norm_forward's
+/// output with silu (the same bits) without that output being written.
+typedef struct {
+    const float *scale, *shift;
+} haze_input_activation;
 void haze_winograd43_packed_weights(const float *w, float *packed, long o, long c, long first_block,
                                     long block_count);
 long haze_winograd43_tiles(long h, long w);
 int haze_winograd43_available(void);
-void haze_winograd43_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
-                           long block);
+void haze_winograd43_input(const float *x, haze_input_activation activation, float *v, long first_image, long images,
+                           long c, long h, long w, long block);
 void haze_winograd43_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
                             long o, long h, long w, long block);
 void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
@@ -239,8 +253,8 @@ void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw
 /// floats apart).
 int haze_winograd43_rows_fit(long h, long w);
 long haze_winograd43_rows_groups(long n, long h, long w);
-void haze_winograd43_rows_input(const float *x, float *v, long n, long c, long h, long w,
-                                long first_group, long groups, long ld, long block);
+void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c, long h,
+                                long w, long first_group, long groups, long ld, long block);
 void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long h,
                                  long w, long first_group, long groups, long ld, long block);
 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
