@@ -139,18 +139,20 @@ struct Kernels: ParsableCommand {
             let data = try Data(contentsOf: URL(fileURLWithPath: compare))
             torch = (try JSONSerialization.jsonObject(with: data) as? [String: [String: Double]]) ?? [:]
         }
-        let header = "op".padding(toLength: 36, withPad: " ", startingAt: 0)
+        let cases = fmnistKernelCases(batch: batch).filter { c in filter.map { c.name.contains($0) } ?? true }
+        let width = max(36, cases.map(\.name.count).max() ?? 0)
+        let header = "op".padding(toLength: width, withPad: " ", startingAt: 0)
             + "  fwd ms  fwd+bwd ms   fwd rate" + (torch.isEmpty ? "" : "   torch fwd  torch f+b  ratio f+b (haze/torch)")
         print(header)
         var haze: [String: [String: Double]] = [:]
-        for c in fmnistKernelCases(batch: batch) where filter.map({ c.name.contains($0) }) ?? true {
+        for c in cases {
             let forward = measure(iterations: iterations) { _ = c.op(c.inputs) }
             let seed = c.op(c.inputs)
             let both = measure(iterations: iterations) { _ = valueWithGradient(at: c.inputs, seed: seed.detached, of: c.op) }
             let rate = c.forwardFlops > 0
                 ? String(format: "%6.1f GFLOP/s", c.forwardFlops / forward.medianMs / 1e6)
                 : String(format: "%6.1f GB/s", c.forwardBytes / forward.medianMs / 1e6)
-            var line = c.name.padding(toLength: 36, withPad: " ", startingAt: 0)
+            var line = c.name.padding(toLength: width, withPad: " ", startingAt: 0)
                 + String(format: "%8.2f %11.2f  ", forward.medianMs, both.medianMs) + rate
             if let t = torch[c.name], let tf = t["forward_ms"], let tb = t["forward_backward_ms"] {
                 line += String(format: "  %9.2f  %9.2f  %6.2fx", tf, tb, both.medianMs / tb)
