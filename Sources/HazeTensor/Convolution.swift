@@ -312,9 +312,9 @@ extension Tensor {
     /// computes only the norm's statistics, as a per-image affine transform (haze_group_norm_affine),
     /// and the input transforms read x through it and SiLU (haze_input_activation): the
     /// normalised activations are never written out, and the result is the same to the bit.
-    /// (AMD Zen 4, `haze-bench kernels --threads 1 --filter norm+silu`: forward 2–4 % faster than
-    /// with the activations written out; fmnist-s inference, batch 64, 2 threads, 8 alternating
-    /// runs' minimum times 158–172 → 147–166 ms.) The backward recomputes the norm, as
+    /// (AMD Zen 4, `haze-bench kernels --threads 1 --filter norm+silu`: forward 1–4 % faster than
+    /// with the activations written out at 28×28 and 14×14, within noise at 7×7; fmnist-s
+    /// inference, batch 64, 2 threads, 8 alternating runs' minimum times 158–172 → 147–166 ms.) The backward recomputes the norm, as
     /// `conv2d(recomputing:)` does.
     public static func conv2d(siluOfGroupNorm x: Tensor, groups: Int, scale: Tensor, shift: Tensor, epsilon: Float = 1e-5,
                               weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero,
@@ -329,21 +329,21 @@ extension Tensor {
         }
         let geo = geometry(x.shape, weight: weight, bias: bias, stride: stride, padding: padding, adding: addend)
         let fused: (([Tensor]) -> Tensor?)? = !fusesGroupNorm || !readsThroughActivation(geo) ? nil : { t in
-                let (spatial, perGroup) = (geo.h * geo.w, c / groups)
-                var affineScale = [Float](repeating: 0, count: n * c), affineShift = affineScale
-                t[0].withScalars { px in t[1].withScalars { ps in t[2].withScalars { pt in
-                    affineScale.withUnsafeMutableBufferPointer { pa in affineShift.withUnsafeMutableBufferPointer { pb in
-                        Parallel.forEach(n * groups, cost: 2 * perGroup * spatial) { range in
-                            haze_group_norm_affine(px, ps, pt, perImage ? c : 0, range.lowerBound, range.count, groups, perGroup, spatial,
-                                                   epsilon, pa.baseAddress!, pb.baseAddress!)
-                        }
-                    } }
-                } } }
-                return affineScale.withUnsafeBufferPointer { pa in affineShift.withUnsafeBufferPointer { pb in
-                    convolved(t[0], weight: weight.detached, bias: bias?.detached, geometry: geo, adding: addend?.detached,
-                              activation: haze_input_activation(scale: pa.baseAddress!, shift: pb.baseAddress!))
+            let (spatial, perGroup) = (geo.h * geo.w, c / groups)
+            var affineScale = [Float](repeating: 0, count: n * c), affineShift = affineScale
+            t[0].withScalars { px in t[1].withScalars { ps in t[2].withScalars { pt in
+                affineScale.withUnsafeMutableBufferPointer { pa in affineShift.withUnsafeMutableBufferPointer { pb in
+                    Parallel.forEach(n * groups, cost: 2 * perGroup * spatial) { range in
+                        haze_group_norm_affine(px, ps, pt, perImage ? c : 0, range.lowerBound, range.count, groups, perGroup, spatial,
+                                               epsilon, pa.baseAddress!, pb.baseAddress!)
+                    }
                 } }
-            }
+            } } }
+            return affineScale.withUnsafeBufferPointer { pa in affineShift.withUnsafeBufferPointer { pb in
+                convolved(t[0], weight: weight.detached, bias: bias?.detached, geometry: geo, adding: addend?.detached,
+                          activation: haze_input_activation(scale: pa.baseAddress!, shift: pb.baseAddress!))
+            } }
+        }
         return conv2d(recomputing: producer, from: [x, scale, shift], weight: weight, bias: bias, stride: stride, padding: padding,
                       adding: addend, fusedForward: fused)
     }
