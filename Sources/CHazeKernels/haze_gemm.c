@@ -15,6 +15,7 @@
 #include "haze_kernels.h"
 #include "haze_avx512.h"
 #include <stddef.h>
+#include <string.h>
 
 enum { ROWS = 8, COLUMNS = 32, DEPTH = 128 };
 
@@ -28,6 +29,17 @@ void haze_gemm_pack(const float *a, long lda, float *packed, long m, long k) {
                 const long row = r0 + r;
                 packed[r0 * k + p * ROWS + r] = row < m ? a[row * lda + p] : 0.0f;
             }
+}
+
+void haze_read_into_cache(const float *x, long count) {
+    // One load per 64-byte line, in address order: the prefetchers see one stream and run ahead.
+    unsigned bits = 0;
+    for (long i = 0; i < count; i += 16) {
+        unsigned word;
+        memcpy(&word, x + i, sizeof word);
+        bits ^= word;
+    }
+    __asm__ __volatile__("" : : "r"(bits));  // the loads stay: their result is "used"
 }
 
 #if defined(__x86_64__) && defined(__clang__)
