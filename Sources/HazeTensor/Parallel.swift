@@ -21,9 +21,11 @@ public enum Parallel {
     /// Calls `body` on disjoint subranges covering `0..<count`, in parallel when the work is
     /// large enough. `cost` is an estimate of the work per index (in simple operations): loops
     /// under about 32k operations run on the calling thread.
-    /// `chunksPerThread` > 1 (a few chunks per thread) evens out uneven work; with 1 the ranges
-    /// are fixed by the thread count alone, so a range can accumulate into its own buffer and
-    /// the buffers be summed in a fixed order.
+    /// `chunksPerThread` > 1 evens out uneven work: a loop ends with the threads waiting for the
+    /// last chunk, about half a chunk each. 16 chunks a thread (taking one is an atomic increment)
+    /// cut the time fmnist-s inference spends waiting from 5.1–5.5 % to 3.3–3.4 % (perf, two
+    /// threads, AMD Zen 4; 4 before). With 1 the ranges are fixed by the thread count alone, so a
+    /// range can accumulate into its own buffer and the buffers be summed in a fixed order.
     ///
     /// The chunks run on the calling thread and the workers of haze_parallel.c, which spin for a
     /// moment between loops instead of sleeping: a training step runs about a thousand loops, many
@@ -33,7 +35,7 @@ public enum Parallel {
     /// 265 → 226 ms; Documentation/speed.md, "The worker pool and small batches"). A loop nested in
     /// another's chunk runs on its thread; one started while another thread's loop runs goes to
     /// `concurrentPerform`.
-    public static func forEach(_ count: Int, cost: Int = 1, chunksPerThread: Int = 4, _ body: (Range<Int>) -> Void) {
+    public static func forEach(_ count: Int, cost: Int = 1, chunksPerThread: Int = 16, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let threads = min(threadCount, count, max(1, count * max(cost, 1) / 32_768))
         if threads <= 1 {
