@@ -52,4 +52,11 @@ static inline __attribute__((always_inline)) HAZE_X16_TARGET haze_x16 silu_affin
     return pre / (1.0f + exp_x16(-pre));
 }
 
+// The same with a scale and shift per lane (lanes of different images).
+static inline __attribute__((always_inline)) HAZE_X16_TARGET haze_x16 silu_affine_lanes_x16(haze_x16 x, haze_x16 scale,
+                                                                                         haze_x16 shift) {
+    const haze_x16 pre = x * scale + shift;
+    return pre / (1.0f + exp_x16(-pre));
+}
+
 #endif

@@ -253,40 +253,61 @@ AVX512 void haze_winograd43_weights_gradient(float *const *slots, long count, fl
 
 // Tiles along the lanes, for larger planes: planes W = 32 or 64 wide with H a multiple of 256 / W
 // (32×32, 64×64 images), planes 9–16 wide and over 8 high, laid out as W = 16 (14×14, 16×16,
-// 16×48 images), and planes 25–31 wide and over 16 high, laid out as W = 32 (28×28); a narrower
-// plane's missing columns read as zeros and are not written. A group is 16 consecutive tiles in
-// raster order: R = 64 / W tile rows of W / 4 tiles. The tile rows run on from one image to the
+// 16×48 images), planes 25–31 wide and over 16 high, laid out as W = 32 (28×28), and planes 5–8
+// wide, laid out as W = 8 (8×8 and 7×7 images in batches too small for 16 images in the lanes);
+// a narrower plane's missing columns read as zeros and are not written. A group is 16 consecutive
+// tiles in raster order: R = 64 / W tile rows of W / 4 tiles. The tile rows run on from one image to the
 // next (the batch's ⌈H/4⌉ · N tile rows one after the other), so a group may end in the next image:
 // on 28×28 planes (7 tile rows) that is 3.5 groups an image, 56 tiles where 49 would do (one empty
 // tile column), not 64. (Even 64 is 27 % fewer products than F(2×2, 3×3)'s 196 tiles of 16; below
 // 25 columns the empty tiles would cost more than that.) Each of the six input rows under a
-// group's tiles spans R image rows of W pixels, 64 floats in four registers, and two-source
+// group's tiles spans R image rows of W pixels, 64 floats in four registers (at W = 8 each
+// register holds two of them, in its two halves: `register_segments`), and two-source
 // permutes pick every tile's six columns out of them (zero where a column falls into the padding),
 // so x is read by whole-vector loads and y written by whole-vector stores (masked to the plane's
 // width), with no gathers or scatters. Column `16 (g − first_group) + l` of an item's V and M (rows
 // `ld` floats apart) holds tile l of group g. n, h, w: the images and the plane's own height and
 // width (its row stride); the tile rows past the last image read as zeros and are not written.
 int haze_winograd43_rows_fit(long h, long w) {
-    return ((w == 32 || w == 64) && h % (256 / w) == 0) || (w > 8 && w <= 16 && h > 8) || (w > 24 && w < 32 && h > 16);
+    return ((w == 32 || w == 64) && h % (256 / w) == 0) || (w > 8 && w <= 16 && h > 8) || (w > 24 && w < 32 && h > 16) ||
+           (w > 4 && w <= 8);
 }
 
 // The layout width W of a plane w wide.
-static inline long layout_width(long w) { return w <= 16 ? 16 : w <= 32 ? 32 : 64; }
+static inline long layout_width(long w) { return w <= 8 ? 8 : w <= 16 ? 16 : w <= 32 ? 32 : 64; }
 
 long haze_winograd43_rows_groups(long n, long h, long w) {
     const long tile_rows = 64 / layout_width(w);  // tile rows per group
     return (n * ((h + 3) / 4) + tile_rows - 1) / tile_rows;
 }
 
-// The first column of register s (of four) of a group's image rows, in a layout W wide, and the
-// group's tile row it belongs to.
+// The first column of register s (of four) of a group's image rows, in a layout W ≥ 16 wide, and
+// the group's tile row it belongs to.
 static inline long register_column(long s, long layout) { return 16 * s % layout; }
 static inline long register_tile_row(long s, long layout) { return 16 * s / layout; }
+
+// The parts of register s of a group's image rows that lie in one image row each: at W ≥ 16 the
+// whole register, 16 pixels of tile row 16s / W from column 16s mod W; at W = 8 its two halves,
+// pixels 0–7 of tile rows 2s (lanes 0–7) and 2s + 1 (lanes 8–15).
+typedef struct {
+    long count, tile_row[2], column[2], first_lane[2], lanes[2];
+} segments;
+
+static inline segments register_segments(long s, long layout) {
+    if (layout >= 16) return (segments){1, {register_tile_row(s, layout)}, {register_column(s, layout)}, {0}, {16}};
+    return (segments){2, {2 * s, 2 * s + 1}, {0, 0}, {0, 8}, {8, 8}};
+}
+
+// The lanes of segment k that hold pixels of a plane w wide.
+static inline __mmask16 segment_lanes(const segments *g, long k, long w) {
+    const long columns = w - g->column[k] < g->lanes[k] ? w - g->column[k] : g->lanes[k];
+    return (__mmask16)(first_lanes(columns) << g->first_lane[k]);
+}
 
 // Where a group's tile rows lie: for each of its R tile rows, its image (−1 past the last) and
 // its first image row.
 typedef struct {
-    long image[4], row[4];
+    long image[8], row[8];
 } group_place;
 
 // The places of groups first, first + 1, …: `next_group_place` returns one and moves on.
@@ -321,11 +342,35 @@ static inline AVX512 selection tile_columns(long w, long k, long shift) {
     return make_selection(sources, 16);
 }
 
+// load_group_register at W = 8: the register's two image rows, possibly of two images (each
+// with its own activation).
+static inline AVX512 __m512 load_two_rows(const float *x, haze_input_activation activation, const group_place *place, long c,
+                                          long channel, long row, long s, long h, long w) {
+    const segments parts = register_segments(s, 8);
+    __m512 v = _mm512_setzero_ps(), scale = _mm512_setzero_ps(), shift = _mm512_setzero_ps();
+    __mmask16 valid = 0;
+    for (long k = 0; k < parts.count; k++) {
+        const long q = parts.tile_row[k], y = place->row[q] + row, image = place->image[q];
+        if (image < 0 || y < 0 || y >= h) continue;
+        const __mmask16 lanes = segment_lanes(&parts, k, w);
+        v = _mm512_mask_loadu_ps(v, lanes, x + ((image * c + channel) * h + y) * w - parts.first_lane[k]);
+        valid |= lanes;
+        if (activation.scale) {
+            const long at = image * c + channel;
+            scale = _mm512_mask_mov_ps(scale, lanes, _mm512_set1_ps(activation.scale[at]));
+            shift = _mm512_mask_mov_ps(shift, lanes, _mm512_set1_ps(activation.shift[at]));
+        }
+    }
+    if (!activation.scale) return v;
+    return _mm512_maskz_mov_ps(valid, (__m512)silu_affine_lanes_x16((haze_x16)v, (haze_x16)scale, (haze_x16)shift));
+}
+
 // Register s of image row `row` (counted from its tile row's first) of a group, in channel
 // `channel` of x [N, C, h, w] laid out W wide, through `activation`: zero outside 0..<h, past
 // column w and past the last image.
 static inline AVX512 __m512 load_group_register(const float *x, haze_input_activation activation, const group_place *place,
                                                 long c, long channel, long row, long s, long h, long w, long layout) {
+    if (layout < 16) return load_two_rows(x, activation, place, c, channel, row, s, h, w);
     const long q = register_tile_row(s, layout), y = place->row[q] + row, column = register_column(s, layout);
     const long image = place->image[q];
     if (image < 0 || y < 0 || y >= h) return _mm512_setzero_ps();
@@ -336,8 +381,9 @@ static inline AVX512 __m512 load_group_register(const float *x, haze_input_activ
     return _mm512_maskz_mov_ps(lanes, (__m512)silu_affine_x16((haze_x16)v, activation.scale[at], activation.shift[at]));
 }
 
-AVX512 void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c, long h,
-                                       long w, long first_group, long groups, long ld, long block) {
+AVX512 void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c,
+                                       long first_channel, long channels, long h, long w, long first_group, long groups,
+                                       long ld, long block) {
     const long layout = layout_width(w);
     selection pick[6];
     for (long k = 0; k < 6; k++) pick[k] = tile_columns(layout, k, -1);
@@ -346,9 +392,9 @@ AVX512 void haze_winograd43_rows_input(const float *x, haze_input_activation act
     // each transformed row's six picks go through B and out: 24 + 12 live registers, not 3 × 36.
     // A tile row's first two input rows are the last two of the tile row above it in the same
     // image: they are carried over (per register column) instead of read and activated again, so
-    // each row is read once, not 1.5 times.
-    const long slots = layout / 16;  // registers per image row
-    for (long ci = 0; ci < c; ci++) {
+    // each row is read once, not 1.5 times. (Not at W = 8, where a register holds two tile rows.)
+    const long slots = layout >= 16 ? layout / 16 : 1;  // registers per image row
+    for (long ci = first_channel; ci < first_channel + channels; ci++) {
         group_walk walk = start_walk(first_group, n, h, w);
         __m512 carried[4][2];
         long carried_image[4] = {-1, -1, -1, -1}, carried_row[4] = {0};
@@ -357,7 +403,7 @@ AVX512 void haze_winograd43_rows_input(const float *x, haze_input_activation act
             __m512 t[24];  // t[4i + s]: register s of row i of Bᵀ d
             for (long s = 0; s < 4; s++) {
                 const long q = register_tile_row(s, layout), slot = s % slots, image = place.image[q];
-                const int below = image >= 0 && carried_image[slot] == image && carried_row[slot] + 4 == place.row[q];
+                const int below = layout >= 16 && image >= 0 && carried_image[slot] == image && carried_row[slot] + 4 == place.row[q];
                 __m512 rows[6];
                 for (long r = 0; r < 6; r++)
                     rows[r] = below && r < 2 ? carried[slot][r] : load_group_register(x, activation, &place, c, ci, r - 1, s, h, w, layout);
@@ -376,8 +422,9 @@ AVX512 void haze_winograd43_rows_input(const float *x, haze_input_activation act
     }
 }
 
-AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long h,
-                                        long w, long first_group, long groups, long ld, long block) {
+AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o,
+                                        long first_channel, long channels, long h, long w, long first_group, long groups,
+                                        long ld, long block) {
     // Lane e of output register s is pixel p = 16 s + e of a group's row: tile row p / W, column
     // p mod W = 4 tj + j, the lane (p / W)·(W/4) + tj of out[·][j] (source 16 j + lane).
     const long layout = layout_width(w);
@@ -390,7 +437,7 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_te
         }
         place[s] = make_selection(sources, 16);
     }
-    for (long oc = 0; oc < o; oc++) {
+    for (long oc = first_channel; oc < first_channel + channels; oc++) {
         const __m512 shift = _mm512_set1_ps(terms.bias ? terms.bias[oc] : 0.0f);
         group_walk walk = start_walk(first_group, n, h, w);
         for (long g = 0; g < groups; g++) {
@@ -407,14 +454,19 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_te
                 __m512 out[4];
                 output_1d(cols + 6 * i, 1, out, 1);  // (Aᵀ m) A: row i
                 for (long s = 0; s < 4; s++) {
-                    const long q = register_tile_row(s, layout), yr = tiles.row[q] + i, x = register_column(s, layout);
-                    const long image = tiles.image[q], at = ((image * o + oc) * h + yr) * w + x;
-                    if (image < 0 || yr >= h) continue;
-                    const __mmask16 columns = first_lanes(w - x);
-                    __m512 value = _mm512_add_ps(select_lanes(place[s], out[0], out[1], out[2], out[3]), shift);
-                    if (terms.shifts) value = _mm512_add_ps(value, _mm512_set1_ps(terms.shifts[image * o + oc]));
-                    if (terms.residual) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(columns, terms.residual + at));
-                    _mm512_mask_storeu_ps(y + at, columns, value);
+                    const __m512 selected = _mm512_add_ps(select_lanes(place[s], out[0], out[1], out[2], out[3]), shift);
+                    const segments parts = register_segments(s, layout);
+                    for (long k = 0; k < parts.count; k++) {
+                        const long q = parts.tile_row[k], yr = tiles.row[q] + i, image = tiles.image[q];
+                        if (image < 0 || yr >= h) continue;
+                        // Lane first_lane + j of the segment goes to column column + j.
+                        const long at = ((image * o + oc) * h + yr) * w + parts.column[k] - parts.first_lane[k];
+                        const __mmask16 columns = segment_lanes(&parts, k, w);
+                        __m512 value = selected;
+                        if (terms.shifts) value = _mm512_add_ps(value, _mm512_set1_ps(terms.shifts[image * o + oc]));
+                        if (terms.residual) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(columns, terms.residual + at));
+                        _mm512_mask_storeu_ps(y + at, columns, value);
+                    }
                 }
             }
         }
@@ -460,10 +512,11 @@ void haze_winograd43_packed_weights(const float *w, float *packed, long o, long 
 // Callers use F(2×2, 3×3) where haze_winograd43_available() is 0; these are never reached.
 int haze_winograd43_rows_fit(long h, long w) { return 0; }
 long haze_winograd43_rows_groups(long n, long h, long w) { return 0; }
-void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c, long h,
-                                long w, long first_group, long groups, long ld, long block) {}
-void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long h,
-                                 long w, long first_group, long groups, long ld, long block) {}
+void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c,
+                                long first_channel, long channels, long h, long w, long first_group, long groups, long ld,
+                                long block) {}
+void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long first_channel,
+                                 long channels, long h, long w, long first_group, long groups, long ld, long block) {}
 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
                                           long first_group, long groups, long ld, long block) {}
 void haze_winograd43_input(const float *x, haze_input_activation activation, float *v, long first_image, long images,

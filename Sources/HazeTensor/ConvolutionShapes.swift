@@ -35,7 +35,7 @@ public enum ConvolutionShapes {
             let geo = geometry
             if Winograd.applies(geo) {
                 if Winograd.usesLargeTiles(n: geo.n, h: geo.h, w: geo.w) {
-                    return Winograd.usesRowTiles(h: geo.h, w: geo.w) ? "F(4×4), tiles in lanes" : "F(4×4), images in lanes"
+                    return Winograd.usesRowTiles(n: geo.n, h: geo.h, w: geo.w) ? "F(4×4), tiles in lanes" : "F(4×4), images in lanes"
                 }
                 let packed = Winograd.usesPackedProducts(perImage: ((geo.h + 1) / 2) * ((geo.w + 1) / 2), c: geo.c)
                 return "F(2×2), " + (packed ? "packed products" : "BLAS products")

@@ -52,8 +52,8 @@ enum Winograd {
     }
 
     /// Whether `convolve` uses F(4×4, 3×3) on these images, on an AVX-512 CPU: images of at most
-    /// 8×8 when there are more than 16 (at least two items of 16 images in the lanes), and the
-    /// planes of `usesRowTiles` at any batch. Not a function of the thread count: the two
+    /// 8×8 when there are more than 16 (`usesImagesInLanes`), and the planes of `usesRowTiles`
+    /// (among them smaller batches of 5–8 wide images). Not a function of the thread count: the two
     /// algorithms round differently. (Tests switch `largeTiles` off to compare.) In bf16 the forward
     /// and input-gradient convolutions take F(2×2) with the bf16 kernel on both kinds of plane (the
     /// small ones: fmnist-s batch 64, `haze-bench unet --precision bfloat16`, alternating, inference
@@ -63,10 +63,16 @@ enum Winograd {
         guard ConvolutionAlgorithm.current == .automatic && largeTiles && haze_winograd43_available() != 0 && PackedMatrices.available else {
             return false
         }
-        let bfloat16 = Precision.current == .bfloat16 && Precision.bfloat16Available
-        return h <= 8 && w <= 8 ? n > 16 && (forWeightGradient || !bfloat16) : usesRowTiles(h: h, w: w, forWeightGradient: forWeightGradient)
+        if usesImagesInLanes(n: n, h: h, w: w) {
+            return forWeightGradient || !(Precision.current == .bfloat16 && Precision.bfloat16Available)
+        }
+        return usesRowTiles(n: n, h: h, w: w, forWeightGradient: forWeightGradient)
     }
     nonisolated(unsafe) static var largeTiles = true
+
+    /// Whether F(4×4) runs with 16 images in the vector lanes (haze_winograd43_input/output):
+    /// images of at most 8×8, more than 16 of them (at least two items).
+    static func usesImagesInLanes(n: Int, h: Int, w: Int) -> Bool { h <= 8 && w <= 8 && n > 16 }
 
     /// Whether F(4×4, 3×3) runs with the tiles along the lanes (haze_winograd43_rows_*): planes 32
     /// or 64 wide, planes 9–16 wide laid out 16 wide (14×14 against F(2×2, 3×3), fmnist-s,
@@ -74,13 +80,18 @@ enum Winograd {
     /// 192→64 9.7/8.6 → 7.0/6.5, 128→64 5.6/5.7 → 3.9/4.0, 64→64 2.8/2.9 → 2.8/2.8), and planes
     /// 25–31 wide laid out 32 wide (28×28, same bench, forward ms: 32→32 3.80 → 2.77, 64→64 8.59 →
     /// 7.27, 96→32 9.53 → 6.89, 64→32 5.01 → 4.61; 32→1 1.42 → 1.74, where the products are too few
-    /// to repay the larger transforms; the whole forward 146 → 128 ms). In bf16 the
+    /// to repay the larger transforms; the whole forward 146 → 128 ms), and planes 5–8 wide laid
+    /// out 8 wide where the images are not in the lanes (cifar-ddpm's 8×8 level at batch 8: 2 × 2
+    /// tiles of 36 positions an image against F(2×2)'s 16 tiles of 16, 44 % fewer products; see
+    /// `convolveRowTiles` for the timings). In bf16 the
     /// forward and input-gradient convolutions there take F(2×2) with the bf16 kernel instead;
     /// the weight gradient, which has no bf16 kernel, keeps F(4×4) in float32 (bf16 training step,
     /// same run, alternating, `haze-bench unet --precision bfloat16`: faces-64 b16 2627/2588 →
-    /// 2380/2486 ms, tf-article b32 3063/2916 → 2750/2621 ms).
-    static func usesRowTiles(h: Int, w: Int, forWeightGradient: Bool = false) -> Bool {
-        haze_winograd43_rows_fit(h, w) != 0 && (forWeightGradient || !(Precision.current == .bfloat16 && Precision.bfloat16Available))
+    /// 2380/2486 ms, tf-article b32 3063/2916 → 2750/2621 ms), except on planes 8 wide or less,
+    /// where it keeps F(2×2).
+    static func usesRowTiles(n: Int, h: Int, w: Int, forWeightGradient: Bool = false) -> Bool {
+        guard !usesImagesInLanes(n: n, h: h, w: w) && haze_winograd43_rows_fit(h, w) != 0 else { return false }
+        return forWeightGradient ? w > 8 : !(Precision.current == .bfloat16 && Precision.bfloat16Available)
     }
 
     /// The transformed weights of one convolution, in the form `convolve` uses them.
@@ -210,7 +221,7 @@ enum Winograd {
     private static func convolveLargeTiles(_ x: UnsafePointer<Float>, _ activation: haze_input_activation, n: Int, c: Int, h: Int,
                                            w: Int, u packed: PackedMatrices, terms: haze_output_terms,
                                            into y: UnsafeMutablePointer<Float>) {
-        if usesRowTiles(h: h, w: w) {
+        if usesRowTiles(n: n, h: h, w: w) {
             return convolveRowTiles(x, activation, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y)
         }
         let o = packed.rows, t = haze_winograd43_tiles(h, w)
@@ -255,20 +266,41 @@ enum Winograd {
 
     /// `convolve` by F(4×4, 3×3) with the tiles along the lanes (haze_winograd43_rows_*): per item
     /// the input transform, 36 products U[ξ] · V[ξ] with the packed weights, the output transform.
+    /// A single item (8×8 images in a small batch: cifar-ddpm's eight make two groups) runs each of
+    /// the three over the threads instead: the transforms by channels, the products by position
+    /// (the same calls on the same data as on one thread, so the same bits).
     private static func convolveRowTiles(_ x: UnsafePointer<Float>, _ activation: haze_input_activation, n: Int, c: Int, h: Int,
                                          w: Int, u packed: PackedMatrices, terms: haze_output_terms,
                                          into y: UnsafeMutablePointer<Float>) {
         let o = packed.rows, plan = RowTilePlan(n: n, h: h, w: w, c: c, o: o), most = 16 * plan.groupsPerItem
+        if plan.items == 1 {
+            let (first, count) = plan.groups(of: 0), t = 16 * count
+            let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
+            Scratch.withBuffer(36 * vBlock) { v in Scratch.withBuffer(36 * mBlock) { m in
+                Parallel.forEach(c, cost: 1 << 16) { channels in
+                    haze_winograd43_rows_input(x, activation, v, n, c, channels.lowerBound, channels.count, h, w, first, count, t, vBlock)
+                }
+                Parallel.forEach(36, cost: 1 << 20) { positions in
+                    for xi in positions {
+                        packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
+                    }
+                }
+                Parallel.forEach(o, cost: 1 << 16) { channels in
+                    haze_winograd43_rows_output(m, y, terms, n, o, channels.lowerBound, channels.count, h, w, first, count, t, mBlock)
+                }
+            } }
+            return
+        }
         Parallel.forEach(plan.items, cost: 1 << 20) { range in
             Scratch.withBuffer(36 * haze_winograd_block(c, most)) { v in Scratch.withBuffer(36 * haze_winograd_block(o, most)) { m in
                 for item in range {
                     let (first, count) = plan.groups(of: item), t = 16 * count
                     let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
-                    haze_winograd43_rows_input(x, activation, v, n, c, h, w, first, count, t, vBlock)
+                    haze_winograd43_rows_input(x, activation, v, n, c, 0, c, h, w, first, count, t, vBlock)
                     for xi in 0..<36 {
                         packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
                     }
-                    haze_winograd43_rows_output(m, y, terms, n, o, h, w, first, count, t, mBlock)
+                    haze_winograd43_rows_output(m, y, terms, n, o, 0, o, h, w, first, count, t, mBlock)
                 }
             } }
         }
@@ -282,7 +314,7 @@ enum Winograd {
     /// nor on the thread count.
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
                                n: Int, c: Int, h: Int, w: Int, o: Int) -> (weight: [Float], bias: [Float]) {
-        if usesLargeTiles(n: n, h: h, w: w, forWeightGradient: true) && usesRowTiles(h: h, w: w, forWeightGradient: true) {
+        if usesLargeTiles(n: n, h: h, w: w, forWeightGradient: true) && usesRowTiles(n: n, h: h, w: w, forWeightGradient: true) {
             // Items of whole images (the bias sums), at least 64 columns: V and M̄ of 256 columns
             // (four 28×28 images, sixteen 14×14) overflowed L2 as the forward's items did (`haze-bench
             // kernels --threads 1`, forward + backward ms: 28×28 32→32 16.7 → 14.0, 64→64 49 → 41,
@@ -295,7 +327,8 @@ enum Winograd {
                                       // The item's images as a batch of their own, its groups over the threads.
                                       let (t, x, g) = (columns(images), x + b0 * c * h * w, g + b0 * o * h * w)
                                       func transform(_ range: Range<Int>) {
-                                          haze_winograd43_rows_input(x, haze_input_activation(), v + 16 * range.lowerBound, images, c, h, w, range.lowerBound, range.count, t, vBlock)
+                                          haze_winograd43_rows_input(x, haze_input_activation(), v + 16 * range.lowerBound, images, c, 0, c, h, w,
+                                                                     range.lowerBound, range.count, t, vBlock)
                                           haze_winograd43_rows_output_gradient(g, mbar + 16 * range.lowerBound, images, o, h, w,
                                                                                range.lowerBound, range.count, t, mBlock)
                                       }

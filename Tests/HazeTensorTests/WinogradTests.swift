@@ -113,7 +113,9 @@ final class WinogradTests: XCTestCase {
         try XCTSkipIf(haze_winograd43_available() == 0 || !PackedMatrices.available, "F(4×4, 3×3) needs AVX-512")
         let original = ConvolutionAlgorithm.current
         defer { ConvolutionAlgorithm.current = original }
-        XCTAssertFalse(Winograd.usesLargeTiles(n: 16, h: 7, w: 7), "one item of 16 images: F(2×2)")
+        XCTAssertFalse(Winograd.usesImagesInLanes(n: 16, h: 7, w: 7), "one item of 16 images: not in the lanes")
+        XCTAssertTrue(Winograd.usesRowTiles(n: 16, h: 7, w: 7), "16 images of 7×7: tiles in lanes, 8 wide")
+        XCTAssertFalse(Winograd.usesLargeTiles(n: 8, h: 4, w: 4), "8 images of 4×4: F(2×2)")
         XCTAssertFalse(Winograd.usesLargeTiles(n: 16, h: 20, w: 20), "20 wide: 8 tiles a row laid out for 5, F(2×2)")
         for (i, s) in [(n: 32, c: 128, h: 7, w: 7, o: 96), (n: 37, c: 9, h: 8, w: 8, o: 20), (n: 40, c: 16, h: 4, w: 4, o: 8),
                        (n: 33, c: 5, h: 5, w: 3, o: 70), (n: 32, c: 4, h: 1, w: 1, o: 2),
@@ -131,7 +133,13 @@ final class WinogradTests: XCTestCase {
                        (n: 2, c: 7, h: 28, w: 28, o: 6), (n: 9, c: 4, h: 28, w: 28, o: 3), (n: 3, c: 4, h: 17, w: 25, o: 9),
                        (n: 1, c: 10, h: 30, w: 31, o: 5),
                        // Channels in fours.
-                       (n: 2, c: 16, h: 64, w: 64, o: 4), (n: 5, c: 8, h: 32, w: 32, o: 12), (n: 3, c: 12, h: 16, w: 16, o: 8)].enumerated() {
+                       (n: 2, c: 16, h: 64, w: 64, o: 4), (n: 5, c: 8, h: 32, w: 32, o: 12), (n: 3, c: 12, h: 16, w: 16, o: 8),
+                       // Planes 5–8 wide laid out 8 wide (two images' rows in a register): cifar-ddpm's
+                       // 8×8 at batch 8 (two groups, one item: the transforms split by channels),
+                       // 7×7 in 16 images, 3 images (a group's last two tile rows empty), a tall
+                       // plane whose 5 tile rows run on into the next image, and planes under 4 high.
+                       (n: 8, c: 16, h: 8, w: 8, o: 12), (n: 16, c: 9, h: 7, w: 7, o: 10), (n: 3, c: 8, h: 7, w: 7, o: 5),
+                       (n: 5, c: 6, h: 20, w: 6, o: 4), (n: 7, c: 4, h: 3, w: 5, o: 3), (n: 1, c: 5, h: 8, w: 8, o: 9)].enumerated() {
             ConvolutionAlgorithm.current = .automatic
             XCTAssertTrue(Winograd.usesLargeTiles(n: s.n, h: s.h, w: s.w), "case \(i)")
             let x = Tensor.normal([s.n, s.c, s.h, s.w], seed: UInt64(50 + i))
@@ -336,7 +344,9 @@ final class GroupNormConvolutionTests: XCTestCase {
         let fuses = haze_winograd43_available() != 0 && PackedMatrices.available
         for (i, s) in [(n: 2, c: 8, h: 28, w: 28, o: 5, stride: 1, fused: fuses), (n: 3, c: 16, h: 14, w: 14, o: 9, stride: 1, fused: fuses),
                        (n: 2, c: 8, h: 9, w: 9, o: 4, stride: 1, fused: fuses), (n: 2, c: 8, h: 32, w: 32, o: 3, stride: 1, fused: fuses),
-                       (n: 20, c: 8, h: 7, w: 7, o: 6, stride: 1, fused: fuses), (n: 3, c: 8, h: 7, w: 7, o: 4, stride: 1, fused: false),
+                       (n: 20, c: 8, h: 7, w: 7, o: 6, stride: 1, fused: fuses), (n: 3, c: 8, h: 7, w: 7, o: 4, stride: 1, fused: fuses),
+                       (n: 8, c: 8, h: 8, w: 8, o: 5, stride: 1, fused: fuses), (n: 3, c: 8, h: 10, w: 7, o: 4, stride: 1, fused: fuses),
+                       (n: 3, c: 8, h: 4, w: 4, o: 4, stride: 1, fused: false),
                        (n: 2, c: 8, h: 10, w: 10, o: 6, stride: 2, fused: false)].enumerated() {
             for algorithm in [ConvolutionAlgorithm.automatic, .im2col] {
                 ConvolutionAlgorithm.current = algorithm

@@ -250,18 +250,20 @@ void haze_winograd43_output_gradient(const float *g, float *mbar, long first_ima
 void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw, long o, long c, long first_row,
                                       long row_count);
 /// The same with the tiles along the lanes, for planes where haze_winograd43_rows_fit(H, W) (W = 32
-/// or 64 with H a multiple of 256 / W; W from 9 to 16 and H over 8, laid out 16 wide; or W from 25
-/// to 31 and H over 16, laid out 32 wide): groups of 16 consecutive tiles, the tile rows of the N
-/// images x [N, C, H, W] one after the other (haze_winograd43_rows_groups(N, H, W) groups; a group
-/// may span two images). Groups [first_group, first_group + groups) go to (or come from) columns
-/// 16 (g − first_group) + tile of v [36, C, ld] / m [36, O, ld] / m̄ [36, O, ld] (blocks `block`
-/// floats apart).
+/// or 64 with H a multiple of 256 / W; W from 9 to 16 and H over 8, laid out 16 wide; W from 25
+/// to 31 and H over 16, laid out 32 wide; or W from 5 to 8, laid out 8 wide): groups of 16
+/// consecutive tiles, the tile rows of the N images x [N, C, H, W] one after the other
+/// (haze_winograd43_rows_groups(N, H, W) groups; a group may span several images). Groups
+/// [first_group, first_group + groups) go to (or come from) columns 16 (g − first_group) + tile of
+/// v [36, C, ld] / m [36, O, ld] / m̄ [36, O, ld] (blocks `block` floats apart); the input and output
+/// transforms take channels [first_channel, first_channel + channels) of the C (or O).
 int haze_winograd43_rows_fit(long h, long w);
 long haze_winograd43_rows_groups(long n, long h, long w);
-void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c, long h,
-                                long w, long first_group, long groups, long ld, long block);
-void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long h,
-                                 long w, long first_group, long groups, long ld, long block);
+void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c,
+                                long first_channel, long channels, long h, long w, long first_group, long groups, long ld,
+                                long block);
+void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long first_channel,
+                                 long channels, long h, long w, long first_group, long groups, long ld, long block);
 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
                                           long first_group, long groups, long ld, long block);
 /// Input tiles of images [first_image, first_image + images) of x [N, C, H, W] →
