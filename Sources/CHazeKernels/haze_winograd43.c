@@ -1,6 +1,6 @@
 // Winograd F(4×4, 3×3) for 3×3, stride-1, padding-1 convolutions, AVX-512: on small images (at
-// most 8×8, the lower levels of a U-Net, 16 images along the lanes) and on planes 9–16, 25–32 or 64
-// wide (16 consecutive tiles along the lanes, at the end of this file). Each 4×4 output tile is
+// most 8×8, the lower levels of a U-Net, 16 images along the lanes) and on planes 5–8, 9–16, 25–32
+// or 64 wide (16 consecutive tiles along the lanes, at the end of this file). Each 4×4 output tile is
 //   Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A
 // over the 6×6 input tiles d_c (stride 4, starting one pixel up-left, zero outside the image), with
 //   Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0; 0 4 0 −5 0 1],

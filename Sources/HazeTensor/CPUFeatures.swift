@@ -26,7 +26,7 @@ public struct CPUFeatures: Sendable, Equatable {
         let build = ""
         #endif
         if avx512 {
-            return "AVX-512 kernels (Winograd F(4×4, 3×3) on ≤ 8×8 images and 9–16, 25–32 and 64-wide planes, permute transforms, packed GEMM, direct strided convolution)\(build)"
+            return "AVX-512 kernels (Winograd F(4×4, 3×3) on ≤ 8×8 images and 5–16, 25–32 and 64-wide planes, permute transforms, packed GEMM, direct strided convolution)\(build)"
         }
         #if arch(x86_64)
         let flavour = avx2FMA ? "AVX2 + FMA build" : "baseline x86-64 build"

@@ -81,9 +81,12 @@ enum Winograd {
     /// 25–31 wide laid out 32 wide (28×28, same bench, forward ms: 32→32 3.80 → 2.77, 64→64 8.59 →
     /// 7.27, 96→32 9.53 → 6.89, 64→32 5.01 → 4.61; 32→1 1.42 → 1.74, where the products are too few
     /// to repay the larger transforms; the whole forward 146 → 128 ms), and planes 5–8 wide laid
-    /// out 8 wide where the images are not in the lanes (cifar-ddpm's 8×8 level at batch 8: 2 × 2
-    /// tiles of 36 positions an image against F(2×2)'s 16 tiles of 16, 44 % fewer products; see
-    /// `convolveRowTiles` for the timings). In bf16 the
+    /// out 8 wide where the images are not in the lanes (2 × 2 tiles of 36 positions an image
+    /// against F(2×2)'s 16 tiles of 16, 44 % fewer products; `haze-bench convs`, two threads,
+    /// forward ms, three alternating rounds: cifar-ddpm [8,256,8,8]→256 1.84–1.96 → 1.31–1.45,
+    /// [8,512,8,8]→256 4.13–4.35 → 3.22–4.13, where the weights' 36 matrices of 512 KB meet only
+    /// 32 columns; faces-64, two rounds: [16,256,8,8]→256 4.99–5.29 → 2.68–3.14, [16,512,8,8]→256
+    /// 10.2–10.7 → 5.8–6.8). In bf16 the
     /// forward and input-gradient convolutions there take F(2×2) with the bf16 kernel instead;
     /// the weight gradient, which has no bf16 kernel, keeps F(4×4) in float32 (bf16 training step,
     /// same run, alternating, `haze-bench unet --precision bfloat16`: faces-64 b16 2627/2588 →

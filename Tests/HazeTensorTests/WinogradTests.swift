@@ -333,8 +333,10 @@ final class ConvolutionAddendTests: XCTestCase {
 /// `conv2d(siluOfGroupNorm:…)`, where F(4×4) reads x through the norm and SiLU in its input
 /// transforms, against the same call with the normalised activations written out first
 /// (`fusesGroupNorm` off): values and gradients to the bit. Planes with the tiles along the lanes
-/// (28×28, 14×14, 9×9, 32×32), images along them (7×7, 20 images: a full item and a partial one),
-/// and paths that do not fuse (7×7 with few images: F(2×2); stride 2; im2col); the norm's weight and
+/// (28×28, 14×14, 9×9, 32×32; 8 wide: 7×7 and 8×8 in small batches, and 10×7, whose registers
+/// hold rows of two images with their own affines), images along them (7×7, 20 images: a full item
+/// and a partial one), and paths that do not fuse (4×4 in a small batch: F(2×2); stride 2;
+/// im2col); the norm's weight and
 /// bias per channel or per image (FiLM), one of them large enough that SiLU's exp clamps; with a
 /// residual, a per-image shift or nothing added, with and without bias.
 final class GroupNormConvolutionTests: XCTestCase {
