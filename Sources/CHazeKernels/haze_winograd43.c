@@ -381,10 +381,18 @@ static inline AVX512 __m512 load_group_register(const float *x, haze_input_activ
     return _mm512_maskz_mov_ps(lanes, (__m512)silu_affine_x16((haze_x16)v, activation.scale[at], activation.shift[at]));
 }
 
-AVX512 void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c,
-                                       long first_channel, long channels, long h, long w, long first_group, long groups,
-                                       long ld, long block) {
-    const long layout = layout_width(w);
+// The kernels below are instantiated once per layout width (`LAYOUTS`), so that each runs with
+// its layout a constant: the W = 8 branches cost the wider layouts nothing.
+#define LAYOUTS(call, ...)                                  \
+    switch (layout_width(w)) {                              \
+    case 8: call(__VA_ARGS__, 8); break;                    \
+    case 16: call(__VA_ARGS__, 16); break;                  \
+    case 32: call(__VA_ARGS__, 32); break;                  \
+    default: call(__VA_ARGS__, 64); break;                  \
+    }
+
+INLINE void rows_input(const float *x, haze_input_activation activation, float *v, long n, long c, long first_channel,
+                       long channels, long h, long w, long first_group, long groups, long ld, long block, const long layout) {
     selection pick[6];
     for (long k = 0; k < 6; k++) pick[k] = tile_columns(layout, k, -1);
     // Bᵀ d down the columns is taken on the six input rows' whole registers, before the permutes
@@ -422,12 +430,16 @@ AVX512 void haze_winograd43_rows_input(const float *x, haze_input_activation act
     }
 }
 
-AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o,
-                                        long first_channel, long channels, long h, long w, long first_group, long groups,
-                                        long ld, long block) {
+AVX512 void haze_winograd43_rows_input(const float *x, haze_input_activation activation, float *v, long n, long c,
+                                       long first_channel, long channels, long h, long w, long first_group, long groups,
+                                       long ld, long block) {
+    LAYOUTS(rows_input, x, activation, v, n, c, first_channel, channels, h, w, first_group, groups, ld, block)
+}
+
+INLINE void rows_output(const float *m, float *y, haze_output_terms terms, long n, long o, long first_channel, long channels,
+                        long h, long w, long first_group, long groups, long ld, long block, const long layout) {
     // Lane e of output register s is pixel p = 16 s + e of a group's row: tile row p / W, column
     // p mod W = 4 tj + j, the lane (p / W)·(W/4) + tj of out[·][j] (source 16 j + lane).
-    const long layout = layout_width(w);
     selection place[4];
     for (long s = 0; s < 4; s++) {
         int sources[16];
@@ -473,9 +485,14 @@ AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_te
     }
 }
 
-AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
-                                                 long first_group, long groups, long ld, long block) {
-    const long layout = layout_width(w);
+AVX512 void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms terms, long n, long o,
+                                        long first_channel, long channels, long h, long w, long first_group, long groups,
+                                        long ld, long block) {
+    LAYOUTS(rows_output, m, y, terms, n, o, first_channel, channels, h, w, first_group, groups, ld, block)
+}
+
+INLINE void rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w, long first_group, long groups,
+                                 long ld, long block, const long layout) {
     selection pick[4];
     for (long k = 0; k < 4; k++) pick[k] = tile_columns(layout, k, 0);
     for (long oc = 0; oc < o; oc++) {
@@ -501,6 +518,12 @@ AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, lo
     }
 }
 
+
+AVX512 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
+                                                 long first_group, long groups, long ld, long block) {
+    LAYOUTS(rows_output_gradient, g, mbar, n, o, h, w, first_group, groups, ld, block)
+}
+#undef LAYOUTS
 #else
 int haze_winograd43_available(void) { return 0; }
 void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
