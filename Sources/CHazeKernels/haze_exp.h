@@ -44,19 +44,18 @@ static inline __attribute__((always_inline)) HAZE_X16_TARGET haze_x16 exp_x16(ha
     return p * __builtin_bit_cast(haze_x16, bits);
 }
 
-// SiLU(x · scale + shift) on 16 lanes: the steps of haze_group_norm_forward's loop with silu
+// SiLU(x · scale + shift) on 16 lanes, with a scale and shift per lane (lanes of different
+// images) or, silu_affine_x16, one for all: the steps of haze_group_norm_forward's loop with silu
 // (a fused multiply-add, then pre / (1 + exp(−pre))), so a convolution that reads its input
 // through a group norm and SiLU sees the values that kernel writes.
-static inline __attribute__((always_inline)) HAZE_X16_TARGET haze_x16 silu_affine_x16(haze_x16 x, float scale, float shift) {
-    const haze_x16 pre = x * scale + shift;
-    return pre / (1.0f + exp_x16(-pre));
-}
-
-// The same with a scale and shift per lane (lanes of different images).
 static inline __attribute__((always_inline)) HAZE_X16_TARGET haze_x16 silu_affine_lanes_x16(haze_x16 x, haze_x16 scale,
                                                                                          haze_x16 shift) {
     const haze_x16 pre = x * scale + shift;
     return pre / (1.0f + exp_x16(-pre));
+}
+
+static inline __attribute__((always_inline)) HAZE_X16_TARGET haze_x16 silu_affine_x16(haze_x16 x, float scale, float shift) {
+    return silu_affine_lanes_x16(x, (haze_x16)scale, (haze_x16)shift);
 }
 
 #endif
