@@ -304,6 +304,20 @@ static inline __mmask16 segment_lanes(const segments *g, long k, long w) {
     return (__mmask16)(first_lanes(columns) << g->first_lane[k]);
 }
 
+// Segment k's lanes of a register from or to its image row `row` (lane first_lane + j is column
+// j): the upper half (first_lane 8) is moved to or from lanes 0–7 of a load or store at the row,
+// so that no address before the row is formed. `load_segment` replaces `lanes` of v.
+static inline AVX512 __m512 load_segment(__m512 v, const float *row, __mmask16 lanes, long first_lane) {
+    if (first_lane == 0) return _mm512_mask_loadu_ps(v, lanes, row);
+    const __m512 low = _mm512_maskz_loadu_ps((__mmask16)(lanes >> 8), row);
+    return _mm512_mask_mov_ps(v, lanes, _mm512_shuffle_f32x4(low, low, 0x44));  // lanes 0–7 to 8–15
+}
+
+static inline AVX512 void store_segment(float *row, __mmask16 lanes, long first_lane, __m512 v) {
+    if (first_lane == 0) return _mm512_mask_storeu_ps(row, lanes, v);
+    _mm512_mask_storeu_ps(row, (__mmask16)(lanes >> 8), _mm512_shuffle_f32x4(v, v, 0xEE));  // lanes 8–15 to 0–7
+}
+
 // Where a group's tile rows lie: for each of its R tile rows, its image (−1 past the last) and
 // its first image row.
 typedef struct {
@@ -353,7 +367,7 @@ static inline AVX512 __m512 load_two_rows(const float *x, haze_input_activation 
         const long q = parts.tile_row[k], y = place->row[q] + row, image = place->image[q];
         if (image < 0 || y < 0 || y >= h) continue;
         const __mmask16 lanes = segment_lanes(&parts, k, w);
-        v = _mm512_mask_loadu_ps(v, lanes, x + ((image * c + channel) * h + y) * w - parts.first_lane[k]);
+        v = load_segment(v, x + ((image * c + channel) * h + y) * w, lanes, parts.first_lane[k]);
         valid |= lanes;
         if (activation.scale) {
             const long at = image * c + channel;
@@ -472,12 +486,13 @@ INLINE void rows_output(const float *m, float *y, haze_output_terms terms, long 
                         const long q = parts.tile_row[k], yr = tiles.row[q] + i, image = tiles.image[q];
                         if (image < 0 || yr >= h) continue;
                         // Lane first_lane + j of the segment goes to column column + j.
-                        const long at = ((image * o + oc) * h + yr) * w + parts.column[k] - parts.first_lane[k];
+                        const long at = ((image * o + oc) * h + yr) * w + parts.column[k], first = parts.first_lane[k];
                         const __mmask16 columns = segment_lanes(&parts, k, w);
                         __m512 value = selected;
                         if (terms.shifts) value = _mm512_add_ps(value, _mm512_set1_ps(terms.shifts[image * o + oc]));
-                        if (terms.residual) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(columns, terms.residual + at));
-                        _mm512_mask_storeu_ps(y + at, columns, value);
+                        if (terms.residual)
+                            value = _mm512_add_ps(value, load_segment(_mm512_setzero_ps(), terms.residual + at, columns, first));
+                        store_segment(y + at, columns, first, value);
                     }
                 }
             }
