@@ -158,16 +158,26 @@ static inline __attribute__((always_inline)) void input_small(const float *x, fl
         }
 }
 
-static inline __attribute__((always_inline)) void output_small(const float *m, float *y, const float *bias, long first_image,
+// Adds terms.shifts[at] and then the residual's plane `at` to the n values of y's plane `at`
+// (haze_output_terms, after the bias), each where it is given.
+static inline __attribute__((always_inline)) void add_terms_to_plane(float *restrict plane, haze_output_terms terms, long at, long n) {
+    if (terms.shifts)
+        for (long i = 0; i < n; i++) plane[i] += terms.shifts[at];
+    if (terms.residual)
+        for (long i = 0; i < n; i++) plane[i] += terms.residual[at * n + i];
+}
+
+static inline __attribute__((always_inline)) void output_small(const float *m, float *y, haze_output_terms terms, long first_image,
                                                                long images, long o, long h, long w, long tiles_h, long tiles_w) {
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(o, tiles);
     int at[4][SMALL_TILES];  // the 2×2 output tiles
     plane_offsets((int *)at, SMALL_TILES, h, w, 2, 2, 2, 0, 0, tiles_h, tiles_w);
     for (long b = 0; b < images; b++)
         for (long oc = 0; oc < o; oc++) {
-            float *restrict plane = y + ((first_image + b) * o + oc) * h * w;
+            const long image_channel = (first_image + b) * o + oc;
+            float *restrict plane = y + image_channel * h * w;
             const float *restrict src = m + oc * tiles + b * per_image;
-            const float shift = bias ? bias[oc] : 0;
+            const float shift = terms.bias ? terms.bias[oc] : 0;
 #pragma clang loop vectorize(assume_safety) vectorize_width(16) interleave_count(1) vectorize_predicate(enable)
             for (long t = 0; t < per_image; t++) {
                 float r[4];
@@ -175,6 +185,7 @@ static inline __attribute__((always_inline)) void output_small(const float *m, f
                 for (int k = 0; k < 4; k++)
                     if (at[k][t] >= 0) plane[at[k][t]] = r[k];
             }
+            add_terms_to_plane(plane, terms, image_channel, h * w);
         }
 }
 
@@ -198,15 +209,39 @@ static inline __attribute__((always_inline)) void output_gradient_small(const fl
         }
 }
 
-MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
-                                      long tiles_h, long tiles_w) {
+// The planes of images [first_image, first_image + images) of x through `activation` (the
+// arithmetic of haze_group_norm_forward with silu, so the same bits), in a buffer to free.
+static inline __attribute__((always_inline)) float *activated_planes(const float *x, haze_input_activation activation,
+                                                                     long first_image, long images, long c, long spatial) {
+    float *planes = malloc((size_t)(images * c * spatial) * sizeof(float));
+    for (long q = 0; q < images * c; q++) {
+        const long at = first_image * c + q;
+        const float scale = activation.scale[at], shift = activation.shift[at];
+        const float *restrict s = x + at * spatial;
+        float *restrict d = planes + q * spatial;
+        for (long i = 0; i < spatial; i++) {
+            const float pre = s[i] * scale + shift;
+            d[i] = pre / (1.0f + exp_approx(-pre));
+        }
+    }
+    return planes;
+}
+
+MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, haze_input_activation activation, float *v, long first_image,
+                                                long images, long c, long h, long w, long tiles_h, long tiles_w) {
 #ifdef HAZE_AVX512
     if (has_avx512()) {
-        if (is_small(tiles_h, tiles_w)) return input_small_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
-        if (rows_avx512(w)) return input_rows_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
-        return input_wide_avx512(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
+        if (is_small(tiles_h, tiles_w)) return input_small_avx512(x, activation, v, first_image, images, c, h, w, tiles_h, tiles_w);
+        if (rows_avx512(w)) return input_rows_avx512(x, activation, v, first_image, images, c, h, w, tiles_h, tiles_w);
+        return input_wide_avx512(x, activation, v, first_image, images, c, h, w, tiles_h, tiles_w);
     }
 #endif
+    if (activation.scale) {  // the portable loops read an activated copy of the item's planes
+        float *planes = activated_planes(x, activation, first_image, images, c, h * w);
+        haze_winograd_input(planes, (haze_input_activation){0}, v, 0, images, c, h, w, tiles_h, tiles_w);
+        free(planes);
+        return;
+    }
     if (is_small(tiles_h, tiles_w)) return input_small(x, v, first_image, images, c, h, w, tiles_h, tiles_w);
     const long per_image = tiles_h * tiles_w, tiles = images * per_image, stride = haze_winograd_block(c, tiles);  // stride: between ξ
     // One image plane with its zero border, padded[r][q] = x[r − 1][q − 1]: rows 0 and h+1… and the
@@ -238,22 +273,22 @@ MULTIVERSION NO_MEMCPY void haze_winograd_input(const float *x, float *v, long f
     free(padded);
 }
 
-MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
-                                       long o, long h, long w, long tiles_h, long tiles_w) {
+MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
+                                                 long o, long h, long w, long tiles_h, long tiles_w) {
 #ifdef HAZE_AVX512
     if (has_avx512()) {
-        if (is_small(tiles_h, tiles_w)) return output_small_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
-        return output_rows_avx512(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
+        if (is_small(tiles_h, tiles_w)) return output_small_avx512(m, y, terms, first_image, images, o, h, w, tiles_h, tiles_w);
+        return output_rows_avx512(m, y, terms, first_image, images, o, h, w, tiles_h, tiles_w);
     }
 #endif
-    if (is_small(tiles_h, tiles_w)) return output_small(m, y, bias, first_image, images, o, h, w, tiles_h, tiles_w);
+    if (is_small(tiles_h, tiles_w)) return output_small(m, y, terms, first_image, images, o, h, w, tiles_h, tiles_w);
     const long tiles = images * tiles_h * tiles_w, stride = haze_winograd_block(o, tiles);
     const long width = 2 * vector_tiles(tiles_w);
     float rows[2][width];
     for (long b = 0; b < images; b++) {
         for (long oc = 0; oc < o; oc++) {
             float *plane = y + ((first_image + b) * o + oc) * h * w;
-            const float shift = bias ? bias[oc] : 0;
+            const float shift = terms.bias ? terms.bias[oc] : 0;
             for (long ty = 0; ty < tiles_h; ty++) {
                 const float *restrict src = m + oc * tiles + (b * tiles_h + ty) * tiles_w;
                 const long n = row_tiles(src - m, tiles_w, stride);
@@ -270,6 +305,7 @@ MULTIVERSION NO_MEMCPY void haze_winograd_output(const float *m, float *y, const
                 for (int r = 0; r < 2 && 2 * ty + r < h; r++)
                     for (long q = 0; q < w; q++) plane[(2 * ty + r) * w + q] = rows[r][q];
             }
+            add_terms_to_plane(plane, terms, (first_image + b) * o + oc, h * w);
         }
     }
 }

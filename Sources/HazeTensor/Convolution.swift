@@ -208,11 +208,9 @@ extension Tensor {
         }
     }
 
-    /// Whether `convolved` can read x through an input activation for this geometry: the paths
-    /// of F(4×4) Winograd, whose input transforms apply it (haze_input_activation).
-    static func readsThroughActivation(_ geo: ConvGeometry) -> Bool {
-        Winograd.applies(geo) && Winograd.usesLargeTiles(n: geo.n, h: geo.h, w: geo.w)
-    }
+    /// Whether `convolved` can read x through an input activation for this geometry: the
+    /// Winograd paths, whose input transforms apply it (haze_input_activation).
+    static func readsThroughActivation(_ geo: ConvGeometry) -> Bool { Winograd.applies(geo) }
 
     /// y = conv(x) + bias by the algorithm of `geo` (see `conv2d`), adding `terms.shifts` and
     /// `terms.residual` too where the path can (then it returns true).
@@ -222,8 +220,8 @@ extension Tensor {
         precondition(activation.scale == nil || readsThroughActivation(geo), "convolve: no input activation on this path")
         if Winograd.applies(geo) {
             let u = Winograd.transformedWeights(weight, flip: false, n: geo.n, h: geo.h, width: geo.w)
-            return Winograd.convolve(x, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, terms: terms, activation: activation,
-                                     into: out)
+            Winograd.convolve(x, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, terms: terms, activation: activation, into: out)
+            return true
         }
         let biasValues = terms.bias.map { Array(UnsafeBufferPointer(start: $0, count: o)) }
         if geo.isDirect {
@@ -318,13 +316,14 @@ extension Tensor {
     /// values and gradients of `conv2d(recomputing:)` with that group norm as the producer. x:
     /// [N, C, H, W]; `scale` and `shift`: the norm's weight and bias [C] (`groupNorm(_:groups:weight:bias:)`),
     /// or per image and channel [N, C] (`groupNorm(_:groups:scale:shift:)`, a FiLM-modulated norm).
-    /// Where F(4×4) Winograd runs the convolution (`readsThroughActivation`), the forward
+    /// Where Winograd runs the convolution (`readsThroughActivation`), the forward
     /// computes only the norm's statistics, as a per-image affine transform (haze_group_norm_affine),
     /// and the input transforms read x through it and SiLU (haze_input_activation): the
     /// normalised activations are never written out, and the result is the same to the bit.
     /// (AMD Zen 4, `haze-bench kernels --threads 1 --filter norm+silu`: forward 1–4 % faster than
     /// with the activations written out at 28×28 and 14×14, within noise at 7×7; fmnist-s
-    /// inference, batch 64, 2 threads, 8 alternating runs' minimum times 158–172 → 147–166 ms.) The backward recomputes the norm, as
+    /// inference, batch 64, 2 threads, 8 alternating runs' minimum times 158–172 → 147–166 ms;
+    /// F(2×2) since: see Documentation/speed.md.) The backward recomputes the norm, as
     /// `conv2d(recomputing:)` does.
     public static func conv2d(siluOfGroupNorm x: Tensor, groups: Int, scale: Tensor, shift: Tensor, epsilon: Float = 1e-5,
                               weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero,
@@ -504,8 +503,8 @@ extension Tensor {
         if needInput {
             let u = Winograd.transformedWeights(weight, flip: true, n: geo.n, h: geo.h, width: geo.w)
             dx = Tensor(shape: x.shape) { pdx, _ in
-                g.withScalars { _ = Winograd.convolve($0, n: geo.n, c: geo.o, h: geo.h, w: geo.w, u: u, o: geo.c, terms: haze_output_terms(),
-                                                         activation: haze_input_activation(), into: pdx) }
+                g.withScalars { Winograd.convolve($0, n: geo.n, c: geo.o, h: geo.h, w: geo.w, u: u, o: geo.c, terms: haze_output_terms(),
+                                                  activation: haze_input_activation(), into: pdx) }
             }
         }
         let (dw, db) = x.withScalars { px in g.withScalars { pg in

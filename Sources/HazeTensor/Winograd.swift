@@ -173,21 +173,18 @@ enum Winograd {
         }
     }
 
-    /// y [N, O, H, W] = Σ_c u ⊛ x + bias for x [N, C, H, W] and the transformed weights u. With
-    /// F(4×4) the output transforms also add `terms.shifts` and `terms.residual` (see
-    /// haze_output_terms) and this returns true; F(2×2) adds the bias only and returns false.
-    /// F(4×4) reads x through `activation` where its scale is not nil (haze_input_activation).
+    /// y [N, O, H, W] = Σ_c u ⊛ x + `terms` (bias, shifts, residual: haze_output_terms) for
+    /// x [N, C, H, W] read through `activation` where its scale is not nil (haze_input_activation),
+    /// and the transformed weights u.
     static func convolve(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int, u weights: TransformedWeights, o: Int,
-                         terms: haze_output_terms, activation: haze_input_activation, into y: UnsafeMutablePointer<Float>) -> Bool {
-        guard n > 0 else { return true }
+                         terms: haze_output_terms, activation: haze_input_activation, into y: UnsafeMutablePointer<Float>) {
+        guard n > 0 else { return }
         let u: [Float], packed: PackedMatrices?
         switch weights {
         case .largeTiles(let packed):
-            convolveLargeTiles(x, activation, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y)
-            return true
+            return convolveLargeTiles(x, activation, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y)
         case .smallTiles(let values, let packedValues): (u, packed) = (values, packedValues)
         }
-        precondition(activation.scale == nil, "Winograd.convolve: F(2×2, 3×3) reads no input activation")
         let plan = Plan(n: n, h: h, w: w, c: c, o: o)
         // A single item (small images in a small batch: cifar-ddpm's 8 images at 4×4) splits its 16
         // products over the threads: the same calls, the same bits.
@@ -199,7 +196,7 @@ enum Winograd {
                     for item in range {
                         let (b0, images, t) = plan.images(of: item, n: n)
                         let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
-                        haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
+                        haze_winograd_input(x, activation, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
                         func multiply(_ positions: Range<Int>) {
                             for xi in positions {
                                 if let packed {
@@ -210,12 +207,11 @@ enum Winograd {
                             }
                         }
                         if splitsPositions { Parallel.forEach(16, cost: 1 << 20, multiply) } else { multiply(0..<16) }
-                        haze_winograd_output(m, y, terms.bias, b0, images, o, h, w, plan.tilesH, plan.tilesW)
+                        haze_winograd_output(m, y, terms, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                     }
                 } }
             }
         }
-        return false
     }
 
     /// `convolve` by F(4×4, 3×3) (haze_winograd43.c): items of 16 images, one per vector lane;
@@ -353,7 +349,7 @@ enum Winograd {
         return weightGradient(g, items: plan.items, positions: 16, tiles: { $0 * plan.perImage }, c: c, h: h, w: w, o: o,
                               images: { let i = plan.images(of: $0, n: n); return (i.first, i.count) },
                               transform: { b0, images, v, mbar, _, _, _ in
-                                  haze_winograd_input(x, v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
+                                  haze_winograd_input(x, haze_input_activation(), v, b0, images, c, h, w, plan.tilesH, plan.tilesW)
                                   haze_winograd_output_gradient(g, mbar, b0, images, o, h, w, plan.tilesH, plan.tilesW)
                               },
                               finish: haze_winograd_weights_gradient)

@@ -330,30 +330,45 @@ final class ConvolutionAddendTests: XCTestCase {
     }
 }
 
-/// `conv2d(siluOfGroupNorm:…)`, where F(4×4) reads x through the norm and SiLU in its input
+/// `conv2d(siluOfGroupNorm:…)`, where Winograd reads x through the norm and SiLU in its input
 /// transforms, against the same call with the normalised activations written out first
-/// (`fusesGroupNorm` off): values and gradients to the bit. Planes with the tiles along the lanes
-/// (28×28, 14×14, 9×9, 32×32; 8 wide: 7×7 and 8×8 in small batches, and 10×7, whose registers
-/// hold rows of two images with their own affines), images along them (7×7, 20 images: a full item
-/// and a partial one), and paths that do not fuse (4×4 in a small batch: F(2×2); stride 2;
-/// im2col); the norm's weight and
-/// bias per channel or per image (FiLM), one of them large enough that SiLU's exp clamps; with a
-/// residual, a per-image shift or nothing added, with and without bias.
+/// (`fusesGroupNorm` off): values and gradients to the bit. F(4×4) on planes with the tiles along
+/// the lanes (28×28, 14×14, 9×9, 32×32; 8 wide: 7×7 and 8×8 in small batches, and 10×7, whose
+/// registers hold rows of two images with their own affines) and with images along them (7×7, 20
+/// images: a full item and a partial one); F(2×2) where F(4×4) does not run (4×4 in a small batch,
+/// 40 and 37 wide), and on every plane with F(4×4) switched off, through the AVX-512 kernels (small
+/// planes, rows up to 32 wide, wider rows in segments) and the portable loops, and in bf16 where the
+/// CPU has it; paths that do not fuse (stride 2; im2col). The norm's weight and bias per channel or
+/// per image (FiLM), one of them large enough that SiLU's exp clamps; with a residual, a per-image
+/// shift (each also against its addition as an op of its own) or nothing added, with and without bias.
 final class GroupNormConvolutionTests: XCTestCase {
     func testSameBitsAsTheNormWrittenOut() {
-        let original = ConvolutionAlgorithm.current
-        defer { ConvolutionAlgorithm.current = original; Tensor.fusesGroupNorm = true }
-        let fuses = haze_winograd43_available() != 0 && PackedMatrices.available
-        for (i, s) in [(n: 2, c: 8, h: 28, w: 28, o: 5, stride: 1, fused: fuses), (n: 3, c: 16, h: 14, w: 14, o: 9, stride: 1, fused: fuses),
-                       (n: 2, c: 8, h: 9, w: 9, o: 4, stride: 1, fused: fuses), (n: 2, c: 8, h: 32, w: 32, o: 3, stride: 1, fused: fuses),
-                       (n: 20, c: 8, h: 7, w: 7, o: 6, stride: 1, fused: fuses), (n: 3, c: 8, h: 7, w: 7, o: 4, stride: 1, fused: fuses),
-                       (n: 8, c: 8, h: 8, w: 8, o: 5, stride: 1, fused: fuses), (n: 3, c: 8, h: 10, w: 7, o: 4, stride: 1, fused: fuses),
-                       (n: 3, c: 8, h: 4, w: 4, o: 4, stride: 1, fused: false),
-                       (n: 2, c: 8, h: 10, w: 10, o: 6, stride: 2, fused: false)].enumerated() {
-            for algorithm in [ConvolutionAlgorithm.automatic, .im2col] {
+        let original = ConvolutionAlgorithm.current, precision = Precision.current
+        defer {
+            ConvolutionAlgorithm.current = original
+            Tensor.fusesGroupNorm = true
+            Winograd.largeTiles = true
+            haze_avx512_permutes(1)
+            Precision.current = precision
+        }
+        // (label, F(4×4) allowed, AVX-512 kernels, bf16): the algorithm `automatic` runs under each.
+        var variants = [("automatic", true, true, false), ("F(2×2)", false, true, false), ("F(2×2), portable loops", false, false, false)]
+        if Precision.bfloat16Available { variants.append(("bf16", true, true, true)) }
+        let runs = variants.map { (ConvolutionAlgorithm.automatic, $0) } + [(ConvolutionAlgorithm.im2col, variants[0])]
+        for (i, s) in [(n: 2, c: 8, h: 28, w: 28, o: 5, stride: 1), (n: 3, c: 16, h: 14, w: 14, o: 9, stride: 1),
+                       (n: 2, c: 8, h: 9, w: 9, o: 4, stride: 1), (n: 2, c: 8, h: 32, w: 32, o: 3, stride: 1),
+                       (n: 20, c: 8, h: 7, w: 7, o: 6, stride: 1), (n: 3, c: 8, h: 7, w: 7, o: 4, stride: 1),
+                       (n: 8, c: 8, h: 8, w: 8, o: 5, stride: 1), (n: 3, c: 8, h: 10, w: 7, o: 4, stride: 1),
+                       (n: 3, c: 8, h: 4, w: 4, o: 4, stride: 1), (n: 2, c: 8, h: 6, w: 40, o: 3, stride: 1),
+                       (n: 2, c: 8, h: 5, w: 37, o: 3, stride: 1),
+                       (n: 2, c: 8, h: 10, w: 10, o: 6, stride: 2)].enumerated() {
+            for (algorithm, (name, largeTiles, permutes, bf16)) in runs {
                 ConvolutionAlgorithm.current = algorithm
+                Winograd.largeTiles = largeTiles
+                haze_avx512_permutes(permutes ? 1 : 0)
+                Precision.current = bf16 ? .bfloat16 : .float32
                 let geo = ConvGeometry(n: s.n, c: s.c, h: s.h, w: s.w, o: s.o, kh: 3, kw: 3, stride: s.stride, padding: Padding2D(1))
-                XCTAssertEqual(Tensor.readsThroughActivation(geo), s.fused && algorithm == .automatic, "case \(i) \(algorithm)")
+                XCTAssertEqual(Tensor.readsThroughActivation(geo), s.stride == 1 && algorithm == .automatic, "case \(i) \(algorithm)")
                 let x = Tensor.normal([s.n, s.c, s.h, s.w], std: 3, seed: UInt64(200 + i))
                 let w = Tensor.normal([s.o, s.c, 3, 3], std: 0.3, seed: UInt64(210 + i)), b = Tensor.normal([s.o], seed: UInt64(220 + i))
                 let cotangent = Tensor.normal([s.n, s.o, geo.ho, geo.wo], seed: UInt64(230 + i))
@@ -363,7 +378,8 @@ final class GroupNormConvolutionTests: XCTestCase {
                                           Tensor.normal([s.n, s.o, 1, 1], seed: UInt64(290 + i))]
                 for (scale, shift) in affines {
                     for (a, addend) in addends.enumerated() {
-                        let bias = a != 1, label = "case \(i) \(algorithm) scale \(scale.shape) addend \(addend?.shape ?? []) bias \(bias)"
+                        let bias = a != 1
+                        let label = "case \(i) \(algorithm) \(name) scale \(scale.shape) addend \(addend?.shape ?? []) bias \(bias)"
                         let inputs = [x, scale, shift, w, b] + (addend.map { [$0] } ?? [])
                         func run(fusing: Bool) -> (value: Tensor, gradients: [Tensor]) {
                             Tensor.fusesGroupNorm = fusing
@@ -386,6 +402,11 @@ final class GroupNormConvolutionTests: XCTestCase {
                             : Tensor.groupNorm(x, groups: 4, weight: scale, bias: shift, applyingSiLU: true)
                         let plain = Tensor.conv2d(normalized, weight: w, bias: bias ? b : nil, stride: s.stride, padding: Padding2D(1), adding: addend)
                         XCTAssertEqual(inference.scalars, plain.scalars, "\(label), inference")
+                        // The addend, where the output transforms add it, as an addition of its own.
+                        if let addend {
+                            let alone = Tensor.conv2d(normalized, weight: w, bias: bias ? b : nil, stride: s.stride, padding: Padding2D(1))
+                            XCTAssertEqual(plain.scalars, (alone + addend).scalars, "\(label), addend")
+                        }
                     }
                 }
             }

@@ -266,12 +266,13 @@ void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms ter
                                  long channels, long h, long w, long first_group, long groups, long ld, long block);
 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
                                           long first_group, long groups, long ld, long block);
-/// Input tiles of images [first_image, first_image + images) of x [N, C, H, W] →
-/// v [16, C, T] (blocks haze_winograd_block(C, T) apart), T = images · tiles_h · tiles_w, tiles_h = ⌈H/2⌉, tiles_w = ⌈W/2⌉.
-void haze_winograd_input(const float *x, float *v, long first_image, long images, long c, long h, long w,
-                         long tiles_h, long tiles_w);
-/// m [16, O, T] → those images' planes of y [N, O, H, W], plus bias [O] (may be NULL).
-void haze_winograd_output(const float *m, float *y, const float *bias, long first_image, long images,
+/// Input tiles of images [first_image, first_image + images) of x [N, C, H, W], read through
+/// `activation` (see haze_input_activation) → v [16, C, T] (blocks haze_winograd_block(C, T)
+/// apart), T = images · tiles_h · tiles_w, tiles_h = ⌈H/2⌉, tiles_w = ⌈W/2⌉.
+void haze_winograd_input(const float *x, haze_input_activation activation, float *v, long first_image, long images, long c,
+                         long h, long w, long tiles_h, long tiles_w);
+/// m [16, O, T] → those images' planes of y [N, O, H, W] plus `terms` (haze_output_terms).
+void haze_winograd_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
                           long o, long h, long w, long tiles_h, long tiles_w);
 /// The weight gradient's half of the output transform: output-gradient tiles of images
 /// [first_image, first_image + images) of g [N, O, H, W] → gt [16, O, T], gt = A ḡ Aᵀ per tile.
