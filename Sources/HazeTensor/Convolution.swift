@@ -323,7 +323,7 @@ extension Tensor {
     /// (AMD Zen 4, `haze-bench kernels --threads 1 --filter norm+silu`: forward 1–4 % faster than
     /// with the activations written out at 28×28 and 14×14, within noise at 7×7; fmnist-s
     /// inference, batch 64, 2 threads, 8 alternating runs' minimum times 158–172 → 147–166 ms.
-    /// F(2×2), bf16's path, has read through the norm too since: within noise, Documentation/speed.md.)
+    /// F(2×2), bf16's path, reads through the norm too: speed within noise, Documentation/speed.md.)
     /// The backward recomputes the norm, as `conv2d(recomputing:)` does.
     public static func conv2d(siluOfGroupNorm x: Tensor, groups: Int, scale: Tensor, shift: Tensor, epsilon: Float = 1e-5,
                               weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Padding2D = .zero,
