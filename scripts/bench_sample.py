@@ -12,10 +12,11 @@ folder, then alternates, `--rounds` times:
              --threads T --save-tensor …`, the whole process timed (start-up, model load,
              sampling, writing), as a user runs it.
 It prints images per second for both and the ratio haze/diffusers (higher is better for Haze),
-medians over the rounds. Run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset:
+medians over the rounds. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the environment
+of both sides (as in speed_table.py). The script runs itself under --python, the interpreter with
+torch and diffusers (default ~/haze-ref-venv/bin/python), so any python3 can start it:
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $HOME/haze-ref-venv/bin/python scripts/bench_sample.py \\
-        --haze .build/release/haze --workloads fmnist-s cifar-ddpm --steps 20 --rounds 3
+    python3 scripts/bench_sample.py --workloads fmnist-s cifar-ddpm faces-64 --steps 20 --rounds 3
 """
 import argparse
 import os
@@ -39,8 +40,17 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--python", default=os.path.expanduser("~/haze-ref-venv/bin/python"))
     args = ap.parse_args()
-    import torch
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        os.environ.pop(name, None)
+    try:
+        import torch
+    except ImportError:
+        if os.path.abspath(sys.executable) == os.path.abspath(args.python) or not os.access(args.python, os.X_OK):
+            sys.exit(f"bench_sample.py: {sys.executable} has no torch, and --python {args.python} is not another "
+                     "interpreter to run under (make one with ../shared/reference/setup.sh)")
+        os.execv(args.python, [args.python] + sys.argv)
     import bench_torch as bt
     from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
     from diffusers.utils import logging
