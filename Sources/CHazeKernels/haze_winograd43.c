@@ -8,7 +8,8 @@
 //   Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
 // (Lavin & Gray 2016). On a 7×7 or 8×8 image that is 2 × 2 tiles of 36 positions: 144 products per
 // channel pair and image where F(2×2, 3×3) needs 16 tiles of 16 positions, 256 — 44 % fewer
-// multiply-adds in the 36 matrix products M[ξ] [O, T] = U[ξ] [O, C] · V[ξ] [C, T].
+// multiply-adds in the 36 matrix products M[ξ] [O, T] = U[ξ] [O, C] · V[ξ] [C, T]. A 7×7 image's
+// second tile row and column take F(3, 3) instead (split tiles, below): 121 products.
 // On small images the vector lanes hold 16 images: column t = tile · 16 + image of V and M, so every transform
 // reads and writes whole vectors. x and y move between their planes and the lanes by 16 × 16
 // transposes: each image's plane of a channel is read (or written) whole, not by a gather or
@@ -26,6 +27,31 @@
 #include "haze_exp.h"
 
 long haze_winograd43_tiles(long h, long w) { return ((h + 3) / 4) * ((w + 3) / 4) * 16; }
+
+// Split tiles on 7×7 images: a 4-output and a 3-output tile in each direction instead of two
+// 4-output tiles over 8 (one row and column of which fall outside the image). The 3-output tiles
+// take F(3, 3) on five points, 0, ±1, 2 and ∞ — F(4, 3)'s points without −2, and G's rows for
+// them, so that their products are F(4×4)'s U[ξ] with the columns of the tiles that have both of
+// ξ's points. With
+//   B₃ᵀ = [4 −2 −4 2 0; 0 −6 −3 3 0; 0 2 −3 1 0; 0 −4 0 4 0; 0 2 −1 −2 1],
+//   A₃ᵀ = [1 1 1 1 0; 0 1 −1 2 0; 0 1 1 4 1]
+// (G₃ = G's rows 0, 1, 2, 3 and 5) a 3 × 3 tile is A₃ᵀ [(G₃ g G₃ᵀ) ⊙ (B₃ᵀ d B₃)] A₃, a 4 × 3 one
+// Aᵀ [(G g G₃ᵀ) ⊙ (Bᵀ d B₃)] A₃. An image's four tiles make 36 + 30 + 30 + 25 = 121 products per
+// channel pair instead of 144. Their columns are ordered (0, 1), (0, 0), (1, 0), (1, 1) (tile row,
+// tile column), so that the tiles of every position are consecutive: all four where neither of
+// its points is −2 (index 4), (0, 1) and (0, 0) where the row's is, (0, 0) and (1, 0) where the
+// column's is, (0, 0) alone where both are.
+int haze_winograd43_splits(long h, long w) { return h == 7 && w == 7; }
+
+long haze_winograd43_columns(long h, long w, int split, int xi, long *first) {
+    if (!(split && haze_winograd43_splits(h, w))) {
+        *first = 0;
+        return haze_winograd43_tiles(h, w);
+    }
+    const int row_only = xi / 6 == 4, column_only = xi % 6 == 4;
+    *first = column_only ? 16 : 0;
+    return 16 * (row_only && column_only ? 1 : row_only || column_only ? 2 : 4);
+}
 
 #if defined(__x86_64__) && defined(__clang__)
 #define INLINE static inline __attribute__((always_inline)) AVX512
@@ -59,6 +85,32 @@ INLINE void output_1d(const __m512 *m, long stride, __m512 *r, long rstride) {
     r[2 * rstride] = _mm512_fmadd_ps(_mm512_set1_ps(4), s34, s12);
     r[3 * rstride] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8), d34, d12), m5);
 }
+
+// r = B₃ᵀ e for five vectors e[0..5) `stride` apart (split tiles, above).
+INLINE void input3_1d(const __m512 *e, long stride, __m512 *r, long rstride) {
+    const __m512 e0 = e[0], e1 = e[stride], e2 = e[2 * stride], e3 = e[3 * stride], e4 = e[4 * stride];
+    const __m512 two = _mm512_set1_ps(2), three = _mm512_set1_ps(3), four = _mm512_set1_ps(4);
+    const __m512 t = _mm512_sub_ps(e3, e1), u = _mm512_sub_ps(e3, e2);
+    r[0] = _mm512_fmadd_ps(four, _mm512_sub_ps(e0, e2), _mm512_mul_ps(two, t));    // 4e0 − 2e1 − 4e2 + 2e3
+    r[rstride] = _mm512_fnmadd_ps(_mm512_set1_ps(6), e1, _mm512_mul_ps(three, u));  // −6e1 − 3e2 + 3e3
+    r[2 * rstride] = _mm512_fmadd_ps(two, e1, _mm512_fnmadd_ps(two, e2, u));        // 2e1 − 3e2 + e3
+    r[3 * rstride] = _mm512_mul_ps(four, t);                                          // −4e1 + 4e3
+    r[4 * rstride] = _mm512_fnmadd_ps(two, t, _mm512_sub_ps(e4, e2));                // 2e1 − e2 − 2e3 + e4
+}
+
+// r = A₃ᵀ m for five vectors m[0..5) `stride` apart.
+INLINE void output3_1d(const __m512 *m, long stride, __m512 *r, long rstride) {
+    const __m512 m0 = m[0], m1 = m[stride], m2 = m[2 * stride], m3 = m[3 * stride], m4 = m[4 * stride];
+    const __m512 s12 = _mm512_add_ps(m1, m2);
+    r[0] = _mm512_add_ps(_mm512_add_ps(m0, s12), m3);
+    r[rstride] = _mm512_fmadd_ps(_mm512_set1_ps(2), m3, _mm512_sub_ps(m1, m2));
+    r[2 * rstride] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4), m3, s12), m4);
+}
+
+// The positions (0–5, index 4 being −2) of F(3, 3)'s five points among F(4, 3)'s six.
+static const int points3[5] = {0, 1, 2, 3, 5};
+// Where tile (ti, tj) of a split 7×7 image goes among its four columns (above).
+static const int split_slot[2][2] = {{1, 0}, {2, 3}};
 
 // u = G g Gᵀ for sixteen 3 × 3 kernels at once: g[k] holds entry k of each (lanes: kernels), the 36
 // results go to dst[ξ · stride].
@@ -109,8 +161,9 @@ AVX512 void haze_winograd43_packed_weights(const float *w, float *packed, long o
 }
 
 AVX512 void haze_winograd43_input(const float *x, haze_input_activation activation, float *v, long first_image, long images,
-                                  long c, long h, long w, long block) {
+                                  long c, long h, long w, int split, long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, hp = 4 * th + 2, wp = 4 * tw + 2, T = th * tw * 16;
+    split = split && haze_winograd43_splits(h, w);
     _Alignas(64) float planes[16][64] = {{0}};  // planes[l]: image l's plane of the channel (zero past the images)
     __m512 pixels[64];                            // lane l of pixels[p]: planes[l][p]
     __m512 plane[10 * 10];                        // the channel's pixels zero-padded: [hp][wp]
@@ -136,17 +189,29 @@ AVX512 void haze_winograd43_input(const float *x, haze_input_activation activati
             for (long tj = 0; tj < tw; tj++) {
                 __m512 rows[36], out[36];
                 const __m512 *d = plane + 4 * ti * wp + 4 * tj;
+                if (split && (ti || tj)) {
+                    // Bᵀ d B₃, B₃ᵀ d B or B₃ᵀ d B₃: the points of each direction.
+                    const int nr = ti ? 5 : 6, nc = tj ? 5 : 6;
+                    for (int j = 0; j < nc; j++) (ti ? input3_1d : input_1d)(d + j, wp, rows + j, 6);
+                    for (int i = 0; i < nr; i++) (tj ? input3_1d : input_1d)(rows + 6 * i, 1, out + 6 * i, 1);
+                    float *dst = v + ci * T + split_slot[ti][tj] * 16;
+                    for (int i = 0; i < nr; i++)
+                        for (int j = 0; j < nc; j++)
+                            _mm512_storeu_ps(dst + (6 * (ti ? points3[i] : i) + (tj ? points3[j] : j)) * block, out[6 * i + j]);
+                    continue;
+                }
                 for (int j = 0; j < 6; j++) input_1d(d + j, wp, rows + j, 6);        // Bᵀ d: columns
                 for (int i = 0; i < 6; i++) input_1d(rows + 6 * i, 1, out + 6 * i, 1);  // (Bᵀ d) B: rows
-                float *dst = v + ci * T + (ti * tw + tj) * 16;
+                float *dst = v + ci * T + (split ? split_slot[ti][tj] : ti * tw + tj) * 16;
                 for (int xi = 0; xi < 36; xi++) _mm512_storeu_ps(dst + xi * block, out[xi]);
             }
     }
 }
 
 AVX512 void haze_winograd43_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
-                                   long o, long h, long w, long block) {
+                                   long o, long h, long w, int split, long block) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, T = th * tw * 16;
+    split = split && haze_winograd43_splits(h, w);
     const __mmask16 lanes = first_lanes(images);
     __m512 pixels[64];                   // lane l of pixels[p]: pixel p of image l's output plane
     _Alignas(64) float planes[16][64];  // planes[l]: image l's plane
@@ -159,10 +224,21 @@ AVX512 void haze_winograd43_output(const float *m, float *y, haze_output_terms t
         for (long ti = 0; ti < th; ti++)
             for (long tj = 0; tj < tw; tj++) {
                 __m512 in[36], cols[24], out[16];
-                const float *src = m + oc * T + (ti * tw + tj) * 16;
-                for (int xi = 0; xi < 36; xi++) in[xi] = _mm512_loadu_ps(src + xi * block);
-                for (int j = 0; j < 6; j++) output_1d(in + j, 6, cols + j, 6);        // Aᵀ m: [4][6]
-                for (int i = 0; i < 4; i++) output_1d(cols + 6 * i, 1, out + 4 * i, 1);  // (Aᵀ m) A: [4][4]
+                if (split && (ti || tj)) {
+                    // Aᵀ m A₃, A₃ᵀ m A or A₃ᵀ m A₃ over the positions the tile has.
+                    const int nr = ti ? 5 : 6, nc = tj ? 5 : 6;
+                    const float *src = m + oc * T + split_slot[ti][tj] * 16;
+                    for (int i = 0; i < nr; i++)
+                        for (int j = 0; j < nc; j++)
+                            in[6 * i + j] = _mm512_loadu_ps(src + (6 * (ti ? points3[i] : i) + (tj ? points3[j] : j)) * block);
+                    for (int j = 0; j < nc; j++) (ti ? output3_1d : output_1d)(in + j, 6, cols + j, 6);
+                    for (int i = 0; i < (ti ? 3 : 4); i++) (tj ? output3_1d : output_1d)(cols + 6 * i, 1, out + 4 * i, 1);
+                } else {
+                    const float *src = m + oc * T + (split ? split_slot[ti][tj] : ti * tw + tj) * 16;
+                    for (int xi = 0; xi < 36; xi++) in[xi] = _mm512_loadu_ps(src + xi * block);
+                    for (int j = 0; j < 6; j++) output_1d(in + j, 6, cols + j, 6);        // Aᵀ m: [4][6]
+                    for (int i = 0; i < 4; i++) output_1d(cols + 6 * i, 1, out + 4 * i, 1);  // (Aᵀ m) A: [4][4]
+                }
                 for (int i = 0; i < 4 && 4 * ti + i < h; i++)
                     for (int j = 0; j < 4 && 4 * tj + j < w; j++) {
                         __m512 value = _mm512_add_ps(out[4 * i + j], shift);
@@ -558,7 +634,7 @@ void haze_winograd43_rows_output(const float *m, float *y, haze_output_terms ter
 void haze_winograd43_rows_output_gradient(const float *g, float *mbar, long n, long o, long h, long w,
                                           long first_group, long groups, long ld, long block) {}
 void haze_winograd43_input(const float *x, haze_input_activation activation, float *v, long first_image, long images,
-                           long c, long h, long w, long block) {}
+                           long c, long h, long w, int split, long block) {}
 void haze_winograd43_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
-                            long o, long h, long w, long block) {}
+                            long o, long h, long w, int split, long block) {}
 #endif

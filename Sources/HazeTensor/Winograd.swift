@@ -216,28 +216,39 @@ enum Winograd {
 
     /// `convolve` by F(4×4, 3×3) (haze_winograd43.c): items of 16 images, one per vector lane;
     /// per item the input transform, 36 products U[ξ] · V[ξ] with the packed weights, and the
-    /// output transform.
+    /// output transform. 7×7 images take a 4- and a 3-output tile each way (F(3, 3) on F(4, 3)'s
+    /// points without −2), 121 products per image and channel pair instead of 144: position ξ
+    /// multiplies only the columns of the tiles that have it (haze_winograd43_columns).
     private static func convolveLargeTiles(_ x: UnsafePointer<Float>, _ activation: haze_input_activation, n: Int, c: Int, h: Int,
                                            w: Int, u packed: PackedMatrices, terms: haze_output_terms,
                                            into y: UnsafeMutablePointer<Float>) {
         if usesRowTiles(n: n, h: h, w: w) {
             return convolveRowTiles(x, activation, n: n, c: c, h: h, w: w, u: packed, terms: terms, into: y)
         }
-        let o = packed.rows, t = haze_winograd43_tiles(h, w)
+        let o = packed.rows, t = haze_winograd43_tiles(h, w), split: Int32 = splitsTiles ? 1 : 0
         let (vBlock, mBlock) = (haze_winograd_block(c, t), haze_winograd_block(o, t))
+        let columns = (0..<36).map { xi in
+            var first = 0
+            let count = haze_winograd43_columns(h, w, split, Int32(xi), &first)
+            return (first: first, count: count)
+        }
         Parallel.forEach((n + 15) / 16, cost: 1 << 20) { range in
             Scratch.withBuffer(36 * vBlock) { v in Scratch.withBuffer(36 * mBlock) { m in
                 for item in range {
                     let (b0, images) = (16 * item, Swift.min(16, n - 16 * item))
-                    haze_winograd43_input(x, activation, v, b0, images, c, h, w, vBlock)
-                    for xi in 0..<36 {
-                        packed.multiply(v + xi * vBlock, ldb: t, into: m + xi * mBlock, ldc: t, columns: t, matrix: xi)
+                    haze_winograd43_input(x, activation, v, b0, images, c, h, w, split, vBlock)
+                    for (xi, (first, count)) in columns.enumerated() {
+                        packed.multiply(v + xi * vBlock + first, ldb: t, into: m + xi * mBlock + first, ldc: t, columns: count, matrix: xi)
                     }
-                    haze_winograd43_output(m, y, terms, b0, images, o, h, w, mBlock)
+                    haze_winograd43_output(m, y, terms, b0, images, o, h, w, split, mBlock)
                 }
             } }
         }
     }
+
+    /// Whether `convolve` splits 7×7 images into a 4- and a 3-output tile each way (default);
+    /// tests switch it off to compare with two 4-output tiles.
+    nonisolated(unsafe) static var splitsTiles = true
 
     /// The work split of F(4×4) with the tiles along the lanes: the haze_winograd43_rows_groups
     /// groups of 16 tiles of the batch (whose tile rows run on from image to image), in items of
@@ -340,7 +351,7 @@ enum Winograd {
             return weightGradient(g, items: (n + 15) / 16, positions: 36, tiles: { _ in t }, c: c, h: h, w: w, o: o,
                                   images: { (16 * $0, Swift.min(16, n - 16 * $0)) },
                                   transform: { b0, images, v, mbar, vBlock, mBlock, _ in
-                                      haze_winograd43_input(x, haze_input_activation(), v, b0, images, c, h, w, vBlock)
+                                      haze_winograd43_input(x, haze_input_activation(), v, b0, images, c, h, w, 0, vBlock)
                                       haze_winograd43_output_gradient(g, mbar, b0, images, o, h, w, mBlock)
                                   },
                                   finish: haze_winograd43_weights_gradient)

@@ -40,6 +40,14 @@ final class WinogradTests: XCTestCase {
                                 at: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
         XCTAssertEqual(small, Self.smallTileGrowth, accuracy: 1e-12)
         XCTAssertEqual(large, Self.largeTileGrowth, accuracy: 1e-12)
+        // F(3, 3) on 0, ±1, 2, ∞ (7×7 images' split tiles, haze_winograd43.c): κ₁(2)² = 103/9. A
+        // 4 × 3 tile grows by at most √(283/9 · 103/9), so F(4×4)'s bound covers split tiles too.
+        let split = Self.growth(bt: [[4, -2, -4, 2, 0], [0, -6, -3, 3, 0], [0, 2, -3, 1, 0], [0, -4, 0, 4, 0], [0, 2, -1, -2, 1]],
+                                g: [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
+                                    [1.0 / 24, 1.0 / 12, 1.0 / 6], [0, 0, 1]],
+                                at: [[1, 1, 1, 1, 0], [0, 1, -1, 2, 0], [0, 1, 1, 4, 1]])
+        XCTAssertEqual(split, 103.0 / 9, accuracy: 1e-12)
+        XCTAssertLessThan(split, Self.largeTileGrowth)
     }
 
     func testMatchesIm2col() {
@@ -168,6 +176,47 @@ final class WinogradTests: XCTestCase {
                 }
             }
         }
+    }
+}
+
+extension WinogradTests {
+    /// 7×7 images in the lanes split into a 4- and a 3-output tile each way (`Winograd.splitsTiles`):
+    /// y and ∂x (the same convolution with flipped kernels) against im2col within F(4×4)'s bound,
+    /// and different bits from two 4-output tiles (the split path ran); in a batch that leaves
+    /// lanes empty, through the fused group norm with a residual.
+    func testSplitTilesMatchIm2col() throws {
+        try XCTSkipIf(haze_winograd43_available() == 0 || !PackedMatrices.available, "F(4×4, 3×3) needs AVX-512")
+        let original = ConvolutionAlgorithm.current
+        defer { ConvolutionAlgorithm.current = original; Winograd.splitsTiles = true }
+        XCTAssertEqual(haze_winograd43_splits(7, 7), 1)
+        XCTAssertEqual(haze_winograd43_splits(8, 8), 0)
+        let (n, c, o) = (37, 24, 40)
+        XCTAssertTrue(Winograd.usesImagesInLanes(n: n, h: 7, w: 7))
+        let x = Tensor.normal([n, c, 7, 7], seed: 91), w = Tensor.normal([o, c, 3, 3], seed: 92) * 0.3
+        let b = Tensor.normal([o], seed: 93), cotangent = Tensor.normal([n, o, 7, 7], seed: 94)
+        func run(_ algorithm: ConvolutionAlgorithm, split: Bool) -> [Tensor] {
+            (ConvolutionAlgorithm.current, Winograd.splitsTiles) = (algorithm, split)
+            let (_, grads) = valueWithGradient(at: [x, w, b]) { t in (Tensor.conv2d(t[0], weight: t[1], bias: t[2], padding: 1) * cotangent).sum() }
+            return [Tensor.conv2d(x, weight: w, bias: b, padding: 1), grads[0]]
+        }
+        let (split, whole, reference) = (run(.automatic, split: true), run(.automatic, split: false), run(.im2col, split: true))
+        let magnitudes = ConvolutionMagnitudes(x: x, weight: w, bias: b, cotangent: cotangent, padding: Padding2D(1))
+        let lengths = ConvolutionMagnitudes.lengthList(weight: w.shape, output: cotangent.shape)
+        for (k, name) in ["y", "dx"].enumerated() {
+            let (m, length) = (magnitudes.all[k == 0 ? 0 : 2], lengths[k == 0 ? 0 : 2])
+            RoundingBound.assertAgree(split[k], reference[k], magnitude: m, length: length, growth: Self.largeTileGrowth, "\(name) split")
+            RoundingBound.assertAgree(whole[k], reference[k], magnitude: m, length: length, growth: Self.largeTileGrowth, "\(name) whole")
+            XCTAssertNotEqual(split[k].scalars, whole[k].scalars, "\(name): the split tiles did not run")
+        }
+        // Read through a group norm and SiLU, with a residual: the same bits as the norm written out.
+        let (scale, shift) = (Tensor.normal([c], seed: 95), Tensor.normal([c], seed: 96))
+        let residual = Tensor.normal([n, o, 7, 7], seed: 97)
+        (ConvolutionAlgorithm.current, Winograd.splitsTiles) = (.automatic, true)
+        let fused = Tensor.conv2d(siluOfGroupNorm: x, groups: 4, scale: scale, shift: shift, weight: w, bias: b, padding: Padding2D(1),
+                                  adding: residual)
+        let written = Tensor.conv2d(Tensor.groupNorm(x, groups: 4, weight: scale, bias: shift, applyingSiLU: true), weight: w, bias: b,
+                                    padding: Padding2D(1), adding: residual)
+        XCTAssertEqual(fused.scalars, written.scalars, "fused norm and residual on split tiles")
     }
 }
 

@@ -218,7 +218,10 @@ void haze_avx512_permutes(int enabled);
 /// T = haze_winograd43_tiles(H, W) columns per item of ≤ 16 images: column tile · 16 + image.
 /// haze_winograd43_input: images [first_image, first_image + images) of x [N, C, H, W] →
 /// v [36, C, T] (blocks `block` floats apart); haze_winograd43_output: m [36, O, T] → those
-/// images' planes of y [N, O, H, W] plus `terms`. The weight gradient's halves:
+/// images' planes of y [N, O, H, W] plus `terms`. With `split` where haze_winograd43_splits(H, W)
+/// (7×7), both take a 4- and a 3-output tile each way (haze_winograd43.c), and position ξ has
+/// only the haze_winograd43_columns(H, W, split, ξ, &first) columns from `first` (all T
+/// otherwise). The weight gradient's halves (split 0):
 /// haze_winograd43_output_gradient: those images' planes of g [N, O, H, W] → m̄ [36, O, T],
 /// m̄ = A ḡ Aᵀ per tile; haze_winograd43_weights_gradient: the sum of the `count` partial sums
 /// [36, O, C] at `slots` (added in order into slots[0]) → ∂w [O, C, 3, 3] = Gᵀ ∂U G, rows
@@ -241,10 +244,12 @@ void haze_winograd43_packed_weights(const float *w, float *packed, long o, long 
                                     long block_count);
 long haze_winograd43_tiles(long h, long w);
 int haze_winograd43_available(void);
+int haze_winograd43_splits(long h, long w);
+long haze_winograd43_columns(long h, long w, int split, int xi, long *first);
 void haze_winograd43_input(const float *x, haze_input_activation activation, float *v, long first_image, long images,
-                           long c, long h, long w, long block);
+                           long c, long h, long w, int split, long block);
 void haze_winograd43_output(const float *m, float *y, haze_output_terms terms, long first_image, long images,
-                            long o, long h, long w, long block);
+                            long o, long h, long w, int split, long block);
 void haze_winograd43_output_gradient(const float *g, float *mbar, long first_image, long images, long o, long h,
                                      long w, long block);
 void haze_winograd43_weights_gradient(float *const *slots, long count, float *dw, long o, long c, long first_row,
