@@ -136,26 +136,31 @@ static inline __attribute__((always_inline)) AVX512 void block_8x16_plus(const f
     }
 }
 
-// The panel B[0..depth, 0..32) copied to 32 consecutive floats per row (zeros past the masks).
-static inline AVX512 void copy_panel(const float *restrict b, long ldb, float *restrict panel, long depth, __mmask16 left,
-                                     __mmask16 right) {
+// The panel B[p0..p0 + depth, n0..n0 + 32) copied to 32 consecutive floats per row (zeros past
+// the masks); B's rows from `split` on are second's (see haze_gemm_packed_concatenated).
+static inline AVX512 void copy_panel(const float *restrict b, const float *restrict second, long split, long ldb, long p0,
+                                     long n0, float *restrict panel, long depth, __mmask16 left, __mmask16 right) {
     for (long p = 0; p < depth; p++) {
-        _mm512_store_ps(panel + p * COLUMNS, _mm512_maskz_loadu_ps(left, b + p * ldb));
-        _mm512_store_ps(panel + p * COLUMNS + 16, _mm512_maskz_loadu_ps(right, b + p * ldb + 16));
+        const float *row = p0 + p < split ? b + (p0 + p) * ldb + n0 : second + (p0 + p - split) * ldb + n0;
+        _mm512_store_ps(panel + p * COLUMNS, _mm512_maskz_loadu_ps(left, row));
+        _mm512_store_ps(panel + p * COLUMNS + 16, _mm512_maskz_loadu_ps(right, row + 16));
     }
 }
 
 // The loops over depth, panels and 8-row blocks, for A's layout given by `block` (floats between
-// 8-row blocks), ars and acs (see A_AT).
+// 8-row blocks), ars and acs (see A_AT). B's rows from `split` on are second's where second is
+// not NULL.
 static inline __attribute__((always_inline)) AVX512 void gemm_blocks(const float *a, long block, long ars, long acs,
-                                                                      const float *b, long ldb, float *c, long ldc, long m,
-                                                                      long n, long k, int accumulate) {
+                                                                      const float *b, const float *second, long split,
+                                                                      long ldb, float *c, long ldc, long m, long n, long k,
+                                                                      int accumulate) {
     // Where several 8-row blocks share a panel whose rows are a multiple of 512 bytes apart, the
     // panel is copied first: read in place its 128 rows would fall into 1/8 or fewer of L1's 64
     // sets and be read from L2 for every block, which holds a core with two FMA ports (Intel's) to
-    // 60–75 % of its rate (`haze-bench kernels --filter sgemm`; Documentation/speed.md).
+    // 60–75 % of its rate (`haze-bench kernels --filter sgemm`; Documentation/speed.md). B of two
+    // tensors is always copied, so that the blocks see one panel: the same sums as with B in one.
     _Alignas(64) float panel[DEPTH * COLUMNS];
-    const int copy = m > 2 * ROWS && ldb % 128 == 0;
+    const int copy = second || (m > 2 * ROWS && ldb % 128 == 0);
     for (long p0 = 0; p0 < k; p0 += DEPTH) {
         const long depth = k - p0 < DEPTH ? k - p0 : DEPTH;
         for (long n0 = 0; n0 < n; n0 += COLUMNS) {
@@ -163,7 +168,7 @@ static inline __attribute__((always_inline)) AVX512 void gemm_blocks(const float
             const float *source = b + p0 * ldb + n0;
             long ld = ldb;
             if (copy) {
-                copy_panel(source, ldb, panel, depth, left, right);
+                copy_panel(b, second, second ? split : k, ldb, p0, n0, panel, depth, left, right);
                 source = panel, ld = COLUMNS;
             }
             // A last panel of 16 + R columns (R ≤ 4), A packed: block_8x16_plus.
@@ -194,12 +199,17 @@ static inline __attribute__((always_inline)) AVX512 void gemm_blocks(const float
 
 AVX512 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                              int accumulate) {
-    gemm_blocks(packed, ROWS * k, 1, ROWS, b, ldb, c, ldc, m, n, k, accumulate);
+    gemm_blocks(packed, ROWS * k, 1, ROWS, b, NULL, 0, ldb, c, ldc, m, n, k, accumulate);
+}
+
+AVX512 void haze_gemm_packed_concatenated(const float *packed, const float *b, const float *second, long split, long ldb,
+                                          float *c, long ldc, long m, long n, long k, int accumulate) {
+    gemm_blocks(packed, ROWS * k, 1, ROWS, b, second, split, ldb, c, ldc, m, n, k, accumulate);
 }
 
 AVX512 void haze_gemm_rows(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                            int accumulate) {
-    gemm_blocks(a, ROWS * lda, lda, 1, b, ldb, c, ldc, m, n, k, accumulate);
+    gemm_blocks(a, ROWS * lda, lda, 1, b, NULL, 0, ldb, c, ldc, m, n, k, accumulate);
 }
 
 // packed[(r / 8) · K · 8 + p · 8 + r % 8] = a[p · lda + r]: each 8-row block is K runs of 8
@@ -241,6 +251,17 @@ void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, l
         for (long q = 0; q < n; q++) {
             float sum = accumulate ? c[r * ldc + q] : 0.0f;
             for (long p = 0; p < k; p++) sum += packed[(r / ROWS) * ROWS * k + p * ROWS + r % ROWS] * b[p * ldb + q];
+            c[r * ldc + q] = sum;
+        }
+}
+
+void haze_gemm_packed_concatenated(const float *packed, const float *b, const float *second, long split, long ldb,
+                                   float *c, long ldc, long m, long n, long k, int accumulate) {
+    for (long r = 0; r < m; r++)
+        for (long q = 0; q < n; q++) {
+            float sum = accumulate ? c[r * ldc + q] : 0.0f;
+            for (long p = 0; p < k; p++)
+                sum += packed[(r / ROWS) * ROWS * k + p * ROWS + r % ROWS] * (p < split ? b[p * ldb + q] : second[(p - split) * ldb + q]);
             c[r * ldc + q] = sum;
         }
 }

@@ -233,18 +233,33 @@ MULTIVERSION void haze_group_norm_forward(const float *x, const float *residual,
     }
 }
 
-MULTIVERSION void haze_group_norm_affine(const float *x, const float *gamma, const float *beta, long affine_stride,
-                                         long first, long count, long groups, long per_group, long spatial, float eps,
-                                         float *scale_out, float *shift_out) {
-    const long m = per_group * spatial;
+MULTIVERSION void haze_group_norm_affine(const float *x, const float *second, long first_channels, const float *gamma,
+                                         const float *beta, long affine_stride, long first, long count, long groups,
+                                         long per_group, long spatial, float eps, float *scale_out, float *shift_out) {
+    const long m = per_group * spatial, channels = groups * per_group, split = second ? first_channels : channels;
+    float *joined = NULL;  // a group that straddles x and second, in one piece: the same sums as in the concatenation
     for (long q = first; q < first + count; q++) {
+        const long image = q / groups, group = q % groups, c0 = group * per_group;
+        const float *src;
+        if (c0 + per_group <= split) {
+            src = x + (image * split + c0) * spatial;
+        } else if (c0 >= split) {
+            src = second + (image * (channels - split) + c0 - split) * spatial;
+        } else {
+            if (!joined) joined = malloc((size_t)m * sizeof(float));
+            memcpy(joined, x + (image * split + c0) * spatial, (size_t)((split - c0) * spatial) * sizeof(float));
+            memcpy(joined + (split - c0) * spatial, second + image * (channels - split) * spatial,
+                   (size_t)((c0 + per_group - split) * spatial) * sizeof(float));
+            src = joined;
+        }
         float mean, rstd;
-        group_moments(x + q * m, m, eps, &mean, &rstd);
+        group_moments(src, m, eps, &mean, &rstd);
         for (long c = 0; c < per_group; c++) {
-            const long channel = (q % groups) * per_group + c, at = (q / groups) * groups * per_group + channel;
-            channel_affine(gamma, beta, (q / groups) * affine_stride + channel, mean, rstd, scale_out + at, shift_out + at);
+            const long channel = group * per_group + c, at = image * groups * per_group + channel;
+            channel_affine(gamma, beta, image * affine_stride + channel, mean, rstd, scale_out + at, shift_out + at);
         }
     }
+    free(joined);
 }
 
 MULTIVERSION void haze_group_norm_backward(const float *x, const float *g, const float *gamma,

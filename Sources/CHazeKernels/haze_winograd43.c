@@ -169,7 +169,7 @@ AVX512 void haze_winograd43_input(const float *x, haze_input_activation activati
     __m512 plane[10 * 10];                        // the channel's pixels zero-padded: [hp][wp]
     for (long ci = 0; ci < c; ci++) {
         for (long l = 0; l < images; l++) {
-            const float *src = x + ((first_image + l) * c + ci) * h * w;
+            const float *src = haze_input_plane(x, activation, first_image + l, ci, c, h * w);
             const long at = (first_image + l) * c + ci;
             for (long p0 = 0; p0 < h * w; p0 += 16) {
                 const __mmask16 lanes = first_lanes(h * w - p0);
@@ -443,7 +443,7 @@ static inline AVX512 __m512 load_two_rows(const float *x, haze_input_activation 
         const long q = parts.tile_row[k], y = place->row[q] + row, image = place->image[q];
         if (image < 0 || y < 0 || y >= h) continue;
         const __mmask16 lanes = segment_lanes(&parts, k, w);
-        v = load_segment(v, x + ((image * c + channel) * h + y) * w, lanes, parts.first_lane[k]);
+        v = load_segment(v, haze_input_plane(x, activation, image, channel, c, h * w) + y * w, lanes, parts.first_lane[k]);
         valid |= lanes;
         if (activation.scale) {
             const long at = image * c + channel;
@@ -465,24 +465,25 @@ static inline AVX512 __m512 load_group_register(const float *x, haze_input_activ
     const long image = place->image[q];
     if (image < 0 || y < 0 || y >= h) return _mm512_setzero_ps();
     const __mmask16 lanes = first_lanes(w - column);
-    const __m512 v = _mm512_maskz_loadu_ps(lanes, x + ((image * c + channel) * h + y) * w + column);
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, haze_input_plane(x, activation, image, channel, c, h * w) + y * w + column);
     if (!activation.scale) return v;
     const long at = image * c + channel;
     return _mm512_maskz_mov_ps(lanes, (__m512)silu_affine_x16((haze_x16)v, activation.scale[at], activation.shift[at]));
 }
 
-// Prefetches (into L1) what load_group_register reads for channel `channel` (or what the output
-// transform writes and adds there): both cache lines a register's 16 floats may span; layouts ≥ 16
-// only. The transforms go through a channel's rows group by group, then on to the next channel,
-// whose first rows the hardware prefetcher cannot foresee: where x, y or the residual came from
-// L3 rather than L2, those loads stalled the transforms (`perf annotate`: the samples after the
-// masked loads). Each group of a channel prefetches the same group's rows of the next channel.
-static inline AVX512 void prefetch_group_register(const float *x, const group_place *place, long c, long channel, long row,
-                                                  long s, long h, long w, long layout) {
+// Prefetches (into L1) what load_group_register reads for channel `channel` (or, `activation`
+// zero, what the output transform writes and adds there): both cache lines a register's 16 floats
+// may span; layouts ≥ 16 only. The transforms go through a channel's rows group by group, then on
+// to the next channel, whose first rows the hardware prefetcher cannot foresee: where x, y or the
+// residual came from L3 rather than L2, those loads stalled the transforms (`perf annotate`: the
+// samples after the masked loads). Each group of a channel prefetches the same group's rows of the
+// next channel.
+static inline AVX512 void prefetch_group_register(const float *x, haze_input_activation activation, const group_place *place,
+                                                  long c, long channel, long row, long s, long h, long w, long layout) {
     const long q = register_tile_row(s, layout), y = place->row[q] + row, column = register_column(s, layout);
     const long image = place->image[q];
     if (image < 0 || y < 0 || y >= h || column >= w) return;
-    const float *at = x + ((image * c + channel) * h + y) * w + column;
+    const float *at = haze_input_plane(x, activation, image, channel, c, h * w) + y * w + column;
     _mm_prefetch((const char *)at, _MM_HINT_T0);
     _mm_prefetch((const char *)(at + (w - column < 16 ? w - column - 1 : 15)), _MM_HINT_T0);
 }
@@ -520,7 +521,7 @@ INLINE void rows_input(const float *x, haze_input_activation activation, float *
                 const int below = layout >= 16 && image >= 0 && carried_image[slot] == image && carried_row[slot] + 4 == place.row[q];
                 __m512 rows[6];
                 if (layout >= 16 && ci + 1 < first_channel + channels)
-                    for (long r = below ? 2 : 0; r < 6; r++) prefetch_group_register(x, &place, c, ci + 1, r - 1, s, h, w, layout);
+                    for (long r = below ? 2 : 0; r < 6; r++) prefetch_group_register(x, activation, &place, c, ci + 1, r - 1, s, h, w, layout);
                 for (long r = 0; r < 6; r++)
                     rows[r] = below && r < 2 ? carried[slot][r] : load_group_register(x, activation, &place, c, ci, r - 1, s, h, w, layout);
                 carried[slot][0] = rows[4], carried[slot][1] = rows[5];
@@ -575,8 +576,9 @@ INLINE void rows_output(const float *m, float *y, haze_output_terms terms, long 
                 output_1d(cols + 6 * i, 1, out, 1);  // (Aᵀ m) A: row i
                 for (long s = 0; s < 4; s++) {
                     if (layout >= 16 && oc + 1 < first_channel + channels) {  // as in rows_input
-                        prefetch_group_register(y, &tiles, o, oc + 1, i, s, h, w, layout);
-                        if (terms.residual) prefetch_group_register(terms.residual, &tiles, o, oc + 1, i, s, h, w, layout);
+                        prefetch_group_register(y, (haze_input_activation){0}, &tiles, o, oc + 1, i, s, h, w, layout);
+                        if (terms.residual)
+                            prefetch_group_register(terms.residual, (haze_input_activation){0}, &tiles, o, oc + 1, i, s, h, w, layout);
                     }
                     const __m512 selected = _mm512_add_ps(select_lanes(place[s], out[0], out[1], out[2], out[3]), shift);
                     const segments parts = register_segments(s, layout);

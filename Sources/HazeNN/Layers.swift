@@ -61,9 +61,20 @@ public struct Conv2d: Module {
     /// x: [N, in, H, W] → [N, out, H', W'], plus `adding` ([N, out, H', W'] or [N, out, 1, 1]; see
     /// `Tensor.conv2d(_:weight:bias:stride:padding:adding:)`).
     public func callAsFunction(_ x: Tensor, _ p: ParameterSet, adding addend: Tensor? = nil) -> Tensor {
-        Tensor.conv2d(x, weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")),
+        Tensor.conv2d(x, weight: weight(p), bias: p.value(key(prefix, "bias")),
                       stride: stride, padding: padding, adding: addend)
     }
+
+    /// conv(x ⧺ second) for a 1×1 convolution: x [N, C₁, H, W] and second [N, in − C₁, H, W]
+    /// concatenated along the channels, read in place in inference where the path can
+    /// (`Tensor.conv2d(_:concatenatedWith:weight:bias:)`).
+    public func callAsFunction(_ x: Tensor, concatenatedWith second: Tensor, _ p: ParameterSet) -> Tensor {
+        precondition(kernelSize == 1 && stride == 1 && padding == .zero, "Conv2d: a concatenation is read in place by 1×1 convolutions only")
+        return Tensor.conv2d(x, concatenatedWith: second, weight: weight(p), bias: p.value(key(prefix, "bias")))
+    }
+
+    /// The weight [out, in, k, k].
+    public func weight(_ p: ParameterSet) -> Tensor { p.value(key(prefix, "weight")) }
 
     /// conv(SiLU(norm(x))), the norm, activation and convolution of a U-Net block: x [N, in, H, W] →
     /// [N, out, H', W']. With a group norm, SiLU(norm(x)) is not kept for the backward pass but
@@ -80,7 +91,18 @@ public struct Conv2d: Module {
         }
         let affine = norm.groupAffine(p, scale: gamma, shift: beta)
         return Tensor.conv2d(siluOfGroupNorm: x, groups: norm.groups, scale: affine.scale, shift: affine.shift, epsilon: norm.epsilon,
-                             weight: p.value(key(prefix, "weight")), bias: p.value(key(prefix, "bias")),
+                             weight: weight(p), bias: p.value(key(prefix, "bias")), stride: stride, padding: padding, adding: addend)
+    }
+
+    /// conv(SiLU(norm(x ⧺ second))) with a group norm: x [N, C₁, H, W] and second [N, in − C₁, H, W]
+    /// concatenated along the channels, read in place in inference where the path can
+    /// (`Tensor.conv2d(siluOfGroupNorm:concatenatedWith:…)`). `adding` as in `callAsFunction(normalizing:…)`.
+    public func callAsFunction(normalizing x: Tensor, concatenatedWith second: Tensor, with norm: Norm, _ p: ParameterSet,
+                               adding addend: Tensor? = nil) -> Tensor {
+        precondition(norm.kind == .group, "Conv2d: a concatenation is read in place through a group norm only")
+        let affine = norm.groupAffine(p)
+        return Tensor.conv2d(siluOfGroupNorm: x, concatenatedWith: second, groups: norm.groups, scale: affine.scale,
+                             shift: affine.shift, epsilon: norm.epsilon, weight: weight(p), bias: p.value(key(prefix, "bias")),
                              stride: stride, padding: padding, adding: addend)
     }
 }

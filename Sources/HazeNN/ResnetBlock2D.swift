@@ -70,4 +70,20 @@ public struct ResnetBlock2D: Module {
         }
         return skip != nil ? h : (residual + h) * (1 / outputScaleFactor)
     }
+
+    /// The block on x [N, C₁, H, W] ⧺ skip [N, in − C₁, H, W] (concatenated along the channels: an
+    /// up block's running state and skip connection). In inference, where norm1, conv1 and the
+    /// shortcut can (`Tensor.readsConcatenationInPlace`), they read the two tensors in place
+    /// instead of a copy of their concatenation: the same bits, one copy of the block's input fewer.
+    public func callAsFunction(_ x: Tensor, concatenatedWith skip: Tensor, _ temb: Tensor, _ p: ParameterSet,
+                               _ context: ForwardContext) -> Tensor {
+        guard let shortcut, timeEmbeddingNorm == .default, norm1.kind == .group, !(context.training && dropout > 0),
+              Tensor.readsConcatenationInPlace(x, skip, groups: norm1.groups, weight: conv1.weight(p), pointwiseWeight: shortcut.weight(p))
+        else { return self(Tensor.concatenate([x, skip], alongAxis: 1), temb, p, context) }
+        let t = timeProjection(temb.silu(), p)
+        let residual = shortcut(x, concatenatedWith: skip, p)
+        let h = conv1(normalizing: x, concatenatedWith: skip, with: norm1, p, adding: t.reshaped(to: [t.shape[0], conv1.outChannels, 1, 1]))
+        if outputScaleFactor == 1 { return conv2(normalizing: h, with: norm2, p, context, adding: residual) }
+        return (residual + conv2(normalizing: h, with: norm2, p, context)) * (1 / outputScaleFactor)
+    }
 }

@@ -123,7 +123,7 @@ public struct UpBlock: Module {
         var h = x
         var remaining = skips
         for (i, resnet) in resnets.enumerated() {
-            h = resnet(Tensor.concatenate([h, remaining.removeLast()], alongAxis: 1), temb, p, context)
+            h = resnet(h, concatenatedWith: remaining.removeLast(), temb, p, context)
             if i < attentions.count { h = attentions[i](h, p, context) }
         }
         return upsampler.map { $0(h, p) } ?? h

@@ -77,15 +77,25 @@ struct ConvGeometry {
     /// [32, 96] · [96, 784] 132–140 → 164–177 GFLOP/s, [32, 64] · [64, 784] 131–153 → 170–185,
     /// [64, 192] · [192, 196] 119–146 → 150–196, [128, 128] · [128, 1024] 151–165 → 168–194;
     /// at 4096 columns or 256 rows, no gain.
-    func multiplyPointwise(_ a: PackedMatrices, _ x: UnsafePointer<Float>, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+    ///
+    /// With `second`, x is the concatenation along the channels of x [N, firstChannels, H, W] and
+    /// second [N, C − firstChannels, H, W], read in place (the same bits).
+    func multiplyPointwise(_ a: PackedMatrices, _ x: UnsafePointer<Float>, concatenatedWith second: UnsafePointer<Float>? = nil,
+                           firstChannels: Int = 0, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
         let (rows, k) = (a.rows, a.columns)
         let bytes = k * p * MemoryLayout<Float>.size
         let readsThrough = rows <= 128 && bytes > 32 << 10 && bytes <= 512 << 10
         Parallel.forEach(n, cost: 2 * rows * k * p) { images in
             for b in images {
                 let dst = y + b * rows * p
-                if readsThrough { haze_read_into_cache(x + b * k * p, k * p) }
-                a.multiply(x + b * k * p, ldb: p, into: dst, ldc: p, columns: p)
+                if let second {
+                    let (first, rest) = (x + b * firstChannels * p, second + b * (k - firstChannels) * p)
+                    if readsThrough { haze_read_into_cache(first, firstChannels * p); haze_read_into_cache(rest, (k - firstChannels) * p) }
+                    a.multiply(first, concatenatedWith: rest, split: firstChannels, ldb: p, into: dst, ldc: p, columns: p)
+                } else {
+                    if readsThrough { haze_read_into_cache(x + b * k * p, k * p) }
+                    a.multiply(x + b * k * p, ldb: p, into: dst, ldc: p, columns: p)
+                }
                 guard let bias else { continue }
                 for r in 0..<rows {
                     let (row, shift) = (dst + r * p, bias[r])
@@ -166,7 +176,7 @@ extension Tensor {
     }
 
     /// The geometry of `conv2d` on an input of `shape`, after checking that the operands fit.
-    private static func geometry(_ shape: [Int], weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D,
+    static func geometry(_ shape: [Int], weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D,
                                  adding addend: Tensor?) -> ConvGeometry {
         precondition(shape.count == 4 && weight.rank == 4 && shape[1] == weight.shape[1],
                      "conv2d: input \(shape) does not match weight \(weight.shape)")
@@ -183,8 +193,8 @@ extension Tensor {
 
     /// The forward of `conv2d` without the tape: conv(x) + bias + addend, x read through
     /// `activation` where it is given (only where `readsThroughActivation(geo)`).
-    private static func convolved(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry geo: ConvGeometry, adding addend: Tensor?,
-                                  activation: haze_input_activation = haze_input_activation()) -> Tensor {
+    static func convolved(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry geo: ConvGeometry, adding addend: Tensor?,
+                          activation: haze_input_activation = haze_input_activation()) -> Tensor {
         ConvolutionShapes.note(geo)
         FlopCounter.add(2 * geo.n * geo.o * geo.p * geo.k)
         let outputShape = [geo.n, geo.o, geo.ho, geo.wo]
@@ -218,6 +228,8 @@ extension Tensor {
                                  activation: haze_input_activation, into out: UnsafeMutablePointer<Float>) -> Bool {
         let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
         precondition(activation.scale == nil || readsThroughActivation(geo), "convolve: no input activation on this path")
+        precondition(activation.second == nil || Winograd.usesLargeTiles(n: geo.n, h: geo.h, w: geo.w),
+                     "convolve: a concatenation is read in place by F(4×4) only")
         if Winograd.applies(geo) {
             let u = Winograd.transformedWeights(weight, flip: false, n: geo.n, h: geo.h, width: geo.w)
             Winograd.convolve(x, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, terms: terms, activation: activation, into: out)
@@ -338,23 +350,39 @@ extension Tensor {
         }
         let geo = geometry(x.shape, weight: weight, bias: bias, stride: stride, padding: padding, adding: addend)
         let fused: (([Tensor]) -> Tensor?)? = !fusesGroupNorm || !readsThroughActivation(geo) ? nil : { t in
-            let (spatial, perGroup) = (geo.h * geo.w, c / groups)
-            var affineScale = [Float](repeating: 0, count: n * c), affineShift = affineScale
-            t[0].withScalars { px in t[1].withScalars { ps in t[2].withScalars { pt in
-                affineScale.withUnsafeMutableBufferPointer { pa in affineShift.withUnsafeMutableBufferPointer { pb in
-                    Parallel.forEach(n * groups, cost: 2 * perGroup * spatial) { range in
-                        haze_group_norm_affine(px, ps, pt, perImage ? c : 0, range.lowerBound, range.count, groups, perGroup, spatial,
-                                               epsilon, pa.baseAddress!, pb.baseAddress!)
-                    }
-                } }
-            } } }
-            return affineScale.withUnsafeBufferPointer { pa in affineShift.withUnsafeBufferPointer { pb in
-                convolved(t[0], weight: weight.detached, bias: bias?.detached, geometry: geo, adding: addend?.detached,
-                          activation: haze_input_activation(scale: pa.baseAddress!, shift: pb.baseAddress!))
-            } }
+            convolvedThroughGroupNorm(t[0], groups: groups, scale: t[1], shift: t[2], epsilon: epsilon, weight: weight.detached,
+                                      bias: bias?.detached, geometry: geo, adding: addend?.detached)
         }
         return conv2d(recomputing: producer, from: [x, scale, shift], weight: weight, bias: bias, stride: stride, padding: padding,
                       adding: addend, fusedForward: fused)
+    }
+
+    /// The fused forward of `conv2d(siluOfGroupNorm:…)` without the tape: the norm's statistics as
+    /// a per-image affine transform (haze_group_norm_affine), then the convolution reading x
+    /// through it and SiLU. With `second`, x is the concatenation along the channels of x and
+    /// second, read in place (`geo` is the concatenation's, and the convolution must run by F(4×4):
+    /// `readsConcatenationInPlace`).
+    static func convolvedThroughGroupNorm(_ x: Tensor, concatenatedWith second: Tensor? = nil, groups: Int, scale: Tensor,
+                                          shift: Tensor, epsilon: Float, weight: Tensor, bias: Tensor?, geometry geo: ConvGeometry,
+                                          adding addend: Tensor?) -> Tensor {
+        let (n, c, spatial, perGroup) = (geo.n, geo.c, geo.h * geo.w, geo.c / groups)
+        let (firstChannels, perImage) = (x.shape[1], scale.rank == 2)
+        var affineScale = [Float](repeating: 0, count: n * c), affineShift = affineScale
+        x.withScalars { px in Tensor.withOptionalScalars(second) { p2 in scale.withScalars { ps in shift.withScalars { pt in
+            affineScale.withUnsafeMutableBufferPointer { pa in affineShift.withUnsafeMutableBufferPointer { pb in
+                Parallel.forEach(n * groups, cost: 2 * perGroup * spatial) { range in
+                    haze_group_norm_affine(px, p2, firstChannels, ps, pt, perImage ? c : 0, range.lowerBound, range.count,
+                                           groups, perGroup, spatial, epsilon, pa.baseAddress!, pb.baseAddress!)
+                }
+            } }
+        } } } }
+        return affineScale.withUnsafeBufferPointer { pa in affineShift.withUnsafeBufferPointer { pb in
+            Tensor.withOptionalScalars(second) { p2 in
+                convolved(x, weight: weight, bias: bias, geometry: geo, adding: addend,
+                          activation: haze_input_activation(scale: pa.baseAddress!, shift: pb.baseAddress!, second: p2,
+                                                            first_channels: firstChannels))
+            }
+        } }
     }
 
     /// Whether `conv2d(siluOfGroupNorm:…)` reads x through the norm where it can (default); tests

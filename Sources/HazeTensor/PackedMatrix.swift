@@ -98,6 +98,17 @@ struct PackedMatrices {
             }
         }
     }
+
+    /// C [rows, n] (row stride ldc) = A · B for B the concatenation of b's rows [0, split) and
+    /// second's [split, columns), both of row stride ldb: the same bits as `multiply` on B in one
+    /// piece. Float32 packed matrices only (`available`, no bf16 pairs). Runs on the calling thread.
+    func multiply(_ b: UnsafePointer<Float>, concatenatedWith second: UnsafePointer<Float>, split: Int, ldb: Int,
+                  into c: UnsafeMutablePointer<Float>, ldc: Int, columns n: Int) {
+        precondition(Self.available && pairs == nil, "PackedMatrices: concatenated B needs the float32 packed kernel")
+        values.withUnsafeBufferPointer { v in
+            haze_gemm_packed_concatenated(v.baseAddress!, b, second, split, ldb, c, ldc, rows, n, columns, 0)
+        }
+    }
 }
 
 /// The precision of the products that have a bf16 path: the packed products of the Winograd

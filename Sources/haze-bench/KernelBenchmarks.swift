@@ -67,6 +67,25 @@ func fmnistKernelCases(batch n: Int) -> [KernelCase] {
                           padding: 1)
         })
     }
+    // An up block's first resnet reads its state ⧺ skip three times: the norm, the 3×3 convolution
+    // through it and the 1×1 shortcut. Read in place in inference (`Tensor.conv2d(…concatenatedWith:)`;
+    // with the tape, as here in forward + backward, they concatenate), and copied first.
+    for (c1, c2, o, hw) in [(64, 32, 32, 28), (128, 64, 64, 14)] {
+        let (c, flops) = (c1 + c2, 2 * Double(n * o * hw * hw * (c1 + c2) * 10))
+        let inputs = [Tensor.normal([n, c1, hw, hw], seed: 14), Tensor.normal([n, c2, hw, hw], seed: 15), Tensor.ones([c]),
+                      Tensor.zeros([c]), Tensor.normal([o, c, 3, 3], std: 0.05, seed: 16), Tensor.normal([o, c, 1, 1], std: 0.1, seed: 17)]
+        for inPlace in [true, false] {
+            cases.append(KernelCase(name: "up-block input \(inPlace ? "in place" : "copied") [\(n),\(c1)+\(c2),\(hw),\(hw)]->\(o)",
+                                    forwardFlops: flops, forwardBytes: 0, inputs: inputs) { t in
+                let (x, skip) = inPlace ? (t[0], t[1]) : (Tensor.concatenate([t[0], t[1]], alongAxis: 1), nil)
+                let shortcut = skip.map { Tensor.conv2d(x, concatenatedWith: $0, weight: t[5]) } ?? Tensor.conv2d(x, weight: t[5])
+                let normalized = skip.map {
+                    Tensor.conv2d(siluOfGroupNorm: x, concatenatedWith: $0, groups: 8, scale: t[2], shift: t[3], weight: t[4], padding: Padding2D(1))
+                } ?? Tensor.conv2d(siluOfGroupNorm: x, groups: 8, scale: t[2], shift: t[3], weight: t[4], padding: Padding2D(1))
+                return normalized + shortcut
+            })
+        }
+    }
     let x = Tensor.normal([n, 64, 28, 28], seed: 4)
     cases.append(KernelCase(name: "silu [\(n),64,28,28]", forwardFlops: 0, forwardBytes: 8 * Double(x.count),
                             inputs: [x]) { $0[0].silu() })

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import HazeIO
-import HazeTensor
+@testable import HazeTensor
 @testable import HazeNN
 
 /// llm.c-style end-to-end parity with diffusers (fixtures from scripts/make_unet_fixtures.py):
@@ -103,5 +103,47 @@ final class UNetParityTests: XCTestCase {
         // The original diffusers config and Haze's rewrite describe the same network.
         let original = try UNet2DModelConfig(contentsOf: c.folder + "/config.json")
         XCTAssertEqual(original, model.config)
+    }
+}
+
+/// A whole inference forward with the up blocks reading their concatenated inputs in place
+/// (`ResnetBlock2D.callAsFunction(_:concatenatedWith:…)`) against the same forward with the
+/// concatenations copied: the same bits. fmnist-s's layout at batch 20 (7×7 with images along the
+/// lanes, 14×14 and 28×28 with tiles along them); a block with output scale 2; and a training
+/// forward (recorded parameters), which copies.
+final class ConcatenatedSkipTests: XCTestCase {
+    func testInPlaceConcatenationsGiveTheSameBits() throws {
+        defer { Tensor.readsConcatenationsInPlace = true }
+        var config = UNet2DModelConfig()
+        config.sampleSize = [28, 28]; config.inChannels = 1; config.outChannels = 1
+        config.blockOutChannels = [16, 32, 64]; config.layersPerBlock = 1; config.normNumGroups = 8
+        config.downBlockTypes = ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"]
+        config.upBlockTypes = ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]
+        let model = try UNet2DModel(config: config), p = model.initialParameters(seed: 5)
+        let x = Tensor.normal([20, 1, 28, 28], seed: 7), timesteps = (0..<20).map { Float(37 * $0 % 1000) }
+        func forward(inPlace: Bool) -> Tensor {
+            Tensor.readsConcatenationsInPlace = inPlace
+            return model(x, timesteps: timesteps, parameters: p)
+        }
+        let resnet = model.upBlocks[1].resnets[0]
+        XCTAssertEqual(Tensor.readsConcatenationInPlace(Tensor.zeros([20, 64, 14, 14]), Tensor.zeros([20, 32, 14, 14]), groups: 8,
+                                                        weight: resnet.conv1.weight(p), pointwiseWeight: resnet.shortcut!.weight(p)),
+                       PackedMatrices.available)
+        XCTAssertEqual(forward(inPlace: true).scalars, forward(inPlace: false).scalars)
+
+        let block = ResnetBlock2D("block", inChannels: 48, outChannels: 32, timeChannels: 12, groups: 8, epsilon: 1e-5,
+                                  normKind: .group, timeEmbeddingNorm: .default, outputScaleFactor: 2)
+        let q = block.initialParameters(seed: 9), temb = Tensor.normal([20, 12], seed: 10)
+        let (h, skip) = (Tensor.normal([20, 32, 14, 14], seed: 11), Tensor.normal([20, 16, 14, 14], seed: 12))
+        Tensor.readsConcatenationsInPlace = true
+        XCTAssertEqual(block(h, concatenatedWith: skip, temb, q, ForwardContext()).scalars,
+                       block(Tensor.concatenate([h, skip], alongAxis: 1), temb, q, ForwardContext()).scalars, "output scale 2")
+
+        let loss = { (p: ParameterSet) in model(x, timesteps: timesteps, parameters: p).squared().mean() }
+        let (value, gradients) = valueWithGradient(at: p) { loss($0) }
+        Tensor.readsConcatenationsInPlace = false
+        let (copiedValue, copiedGradients) = valueWithGradient(at: p) { loss($0) }
+        XCTAssertEqual(value.scalar, copiedValue.scalar)
+        for (key, g) in gradients { XCTAssertEqual(g.scalars, copiedGradients[key]!.scalars, key) }
     }
 }

@@ -111,9 +111,12 @@ void haze_group_norm_forward(const float *x, const float *residual, float *y, co
 /// each (n, channel) of those groups, scale = γ·rstd and shift = β − μ·scale into scale_out and
 /// shift_out [N, C], so that the forward's y = x·scale + shift (then SiLU) to the bit (see
 /// haze_input_activation). gamma, beta and affine_stride as in the forward.
-void haze_group_norm_affine(const float *x, const float *gamma, const float *beta, long affine_stride,
-                            long first, long count, long groups, long per_group, long spatial, float eps,
-                            float *scale_out, float *shift_out);
+/// Where second is not NULL, x is the concatenation along the channels of x [N, first_channels, S]
+/// and second (the rest), read in place (see haze_input_activation); a group with channels in both
+/// is copied into one piece first, so the sums are those of the concatenation.
+void haze_group_norm_affine(const float *x, const float *second, long first_channels, const float *gamma,
+                            const float *beta, long affine_stride, long first, long count, long groups, long per_group,
+                            long spatial, float eps, float *scale_out, float *shift_out);
 /// Group norm backward for the same groups: dx, and per (n, channel) partial sums
 /// dgamma_parts = Σ g·x̂, dbeta_parts = Σ g, both [N, C]. With silu != 0, g is the gradient of
 /// the SiLU output (the forward's silu), and beta must be the forward's; gamma, beta and
@@ -143,6 +146,11 @@ void haze_gemm_pack_transposed(const float *a, long lda, float *packed, long m, 
 int haze_gemm_packed_available(void);
 void haze_gemm_packed(const float *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
                       int accumulate);
+/// haze_gemm_packed for B the concatenation of b's rows [0, split) and second's [split, K) (the
+/// same row stride): a 1×1 convolution of two tensors concatenated along the channels, read in
+/// place. The same bits as haze_gemm_packed on B in one piece.
+void haze_gemm_packed_concatenated(const float *packed, const float *b, const float *second, long split, long ldb,
+                                   float *c, long ldc, long m, long n, long k, int accumulate);
 /// Reads x[0..<count] once, in address order (one load per 64-byte line), so that a product which
 /// then walks it in 32-column panels finds it in L2. The panels' rows are strided lines, which the
 /// hardware prefetchers follow poorly: a 1×1 convolution's product on a cold 300 KB image ran at
@@ -237,9 +245,23 @@ typedef struct {
 /// NULL: SiLU(x · scale[n · C + c] + shift[n · C + c]), the padding staying zero. With the
 /// scale and shift of haze_group_norm_affine, the convolution reads haze_group_norm_forward's
 /// output with silu (the same bits) without that output being written.
+/// Where second is not NULL (F(4×4) transforms only), the input is the concatenation along the
+/// channels of x [N, first_channels, H, W] and second [N, C − first_channels, H, W], read in place:
+/// a U-Net decoder block's input and skip connection without the copy (haze_input_plane).
 typedef struct {
     const float *scale, *shift;
+    const float *second;
+    long first_channels;
 } haze_input_activation;
+
+/// The plane of channel c of image n of a transform's input x [N, C, ·] of `spatial` values, or of
+/// the concatenation x, activation.second (see haze_input_activation).
+static inline const float *haze_input_plane(const float *x, haze_input_activation activation, long n, long c,
+                                            long channels, long spatial) {
+    if (!activation.second) return x + (n * channels + c) * spatial;
+    const long first = activation.first_channels;
+    return c < first ? x + (n * first + c) * spatial : activation.second + (n * (channels - first) + c - first) * spatial;
+}
 void haze_winograd43_packed_weights(const float *w, float *packed, long o, long c, long first_block,
                                     long block_count);
 long haze_winograd43_tiles(long h, long w);
