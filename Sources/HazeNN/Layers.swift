@@ -65,12 +65,11 @@ public struct Conv2d: Module {
                       stride: stride, padding: padding, adding: addend)
     }
 
-    /// conv(x ⧺ second) for a 1×1 convolution: x [N, C₁, H, W] and second [N, in − C₁, H, W]
-    /// concatenated along the channels, read in place in inference where the path can
-    /// (`Tensor.conv2d(_:concatenatedWith:weight:bias:)`).
+    /// conv(x ⧺ second): x [N, C₁, H, W] and second [N, in − C₁, H, W] concatenated along the
+    /// channels, read in place in inference where the path can (`Tensor.conv2d(_:concatenatedWith:…)`).
     public func callAsFunction(_ x: Tensor, concatenatedWith second: Tensor, _ p: ParameterSet) -> Tensor {
-        precondition(kernelSize == 1 && stride == 1 && padding == .zero, "Conv2d: a concatenation is read in place by 1×1 convolutions only")
-        return Tensor.conv2d(x, concatenatedWith: second, weight: weight(p), bias: p.value(key(prefix, "bias")))
+        Tensor.conv2d(x, concatenatedWith: second, weight: weight(p), bias: p.value(key(prefix, "bias")), stride: stride,
+                      padding: padding)
     }
 
     /// The weight [out, in, k, k].

@@ -78,7 +78,7 @@ public struct ResnetBlock2D: Module {
     public func callAsFunction(_ x: Tensor, concatenatedWith skip: Tensor, _ temb: Tensor, _ p: ParameterSet,
                                _ context: ForwardContext) -> Tensor {
         guard let shortcut, timeEmbeddingNorm == .default, norm1.kind == .group, !(context.training && dropout > 0),
-              Tensor.readsConcatenationInPlace(x, skip, groups: norm1.groups, weight: conv1.weight(p), pointwiseWeight: shortcut.weight(p))
+              Tensor.readsConcatenationInPlace(x, skip, weights: [conv1.weight(p), shortcut.weight(p)])
         else { return self(Tensor.concatenate([x, skip], alongAxis: 1), temb, p, context) }
         let t = timeProjection(temb.silu(), p)
         let residual = shortcut(x, concatenatedWith: skip, p)

@@ -171,6 +171,17 @@ struct TFArticleResBlock: Module {
         return norm2(conv2(normalizing: conv1(x, p), with: norm1, scale: film[0], shift: film[1], p, context), p, context, silu: true,
                      adding: shortcut.map { $0(x, p) } ?? x)
     }
+
+    /// The block on x ⧺ skip (concatenated along the channels: an up level's state and skip), which
+    /// conv1 and the shortcut read in place in inference where they can (`Tensor.readsConcatenationInPlace`).
+    func callAsFunction(_ x: Tensor, concatenatedWith skip: Tensor, _ e: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
+        guard let shortcut, Tensor.readsConcatenationInPlace(x, skip, weights: [conv1.weight(p), shortcut.weight(p)]) else {
+            return self(Tensor.concatenate([x, skip], alongAxis: 1), e, p, context)
+        }
+        let film = timeProjection(e, p).chunked(2, alongAxis: 1)
+        return norm2(conv2(normalizing: conv1(x, concatenatedWith: skip, p), with: norm1, scale: film[0], shift: film[1], p, context), p,
+                     context, silu: true, adding: shortcut(x, concatenatedWith: skip, p))
+    }
 }
 
 /// The notebook's `LinearAttention` (cell 5): q, k, v from one 1×1 conv; q softmaxed over the head
@@ -320,7 +331,7 @@ public struct TFArticleUNet: Module {
         for block in mid { h = block(h, e, p, context) }
         for level in up {
             h = h.upsampledNearest2x()
-            for block in level.res { h = block(Tensor.concatenate([h, skips.removeLast()], alongAxis: 1), e, p, context) }
+            for block in level.res { h = block(h, concatenatedWith: skips.removeLast(), e, p, context) }
             h = level.attention.map { $0(h, p) } ?? h
         }
         return finalConv(finalRes(h, e, p, context), p)

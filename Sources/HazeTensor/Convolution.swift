@@ -219,7 +219,8 @@ extension Tensor {
     }
 
     /// Whether `convolved` can read x through an input activation for this geometry: the
-    /// Winograd paths, whose input transforms apply it (haze_input_activation).
+    /// Winograd paths, whose input transforms apply it (haze_input_activation). (A concatenation
+    /// read in place, the activation's `second`, goes to F(4×4) and the packed 1×1 products.)
     static func readsThroughActivation(_ geo: ConvGeometry) -> Bool { Winograd.applies(geo) }
 
     /// y = conv(x) + bias by the algorithm of `geo` (see `conv2d`), adding `terms.shifts` and
@@ -228,8 +229,9 @@ extension Tensor {
                                  activation: haze_input_activation, into out: UnsafeMutablePointer<Float>) -> Bool {
         let (o, p, k, chunk) = (geo.o, geo.p, geo.k, geo.chunk)
         precondition(activation.scale == nil || readsThroughActivation(geo), "convolve: no input activation on this path")
-        precondition(activation.second == nil || Winograd.usesLargeTiles(n: geo.n, h: geo.h, w: geo.w),
-                     "convolve: a concatenation is read in place by F(4×4) only")
+        precondition(activation.second == nil || (geo.isPointwise ? geo.usesPackedPointwise && PackedMatrices.available
+                                                                  : Winograd.usesLargeTiles(n: geo.n, h: geo.h, w: geo.w)),
+                     "convolve: a concatenation is read in place by F(4×4) and the packed 1×1 products only")
         if Winograd.applies(geo) {
             let u = Winograd.transformedWeights(weight, flip: false, n: geo.n, h: geo.h, width: geo.w)
             Winograd.convolve(x, n: geo.n, c: geo.c, h: geo.h, w: geo.w, u: u, o: o, terms: terms, activation: activation, into: out)
@@ -244,7 +246,8 @@ extension Tensor {
             let packed = PreparedWeights.value(for: weight, as: .pointwise) {
                 weight.withScalars { PackedMatrices($0, rows: o, columns: geo.c) }
             }
-            geo.multiplyPointwise(packed, x, bias: biasValues, into: out)
+            geo.multiplyPointwise(packed, x, concatenatedWith: activation.second, firstChannels: activation.first_channels,
+                                  bias: biasValues, into: out)
             return false
         }
         weight.withScalars { pw in

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import HazeIO
-import HazeTensor
+@testable import HazeTensor
 @testable import HazeNN
 
 /// The TensorFlow notebook's U-Net against TensorFlow itself: fixtures written by
@@ -96,6 +96,23 @@ final class TFArticleUNetTests: XCTestCase {
         XCTAssertLessThanOrEqual(relativeError(attention(try io.tensor("attn_in"), parameters), try io.tensor("attn_out")), 1e-5)
         let out = model(try io.tensor("x"), timesteps: try io.tensor("t").scalars, parameters: parameters)
         XCTAssertLessThanOrEqual(relativeError(out, try io.tensor("out")), 1e-4)
+    }
+
+    /// The up levels' blocks reading state ⧺ skip in place (conv1 and the shortcut) against the
+    /// concatenations copied: the same bits.
+    func testInPlaceConcatenationsGiveTheSameBits() throws {
+        defer { Tensor.readsConcatenationsInPlace = true }
+        let (model, parameters, io) = try load()
+        let x = try io.tensor("x"), block = try XCTUnwrap(model.up.last?.res.first), c = block.conv1.inChannels
+        let weights = [block.conv1.weight(parameters), try XCTUnwrap(block.shortcut).weight(parameters)]
+        XCTAssertEqual(Tensor.readsConcatenationInPlace(Tensor.zeros([x.shape[0], c / 2] + x.shape[2...]),
+                                                        Tensor.zeros([x.shape[0], c - c / 2] + x.shape[2...]), weights: weights),
+                       PackedMatrices.available, "the full-resolution level")
+        func forward(inPlace: Bool) throws -> Tensor {
+            Tensor.readsConcatenationsInPlace = inPlace
+            return model(x, timesteps: try io.tensor("t").scalars, parameters: parameters)
+        }
+        XCTAssertEqual(try forward(inPlace: true).scalars, try forward(inPlace: false).scalars)
     }
 
     /// Gradients by central differences on a tiny network (2 levels, 1 block each, 8×8), at a few

@@ -126,8 +126,8 @@ final class ConcatenatedSkipTests: XCTestCase {
             return model(x, timesteps: timesteps, parameters: p)
         }
         let resnet = model.upBlocks[1].resnets[0]
-        XCTAssertEqual(Tensor.readsConcatenationInPlace(Tensor.zeros([20, 64, 14, 14]), Tensor.zeros([20, 32, 14, 14]), groups: 8,
-                                                        weight: resnet.conv1.weight(p), pointwiseWeight: resnet.shortcut!.weight(p)),
+        XCTAssertEqual(Tensor.readsConcatenationInPlace(Tensor.zeros([20, 64, 14, 14]), Tensor.zeros([20, 32, 14, 14]),
+                                                        weights: [resnet.conv1.weight(p), resnet.shortcut!.weight(p)]),
                        PackedMatrices.available)
         XCTAssertEqual(forward(inPlace: true).scalars, forward(inPlace: false).scalars)
 

@@ -4,13 +4,13 @@ import XCTest
 /// The operations that read a U-Net decoder block's concatenated input in place
 /// (ConcatenatedInput.swift) against the same operations on `Tensor.concatenate`: the same bits.
 final class ConcatenatedInputTests: XCTestCase {
-    /// conv(SiLU(groupNorm(x ⧺ second))): F(4×4) with the tiles along the lanes (28×28, 14×14, the
-    /// 8-wide layout whose registers hold two images' rows at 10×7) and with the images along them
-    /// (7×7, 20 images: a full item and a partial one), with norm groups that straddle the two
-    /// tensors or not, in place; F(2×2) (4×4 in a small batch), copied. The norm's affine per channel or per
-    /// image (FiLM); a residual, a per-image shift or nothing added; with and without bias. Recorded
-    /// inputs take the copy and get the concatenation's gradients.
-    func testConvolutionThroughGroupNorm() {
+    /// conv(SiLU(groupNorm(x ⧺ second))) and the plain conv(x ⧺ second), 3×3: F(4×4) with the tiles
+    /// along the lanes (28×28, 14×14, the 8-wide layout whose registers hold two images' rows at
+    /// 10×7) and with the images along them (7×7, 20 and 17 images), with norm groups that straddle
+    /// the two tensors or not, in place; F(2×2) (4×4 in a small batch), copied. The norm's affine
+    /// per channel or per image (FiLM); a residual, a per-image shift or nothing added; with and
+    /// without bias. Recorded inputs take the copy and get the concatenation's gradients.
+    func testThreeByThree() {
         for (i, s) in [(n: 2, c1: 8, c2: 8, h: 28, w: 28, o: 5, inPlace: true), (n: 3, c1: 16, c2: 16, h: 14, w: 14, o: 9, inPlace: true),
                        (n: 3, c1: 4, c2: 12, h: 10, w: 7, o: 4, inPlace: true), (n: 20, c1: 12, c2: 12, h: 7, w: 7, o: 6, inPlace: true),
                        (n: 2, c1: 6, c2: 10, h: 14, w: 14, o: 3, inPlace: true), (n: 17, c1: 10, c2: 14, h: 7, w: 7, o: 5, inPlace: true),
@@ -21,7 +21,7 @@ final class ConcatenatedInputTests: XCTestCase {
             let w = Tensor.normal([s.o, c, 3, 3], std: 0.3, seed: UInt64(320 + i)), b = Tensor.normal([s.o], seed: UInt64(330 + i))
             let pointwise = Tensor.normal([s.o, c, 1, 1], seed: UInt64(335 + i))
             let inPlace = Winograd.usesLargeTiles(n: s.n, h: s.h, w: s.w) && PackedMatrices.available && s.inPlace
-            XCTAssertEqual(Tensor.readsConcatenationInPlace(x, second, groups: 4, weight: w, pointwiseWeight: pointwise), inPlace, "case \(i)")
+            XCTAssertEqual(Tensor.readsConcatenationInPlace(x, second, weights: [w, pointwise]), inPlace, "case \(i)")
             let joined = Tensor.concatenate([x, second], alongAxis: 1)
             let affines = [(Tensor.normal([c], seed: UInt64(340 + i)), Tensor.normal([c], seed: UInt64(350 + i))),
                            (Tensor.normal([s.n, c], std: 40, seed: UInt64(360 + i)), Tensor.normal([s.n, c], seed: UInt64(370 + i)))]
@@ -37,6 +37,13 @@ final class ConcatenatedInputTests: XCTestCase {
                                                padding: Padding2D(1), adding: addend)
                     XCTAssertEqual(read.scalars, copied.scalars, label)
                 }
+            }
+            // The plain convolution (no norm), as the TensorFlow notebook's blocks take their input.
+            for (a, addend) in addends.enumerated() {
+                let bias = a != 1 ? b : nil
+                XCTAssertEqual(Tensor.conv2d(x, concatenatedWith: second, weight: w, bias: bias, padding: Padding2D(1), adding: addend).scalars,
+                               Tensor.conv2d(joined, weight: w, bias: bias, padding: Padding2D(1), adding: addend).scalars,
+                               "case \(i) plain, addend \(addend?.shape ?? [])")
             }
             // Recorded: the concatenation's value and gradients.
             let (scale, shift) = affines[1], cotangent = Tensor.normal([s.n, s.o, s.h, s.w], seed: UInt64(395 + i))
