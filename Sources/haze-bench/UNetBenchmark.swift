@@ -73,6 +73,8 @@ struct UNetBench: ParsableCommand {
     @Option(help: "float32, or bfloat16 (the Winograd F(2×2) and 1×1-convolution products in bf16 with float32 sums, on AVX512_BF16, AMX-BF16 or ARMv8.6 BF16; in train mode the forward and input-gradient products).") var precision: Precision = .float32
     @Flag(help: "infer mode: prepare the convolution weights (Winograd transforms, packed and bf16 copies) once for all calls, as sampling does, instead of in every call.")
     var preparedWeights = false
+    @Option(help: ArgumentHelp("Time the calls with this fast path on and off in turn, --iterations pairs in one process (\(FastPath.allCases.map(\.rawValue).joined(separator: ", "))); prints both medians and the median of the paired differences.", valueName: "path"))
+    var alternate: FastPath?
 
     func validate() throws {
         if preparedWeights && mode == .train { throw ValidationError("--prepared-weights is for --mode infer: training changes the weights every step") }
@@ -114,6 +116,16 @@ struct UNetBench: ParsableCommand {
         func inferStep() { _ = model(x0, timesteps: inferenceTimesteps, parameters: parameters) }
         let body = mode == .train ? trainStep : inferStep
 
+        if let alternate {
+            let pairs = preparedWeights ? ConvolutionAlgorithm.reusingTransformedWeights { measurePairs(alternate, iterations: iterations, body) }
+                                        : measurePairs(alternate, iterations: iterations, body)
+            var result: [String: Any] = ["workload": workload, "mode": mode.rawValue, "batch": batch, "threads": threads,
+                                         "prepared_weights": preparedWeights, "alternate": alternate.rawValue, "pairs": iterations]
+            for (key, value) in pairs { result[key] = value }
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .withoutEscapingSlashes])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
         FlopCounter.isEnabled = true
         body()
         FlopCounter.isEnabled = false
@@ -142,3 +154,30 @@ struct UNetBench: ParsableCommand {
 }
 
 extension Precision: ExpressibleByArgument {}
+
+extension FastPath: ExpressibleByArgument {}
+
+/// 3 warm-up calls, then `iterations` pairs of calls with `path` on and off (the order swapped
+/// from pair to pair, the path left on): each side's median and minimum, and the median of the
+/// paired differences on − off, which a slow spell of the machine moves far less than either.
+func measurePairs(_ path: FastPath, iterations: Int, _ body: () -> Void) -> [String: Double] {
+    precondition(iterations >= 2, "at least 2 timed pairs")
+    defer { path.isEnabled = true }
+    for _ in 0..<3 { body() }
+    var on: [Double] = [], off: [Double] = []
+    for pair in 0..<iterations {
+        for enabled in pair % 2 == 0 ? [true, false] : [false, true] {
+            path.isEnabled = enabled
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+            if enabled { on.append(ms) } else { off.append(ms) }
+        }
+    }
+    func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted(), n = sorted.count
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    }
+    return ["on_median_ms": median(on), "off_median_ms": median(off), "on_min_ms": on.min()!, "off_min_ms": off.min()!,
+            "paired_difference_median_ms": median(zip(on, off).map { $0 - $1 })]
+}
