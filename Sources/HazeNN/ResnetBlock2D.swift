@@ -57,8 +57,8 @@ public struct ResnetBlock2D: Module {
         var h: Tensor
         switch timeEmbeddingNorm {
         case .default where !dropping:
-            h = conv1(normalizing: x, with: norm1, p, context, adding: t.reshaped(to: [t.shape[0], c, 1, 1]))
-            h = conv2(normalizing: h, with: norm2, p, context, adding: skip)
+            return output(conv1(normalizing: x, with: norm1, p, context, adding: t.reshaped(to: [t.shape[0], c, 1, 1])),
+                          residual: residual, p, context)
         case .default:
             h = norm2(conv1(normalizing: x, with: norm1, p, context, adding: t.reshaped(to: [t.shape[0], c, 1, 1])), p, context, silu: true)
             h = conv2(h.dropout(probability: dropout, generator: &context.generator), p, adding: skip)
@@ -80,9 +80,14 @@ public struct ResnetBlock2D: Module {
         guard let shortcut, timeEmbeddingNorm == .default, norm1.kind == .group, !(context.training && dropout > 0),
               Tensor.readsConcatenationInPlace(x, skip, weights: [conv1.weight(p), shortcut.weight(p)])
         else { return self(Tensor.concatenate([x, skip], alongAxis: 1), temb, p, context) }
-        let t = timeProjection(temb.silu(), p)
-        let residual = shortcut(x, concatenatedWith: skip, p)
-        let h = conv1(normalizing: x, concatenatedWith: skip, with: norm1, p, adding: t.reshaped(to: [t.shape[0], conv1.outChannels, 1, 1]))
+        let t = timeProjection(temb.silu(), p), shifts = t.reshaped(to: [t.shape[0], conv1.outChannels, 1, 1])
+        return output(conv1(normalizing: x, concatenatedWith: skip, with: norm1, p, adding: shifts),
+                      residual: shortcut(x, concatenatedWith: skip, p), p, context)
+    }
+
+    /// (shortcut + conv2(SiLU(norm2(h)))) / output_scale_factor for conv1's output h (time
+    /// embedding added, no dropout); with factor 1 the shortcut is added by conv2 itself.
+    private func output(_ h: Tensor, residual: Tensor, _ p: ParameterSet, _ context: ForwardContext) -> Tensor {
         if outputScaleFactor == 1 { return conv2(normalizing: h, with: norm2, p, context, adding: residual) }
         return (residual + conv2(normalizing: h, with: norm2, p, context)) * (1 / outputScaleFactor)
     }

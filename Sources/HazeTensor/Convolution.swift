@@ -177,7 +177,7 @@ extension Tensor {
 
     /// The geometry of `conv2d` on an input of `shape`, after checking that the operands fit.
     static func geometry(_ shape: [Int], weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D,
-                                 adding addend: Tensor?) -> ConvGeometry {
+                         adding addend: Tensor?) -> ConvGeometry {
         precondition(shape.count == 4 && weight.rank == 4 && shape[1] == weight.shape[1],
                      "conv2d: input \(shape) does not match weight \(weight.shape)")
         precondition(bias == nil || bias!.shape == [weight.shape[0]], "conv2d: bias \(bias!.shape) for weight \(weight.shape)")
