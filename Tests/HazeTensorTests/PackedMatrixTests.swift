@@ -44,11 +44,14 @@ final class PackedMatrixTests: XCTestCase {
     }
 
     /// A last panel of 16 + R columns (R ≤ 4; a 7×7 plane's 49 = 32 + 17) takes its R columns as
-    /// 8-lane FMAs down the rows, each element the same sum in the same order as in a panel of 32:
-    /// the same bits as the first columns of a wider product whose extra columns of B are zero.
+    /// 8-lane FMAs down the rows, each element the same sum in the same order as in a panel of 32;
+    /// a product of one panel (N ≤ 32) runs each 8-row block's depth chunks in turn instead of each
+    /// chunk's blocks: the same bits as the first columns of a wider product whose extra columns of
+    /// B are zero.
     func testNarrowLastColumnsKeepTheBits() throws {
         try XCTSkipUnless(PackedMatrices.available, "no AVX-512: BLAS products")
-        for (m, n, k) in [(13, 49, 300), (16, 17, 40), (9, 18, 129), (8, 19, 7), (11, 20, 64), (24, 52, 33)] {
+        for (m, n, k) in [(13, 49, 300), (16, 17, 40), (9, 18, 129), (8, 19, 7), (11, 20, 64), (24, 52, 33),
+                          (40, 32, 300), (24, 16, 260), (17, 9, 200), (33, 27, 131)] {
             let wide = 64
             let a = Tensor.uniform([m, k], low: -1, high: 1, seed: UInt64(850 + n)).scalars
             let narrowB = Tensor.uniform([k, n], low: -1, high: 1, seed: UInt64(860 + k)).scalars
