@@ -41,7 +41,9 @@ public struct SelfAttention: Module {
         let inner = heads * headDimension
         let normed = groupNorm.map { $0(x, p, context) } ?? x
         let projections = [query, key, value]
-        let weight = Tensor.concatenate(projections.map { $0.weight(p) }, alongAxis: 0).reshaped(to: [3 * inner, c, 1, 1])
+        let weight = Tensor.derivedWeight(named: "stacked q/k/v", from: projections.map { $0.weight(p) }) {
+            Tensor.concatenate($0, alongAxis: 0).reshaped(to: [3 * inner, c, 1, 1])
+        }
         let bias = query.bias ? Tensor.concatenate(projections.map { $0.biasValue(p)! }, alongAxis: 0) : nil
         let qkv = Tensor.conv2d(normed, weight: weight, bias: bias).reshaped(to: [n, 3 * inner, h * w])
         let attended = Tensor.selfAttention(channelsFirst: qkv, heads: heads).reshaped(to: [n, inner, h, w])

@@ -17,30 +17,38 @@ enum PreparedWeights {
         case attentionOutput
         /// The packed weights of the direct strided convolution (haze_direct_pack).
         case direct
+        /// A weight made from other weights (`Tensor.derivedWeight(named:from:_:)`).
+        case derived(name: String)
     }
 
     private struct Key: Hashable {
-        let address: UInt, count: Int, form: Form, precision: Precision
+        let addresses: [UInt], counts: [Int], form: Form, precision: Precision
     }
     /// The cache of the innermost `reusingTransformedWeights`, or nil (no caching). Each entry keeps
-    /// its weight tensor alive, so no other tensor can take its address while it is cached.
-    nonisolated(unsafe) private static var entries: [Key: (weight: Tensor, value: Any)]?
+    /// its weight tensors alive, so no other tensor can take their addresses while it is cached.
+    nonisolated(unsafe) private static var entries: [Key: (weights: [Tensor], value: Any)]?
     private static let lock = NSLock()
     /// How many times weights have been prepared, in any form (for tests).
     nonisolated(unsafe) private(set) static var preparations = 0
 
     /// w prepared in `form`: the cached value inside a reuse scope, else `make()`.
     static func value<Value>(for w: Tensor, as form: Form, make: () -> Value) -> Value {
+        value(for: [w], as: form, make: make)
+    }
+
+    /// ws prepared together in `form`: the cached value inside a reuse scope, else `make()`.
+    static func value<Value>(for ws: [Tensor], as form: Form, make: () -> Value) -> Value {
         lock.lock()
         let active = entries != nil
-        let key = Key(address: w.withScalars { UInt(bitPattern: $0) }, count: w.count, form: form, precision: Precision.current)
+        let key = Key(addresses: ws.map { w in w.withScalars { UInt(bitPattern: $0) } }, counts: ws.map(\.count), form: form,
+                      precision: Precision.current)
         let found = entries?[key]?.value
         lock.unlock()
         if let found = found as? Value { return found }
         let value = make()
         lock.lock()
         preparations += 1
-        if active { entries?[key] = (w, value) }
+        if active { entries?[key] = (ws, value) }
         lock.unlock()
         return value
     }
@@ -65,5 +73,18 @@ extension ConvolutionAlgorithm {
     /// weights that do not change (sampling). Weights must not be modified in place inside `body`.
     public static func reusingTransformedWeights<R>(_ body: () throws -> R) rethrows -> R {
         try PreparedWeights.scope(body)
+    }
+}
+
+extension Tensor {
+    /// `make(sources)`: a weight made from parameter tensors, such as the three attention
+    /// projections stacked into one. Inside `ConvolutionAlgorithm.reusingTransformedWeights` it is
+    /// made once per `sources` and `name`, and the same tensor comes back on every call, so the
+    /// weights prepared from it are found in the cache again. (A new tensor each call would be
+    /// prepared, and cached, again on every call: the cache would grow for the whole run.) Outside
+    /// a scope, or where a gradient is recorded through `sources`, it is made on every call.
+    public static func derivedWeight(named name: String, from sources: [Tensor], _ make: ([Tensor]) -> Tensor) -> Tensor {
+        if sources.contains(where: { $0.node != nil }) { return make(sources) }
+        return PreparedWeights.value(for: sources, as: .derived(name: name)) { make(sources) }
     }
 }

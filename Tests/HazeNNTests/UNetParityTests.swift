@@ -148,3 +148,40 @@ final class ConcatenatedSkipTests: XCTestCase {
         for (key, g) in gradients { XCTAssertEqual(g.scalars, copiedGradients[key]!.scalars, key) }
     }
 }
+
+/// A sampling run calls the network tens to a thousand times inside
+/// `reusingTransformedWeights`: every weight is prepared on the first call and found again on
+/// the later ones, so the cache, and the process, stop growing. A weight made anew on each call
+/// (the stacked q/k/v projections once were) would be prepared and kept again every call.
+final class PreparedWeightsReuseTests: XCTestCase {
+    func checkNothingPreparedAfterTheFirstCall(_ name: String, _ forward: () -> Tensor) {
+        let plain = forward()
+        ConvolutionAlgorithm.reusingTransformedWeights {
+            let first = PreparedWeights.preparations
+            XCTAssertEqual(forward().scalars, plain.scalars, "\(name): prepared weights give the same bits")
+            let second = PreparedWeights.preparations
+            XCTAssertGreaterThan(second, first, "\(name): the first call prepares its weights")
+            for _ in 0..<2 { XCTAssertEqual(forward().scalars, plain.scalars, name) }
+            XCTAssertEqual(PreparedWeights.preparations, second, "\(name): later calls prepare nothing")
+        }
+    }
+
+    func testEveryWeightIsPreparedOnce() throws {
+        var config = UNet2DModelConfig()
+        config.sampleSize = [16, 16]; config.inChannels = 3; config.outChannels = 3
+        config.blockOutChannels = [16, 32]; config.layersPerBlock = 1; config.normNumGroups = 8
+        config.downBlockTypes = ["DownBlock2D", "AttnDownBlock2D"]
+        config.upBlockTypes = ["AttnUpBlock2D", "UpBlock2D"]
+        let model = try UNet2DModel(config: config), p = model.initialParameters(seed: 3)
+        let x = Tensor.normal([2, 3, 16, 16], seed: 4)
+        checkNothingPreparedAfterTheFirstCall("UNet2DModel with attention") { model(x, timesteps: [5, 900], parameters: p) }
+        config.attentionType = .linear
+        let linear = try UNet2DModel(config: config), r = linear.initialParameters(seed: 3)
+        checkNothingPreparedAfterTheFirstCall("UNet2DModel with linear attention") { linear(x, timesteps: [5, 900], parameters: r) }
+
+        var c = TFArticleUNetConfig()
+        c.imageSize = 16
+        let article = try TFArticleUNet(config: c), q = article.initialParameters(seed: 5)
+        checkNothingPreparedAfterTheFirstCall("the notebook's network") { article(x, timesteps: [5, 900], parameters: q) }
+    }
+}
