@@ -91,10 +91,17 @@ enum Winograd {
     /// the weight gradient, which has no bf16 kernel, keeps F(4×4) in float32 (bf16 training step,
     /// same run, alternating, `haze-bench unet --precision bfloat16`: faces-64 b16 2627/2588 →
     /// 2380/2486 ms, tf-article b32 3063/2916 → 2750/2621 ms), except on planes 8 wide or less,
-    /// where it keeps F(2×2).
+    /// where it keeps F(2×2). Planes laid out 64 wide keep F(4×4) in float32 in bf16 too: their
+    /// transforms, not their products, set the pace, and F(4×4)'s are the cheaper per output
+    /// (`haze-bench convs --config faces-64 --precision bfloat16 --prepared-weights`, forward ms,
+    /// bf16 F(2×2) against float32 F(4×4), two rounds: [16,64,64,64]→64 9.38 → 7.13, 128→128
+    /// 33.7 → 26.6, 192→64 29.2 → 21.8, 128→64 21.5 → 14.2; forward + backward 48.1 → 43.1, 137.1
+    /// → 127.8, 105.5 → 94.9, 79.4 → 68.4). On the narrower planes bf16 F(2×2) is as fast or faster
+    /// (32 wide: 128→128 6.58 → 6.35 but 256→256 23.4 → 27.3; 16 wide 11.9 → 13.5 at 512→256).
     static func usesRowTiles(n: Int, h: Int, w: Int, forWeightGradient: Bool = false) -> Bool {
         guard !usesImagesInLanes(n: n, h: h, w: w) && haze_winograd43_rows_fit(h, w) != 0 else { return false }
-        return forWeightGradient ? w > 8 : !(Precision.current == .bfloat16 && Precision.bfloat16Available)
+        if forWeightGradient { return w > 8 }
+        return !(Precision.current == .bfloat16 && Precision.bfloat16Available) || w > 32
     }
 
     /// The transformed weights of one convolution, in the form `convolve` uses them.

@@ -18,7 +18,10 @@ struct ConvolutionChoices: ParsableCommand {
         medians over the rounds per algorithm) and the totals over the network's calls. A shape is marked
         where another path beats the choice by more than 5 % in the median of the rounds' paired ratios;
         an algorithm that takes the same path as automatic there (1×1 and strided convolutions under
-        small-tiles) runs the same code, and its difference is noise, never a mark.
+        small-tiles) runs the same code, and its difference is noise, never a mark. With --precision
+        bfloat16 the three run in bf16 and a fourth column times automatic in float32, so each shape
+        shows whether bf16 pays there. With --prepared-weights the forwards run as a sampling run does,
+        their weights prepared once.
         """)
 
     @Option(help: "fmnist-s, cifar-ddpm or faces-64.") var config: Workload = .fmnistS
@@ -30,10 +33,16 @@ struct ConvolutionChoices: ParsableCommand {
     @Option(help: "Timed calls per algorithm, shape and round (after 3 warm-ups in the first round, 1 in the others).")
     var iterations = 6
     @Option(help: "Rounds over the three algorithms per shape.") var rounds = 3
+    @Option(help: "float32, or bfloat16 (the algorithms in bf16, with automatic in float32 beside them).")
+    var precision: Precision = .float32
+    @Flag(help: "Time the forwards with their weights prepared once (as `haze sample` runs them).") var preparedWeights = false
 
     func validate() throws {
         guard iterations >= 2 else { throw ValidationError("--iterations must be at least 2 (got \(iterations))") }
         guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1 (got \(rounds))") }
+        if precision == .bfloat16 && !Precision.bfloat16Available {
+            throw ValidationError("--precision bfloat16 needs a CPU with bf16 products (\(Precision.bfloat16Kernels))")
+        }
     }
 
     func run() throws {
@@ -52,9 +61,14 @@ struct ConvolutionChoices: ParsableCommand {
             if counts[shape] == nil { shapes.append(shape) }
             counts[shape, default: 0] += 1
         }
-        print("\(workload), batch \(n), \(threads) threads: \(calls.count) convolutions per forward, \(shapes.count) shapes")
-        let algorithms: [(String, ConvolutionAlgorithm)] = [("automatic", .automatic), ("small-tiles", .smallTiles), ("im2col", .im2col)]
-        print("shape                              calls  automatic path            forward ms: auto / F(2×2) / im2col   fwd+bwd ms: auto / F(2×2) / im2col")
+        print("\(workload), batch \(n), \(threads) threads, \(precision.rawValue)\(preparedWeights ? ", forwards with prepared weights" : ""): "
+              + "\(calls.count) convolutions per forward, \(shapes.count) shapes")
+        var algorithms: [(name: String, algorithm: ConvolutionAlgorithm, precision: Precision)] =
+            [("automatic", .automatic, precision), ("small-tiles", .smallTiles, precision), ("im2col", .im2col, precision)]
+        if precision == .bfloat16 { algorithms.append(("automatic-f32", .automatic, .float32)) }
+        defer { (ConvolutionAlgorithm.current, Precision.current) = (.automatic, .float32) }
+        let columns = precision == .bfloat16 ? "auto / F(2×2) / im2col / f32" : "auto / F(2×2) / im2col"
+        print("shape                              calls  automatic path            forward ms: \(columns)   fwd+bwd ms: \(columns)")
         var totals = Array(repeating: (forward: 0.0, both: 0.0), count: algorithms.count)
         var best = (forward: 0.0, both: 0.0)
         func median(_ values: [Double]) -> Double {
@@ -62,8 +76,8 @@ struct ConvolutionChoices: ParsableCommand {
             return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
         }
         for shape in shapes {
-            let paths = algorithms.map { _, algorithm in
-                ConvolutionAlgorithm.current = algorithm
+            let paths = algorithms.map { _, algorithm, precision in
+                (ConvolutionAlgorithm.current, Precision.current) = (algorithm, precision)
                 return shape.forwardPath
             }
             let input = Tensor.normal(shape.input, seed: 2), weight = Tensor.normal(shape.weight, std: 0.05, seed: 3)
@@ -71,12 +85,13 @@ struct ConvolutionChoices: ParsableCommand {
             // samples[algorithm][round]: the medians of one round's calls.
             var samples = Array(repeating: [(forward: Double, both: Double)](), count: algorithms.count)
             for round in 0..<rounds {
-                for (i, (_, algorithm)) in algorithms.enumerated() {
-                    ConvolutionAlgorithm.current = algorithm
+                for (i, (_, algorithm, precision)) in algorithms.enumerated() {
+                    (ConvolutionAlgorithm.current, Precision.current) = (algorithm, precision)
                     let warmup = round == 0 ? 3 : 1
-                    let forward = measure(warmup: warmup, iterations: iterations) {
+                    let timeForward = { measure(warmup: warmup, iterations: iterations) {
                         _ = Tensor.conv2d(input, weight: weight, stride: shape.stride, padding: shape.padding)
-                    }
+                    } }
+                    let forward = preparedWeights ? ConvolutionAlgorithm.reusingTransformedWeights(timeForward) : timeForward()
                     let both = measure(warmup: warmup, iterations: iterations) {
                         _ = valueWithGradient(at: [input, weight]) { t in
                             (Tensor.conv2d(t[0], weight: t[1], stride: shape.stride, padding: shape.padding) * cotangent).sum()
@@ -85,7 +100,7 @@ struct ConvolutionChoices: ParsableCommand {
                     samples[i].append((forward.medianMs, both.medianMs))
                 }
             }
-            ConvolutionAlgorithm.current = .automatic
+            (ConvolutionAlgorithm.current, Precision.current) = (.automatic, .float32)
             let times = samples.map { (forward: median($0.map(\.forward)), both: median($0.map(\.both))) }
             let count = Double(counts[shape]!)
             for i in times.indices { totals[i] = (totals[i].forward + count * times[i].forward, totals[i].both + count * times[i].both) }
@@ -102,7 +117,7 @@ struct ConvolutionChoices: ParsableCommand {
                   + paths[0].padding(toLength: 26, withPad: " ", startingAt: 0) + row(times.map(\.forward)) + "          "
                   + row(times.map(\.both)) + mark)
         }
-        print("per forward (calls × ms): " + zip(algorithms, totals).map { String(format: "%@ %.1f / %.1f", $0.0.0, $0.1.forward, $0.1.both) }
+        print("per forward (calls × ms): " + zip(algorithms, totals).map { String(format: "%@ %.1f / %.1f", $0.0.name, $0.1.forward, $0.1.both) }
             .joined(separator: ", ") + String(format: "; the fastest of each shape %.1f / %.1f (forward / fwd+bwd)", best.forward, best.both))
     }
 }
