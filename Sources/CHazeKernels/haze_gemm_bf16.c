@@ -1,6 +1,7 @@
 // C [M, N] = A [M, K] · B [K, N] (or C += A·B) in bfloat16 with float32 accumulation, the
 // counterpart of haze_gemm_packed (haze_gemm.c) with the same callers: A is packed once, as pairs
-// of consecutive K (haze_gemm_pack_bf16, from haze_gemm_pack's float layout); B stays float32 in
+// of consecutive K (haze_gemm_pack_bf16 from haze_gemm_pack's float layout, or
+// haze_gemm_pack_bf16_rows straight from A's rows, the same words); B stays float32 in
 // place and is rounded to bf16 pairs (round to nearest even) as panels of it are read. Inputs are
 // rounded to 8 significant bits; sums keep float32's 24.
 //
@@ -76,6 +77,33 @@ void haze_gemm_pack_bf16(const float *packed, uint32_t *out, long m, long k) {
     }
 #endif
     pack_pair_layout(packed, out, m, k);
+}
+
+int haze_gemm_bf16_packs_rows(void) { return current_kernel() != BF16_AMX; }
+
+void haze_gemm_pack_bf16_rows(const float *a, long lda, uint32_t *out, long m, long k) {
+    // The words of pack_pair_layout, read from A's rows: each row's pairs are rounded into a
+    // buffer by a loop the compiler vectorises, then stored 8 words apart.
+    enum { CHUNK = 256 };
+    const long pairs = (k + 1) / 2;
+    uint32_t words[CHUNK];
+    for (long r0 = 0; r0 < m; r0 += ROWS)
+        for (long r = 0; r < ROWS; r++) {
+            uint32_t *column = out + r0 * pairs + r;
+            const float *row = a + (r0 + r) * lda;
+            for (long q0 = 0; q0 < pairs; q0 += CHUNK) {
+                const long count = pairs - q0 < CHUNK ? pairs - q0 : CHUNK;
+                if (r0 + r >= m) {
+                    for (long q = 0; q < count; q++) words[q] = 0;
+                } else {
+                    const long whole = (k / 2 - q0 < count ? k / 2 - q0 : count);  // pairs with both halves in A
+                    for (long q = 0; q < whole; q++)
+                        words[q] = bf16_bits(row[2 * (q0 + q)]) | bf16_bits(row[2 * (q0 + q) + 1]) << 16;
+                    if (whole < count) words[whole] = bf16_bits(row[k - 1]);  // odd K: the last pair's high half is 0
+                }
+                for (long q = 0; q < count; q++) column[(q0 + q) * ROWS] = words[q];
+            }
+        }
 }
 
 // Portable and slow, A in the pair layout; the same rounding.

@@ -6,7 +6,7 @@ import Dispatch
 /// convolution for `haze_gemm_packed` (CHazeKernels/haze_gemm.c), which then reads B in place:
 /// no per-call packing, which is much of a BLAS call's cost at the small sizes where `Winograd`
 /// uses it. In bf16 (`Precision.current`, on any CPU with a bf16 kernel) they are packed as bf16
-/// pairs for `haze_gemm_packed_bf16`. Elsewhere they are kept as they are and the products go to
+/// pairs for `haze_gemm_packed_bf16`, straight from the rows (from the float layout for AMX). Elsewhere they are kept as they are and the products go to
 /// BLAS.
 struct PackedMatrices {
     let rows, columns, count: Int
@@ -25,7 +25,24 @@ struct PackedMatrices {
     init(_ a: UnsafePointer<Float>, count: Int = 1, rows: Int, columns: Int, bfloat16Allowed: Bool = true) {
         (self.rows, self.columns, self.count) = (rows, columns, count)
         let size = rows * columns
-        // Packed for the float32 kernel (AVX-512) or, in bf16, on the way to the bf16 pairs.
+        if bfloat16Allowed && Precision.current == .bfloat16 && Precision.bfloat16Available && haze_gemm_bf16_packs_rows() != 0 {
+            // Straight to the bf16 pairs, 8-row block by block: the words of packing, then rounding.
+            let pairSize = haze_gemm_packed_bf16_size(rows, columns), blocks = (rows + 7) / 8, pairsPerRow = (columns + 1) / 2
+            (stride, values, pairStride) = (0, [], pairSize)
+            pairs = [UInt32](unsafeUninitializedCapacity: count * pairSize) { buffer, initialized in
+                let out = buffer.baseAddress!
+                Parallel.forEach(count * blocks, cost: 8 * columns) { range in
+                    for item in range {
+                        let (i, block) = item.quotientAndRemainder(dividingBy: blocks)
+                        haze_gemm_pack_bf16_rows(a + i * size + 8 * block * columns, columns, out + i * pairSize + 8 * block * pairsPerRow,
+                                                 Swift.min(8, rows - 8 * block), columns)
+                    }
+                }
+                initialized = count * pairSize
+            }
+            return
+        }
+        // Packed for the float32 kernel (AVX-512) or, in bf16 on AMX, on the way to its tiles.
         guard Self.available || bfloat16Allowed && Precision.current == .bfloat16 && Precision.bfloat16Available else {
             stride = size
             values = Array(UnsafeBufferPointer(start: a, count: count * size))

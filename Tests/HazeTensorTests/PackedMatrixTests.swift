@@ -1,4 +1,5 @@
 import XCTest
+import CHazeKernels
 @testable import HazeTensor
 
 /// The packed-left-matrix products (haze_gemm.c, or BLAS where there is no AVX-512) against BLAS:
@@ -188,6 +189,32 @@ final class BFloat16Tests: XCTestCase {
                 XCTAssertLessThan(worstFloat, 0x1p-8 + Double(k + 1) * 0x1p-24, "\(m)×\(n)×\(k): against float32 inputs")
                 if k > 1 { XCTAssertGreaterThan(worstFloat, 1e-5, "\(m)×\(n)×\(k): bf16 did run") }
             }
+        }
+    }
+
+    /// bf16 pairs packed straight from A's rows (`haze_gemm_pack_bf16_rows`, what `PackedMatrices`
+    /// does in bf16) are the words of packing A first and rounding the packed copy: partial 8-row
+    /// blocks, odd K, K over one 256-pair chunk, a row stride past K, whole or block by block.
+    func testPairsStraightFromRows() throws {
+        try XCTSkipUnless(haze_gemm_bf16_packs_rows() != 0, "AMX packs its tiles from the float layout")
+        for (m, k) in [(13, 37), (16, 256), (9, 600), (1, 1), (8, 513), (24, 1030)] {
+            let lda = k + 3, pairs = (k + 1) / 2, size = haze_gemm_packed_bf16_size(m, k)
+            let a = Tensor.uniform([m, lda], low: -2, high: 2, seed: UInt64(m * 1000 + k)).scalars
+            var packed = [Float](repeating: .nan, count: haze_gemm_packed_size(m, k))
+            var expected = [UInt32](repeating: 1, count: size), whole = [UInt32](repeating: 2, count: size)
+            var blocks = [UInt32](repeating: 3, count: size)
+            a.withUnsafeBufferPointer { pa in
+                haze_gemm_pack(pa.baseAddress!, lda, &packed, m, k)
+                haze_gemm_pack_bf16(packed, &expected, m, k)
+                haze_gemm_pack_bf16_rows(pa.baseAddress!, lda, &whole, m, k)
+                blocks.withUnsafeMutableBufferPointer { out in
+                    for r0 in stride(from: 0, to: m, by: 8) {
+                        haze_gemm_pack_bf16_rows(pa.baseAddress! + r0 * lda, lda, out.baseAddress! + r0 * pairs, min(8, m - r0), k)
+                    }
+                }
+            }
+            XCTAssertEqual(whole, expected, "\(m)×\(k)")
+            XCTAssertEqual(blocks, expected, "\(m)×\(k), block by block")
         }
     }
 

@@ -168,6 +168,11 @@ void haze_gemm_rows(const float *a, long lda, const float *b, long ldb, float *c
 /// names ("AMX-BF16", "AVX512_BF16", "Arm BF16"; NULL where there is none).
 long haze_gemm_packed_bf16_size(long m, long k);
 void haze_gemm_pack_bf16(const float *packed, uint32_t *out, long m, long k);
+/// The same words straight from A [M, K] row-major (row stride lda), without haze_gemm_pack's float
+/// copy; an 8-row block of A may be packed alone, into out + r0 · ⌈K/2⌉. Only where
+/// haze_gemm_bf16_packs_rows(): every kernel's layout but AMX's tiles.
+void haze_gemm_pack_bf16_rows(const float *a, long lda, uint32_t *out, long m, long k);
+int haze_gemm_bf16_packs_rows(void);
 int haze_gemm_bf16_available(void);
 const char *haze_gemm_bf16_kernel(void);
 void haze_gemm_packed_bf16(const uint32_t *packed, const float *b, long ldb, float *c, long ldc, long m, long n, long k,
