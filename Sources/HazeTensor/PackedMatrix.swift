@@ -6,8 +6,8 @@ import Dispatch
 /// convolution for `haze_gemm_packed` (CHazeKernels/haze_gemm.c), which then reads B in place:
 /// no per-call packing, which is much of a BLAS call's cost at the small sizes where `Winograd`
 /// uses it. In bf16 (`Precision.current`, on any CPU with a bf16 kernel) they are packed as bf16
-/// pairs for `haze_gemm_packed_bf16`, straight from the rows (from the float layout for AMX). Elsewhere they are kept as they are and the products go to
-/// BLAS.
+/// pairs for `haze_gemm_packed_bf16`, straight from the rows (from the float layout for AMX).
+/// Elsewhere they are kept as they are and the products go to BLAS.
 struct PackedMatrices {
     let rows, columns, count: Int
     private var values: [Float]  // emptied once `pairs` hold the matrices
